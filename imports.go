@@ -1,0 +1,8 @@
+// Package caddymcp makes Caddy an MCP gateway and registry. Importing it (xcaddy --with
+// github.com/caddymcp/caddymcp) registers every caddymcp module.
+package caddymcp
+
+import (
+	_ "github.com/caddymcp/caddymcp/mcpgateway"
+	_ "github.com/caddymcp/caddymcp/mcpregistry"
+)

@@ -1,0 +1,97 @@
+package mcpgateway
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mcp_gateway", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("mcp_gateway", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(Gateway)
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return g, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mcp_gateway [<matcher>] {
+//		prefix                  <path>
+//		max_body_size           <size>
+//		allowed_origins         <origin...>
+//		allowed_hosts           <host...>
+//		dial_timeout            <duration>
+//		response_header_timeout <duration>
+//	}
+func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	one := func() (string, error) {
+		if !d.NextArg() {
+			return "", d.ArgErr()
+		}
+		v := d.Val()
+		if d.NextArg() {
+			return "", d.ArgErr()
+		}
+		return v, nil
+	}
+	duration := func() (caddy.Duration, error) {
+		v, err := one()
+		if err != nil {
+			return 0, err
+		}
+		dur, err := caddy.ParseDuration(v)
+		if err != nil {
+			return 0, d.Errf("bad duration %q: %v", v, err)
+		}
+		return caddy.Duration(dur), nil
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "prefix":
+			g.Prefix, err = one()
+		case "max_body_size":
+			var v string
+			if v, err = one(); err == nil {
+				var n uint64
+				n, err = humanize.ParseBytes(v)
+				if err != nil || n == 0 || n > 1<<40 {
+					return d.Errf("bad max_body_size %q: want a size such as 4MiB", v)
+				}
+				g.MaxBodySize = int64(n)
+			}
+		case "allowed_origins":
+			g.AllowedOrigins = append(g.AllowedOrigins, d.RemainingArgs()...)
+			if len(g.AllowedOrigins) == 0 {
+				return d.ArgErr()
+			}
+		case "allowed_hosts":
+			g.AllowedHosts = append(g.AllowedHosts, d.RemainingArgs()...)
+			if len(g.AllowedHosts) == 0 {
+				return d.ArgErr()
+			}
+		case "dial_timeout":
+			g.DialTimeout, err = duration()
+		case "response_header_timeout":
+			g.ResponseHeaderTimeout, err = duration()
+		default:
+			return d.Errf("unknown mcp_gateway option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*Gateway)(nil)

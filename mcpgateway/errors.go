@@ -1,0 +1,42 @@
+package mcpgateway
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/caddymcp/caddymcp/internal/jsonrpc"
+)
+
+// JSON-RPC error codes the gateway itself answers with (the implementation-defined
+// server-error range). They are documented in the README.
+const (
+	codeUnknownServer       = -32001 // 404: no server at this path
+	codeServerDisabled      = -32002 // 503: the server is disabled in the registry
+	codeUpstreamUnreachable = -32003 // 502: the upstream refused, reset or is down
+	codeUpstreamTimeout     = -32004 // 504: the upstream did not answer in time
+	codeForbidden           = -32005 // 403: Host or Origin not allowed
+)
+
+// writeRPCError answers with an HTTP status and a JSON-RPC error body.
+func writeRPCError(w http.ResponseWriter, status int, id string, code int, message string) {
+	body := jsonrpc.AppendErrorResponse(make([]byte, 0, 96+len(message)), id, code, message)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func writeTooLarge(w http.ResponseWriter, limit int64) {
+	writeRPCError(w, http.StatusRequestEntityTooLarge, "", jsonrpc.CodeInvalidRequest,
+		"request body exceeds the gateway's limit of "+strconv.FormatInt(limit, 10)+" bytes")
+}
+
+// quote renders an untrusted value for an error message, bounded in length.
+func quote(s string) string {
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return strconv.Quote(s)
+}

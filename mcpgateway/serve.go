@@ -1,0 +1,204 @@
+package mcpgateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddymcp/caddymcp/internal/jsonrpc"
+	"github.com/caddymcp/caddymcp/mcpregistry"
+)
+
+// exchange is the per-request state of the gateway, pooled so the hot path allocates
+// little: the body buffer, the inspection result and the body handed to the upstream.
+type exchange struct {
+	buf     []byte
+	inspect jsonrpc.Inspection
+	body    replayBody
+}
+
+var exchangePool = sync.Pool{New: func() any { return &exchange{buf: make([]byte, 0, 4096)} }}
+
+// maxPooledBuffer keeps a rare huge request from pinning its buffer in the pool.
+const maxPooledBuffer = 64 << 10
+
+func (x *exchange) release() {
+	if cap(x.buf) > maxPooledBuffer {
+		x.buf = make([]byte, 0, 4096)
+	}
+	x.buf = x.buf[:0]
+	x.body.Reader.Reset(nil)
+	exchangePool.Put(x)
+}
+
+// replayBody is the inspected request body, handed on to the upstream.
+type replayBody struct{ bytes.Reader }
+
+func (*replayBody) Close() error { return nil }
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	segment, sub, ep, ok := splitRoute(r.URL.Path, g.Prefix)
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	if !g.hosts.allowHost(r.Host, localAddr(r)) {
+		writeRPCError(w, http.StatusForbidden, "", codeForbidden, "host "+quote(r.Host)+" is not allowed (DNS-rebinding protection); list it in the gateway's allowed_hosts")
+		return nil
+	}
+	if origin := r.Header.Get("Origin"); !g.hosts.allowOrigin(origin, r.Host) {
+		writeRPCError(w, http.StatusForbidden, "", codeForbidden, "origin "+quote(origin)+" is not allowed; list it in the gateway's allowed_origins")
+		return nil
+	}
+	server := g.registry.Lookup(segment)
+	if server == nil || !transportServes(server.Transport, ep) {
+		writeRPCError(w, http.StatusNotFound, "", codeUnknownServer, "no MCP server at "+quote(r.URL.Path))
+		return nil
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.mcp.server", server.Name)
+	if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
+		repl.Set("http.mcp.session_id", sid)
+	}
+	if !server.Enabled {
+		writeRPCError(w, http.StatusServiceUnavailable, "", codeServerDisabled, "MCP server "+quote(server.Name)+" is disabled")
+		return nil
+	}
+
+	x := exchangePool.Get().(*exchange)
+	defer x.release()
+	if r.Method == http.MethodPost {
+		if !g.readAndInspect(w, r, x, repl) {
+			return nil
+		}
+	}
+
+	if name, ok := strings.CutPrefix(server.Upstream, mcpregistry.BuiltinScheme+":"); ok {
+		h := g.registry.Builtin(name)
+		if h == nil {
+			writeRPCError(w, http.StatusBadGateway, "", codeUpstreamUnreachable, "builtin MCP server "+quote(name)+" is not running")
+			return nil
+		}
+		h.ServeHTTP(w, r)
+		return nil
+	}
+	return g.forward(w, r, server, segment, sub, ep)
+}
+
+// readAndInspect reads the bounded JSON-RPC body, checks it and the MCP headers, records
+// placeholders, and replaces r.Body with the bytes read. It writes the error response
+// itself and returns false when the request must stop here.
+func (g *Gateway) readAndInspect(w http.ResponseWriter, r *http.Request, x *exchange, repl *caddy.Replacer) bool {
+	if r.ContentLength > g.MaxBodySize {
+		writeTooLarge(w, g.MaxBodySize)
+		return false
+	}
+	body, err := readBounded(r.Body, x.buf, g.MaxBodySize)
+	x.buf = body
+	if errors.Is(err, errTooLarge) {
+		writeTooLarge(w, g.MaxBodySize)
+		return false
+	}
+	if err != nil {
+		writeRPCError(w, http.StatusBadRequest, "", jsonrpc.CodeParseError, "reading request body: "+err.Error())
+		return false
+	}
+	if err := jsonrpc.Inspect(body, &x.inspect); err != nil {
+		var rpcErr *jsonrpc.Error
+		errors.As(err, &rpcErr)
+		writeRPCError(w, http.StatusBadRequest, "", rpcErr.Code, rpcErr.Message)
+		return false
+	}
+	first := &x.inspect.Messages[0]
+	if err := jsonrpc.CheckHeaders(r.Header.Get("Mcp-Protocol-Version"), r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name"), &x.inspect); err != nil {
+		var rpcErr *jsonrpc.Error
+		errors.As(err, &rpcErr)
+		writeRPCError(w, http.StatusBadRequest, first.ID, rpcErr.Code, rpcErr.Message)
+		return false
+	}
+	setMessagePlaceholders(repl, &x.inspect)
+	x.body.Reader.Reset(body)
+	r.Body = &x.body
+	r.ContentLength = int64(len(body))
+	r.TransferEncoding = nil
+	return true
+}
+
+func setMessagePlaceholders(repl *caddy.Replacer, in *jsonrpc.Inspection) {
+	first := &in.Messages[0]
+	method := first.Method
+	if in.Batch {
+		method = batchMethods(in.Messages)
+	}
+	if method != "" {
+		repl.Set("http.mcp.method", method)
+	}
+	if first.ID != "" && !in.Batch {
+		repl.Set("http.mcp.request_id", first.ID)
+	}
+	if first.Name == "" || in.Batch {
+		return
+	}
+	switch first.Method {
+	case "tools/call":
+		repl.Set("http.mcp.tool", first.Name)
+	case "prompts/get":
+		repl.Set("http.mcp.prompt", first.Name)
+	default:
+		repl.Set("http.mcp.resource", first.Name)
+	}
+}
+
+// batchMethods names the methods of a batch, comma-separated, for logs.
+func batchMethods(msgs []jsonrpc.Message) string {
+	var b strings.Builder
+	for i := range msgs {
+		if msgs[i].Method == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(msgs[i].Method)
+	}
+	return b.String()
+}
+
+var errTooLarge = errors.New("body too large")
+
+// readBounded appends all of r to buf, failing with errTooLarge once more than limit
+// bytes arrive.
+func readBounded(r io.Reader, buf []byte, limit int64) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return buf, errTooLarge
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return buf, errTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+func transportServes(t mcpregistry.Transport, ep endpoint) bool {
+	if t == mcpregistry.TransportSSE {
+		return ep == endpointSSE || ep == endpointMessage
+	}
+	return ep == endpointMCP
+}

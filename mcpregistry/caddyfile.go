@@ -1,0 +1,163 @@
+package mcpregistry
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("mcp_registry", parseGlobalOption)
+}
+
+// parseGlobalOption sets up the mcp_registry app from the Caddyfile. Syntax:
+//
+//	mcp_registry {
+//		storage bbolt [<path>] {
+//			open_timeout <duration>
+//		}
+//		disable_builtin_server
+//		server <name> [<upstream>] {
+//			upstream     <url>|builtin:<name>
+//			path         <segment>
+//			transport    streamable-http|sse
+//			description  <text>
+//			tags         <tag...>
+//			disabled
+//			backend_auth none|bearer|api_key [<header>]
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("mcp_registry is given twice; declare everything in one block")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "mcp_registry", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile reads the mcp_registry global option.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "storage":
+			if a.Storage != nil {
+				return d.Err("storage already specified")
+			}
+			a.Storage = new(StorageConfig)
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Storage.Backend = d.Val()
+			if d.NextArg() {
+				a.Storage.Path = d.Val()
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for d.NextBlock(1) {
+				switch d.Val() {
+				case "open_timeout":
+					if !d.NextArg() {
+						return d.ArgErr()
+					}
+					dur, err := caddy.ParseDuration(d.Val())
+					if err != nil {
+						return d.Errf("bad open_timeout %q: %v", d.Val(), err)
+					}
+					a.Storage.OpenTimeout = caddy.Duration(dur)
+				default:
+					return d.Errf("unknown storage option %q", d.Val())
+				}
+			}
+		case "disable_builtin_server":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.DisableBuiltinServer = true
+		case "server":
+			s, err := unmarshalServer(d)
+			if err != nil {
+				return err
+			}
+			a.Servers = append(a.Servers, s)
+		default:
+			return d.Errf("unknown mcp_registry option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
+	s := new(ServerConfig)
+	if !d.NextArg() {
+		return nil, d.Err("server needs a name")
+	}
+	s.Name = d.Val()
+	if d.NextArg() {
+		s.Upstream = d.Val()
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	one := func() (string, error) {
+		if !d.NextArg() {
+			return "", d.ArgErr()
+		}
+		v := d.Val()
+		if d.NextArg() {
+			return "", d.ArgErr()
+		}
+		return v, nil
+	}
+	var err error
+	for d.NextBlock(1) {
+		switch d.Val() {
+		case "upstream":
+			s.Upstream, err = one()
+		case "path":
+			s.Path, err = one()
+		case "transport":
+			var t string
+			t, err = one()
+			s.Transport = Transport(t)
+		case "description":
+			s.Description, err = one()
+		case "tags":
+			s.Tags = d.RemainingArgs()
+			if len(s.Tags) == 0 {
+				err = d.ArgErr()
+			}
+		case "disabled":
+			if d.NextArg() {
+				err = d.ArgErr()
+			}
+			s.Disabled = true
+		case "backend_auth":
+			args := d.RemainingArgs()
+			if len(args) == 0 || len(args) > 2 {
+				return nil, d.ArgErr()
+			}
+			s.BackendAuth.Scheme = BackendAuthScheme(args[0])
+			if len(args) == 2 {
+				s.BackendAuth.Header = args[1]
+			}
+		default:
+			return nil, d.Errf("unknown server option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if s.Upstream == "" {
+		return nil, d.Errf("server %q needs an upstream", s.Name)
+	}
+	return s, nil
+}

@@ -1,0 +1,180 @@
+package mcpregistry
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Transport is how the gateway speaks to an upstream MCP server.
+type Transport string
+
+const (
+	// TransportStreamableHTTP is the streamable HTTP transport (MCP 2025-03-26 and later).
+	TransportStreamableHTTP Transport = "streamable-http"
+	// TransportSSE is the legacy HTTP+SSE transport (MCP 2024-11-05): a GET stream whose
+	// first event names the endpoint that takes the client's POSTs.
+	TransportSSE Transport = "sse"
+)
+
+// BuiltinScheme marks an upstream served in-process by the plugin (for example
+// "builtin:registry", the registry's own MCP server) rather than over the network.
+const BuiltinScheme = "builtin"
+
+// BackendAuthScheme says how the gateway authenticates to an upstream.
+type BackendAuthScheme string
+
+const (
+	BackendAuthNone   BackendAuthScheme = "none"
+	BackendAuthBearer BackendAuthScheme = "bearer"
+	BackendAuthAPIKey BackendAuthScheme = "api_key"
+)
+
+// BackendAuth describes the credential the gateway presents to an upstream. The secret
+// itself is stored encrypted, separately from the record, and never returned by an API.
+type BackendAuth struct {
+	// Scheme is none (default), bearer (Authorization: Bearer) or api_key (Header).
+	Scheme BackendAuthScheme `json:"scheme,omitempty"`
+	// Header carries the key when Scheme is api_key, e.g. "X-API-Key".
+	Header string `json:"header,omitempty"`
+}
+
+// Source records who owns a server record.
+type Source string
+
+const (
+	// SourceConfig records come from the Caddy config and are replaced on every load.
+	SourceConfig Source = "config"
+	// SourceAPI records were registered at runtime and survive config reloads.
+	SourceAPI Source = "api"
+)
+
+// Server is one approved MCP server in the registry.
+type Server struct {
+	// Name identifies the server: lower-case letters, digits, '.', '_' and '-'.
+	Name string `json:"name"`
+	// Path is the URL path segment clients use: <prefix>/<path>/mcp. Defaults to Name.
+	Path string `json:"path"`
+	// Upstream is the server's MCP endpoint: for streamable-http the URL clients would POST
+	// to (e.g. http://127.0.0.1:3000/mcp); for sse the URL of its GET event stream
+	// (e.g. http://127.0.0.1:3001/sse); or builtin:<name> for an in-process server.
+	Upstream string `json:"upstream"`
+	// Transport is streamable-http (default) or sse.
+	Transport Transport `json:"transport"`
+	// Description is shown to people choosing servers.
+	Description string `json:"description,omitempty"`
+	// Tags group servers for search and filters.
+	Tags []string `json:"tags,omitempty"`
+	// Enabled servers are routed; a disabled one answers 503.
+	Enabled bool `json:"enabled"`
+	// BackendAuth says which credential the gateway injects towards the upstream.
+	BackendAuth BackendAuth `json:"backend_auth"`
+	// Source is config or api.
+	Source Source `json:"source"`
+	// Revision increases by one on every change (optimistic concurrency).
+	Revision uint64 `json:"revision"`
+	// CreatedAt and UpdatedAt are set by the store.
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+// FieldError names the field of a server record that is wrong and why.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Normalize fills defaults and validates s in place. It returns a *FieldError naming
+// the first bad field.
+func (s *Server) Normalize() error {
+	s.Name = strings.TrimSpace(s.Name)
+	if !namePattern.MatchString(s.Name) {
+		return &FieldError{"name", fmt.Sprintf("%q must be 1-63 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit", s.Name)}
+	}
+	s.Path = strings.Trim(strings.TrimSpace(s.Path), "/")
+	if s.Path == "" {
+		s.Path = s.Name
+	}
+	if !namePattern.MatchString(s.Path) {
+		return &FieldError{"path", fmt.Sprintf("%q must be one URL path segment of a-z, 0-9, '.', '_', '-'", s.Path)}
+	}
+	if s.Transport == "" {
+		s.Transport = TransportStreamableHTTP
+	}
+	if s.Transport != TransportStreamableHTTP && s.Transport != TransportSSE {
+		return &FieldError{"transport", fmt.Sprintf("%q is not one of streamable-http, sse", s.Transport)}
+	}
+	if err := validateUpstream(s.Upstream); err != nil {
+		return &FieldError{"upstream", err.Error()}
+	}
+	if strings.HasPrefix(s.Upstream, BuiltinScheme+":") && s.Transport != TransportStreamableHTTP {
+		return &FieldError{"transport", "builtin servers speak streamable-http"}
+	}
+	switch s.BackendAuth.Scheme {
+	case "":
+		s.BackendAuth.Scheme = BackendAuthNone
+	case BackendAuthNone, BackendAuthBearer:
+	case BackendAuthAPIKey:
+		if s.BackendAuth.Header == "" {
+			return &FieldError{"backend_auth.header", "api_key needs the header name that carries the key"}
+		}
+	default:
+		return &FieldError{"backend_auth.scheme", fmt.Sprintf("%q is not one of none, bearer, api_key", s.BackendAuth.Scheme)}
+	}
+	if len(s.Description) > 4096 {
+		return &FieldError{"description", "longer than 4096 bytes"}
+	}
+	for _, t := range s.Tags {
+		if t == "" || len(t) > 64 {
+			return &FieldError{"tags", fmt.Sprintf("%q must be 1-64 bytes", t)}
+		}
+	}
+	if s.Source == "" {
+		s.Source = SourceAPI
+	}
+	return nil
+}
+
+func validateUpstream(raw string) error {
+	if raw == "" {
+		return fmt.Errorf("required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %v", raw, err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return fmt.Errorf("%q has no host", raw)
+		}
+		if u.User != nil {
+			return fmt.Errorf("%q must not embed credentials; use backend_auth", raw)
+		}
+		if u.Fragment != "" {
+			return fmt.Errorf("%q must not have a fragment", raw)
+		}
+	case BuiltinScheme:
+		if u.Opaque == "" {
+			return fmt.Errorf("%q must name a builtin server, e.g. builtin:registry", raw)
+		}
+	default:
+		return fmt.Errorf("%q must use http, https or builtin", raw)
+	}
+	return nil
+}
+
+// sameDefinition reports whether a and b differ only in bookkeeping fields.
+func sameDefinition(a, b *Server) bool {
+	return a.Name == b.Name && a.Path == b.Path && a.Upstream == b.Upstream &&
+		a.Transport == b.Transport && a.Description == b.Description &&
+		slices.Equal(a.Tags, b.Tags) && a.Enabled == b.Enabled &&
+		a.BackendAuth == b.BackendAuth && a.Source == b.Source
+}

@@ -1,0 +1,170 @@
+package mcpregistry
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// ServerSummary is what the registry's MCP tools tell a client about a server. It never
+// includes the upstream URL or credentials: clients reach servers through the gateway.
+type ServerSummary struct {
+	Name        string   `json:"name"`
+	Path        string   `json:"path"`
+	Description string   `json:"description,omitempty"`
+	Tags        []string `json:"tags,omitempty"`
+	Enabled     bool     `json:"enabled"`
+	Transport   string   `json:"transport"`
+}
+
+func summarize(s *Server) ServerSummary {
+	return ServerSummary{
+		Name: s.Name, Path: s.Path, Description: s.Description, Tags: s.Tags,
+		Enabled: s.Enabled, Transport: string(s.Transport),
+	}
+}
+
+type listServersInput struct {
+	Tag             string `json:"tag,omitempty" jsonschema:"only servers carrying this tag"`
+	IncludeDisabled bool   `json:"include_disabled,omitempty" jsonschema:"also list disabled servers"`
+}
+
+type listServersOutput struct {
+	Servers []ServerSummary `json:"servers"`
+}
+
+type getServerInput struct {
+	Name string `json:"name" jsonschema:"the server's name"`
+}
+
+type searchToolsInput struct {
+	Query string `json:"query" jsonschema:"words to look for in server and tool names and descriptions"`
+	Limit int    `json:"limit,omitempty" jsonschema:"at most this many results (default 10, at most 100)"`
+}
+
+// SearchHit is one result of search_tools.
+type SearchHit struct {
+	Server      string `json:"server"`
+	Tool        string `json:"tool,omitempty"`
+	Description string `json:"description,omitempty"`
+	Score       int    `json:"score"`
+}
+
+type searchToolsOutput struct {
+	Results []SearchHit `json:"results"`
+}
+
+// registryTools describes the builtin server's own tools; search_tools finds them too.
+var registryTools = []ToolInfo{
+	{Name: "list_servers", Description: "List the MCP servers approved in this registry, optionally by tag."},
+	{Name: "get_server", Description: "Describe one MCP server of the registry: path, description, tags, status."},
+	{Name: "search_tools", Description: "Search MCP servers and their tools by keywords in names and descriptions."},
+}
+
+// ToolInfo is a tool a server offers.
+type ToolInfo struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+func newRegistryMCPHandler(a *App) http.Handler {
+	server := mcp.NewServer(&mcp.Implementation{Name: "caddymcp-registry", Title: "MCP Registry", Version: "0.1.0"}, nil)
+	mcp.AddTool(server, &mcp.Tool{Name: "list_servers", Description: registryTools[0].Description},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in listServersInput) (*mcp.CallToolResult, listServersOutput, error) {
+			out := listServersOutput{Servers: []ServerSummary{}}
+			for _, s := range a.ListServers() {
+				if (!s.Enabled && !in.IncludeDisabled) || (in.Tag != "" && !slices.Contains(s.Tags, in.Tag)) {
+					continue
+				}
+				out.Servers = append(out.Servers, summarize(s))
+			}
+			return nil, out, nil
+		})
+	mcp.AddTool(server, &mcp.Tool{Name: "get_server", Description: registryTools[1].Description},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in getServerInput) (*mcp.CallToolResult, ServerSummary, error) {
+			s := a.Server(in.Name)
+			if s == nil {
+				return nil, ServerSummary{}, fmt.Errorf("no server named %q in the registry", in.Name)
+			}
+			return nil, summarize(s), nil
+		})
+	mcp.AddTool(server, &mcp.Tool{Name: "search_tools", Description: registryTools[2].Description},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in searchToolsInput) (*mcp.CallToolResult, searchToolsOutput, error) {
+			if strings.TrimSpace(in.Query) == "" {
+				return nil, searchToolsOutput{}, fmt.Errorf("query must not be empty")
+			}
+			limit := in.Limit
+			if limit <= 0 {
+				limit = 10
+			}
+			limit = min(limit, 100)
+			return nil, searchToolsOutput{Results: a.searchKeywords(in.Query, limit)}, nil
+		})
+	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
+		Stateless:    true,
+		JSONResponse: true,
+		// The gateway in front validates Host and Origin itself.
+		DisableLocalhostProtection: true,
+	})
+}
+
+// toolsOf returns the tools known for s. Until tool discovery runs, only the builtin
+// server's own tools are known.
+func (a *App) toolsOf(s *Server) []ToolInfo {
+	if s.Upstream == BuiltinScheme+":"+builtinRegistryName {
+		return registryTools
+	}
+	return nil
+}
+
+// searchKeywords scores enabled servers and their tools by how many query words occur in
+// their names (weight 3), tags (2) and descriptions (1).
+func (a *App) searchKeywords(query string, limit int) []SearchHit {
+	words := strings.Fields(strings.ToLower(query))
+	score := func(name, desc string, tags []string) int {
+		n := 0
+		name, desc = strings.ToLower(name), strings.ToLower(desc)
+		for _, w := range words {
+			if strings.Contains(name, w) {
+				n += 3
+			}
+			for _, t := range tags {
+				if strings.Contains(strings.ToLower(t), w) {
+					n += 2
+					break
+				}
+			}
+			if strings.Contains(desc, w) {
+				n++
+			}
+		}
+		return n
+	}
+	hits := []SearchHit{}
+	for _, s := range a.ListServers() {
+		if !s.Enabled {
+			continue
+		}
+		if n := score(s.Name, s.Description, s.Tags); n > 0 {
+			hits = append(hits, SearchHit{Server: s.Name, Description: s.Description, Score: n})
+		}
+		for _, t := range a.toolsOf(s) {
+			if n := score(t.Name, t.Description, nil); n > 0 {
+				hits = append(hits, SearchHit{Server: s.Name, Tool: t.Name, Description: t.Description, Score: n})
+			}
+		}
+	}
+	slices.SortStableFunc(hits, func(x, y SearchHit) int { return y.Score - x.Score })
+	if len(hits) > limit {
+		hits = hits[:limit]
+	}
+	return hits
+}
+
+func sortServers(s []*Server) {
+	slices.SortFunc(s, func(a, b *Server) int { return strings.Compare(a.Name, b.Name) })
+}

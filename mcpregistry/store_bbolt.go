@@ -1,0 +1,127 @@
+package mcpregistry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+var bucketServers = []byte("servers")
+
+// boltPool shares one open database per file between overlapping configs: the new
+// config is provisioned while the old one still runs, and bbolt's exclusive file lock
+// would otherwise make the second open wait forever.
+var boltPool = caddy.NewUsagePool()
+
+type boltStore struct {
+	db *bolt.DB
+}
+
+type boltCloser struct{ db *bolt.DB }
+
+func (c boltCloser) Destruct() error { return c.db.Close() }
+
+// openBolt opens (or shares) the bbolt database at path. Release it with closeBolt.
+func openBolt(path string, timeout time.Duration) (*boltStore, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("registry database path %q: %v", path, err)
+	}
+	val, _, err := boltPool.LoadOrNew(abs, func() (caddy.Destructor, error) {
+		if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+			return nil, fmt.Errorf("making folder for registry database: %v", err)
+		}
+		db, err := bolt.Open(abs, 0o600, &bolt.Options{Timeout: timeout})
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("registry database %s is locked by another process (another Caddy instance?); use 'caddy reload' to change a running instance's config", abs)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("opening registry database %s: %v", abs, err)
+		}
+		if err := db.Update(func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists(bucketServers)
+			return err
+		}); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("initialising registry database %s: %v", abs, err)
+		}
+		return boltCloser{db}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &boltStore{db: val.(boltCloser).db}, nil
+}
+
+func closeBolt(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	_, err = boltPool.Delete(abs)
+	return err
+}
+
+func (s *boltStore) View(fn func(StoreTx) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+func (s *boltStore) Update(fn func(StoreTx) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+}
+
+type boltTx struct{ tx *bolt.Tx }
+
+func (t boltTx) Get(name string) (*Server, error) {
+	raw := t.tx.Bucket(bucketServers).Get([]byte(name))
+	if raw == nil {
+		return nil, ErrNotFound
+	}
+	return decodeServer(raw)
+}
+
+func (t boltTx) List() ([]*Server, error) {
+	b := t.tx.Bucket(bucketServers)
+	var out []*Server
+	err := b.ForEach(func(k, v []byte) error {
+		s, err := decodeServer(v)
+		if err != nil {
+			return fmt.Errorf("record %q: %v", k, err)
+		}
+		out = append(out, s)
+		return nil
+	})
+	return out, err
+}
+
+func (t boltTx) Put(s *Server) error {
+	prev, err := t.Get(s.Name)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	stamp(s, prev, time.Now().UTC())
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketServers).Put([]byte(s.Name), raw)
+}
+
+func (t boltTx) Delete(name string) error {
+	return t.tx.Bucket(bucketServers).Delete([]byte(name))
+}
+
+func decodeServer(raw []byte) (*Server, error) {
+	s := new(Server)
+	if err := json.Unmarshal(raw, s); err != nil {
+		return nil, fmt.Errorf("decoding server record: %v", err)
+	}
+	return s, nil
+}
