@@ -94,7 +94,12 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, server *mcpreg
 	r.URL.Scheme, r.URL.Host = t.scheme, t.host
 	r.URL.RawQuery = joinQuery(t.query, r.URL.RawQuery)
 	if ep == endpointSSE && r.Method == http.MethodGet {
-		w = &endpointWriter{ResponseWriter: w, rewrite: g.endpointRewrite(server.Name, segment, t)}
+		ew := &endpointWriter{ResponseWriter: w, rewrite: g.endpointRewrite(server.Name, segment, t)}
+		g.proxy.ServeHTTP(ew, r)
+		if ew.sse != nil {
+			_ = ew.sse.Close() // the stream ended: release any half event held back
+		}
+		return nil
 	}
 	g.proxy.ServeHTTP(w, r)
 	return nil
