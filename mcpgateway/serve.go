@@ -16,11 +16,10 @@ import (
 )
 
 // exchange is the per-request state of the gateway, pooled so the hot path allocates
-// little: the body buffer, the inspection result and the body handed to the upstream.
+// little: the body buffer and the inspection result.
 type exchange struct {
 	buf     []byte
 	inspect jsonrpc.Inspection
-	body    replayBody
 }
 
 var exchangePool = sync.Pool{New: func() any { return &exchange{buf: make([]byte, 0, 4096)} }}
@@ -33,14 +32,39 @@ func (x *exchange) release() {
 		x.buf = make([]byte, 0, 4096)
 	}
 	x.buf = x.buf[:0]
-	x.body.Reader.Reset(nil)
 	exchangePool.Put(x)
 }
 
-// replayBody is the inspected request body, handed on to the upstream.
-type replayBody struct{ bytes.Reader }
+// replayBody is the inspected request body (a view of the pooled buffer), handed on to
+// the upstream. It is allocated per request, not pooled: net/http's transport writes
+// request bodies from its own goroutine, which can still be reading after the handler
+// returned (an upstream that answers before taking the whole body). Close, deferred
+// by ServeHTTP to run before the buffer goes back to the pool, waits for a Read in
+// flight and fails every later one, so the transport never reads a reused buffer.
+type replayBody struct {
+	mu     sync.Mutex
+	r      bytes.Reader
+	closed bool
+}
 
-func (*replayBody) Close() error { return nil }
+var errBodyClosed = errors.New("mcp_gateway: request body read after the request ended")
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errBodyClosed
+	}
+	return b.r.Read(p)
+}
+
+func (b *replayBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.r.Reset(nil)
+	b.mu.Unlock()
+	return nil
+}
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -71,12 +95,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 
-	x := exchangePool.Get().(*exchange)
-	defer x.release()
 	if r.Method == http.MethodPost {
-		if !g.readAndInspect(w, r, x, repl) {
+		// Only a POST has a body to inspect; a GET is usually an SSE stream that may
+		// stay open for hours and must not pin a pooled exchange (4 KiB+) meanwhile.
+		x := exchangePool.Get().(*exchange)
+		defer x.release()
+		// The legacy HTTP+SSE transport (2024-11-05) has no MCP headers: its POSTs are
+		// not held to the streamable HTTP header rules (a go-sdk client's
+		// server/discover probe over it carries _meta but no MCP-Protocol-Version, and
+		// must reach the upstream to get the error that makes it fall back).
+		if !g.readAndInspect(w, r, x, repl, ep != endpointMessage) {
 			return nil
 		}
+		// Runs before x.release: the upstream transport stops reading the buffer first.
+		defer r.Body.Close()
 	}
 
 	if name, ok := strings.CutPrefix(server.Upstream, mcpregistry.BuiltinScheme+":"); ok {
@@ -91,10 +123,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return g.forward(w, r, server, segment, sub, ep)
 }
 
-// readAndInspect reads the bounded JSON-RPC body, checks it and the MCP headers, records
-// placeholders, and replaces r.Body with the bytes read. It writes the error response
-// itself and returns false when the request must stop here.
-func (g *Gateway) readAndInspect(w http.ResponseWriter, r *http.Request, x *exchange, repl *caddy.Replacer) bool {
+// readAndInspect reads the bounded JSON-RPC body, checks it (and, if checkHeaders, the
+// MCP headers against it), records placeholders, and replaces r.Body with the bytes
+// read. It writes the error response itself and returns false when the request must
+// stop here.
+func (g *Gateway) readAndInspect(w http.ResponseWriter, r *http.Request, x *exchange, repl *caddy.Replacer, checkHeaders bool) bool {
 	if r.ContentLength > g.MaxBodySize {
 		writeTooLarge(w, g.MaxBodySize)
 		return false
@@ -116,15 +149,18 @@ func (g *Gateway) readAndInspect(w http.ResponseWriter, r *http.Request, x *exch
 		return false
 	}
 	first := &x.inspect.Messages[0]
-	if err := jsonrpc.CheckHeaders(r.Header.Get("Mcp-Protocol-Version"), r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name"), &x.inspect); err != nil {
-		var rpcErr *jsonrpc.Error
-		errors.As(err, &rpcErr)
-		writeRPCError(w, http.StatusBadRequest, first.ID, rpcErr.Code, rpcErr.Message)
-		return false
+	if checkHeaders {
+		if err := jsonrpc.CheckHeaders(r.Header.Get("Mcp-Protocol-Version"), r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name"), &x.inspect); err != nil {
+			var rpcErr *jsonrpc.Error
+			errors.As(err, &rpcErr)
+			writeRPCError(w, http.StatusBadRequest, first.ID, rpcErr.Code, rpcErr.Message)
+			return false
+		}
 	}
 	setMessagePlaceholders(repl, &x.inspect)
-	x.body.Reader.Reset(body)
-	r.Body = &x.body
+	rb := new(replayBody)
+	rb.r.Reset(body)
+	r.Body = rb
 	r.ContentLength = int64(len(body))
 	r.TransferEncoding = nil
 	return true

@@ -1,0 +1,484 @@
+// Package bench measures what the mcp_gateway handler costs on top of Caddy's plain
+// reverse_proxy and on top of calling the upstream directly, with the same upstream in
+// the same run. It is shared by the Go benchmarks (bench_test.go) and the load command
+// (cmd/mcpbench).
+//
+// Start runs ONE in-process Caddy (caddy.Load with a JSON config built here, admin off,
+// the mcp_registry store in a temporary directory) with two loopback listeners, plus the
+// upstream itself on a third:
+//
+//	direct         http://127.0.0.1:U/mcp             the upstream, no proxy
+//	reverse_proxy  http://127.0.0.1:P/mcp             reverse_proxy 127.0.0.1:U { header_up Host {upstream_hostport} }
+//	mcp_gateway    http://127.0.0.1:G/bench/mcp       mcp_gateway, registry server "bench" -> http://127.0.0.1:U/mcp
+//
+// The default upstream ("static") is a minimal net/http handler that reads the request
+// and answers a fixed ~1 KiB tools/call result: its cost per request is small and
+// constant, so what the proxies add is as visible as it can be. A real MCP server spends
+// far longer per call (JSON decoding, the tool itself), which shrinks every proxy's
+// relative cost; the "gosdk" upstream is the go-sdk's stateless streamable HTTP handler
+// with one echo tool, for a more realistic (and slower) upstream.
+//
+// The upstream also serves /stream: a GET answered with an SSE priming event, then held
+// open until the client goes away. It is reachable directly, through reverse_proxy at
+// /stream and through the gateway as registry server "stream" (/stream/mcp), and is what
+// the SSE memory measurement (MeasureStreams) holds open.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	_ "github.com/caddymcp/caddymcp"
+)
+
+// Upstream kinds.
+const (
+	UpstreamStatic = "static" // fixed-cost net/http handler, fixed ~1 KiB result
+	UpstreamGoSDK  = "gosdk"  // go-sdk stateless streamable HTTP server, JSON responses
+)
+
+// Target names, in the order Env.Targets lists them.
+const (
+	Direct       = "direct"
+	ReverseProxy = "reverse_proxy"
+	Gateway      = "mcp_gateway"
+)
+
+// ProtocolVersion is the MCP-Protocol-Version header every request carries.
+const ProtocolVersion = "2025-06-18"
+
+// Target is one way of reaching the upstream.
+type Target struct {
+	Name      string   // Direct, ReverseProxy or Gateway
+	CallURL   *url.URL // where tools/call is POSTed
+	StreamURL *url.URL // where the held-open SSE stream is opened with GET
+}
+
+// Env is the running benchmark environment.
+type Env struct {
+	Kind     string
+	Targets  []Target // Direct, ReverseProxy, Gateway
+	Response int      // size in bytes of the upstream's tools/call response body
+
+	upstream    *http.Server
+	upstreamLn  net.Listener
+	openStreams atomic.Int64 // upstream SSE handlers currently running
+	dir         string
+	check       func(status int, body []byte) error
+}
+
+// Target returns the target with the given name.
+func (e *Env) Target(name string) Target {
+	for _, t := range e.Targets {
+		if t.Name == name {
+			return t
+		}
+	}
+	panic("bench: no target " + name)
+}
+
+// ToolsCallBody is the request every benchmark sends: a tools/call with about 300 bytes
+// of arguments, the shape of a typical code-search or file tool call.
+var ToolsCallBody = []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{` +
+	`"text":"Find every place where the session store is read without holding the lock, and list the functions that call them.",` +
+	`"path":"src/internal/handlers/session_store.go","limit":20,"case_sensitive":false,"tags":["bench","gateway","review"]},` +
+	`"_meta":{"progressToken":"bench-1"}}}`)
+
+// EchoArgs are the arguments of ToolsCallBody, typed for the go-sdk echo tool.
+type EchoArgs struct {
+	Text          string   `json:"text"`
+	Path          string   `json:"path"`
+	Limit         int      `json:"limit"`
+	CaseSensitive bool     `json:"case_sensitive"`
+	Tags          []string `json:"tags"`
+}
+
+// staticResponse is the static upstream's answer: a tools/call result of 1,024 bytes.
+var staticResponse = func() []byte {
+	const size = 1024
+	build := func(text string) []byte {
+		b, err := json.Marshal(map[string]any{
+			"jsonrpc": "2.0",
+			"id":      1,
+			"result": map[string]any{
+				"content": []any{map[string]any{"type": "text", "text": text}},
+				"structuredContent": map[string]any{
+					"matches": []any{
+						map[string]any{"file": "src/internal/handlers/session_store.go", "line": 118, "function": "(*Store).Get"},
+						map[string]any{"file": "src/internal/handlers/session_store.go", "line": 164, "function": "(*Store).Touch"},
+					},
+					"truncated": false,
+				},
+				"isError": false,
+			},
+		})
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}
+	const sentence = "session_store.go:118 (*Store).Get reads s.entries without s.mu; called from handleResume and reapIdle. "
+	pad := size - len(build(""))
+	text := strings.Repeat(sentence, pad/len(sentence)+1)[:pad]
+	return build(text)
+}()
+
+// Start starts the upstream of the given kind and the in-process Caddy in front of it.
+// Close stops both. Only one Env may run at a time (Caddy's config is process-global).
+func Start(kind string) (*Env, error) {
+	e := &Env{Kind: kind}
+	var calls http.Handler
+	switch kind {
+	case UpstreamStatic:
+		calls = http.HandlerFunc(serveStatic)
+		e.Response = len(staticResponse)
+		e.check = func(status int, body []byte) error {
+			if status != http.StatusOK || len(body) != len(staticResponse) {
+				return fmt.Errorf("HTTP %d, %d-byte body (want 200, %d bytes): %.200q", status, len(body), len(staticResponse), body)
+			}
+			return nil
+		}
+	case UpstreamGoSDK:
+		calls = newGoSDKHandler()
+		e.check = func(status int, body []byte) error {
+			if status != http.StatusOK || !bytes.Contains(body, []byte(`"result"`)) || bytes.Contains(body, []byte(`"isError":true`)) {
+				return fmt.Errorf("HTTP %d: %.300q", status, body)
+			}
+			return nil
+		}
+	default:
+		return nil, fmt.Errorf("bench: unknown upstream kind %q (want %s or %s)", kind, UpstreamStatic, UpstreamGoSDK)
+	}
+
+	dir, err := os.MkdirTemp("", "caddymcp-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e.dir = dir
+	ok := false
+	defer func() {
+		if !ok {
+			e.Close()
+		}
+	}()
+
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", calls)
+	mux.HandleFunc("/stream", e.serveStream)
+	e.upstreamLn, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	e.upstream = &http.Server{Handler: mux, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = e.upstream.Serve(e.upstreamLn) }()
+	up := "http://" + e.upstreamLn.Addr().String()
+
+	if kind == UpstreamGoSDK {
+		if err := e.probeGoSDK(up + "/mcp"); err != nil {
+			return nil, err
+		}
+	}
+
+	// Caddy cannot be handed open listeners, so it gets ports that were free a moment
+	// ago; on the rare collision, try again with new ones.
+	var gw, rp string
+	for attempt := 0; ; attempt++ {
+		gw, rp, err = freeAddr(), freeAddr(), nil
+		if gw == "" || rp == "" {
+			return nil, errors.New("bench: no free loopback port")
+		}
+		cfg := caddyConfig(dir, e.upstreamLn.Addr().String(), gw, rp)
+		err = caddy.Load(cfg, true)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return nil, fmt.Errorf("bench: loading the Caddy config: %w", err)
+		}
+	}
+
+	mustURL := func(s string) *url.URL {
+		u, err := url.Parse(s)
+		if err != nil {
+			panic(err)
+		}
+		return u
+	}
+	e.Targets = []Target{
+		{Name: Direct, CallURL: mustURL(up + "/mcp"), StreamURL: mustURL(up + "/stream")},
+		{Name: ReverseProxy, CallURL: mustURL("http://" + rp + "/mcp"), StreamURL: mustURL("http://" + rp + "/stream")},
+		{Name: Gateway, CallURL: mustURL("http://" + gw + "/bench/mcp"), StreamURL: mustURL("http://" + gw + "/stream/mcp")},
+	}
+
+	// Every target must answer before anyone measures anything.
+	c := NewClient(1)
+	defer c.CloseIdleConnections()
+	var buf []byte
+	for _, t := range e.Targets {
+		if err := e.Call(c, t, &buf); err != nil {
+			return nil, fmt.Errorf("bench: target %s (%s) does not answer: %w", t.Name, t.CallURL, err)
+		}
+		if kind == UpstreamGoSDK && t.Name == Direct {
+			e.Response = len(buf)
+		}
+	}
+	ok = true
+	return e, nil
+}
+
+// Close stops Caddy and the upstream and removes the temporary directory.
+func (e *Env) Close() {
+	if e.Targets != nil {
+		_ = caddy.Stop()
+	}
+	if e.upstream != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = e.upstream.Shutdown(ctx)
+		cancel()
+		_ = e.upstream.Close()
+	}
+	if e.dir != "" {
+		_ = os.RemoveAll(e.dir)
+	}
+}
+
+// HTTPServer returns the in-process Caddy HTTP server behind target name (ReverseProxy
+// or Gateway), so a benchmark can call its ServeHTTP without an inbound socket.
+func (e *Env) HTTPServer(name string) (*caddyhttp.Server, error) {
+	app, err := caddy.ActiveContext().App("http")
+	if err != nil {
+		return nil, err
+	}
+	srv := app.(*caddyhttp.App).Servers[name]
+	if srv == nil {
+		return nil, fmt.Errorf("bench: no Caddy server %q", name)
+	}
+	return srv, nil
+}
+
+// caddyConfig is the JSON config of the in-process Caddy: the registry with the two
+// upstream servers, a listener with mcp_gateway and one with the equivalent of
+//
+//	reverse_proxy <upstream> { header_up Host {upstream_hostport} }
+//
+// (the Host rewrite is what the gateway does too; go-sdk servers on loopback refuse
+// other Host headers). No access logs on either; Caddy's own log at ERROR.
+func caddyConfig(dir, upstream, gw, rp string) []byte {
+	route := func(h map[string]any) []any { return []any{map[string]any{"handle": []any{h}}} }
+	server := func(addr string, h map[string]any) map[string]any {
+		return map[string]any{
+			"listen":          []string{addr},
+			"routes":          route(h),
+			"automatic_https": map[string]any{"disable": true},
+		}
+	}
+	cfg := map[string]any{
+		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
+		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
+		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
+		"apps": map[string]any{
+			"mcp_registry": map[string]any{
+				"storage":                map[string]any{"path": filepath.Join(dir, "registry.db")},
+				"disable_builtin_server": true,
+				"servers": []any{
+					map[string]any{"name": "bench", "upstream": "http://" + upstream + "/mcp"},
+					map[string]any{"name": "stream", "upstream": "http://" + upstream + "/stream"},
+				},
+			},
+			"http": map[string]any{
+				"servers": map[string]any{
+					Gateway: server(gw, map[string]any{"handler": "mcp_gateway"}),
+					ReverseProxy: server(rp, map[string]any{
+						"handler":   "reverse_proxy",
+						"upstreams": []any{map[string]any{"dial": upstream}},
+						"headers": map[string]any{"request": map[string]any{
+							"set": map[string]any{"Host": []string{"{http.reverse_proxy.upstream.hostport}"}},
+						}},
+					}),
+				},
+			},
+		},
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return ""
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// serveStatic is the fixed-cost upstream: it reads the request and answers the fixed
+// result. It does not parse the JSON; it checks only what a real server could not do
+// without.
+func serveStatic(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	var buf [2048]byte
+	n, err := io.ReadFull(r.Body, buf[:])
+	if err != io.ErrUnexpectedEOF && err != io.EOF { // bodies here are < 2 KiB
+		http.Error(w, "bad body", http.StatusBadRequest)
+		return
+	}
+	if n == 0 || buf[0] != '{' {
+		http.Error(w, "bad body", http.StatusBadRequest)
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = contentTypeJSON
+	h["Content-Length"] = staticLength
+	_, _ = w.Write(staticResponse)
+}
+
+var (
+	contentTypeJSON = []string{"application/json"}
+	staticLength    = []string{strconv.Itoa(len(staticResponse))}
+)
+
+// newGoSDKHandler is go-sdk's streamable HTTP handler, stateless with JSON responses,
+// serving one tool, echo, that returns its text and echoes its arguments as structured
+// content.
+func newGoSDKHandler() http.Handler {
+	server := mcp.NewServer(&mcp.Implementation{Name: "bench-echo", Version: "0.0.1"}, nil)
+	mcp.AddTool(server, &mcp.Tool{Name: "echo", Description: "Echoes its arguments."},
+		func(_ context.Context, _ *mcp.CallToolRequest, in EchoArgs) (*mcp.CallToolResult, EchoArgs, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, in, nil
+		})
+	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
+}
+
+func (e *Env) probeGoSDK(u string) error {
+	c := NewClient(1)
+	defer c.CloseIdleConnections()
+	var buf []byte
+	t := Target{CallURL: must(url.Parse(u))}
+	if err := e.Call(c, t, &buf); err != nil {
+		return fmt.Errorf("bench: go-sdk upstream: %w", err)
+	}
+	return nil
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// serveStream answers a GET with an SSE priming event (an id and empty data, as MCP
+// servers send first) and holds the stream open until the client goes away.
+func (e *Env) serveStream(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "GET only", http.StatusMethodNotAllowed)
+		return
+	}
+	e.openStreams.Add(1)
+	defer e.openStreams.Add(-1)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, "id: 0\ndata:\n\n")
+	http.NewResponseController(w).Flush()
+	<-r.Context().Done()
+}
+
+// OpenUpstreamStreams is the number of SSE streams the upstream is holding open.
+func (e *Env) OpenUpstreamStreams() int64 { return e.openStreams.Load() }
+
+// NewClient returns a client for concurrency simultaneous callers: HTTP/1.1 keep-alive,
+// enough idle connections per host that none is ever closed between calls.
+func NewClient(concurrency int) *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConns:        0, // no global limit
+			MaxIdleConnsPerHost: 2 * concurrency,
+			IdleConnTimeout:     5 * time.Minute,
+			DisableCompression:  true, // the upstream never compresses; keep requests equal
+		},
+	}
+}
+
+// callHeader is shared by every request: the transport only reads it.
+var callHeader = http.Header{
+	"Content-Type":         {"application/json"},
+	"Accept":               {"application/json, text/event-stream"},
+	"Mcp-Protocol-Version": {ProtocolVersion},
+}
+
+// Call POSTs ToolsCallBody to t with c, reads the whole response into *buf (reused
+// across calls) and checks it.
+func (e *Env) Call(c *http.Client, t Target, buf *[]byte) error {
+	req := &http.Request{
+		Method:        http.MethodPost,
+		URL:           t.CallURL,
+		Host:          t.CallURL.Host,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        callHeader,
+		Body:          io.NopCloser(bytes.NewReader(ToolsCallBody)),
+		ContentLength: int64(len(ToolsCallBody)),
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	b, err := readAll(resp.Body, (*buf)[:0])
+	_ = resp.Body.Close()
+	*buf = b
+	if err != nil {
+		return fmt.Errorf("reading the response: %w", err)
+	}
+	return e.check(resp.StatusCode, b)
+}
+
+// readAll is io.ReadAll into a reused buffer.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
