@@ -48,8 +48,8 @@ type scope struct {
 }
 
 type compiledRule struct {
-	server                  string // "" means every server
-	methods                 set
+	server                    string // "" means every server
+	methods                   set
 	tools, prompts, resources set
 	promptsAny, resourcesAny  bool
 }
