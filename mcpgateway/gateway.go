@@ -64,7 +64,9 @@ type Gateway struct {
 	// messagePaths remembers, per legacy SSE server, the upstream path its endpoint
 	// event named.
 	messagePaths sync.Map
-	logger       *zap.Logger
+	// streams are the event streams carried by hijacked connections (stream.go).
+	streams streamSet
+	logger  *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -123,8 +125,10 @@ func (g *Gateway) Validate() error {
 	return nil
 }
 
-// Cleanup closes idle upstream connections.
+// Cleanup closes idle upstream connections and the event streams this gateway carries
+// on hijacked connections.
 func (g *Gateway) Cleanup() error {
+	g.streams.closeAll()
 	if g.transport != nil {
 		return g.transport.Cleanup()
 	}

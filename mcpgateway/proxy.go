@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path"
+	"strings"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -49,11 +50,29 @@ func (g *Gateway) newReverseProxy() *httputil.ReverseProxy {
 			pr.Out.Host = ""
 			pr.SetXForwarded()
 		},
-		Transport:    g.transport,
-		BufferPool:   &copyBuffers,
-		ErrorHandler: g.proxyError,
-		ErrorLog:     zap.NewStdLog(g.logger.Named("proxy")),
+		Transport:      g.transport,
+		ModifyResponse: keepStreamsUntransformed,
+		BufferPool:     &copyBuffers,
+		ErrorHandler:   g.proxyError,
+		ErrorLog:       zap.NewStdLog(g.logger.Named("proxy")),
 	}
+}
+
+// keepStreamsUntransformed marks event streams Cache-Control: no-transform, which Caddy's
+// encode handler (and well-behaved intermediaries) honour: a compressed stream is held
+// in the compressor's buffer, so events would reach the client late or in bursts.
+func keepStreamsUntransformed(res *http.Response) error {
+	if !isEventStream(res.Header.Get("Content-Type")) {
+		return nil
+	}
+	cc := res.Header.Get("Cache-Control")
+	switch {
+	case cc == "":
+		res.Header.Set("Cache-Control", "no-transform")
+	case !strings.Contains(strings.ToLower(cc), "no-transform"):
+		res.Header.Set("Cache-Control", cc+", no-transform")
+	}
+	return nil
 }
 
 // target is an upstream URL, parsed once.
@@ -93,6 +112,14 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, server *mcpreg
 	r.URL.RawPath = ""
 	r.URL.Scheme, r.URL.Host = t.scheme, t.host
 	r.URL.RawQuery = joinQuery(t.query, r.URL.RawQuery)
+	if (ep == endpointMCP || ep == endpointSSE) && g.streamEligible(r, t) {
+		var rewrite func(string) string
+		if ep == endpointSSE {
+			rewrite = g.endpointRewrite(server.Name, segment, t)
+		}
+		g.serveStream(w, r, t, rewrite)
+		return nil
+	}
 	if ep == endpointSSE && r.Method == http.MethodGet {
 		ew := &endpointWriter{ResponseWriter: w, rewrite: g.endpointRewrite(server.Name, segment, t)}
 		g.proxy.ServeHTTP(ew, r)
