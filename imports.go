@@ -5,4 +5,5 @@ package caddymcp
 import (
 	_ "github.com/caddymcp/caddymcp/mcpgateway"
 	_ "github.com/caddymcp/caddymcp/mcpregistry"
+	_ "github.com/caddymcp/caddymcp/oauthmeta"
 )

@@ -1,0 +1,73 @@
+package oauthmeta
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mcp_oauth_metadata", parseCaddyfile)
+	// Public discovery documents: answered before any authentication handler of the site.
+	httpcaddyfile.RegisterDirectiveOrder("mcp_oauth_metadata", httpcaddyfile.Before, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(ProtectedResource)
+	return p, p.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mcp_oauth_metadata {
+//		resource               <origin>
+//		authorization_servers  <issuer...>
+//		scopes_supported       <scope...>
+//		resource_name          <text>
+//		resource_documentation <url>
+//	}
+func (p *ProtectedResource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	one := func() (string, error) {
+		if !d.NextArg() {
+			return "", d.ArgErr()
+		}
+		v := d.Val()
+		if d.NextArg() {
+			return "", d.ArgErr()
+		}
+		return v, nil
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "resource":
+			p.Resource, err = one()
+		case "authorization_servers":
+			p.AuthorizationServers = append(p.AuthorizationServers, d.RemainingArgs()...)
+			if len(p.AuthorizationServers) == 0 {
+				return d.ArgErr()
+			}
+		case "scopes_supported":
+			p.ScopesSupported = append(p.ScopesSupported, d.RemainingArgs()...)
+			if len(p.ScopesSupported) == 0 {
+				return d.ArgErr()
+			}
+		case "resource_name":
+			p.ResourceName, err = one()
+		case "resource_documentation":
+			p.ResourceDocumentation, err = one()
+		default:
+			return d.Errf("unknown mcp_oauth_metadata option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*ProtectedResource)(nil)
