@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/caddymcp/caddymcp/internal/jsonstr"
 )
 
 func msg(kind Kind, method, id, name, pv string) Message {
@@ -308,7 +310,7 @@ func checkUnquote(t *testing.T, s string) {
 	if err != nil {
 		t.Fatalf("scanString(%q): %v (encoding/json accepts it)", s, err)
 	}
-	if got := string(appendUnquote(nil, p.b[sp.s:sp.e])); got != want {
+	if got := string(jsonstr.AppendUnquote(nil, p.b[sp.s:sp.e])); got != want {
 		t.Errorf("unquote(%q) = %q, encoding/json says %q", s, got, want)
 	}
 }

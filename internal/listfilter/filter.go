@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/caddymcp/caddymcp/internal/jsonstr"
 )
 
 // FilterJSON filters one JSON body — a JSON-RPC message, or a protocol 2025-03-26
@@ -180,7 +182,7 @@ func (f *filter) unescaped(k []byte, esc bool) []byte {
 	if !esc {
 		return k
 	}
-	f.key = appendUnquote(f.key[:0], k)
+	f.key = jsonstr.AppendUnquote(f.key[:0], k)
 	return f.key
 }
 
@@ -460,7 +462,7 @@ func (f *filter) decide() (changed bool, err *Error) {
 				raw := f.b[it.ns:it.ne]
 				off := len(f.names)
 				if it.esc || !utf8.Valid(raw) {
-					f.names = appendUnquote(f.names, raw)
+					f.names = jsonstr.AppendUnquote(f.names, raw)
 				} else {
 					f.names = append(f.names, raw...)
 				}

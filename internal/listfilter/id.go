@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/caddymcp/caddymcp/internal/jsonstr"
 )
 
 // CanonicalID returns the form of a raw JSON-RPC id that Lookup receives.
@@ -79,7 +81,7 @@ func appendCanonicalID(dst, raw []byte) []byte {
 			return append(dst, raw...)
 		}
 		mark := len(dst)
-		dst = appendUnquote(dst, raw[1:len(raw)-1])
+		dst = jsonstr.AppendUnquote(dst, raw[1:len(raw)-1])
 		// Re-encode in place: decode into the tail, then encode from a copy. The id is
 		// short; a second small buffer keeps this simple.
 		dec := string(dst[mark:])
