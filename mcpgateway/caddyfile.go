@@ -28,6 +28,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		allowed_hosts           <host...>
 //		dial_timeout            <duration>
 //		response_header_timeout <duration>
+//		auth { … }              # see unmarshalAuth (auth_caddyfile.go)
 //	}
 func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -84,6 +85,11 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			g.DialTimeout, err = duration()
 		case "response_header_timeout":
 			g.ResponseHeaderTimeout, err = duration()
+		case "auth":
+			if g.Auth != nil {
+				return d.Err("auth given twice")
+			}
+			g.Auth, err = unmarshalAuth(d)
 		default:
 			return d.Errf("unknown mcp_gateway option %q", d.Val())
 		}

@@ -15,6 +15,10 @@ const (
 	codeUpstreamUnreachable = -32003 // 502: the upstream refused, reset or is down
 	codeUpstreamTimeout     = -32004 // 504: the upstream did not answer in time
 	codeForbidden           = -32005 // 403: Host or Origin not allowed
+	codeUnauthorized        = -32006 // 401: no, or an invalid, bearer token (auth on)
+	codeInsufficientScope   = -32007 // 403: the policy does not grant the method, tool, prompt or resource
+	codeAuthUnavailable     = -32008 // 503: the issuer's signing keys cannot be fetched yet
+	codeFilterFailed        = -32009 // 502: a list response could not be filtered (fails closed)
 )
 
 // writeRPCError answers with an HTTP status and a JSON-RPC error body.

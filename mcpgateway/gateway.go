@@ -56,7 +56,12 @@ type Gateway struct {
 	// certificates, …), as in reverse_proxy's http transport. Default: system roots.
 	UpstreamTLS *reverseproxy.TLSConfig `json:"upstream_tls,omitempty"`
 
+	// Auth turns on authentication (bearer JWTs, API keys) and per-message
+	// authorization. Absent: no authentication, every request is proxied. See AuthConfig.
+	Auth *AuthConfig `json:"auth,omitempty"`
+
 	registry  *mcpregistry.App
+	auth      *authState // nil when Auth is absent
 	transport *reverseproxy.HTTPTransport
 	proxy     *httputil.ReverseProxy
 	hosts     hostPolicy
@@ -99,6 +104,13 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading mcp_registry app: %v", err)
 	}
 	g.registry = app.(*mcpregistry.App)
+
+	if g.Auth != nil {
+		// ctx ends when this config is unloaded, stopping the JWKS refresh.
+		if g.auth, err = g.Auth.provision(ctx, g.logger, g.Prefix, g.registry.ListServers()); err != nil {
+			return err
+		}
+	}
 
 	g.transport = &reverseproxy.HTTPTransport{
 		DialTimeout:           g.DialTimeout,

@@ -48,6 +48,11 @@ func (g *Gateway) newReverseProxy() *httputil.ReverseProxy {
 			// forward already pointed the URL at the upstream; an empty Host makes the
 			// outbound Host header the upstream's, which loopback servers require.
 			pr.Out.Host = ""
+			if g.auth != nil {
+				// ServeHTTP removed them already; never pass the gateway's credentials on.
+				pr.Out.Header.Del("Authorization")
+				pr.Out.Header.Del("X-Api-Key")
+			}
 			pr.SetXForwarded()
 		},
 		Transport:      g.transport,
@@ -112,7 +117,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, server *mcpreg
 	r.URL.RawPath = ""
 	r.URL.Scheme, r.URL.Host = t.scheme, t.host
 	r.URL.RawQuery = joinQuery(t.query, r.URL.RawQuery)
-	if (ep == endpointMCP || ep == endpointSSE) && g.streamEligible(r, t) {
+	// A stream that must go through the list filter (ServeHTTP wrapped w, auth on)
+	// stays off the hijacked path.
+	_, filtered := w.(*listWriter)
+	if (ep == endpointMCP || ep == endpointSSE) && !filtered && g.streamEligible(r, t) {
 		var rewrite func(string) string
 		if ep == endpointSSE {
 			rewrite = g.endpointRewrite(server.Name, segment, t)

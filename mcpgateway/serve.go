@@ -95,6 +95,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 
+	// Authentication runs before the body is read; authorization after inspection.
+	var caller *who
+	var mcpPath string
+	if g.auth != nil {
+		mcpPath = g.Prefix + "/" + segment + "/mcp"
+		if ep != endpointMCP {
+			mcpPath = g.Prefix + "/" + segment + "/sse"
+		}
+		if caller = g.auth.authenticate(w, r, server, mcpPath, repl); caller == nil {
+			return nil
+		}
+		if r.Method != http.MethodPost && !g.auth.allowStream(w, r, caller, server, mcpPath) {
+			return nil
+		}
+	}
+	var lw *listWriter
+
 	if r.Method == http.MethodPost {
 		// Only a POST has a body to inspect; a GET is usually an SSE stream that may
 		// stay open for hours and must not pin a pooled exchange (4 KiB+) meanwhile.
@@ -109,6 +126,31 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		// Runs before x.release: the upstream transport stops reading the buffer first.
 		defer r.Body.Close()
+		if caller != nil {
+			if !g.auth.authorize(w, r, caller, server, mcpPath, &x.inspect) {
+				return nil
+			}
+			if hasListCall(&x.inspect) {
+				id := x.inspect.Messages[0].ID
+				if x.inspect.Batch {
+					id = ""
+				}
+				lw = newListWriter(w, caller.grant, server.Name, id, g.logger)
+			}
+		}
+	} else if caller != nil && r.Method == http.MethodGet && (ep == endpointSSE || r.Header.Get("Last-Event-ID") != "") {
+		// GET streams that can carry list responses are filtered too: the legacy
+		// transport answers every call on its /sse stream, and a streamable HTTP GET
+		// resuming a POST's stream (Last-Event-ID) replays that POST's answers. They take
+		// the ReverseProxy path, not the hijacked stream path (see forward). A plain
+		// standalone GET stream carries no responses (MCP spec) and stays unfiltered.
+		lw = newListWriter(w, caller.grant, server.Name, "", g.logger)
+	}
+	if lw != nil {
+		// The filter reads plain bytes.
+		r.Header.Set("Accept-Encoding", "identity")
+		w = lw
+		defer lw.finish()
 	}
 
 	if name, ok := strings.CutPrefix(server.Upstream, mcpregistry.BuiltinScheme+":"); ok {

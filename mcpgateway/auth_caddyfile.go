@@ -1,0 +1,174 @@
+package mcpgateway
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddymcp/caddymcp/internal/policy"
+)
+
+// unmarshalAuth parses the auth block of mcp_gateway:
+//
+//	auth {
+//		issuer <url> {                 # repeatable
+//			jwks_url     <url>         # default: discovery from the issuer
+//			audience     <aud...>      # default: resource and its MCP URLs
+//			groups_claim <path>        # default "groups"
+//			algorithms   <alg...>      # default RS256 PS256 ES256 EdDSA
+//		}
+//		resource    <url>              # public base URL, e.g. https://mcp.example.com
+//		policy_file <path>             # scopes.yml layout
+//		policy {                       # or inline
+//			group <name> <scope...>
+//			scope <name> {
+//				rule <server> {
+//					methods   <method...>
+//					tools     <tool...>
+//					prompts   <prompt...>
+//					resources <uri...>
+//				}
+//			}
+//		}
+//		api_key <sha256-hex> <group...>  # repeatable
+//	}
+func unmarshalAuth(d *caddyfile.Dispenser) (*AuthConfig, error) {
+	a := new(AuthConfig)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	one := func() (string, error) {
+		if !d.NextArg() {
+			return "", d.ArgErr()
+		}
+		v := d.Val()
+		if d.NextArg() {
+			return "", d.ArgErr()
+		}
+		return v, nil
+	}
+	some := func() ([]string, error) {
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return nil, d.ArgErr()
+		}
+		return args, nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "issuer":
+			var is AuthIssuer
+			if is.Issuer, err = one(); err != nil {
+				return nil, err
+			}
+			for n := d.Nesting(); d.NextBlock(n); {
+				switch d.Val() {
+				case "jwks_url":
+					is.JWKSURL, err = one()
+				case "audience":
+					var v []string
+					v, err = some()
+					is.Audiences = append(is.Audiences, v...)
+				case "groups_claim":
+					is.GroupsClaim, err = one()
+				case "algorithms":
+					var v []string
+					v, err = some()
+					is.Algorithms = append(is.Algorithms, v...)
+				default:
+					return nil, d.Errf("unknown issuer option %q", d.Val())
+				}
+				if err != nil {
+					return nil, err
+				}
+			}
+			a.Issuers = append(a.Issuers, is)
+		case "resource":
+			a.Resource, err = one()
+		case "policy_file":
+			a.PolicyFile, err = one()
+		case "policy":
+			if a.Policy != nil {
+				return nil, d.Err("policy given twice")
+			}
+			a.Policy, err = unmarshalPolicy(d)
+		case "api_key":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return nil, d.Err("api_key needs the key's SHA-256 (hex) and at least one group")
+			}
+			a.APIKeys = append(a.APIKeys, AuthAPIKey{SHA256: args[0], Groups: args[1:]})
+		default:
+			return nil, d.Errf("unknown auth option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func unmarshalPolicy(d *caddyfile.Dispenser) (*policy.Config, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	cfg := &policy.Config{GroupMappings: map[string][]string{}, Scopes: map[string][]policy.RuleConfig{}}
+	for n := d.Nesting(); d.NextBlock(n); {
+		switch d.Val() {
+		case "group":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return nil, d.Err("group needs a name and at least one scope")
+			}
+			cfg.GroupMappings[args[0]] = append(cfg.GroupMappings[args[0]], args[1:]...)
+		case "scope":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			name := d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if _, dup := cfg.Scopes[name]; dup {
+				return nil, d.Errf("scope %q defined twice", name)
+			}
+			var rules []policy.RuleConfig
+			for n2 := d.Nesting(); d.NextBlock(n2); {
+				if d.Val() != "rule" {
+					return nil, d.Errf("unknown scope option %q (want rule <server> { … })", d.Val())
+				}
+				var r policy.RuleConfig
+				if !d.NextArg() {
+					return nil, d.ArgErr()
+				}
+				r.Server = d.Val()
+				if d.NextArg() {
+					return nil, d.ArgErr()
+				}
+				for n3 := d.Nesting(); d.NextBlock(n3); {
+					key := d.Val()
+					args := d.RemainingArgs()
+					if len(args) == 0 {
+						return nil, d.ArgErr()
+					}
+					switch key {
+					case "methods":
+						r.Methods = append(r.Methods, args...)
+					case "tools":
+						r.Tools = append(r.Tools, args...)
+					case "prompts":
+						r.Prompts = append(r.Prompts, args...)
+					case "resources":
+						r.Resources = append(r.Resources, args...)
+					default:
+						return nil, d.Errf("unknown rule option %q (methods, tools, prompts, resources)", key)
+					}
+				}
+				rules = append(rules, r)
+			}
+			cfg.Scopes[name] = rules
+		default:
+			return nil, d.Errf("unknown policy option %q (group, scope)", d.Val())
+		}
+	}
+	return cfg, nil
+}
