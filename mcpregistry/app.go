@@ -4,6 +4,7 @@
 package mcpregistry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"go.uber.org/zap"
 )
 
@@ -36,11 +38,28 @@ type App struct {
 	// get_server, search_tools) from being registered as server "registry".
 	DisableBuiltinServer bool `json:"disable_builtin_server,omitempty"`
 
+	// HealthChecks configures the background health checks and tool discovery
+	// (default: every 30s, 10s timeout, 4 at a time, 20% jitter).
+	HealthChecks *HealthConfig `json:"health,omitempty"`
+
 	store     Store
 	storePath string
 	index     *Index
 	builtins  map[string]http.Handler
 	logger    *zap.Logger
+
+	// health checks (health.go)
+	ctx             caddy.Context
+	events          *caddyevents.App
+	health          sync.Map // server name → *ServerHealth (replaced, never modified)
+	checkLocks      sync.Map // server name → *sync.Mutex
+	healthClient    *http.Client
+	healthTransport *http.Transport
+	healthCancel    context.CancelFunc
+	healthWG        sync.WaitGroup
+	startedAt       time.Time
+	appsStarted     chan struct{} // closed once every app of this config has started
+	startedOnce     sync.Once
 }
 
 // StorageConfig selects and configures the registry's store.
@@ -125,6 +144,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.index = newIndex(servers)
+	if err := a.provisionHealth(ctx); err != nil {
+		_ = closeBolt(a.storePath)
+		a.store = nil
+		return err
+	}
+	if err := a.loadHealth(); err != nil {
+		a.logger.Warn("loading the last known server health", zap.Error(err))
+	}
 	a.logger.Info("registry loaded", zap.String("path", a.storePath), zap.Int("servers", len(servers)))
 	return nil
 }
@@ -238,11 +265,18 @@ func checkUniquePaths(all []*Server) error {
 	return nil
 }
 
-// Start implements caddy.App.
-func (a *App) Start() error { return nil }
+// Start implements caddy.App: it starts the background health checks (never in
+// Provision: a provisioned config may never start).
+func (a *App) Start() error {
+	a.startHealth()
+	return nil
+}
 
-// Stop implements caddy.App.
-func (a *App) Stop() error { return nil }
+// Stop implements caddy.App: it stops the health checks and waits for them.
+func (a *App) Stop() error {
+	a.stopHealth()
+	return nil
+}
 
 // Cleanup releases this config's reference to the store.
 func (a *App) Cleanup() error {

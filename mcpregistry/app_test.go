@@ -3,6 +3,7 @@ package mcpregistry
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -179,7 +180,7 @@ func TestRegistryMCPServer(t *testing.T) {
 	for _, tool := range tools.Tools {
 		names = append(names, tool.Name)
 	}
-	if strings.Join(names, ",") != "get_server,list_servers,search_tools" {
+	if strings.Join(names, ",") != "get_server,list_servers,search_tools,server_health" {
 		t.Fatalf("tools: %v", names)
 	}
 
@@ -212,6 +213,17 @@ func TestRegistryMCPServer(t *testing.T) {
 	hits, _ := out["results"].([]any)
 	if len(hits) == 0 || hits[0].(map[string]any)["server"] != "postgres" {
 		t.Errorf("search_tools database: %v", out)
+	}
+	_, out = call("server_health", map[string]any{"name": "registry"})
+	if out["status"] != "healthy" || !strings.Contains(fmt.Sprint(out["tools"]), "search_tools") {
+		t.Errorf("server_health registry: %v", out)
+	}
+	_, out = call("server_health", map[string]any{"name": "postgres"})
+	if out["status"] != "unknown" && out["status"] != "unhealthy" {
+		t.Errorf("server_health postgres: %v", out)
+	}
+	if res, _ := call("server_health", map[string]any{"name": "nope"}); !res.IsError {
+		t.Error("server_health of an unknown name must be a tool error")
 	}
 	res, _ = call("search_tools", map[string]any{"query": "  "})
 	if !res.IsError {

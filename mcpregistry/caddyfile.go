@@ -1,6 +1,9 @@
 package mcpregistry
 
 import (
+	"strconv"
+	"strings"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -18,6 +21,12 @@ func init() {
 //			open_timeout <duration>
 //		}
 //		disable_builtin_server
+//		health [off] {
+//			interval    <duration>|off|0
+//			timeout     <duration>
+//			concurrency <n>
+//			jitter      <fraction 0..1>|<percent>%
+//		}
 //		server <name> [<upstream>] {
 //			upstream     <url>|builtin:<name>
 //			path         <segment>
@@ -82,6 +91,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.DisableBuiltinServer = true
+		case "health":
+			if a.HealthChecks != nil {
+				return d.Err("health already specified")
+			}
+			hc, err := unmarshalHealth(d)
+			if err != nil {
+				return err
+			}
+			a.HealthChecks = hc
 		case "server":
 			s, err := unmarshalServer(d)
 			if err != nil {
@@ -160,4 +178,69 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 		return nil, d.Errf("server %q needs an upstream", s.Name)
 	}
 	return s, nil
+}
+
+func unmarshalHealth(d *caddyfile.Dispenser) (*HealthConfig, error) {
+	hc := new(HealthConfig)
+	if d.NextArg() {
+		if d.Val() != "off" {
+			return nil, d.Errf("health takes only 'off' as argument, not %q", d.Val())
+		}
+		hc.Disabled = true
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	}
+	for d.NextBlock(1) {
+		opt := d.Val()
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		val := d.Val()
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		switch opt {
+		case "interval":
+			if val == "off" || val == "0" {
+				hc.Disabled = true
+				continue
+			}
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("bad health interval %q (a positive duration, or off)", val)
+			}
+			hc.Interval = caddy.Duration(dur)
+		case "timeout":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("bad health timeout %q (a positive duration)", val)
+			}
+			hc.Timeout = caddy.Duration(dur)
+		case "concurrency":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 {
+				return nil, d.Errf("bad health concurrency %q (a positive integer)", val)
+			}
+			hc.Concurrency = n
+		case "jitter":
+			var (
+				j   float64
+				err error
+			)
+			if pct, ok := strings.CutSuffix(val, "%"); ok {
+				j, err = strconv.ParseFloat(pct, 64)
+				j /= 100
+			} else {
+				j, err = strconv.ParseFloat(val, 64)
+			}
+			if err != nil || j < 0 || j > 1 {
+				return nil, d.Errf("bad health jitter %q (a fraction 0..1 or a percentage)", val)
+			}
+			hc.Jitter = &j
+		default:
+			return nil, d.Errf("unknown health option %q", opt)
+		}
+	}
+	return hc, nil
 }

@@ -2,10 +2,12 @@ package mcpregistry
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -19,13 +21,34 @@ type ServerSummary struct {
 	Tags        []string `json:"tags,omitempty"`
 	Enabled     bool     `json:"enabled"`
 	Transport   string   `json:"transport"`
+	// Health is healthy, unhealthy or unknown. Unhealthy servers are still listed.
+	Health string `json:"health,omitempty"`
 }
 
-func summarize(s *Server) ServerSummary {
+func (a *App) summarize(s *Server) ServerSummary {
+	h, _ := a.Health(s.Name)
 	return ServerSummary{
 		Name: s.Name, Path: s.Path, Description: s.Description, Tags: s.Tags,
-		Enabled: s.Enabled, Transport: string(s.Transport),
+		Enabled: s.Enabled, Transport: string(s.Transport), Health: string(h.Status),
 	}
+}
+
+type serverHealthInput struct {
+	Name string `json:"name" jsonschema:"the server's name"`
+}
+
+// ServerHealthSummary is what the server_health tool reports: no upstream, no schemas.
+type ServerHealthSummary struct {
+	Server          string    `json:"server"`
+	Status          string    `json:"status"`
+	LatencyMS       float64   `json:"latency_ms,omitempty"`
+	LastError       string    `json:"last_error,omitempty"`
+	ProtocolVersion string    `json:"protocol_version,omitempty"`
+	CheckedAt       time.Time `json:"checked_at,omitzero"`
+	LastHealthyAt   time.Time `json:"last_healthy_at,omitzero"`
+	Tools           []string  `json:"tools"`
+	Prompts         int       `json:"prompts"`
+	Resources       int       `json:"resources"`
 }
 
 type listServersInput struct {
@@ -63,12 +86,15 @@ var registryTools = []ToolInfo{
 	{Name: "list_servers", Description: "List the MCP servers approved in this registry, optionally by tag."},
 	{Name: "get_server", Description: "Describe one MCP server of the registry: path, description, tags, status."},
 	{Name: "search_tools", Description: "Search MCP servers and their tools by keywords in names and descriptions."},
+	{Name: "server_health", Description: "Report one MCP server's health: status, latency, last error, protocol version and the names of its tools."},
 }
 
 // ToolInfo is a tool a server offers.
 type ToolInfo struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
+	// InputSchema is the tool's JSON Schema for its arguments, as the server sent it.
+	InputSchema json.RawMessage `json:"input_schema,omitempty"`
 }
 
 func newRegistryMCPHandler(a *App) http.Handler {
@@ -80,7 +106,7 @@ func newRegistryMCPHandler(a *App) http.Handler {
 				if (!s.Enabled && !in.IncludeDisabled) || (in.Tag != "" && !slices.Contains(s.Tags, in.Tag)) {
 					continue
 				}
-				out.Servers = append(out.Servers, summarize(s))
+				out.Servers = append(out.Servers, a.summarize(s))
 			}
 			return nil, out, nil
 		})
@@ -90,7 +116,7 @@ func newRegistryMCPHandler(a *App) http.Handler {
 			if s == nil {
 				return nil, ServerSummary{}, fmt.Errorf("no server named %q in the registry", in.Name)
 			}
-			return nil, summarize(s), nil
+			return nil, a.summarize(s), nil
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "search_tools", Description: registryTools[2].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in searchToolsInput) (*mcp.CallToolResult, searchToolsOutput, error) {
@@ -104,6 +130,22 @@ func newRegistryMCPHandler(a *App) http.Handler {
 			limit = min(limit, 100)
 			return nil, searchToolsOutput{Results: a.searchKeywords(in.Query, limit)}, nil
 		})
+	mcp.AddTool(server, &mcp.Tool{Name: "server_health", Description: registryTools[3].Description},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in serverHealthInput) (*mcp.CallToolResult, ServerHealthSummary, error) {
+			h, ok := a.Health(in.Name)
+			if !ok {
+				return nil, ServerHealthSummary{}, fmt.Errorf("no server named %q in the registry", in.Name)
+			}
+			out := ServerHealthSummary{
+				Server: h.Server, Status: string(h.Status), LatencyMS: h.LatencyMS, LastError: h.LastError,
+				ProtocolVersion: h.ProtocolVersion, CheckedAt: h.CheckedAt, LastHealthyAt: h.LastHealthyAt,
+				Tools: []string{}, Prompts: len(h.Prompts), Resources: len(h.Resources),
+			}
+			for _, t := range h.Tools {
+				out.Tools = append(out.Tools, t.Name)
+			}
+			return nil, out, nil
+		})
 	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
 		Stateless:    true,
 		JSONResponse: true,
@@ -112,13 +154,14 @@ func newRegistryMCPHandler(a *App) http.Handler {
 	})
 }
 
-// toolsOf returns the tools known for s. Until tool discovery runs, only the builtin
-// server's own tools are known.
+// toolsOf returns the tools known for s: the builtin server's own, or those found by
+// the last successful health check.
 func (a *App) toolsOf(s *Server) []ToolInfo {
-	if s.Upstream == BuiltinScheme+":"+builtinRegistryName {
-		return registryTools
+	if isBuiltin(s) {
+		return a.builtinTools(s)
 	}
-	return nil
+	h, _ := a.Health(s.Name)
+	return h.Tools
 }
 
 // searchKeywords scores enabled servers and their tools by how many query words occur in

@@ -27,8 +27,17 @@ type StoreTx interface {
 	// Put writes s; it sets Revision to the stored revision plus one and maintains
 	// CreatedAt and UpdatedAt (now is the transaction's clock).
 	Put(s *Server) error
-	// Delete removes the named server; deleting a missing name is not an error.
+	// Delete removes the named server and its recorded health; deleting a missing name
+	// is not an error.
 	Delete(name string) error
+
+	// GetStatus returns the last recorded health of the named server or ErrNotFound.
+	// Health is kept apart from the server record: writing one never touches the other.
+	GetStatus(name string) (*ServerHealth, error)
+	// ListStatus returns every recorded health, ordered by server name.
+	ListStatus() ([]*ServerHealth, error)
+	// PutStatus records h under h.Server. It never modifies the server record.
+	PutStatus(h *ServerHealth) error
 }
 
 // stamp sets the bookkeeping fields of s for a write over prev (nil when new).

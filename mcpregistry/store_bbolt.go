@@ -13,7 +13,13 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-var bucketServers = []byte("servers")
+var (
+	bucketServers = []byte("servers")
+	// bucketStatus holds each server's last known health and discovered tools (JSON
+	// ServerHealth keyed by server name), apart from the records so that the health
+	// loop's writes never race with edits of a server.
+	bucketStatus = []byte("status")
+)
 
 // boltPool shares one open database per file between overlapping configs: the new
 // config is provisioned while the old one still runs, and bbolt's exclusive file lock
@@ -46,8 +52,12 @@ func openBolt(path string, timeout time.Duration) (*boltStore, error) {
 			return nil, fmt.Errorf("opening registry database %s: %v", abs, err)
 		}
 		if err := db.Update(func(tx *bolt.Tx) error {
-			_, err := tx.CreateBucketIfNotExists(bucketServers)
-			return err
+			for _, b := range [][]byte{bucketServers, bucketStatus} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return nil
 		}); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("initialising registry database %s: %v", abs, err)
@@ -115,7 +125,50 @@ func (t boltTx) Put(s *Server) error {
 }
 
 func (t boltTx) Delete(name string) error {
+	if err := t.tx.Bucket(bucketStatus).Delete([]byte(name)); err != nil {
+		return err
+	}
 	return t.tx.Bucket(bucketServers).Delete([]byte(name))
+}
+
+func (t boltTx) GetStatus(name string) (*ServerHealth, error) {
+	raw := t.tx.Bucket(bucketStatus).Get([]byte(name))
+	if raw == nil {
+		return nil, ErrNotFound
+	}
+	return decodeStatus(raw)
+}
+
+func (t boltTx) ListStatus() ([]*ServerHealth, error) {
+	var out []*ServerHealth
+	err := t.tx.Bucket(bucketStatus).ForEach(func(k, v []byte) error {
+		h, err := decodeStatus(v)
+		if err != nil {
+			return fmt.Errorf("status %q: %v", k, err)
+		}
+		out = append(out, h)
+		return nil
+	})
+	return out, err
+}
+
+func (t boltTx) PutStatus(h *ServerHealth) error {
+	if h.Server == "" {
+		return errors.New("status without a server name")
+	}
+	raw, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketStatus).Put([]byte(h.Server), raw)
+}
+
+func decodeStatus(raw []byte) (*ServerHealth, error) {
+	h := new(ServerHealth)
+	if err := json.Unmarshal(raw, h); err != nil {
+		return nil, fmt.Errorf("decoding health record: %v", err)
+	}
+	return h, nil
 }
 
 func decodeServer(raw []byte) (*Server, error) {

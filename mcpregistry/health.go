@@ -1,0 +1,555 @@
+package mcpregistry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/zap"
+)
+
+// HealthConfig configures the registry's background health checks and tool discovery.
+//
+// Every Interval each enabled server that is not builtin is connected to with the MCP
+// client (the client negotiates 2026-07-28 server/discover or falls back to
+// initialize), pinged, and asked for its tools, prompts and resources. The result is
+// kept in memory and in the store, so a restart shows the last known state at once.
+//
+// No session is kept open between checks, so a server's notifications/tools/list_changed
+// is not listened to: a changed list is picked up at the next check or by a manual
+// refresh (App.RefreshNow).
+//
+// An unhealthy server stays routable: it is marked, not hidden.
+type HealthConfig struct {
+	// Disabled turns the background checks off. Stored health is still shown and a
+	// manual refresh still works. In the Caddyfile: `health off` or `interval off|0`.
+	Disabled bool `json:"disabled,omitempty"`
+	// Interval between two checks of the same server. Default 30s. A negative value
+	// disables the checks like Disabled.
+	Interval caddy.Duration `json:"interval,omitempty"`
+	// Timeout bounds one whole check (connect, ping, lists). Default 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Concurrency is how many servers are checked at the same time. Default 4.
+	Concurrency int `json:"concurrency,omitempty"`
+	// Jitter spreads the checks of one round over this fraction of Interval (0 to 1)
+	// so that they do not all fire at once. Default 0.2; 0 starts them together.
+	Jitter *float64 `json:"jitter,omitempty"`
+}
+
+const (
+	defaultHealthInterval    = 30 * time.Second
+	defaultHealthTimeout     = 10 * time.Second
+	defaultHealthConcurrency = 4
+	defaultHealthJitter      = 0.2
+
+	// Bounds on what one check records, so that a misbehaving server cannot grow the
+	// store without limit.
+	maxListedItems     = 2000
+	maxDescriptionLen  = 4096
+	maxSchemaLen       = 64 << 10
+	maxLastErrorLen    = 512
+	healthEventName    = "server_health_changed"
+	builtinUpstreamPfx = BuiltinScheme + ":"
+)
+
+func (c *HealthConfig) provision() {
+	if c.Interval == 0 {
+		c.Interval = caddy.Duration(defaultHealthInterval)
+	}
+	if c.Interval < 0 {
+		c.Disabled = true
+	}
+	if c.Timeout == 0 {
+		c.Timeout = caddy.Duration(defaultHealthTimeout)
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = defaultHealthConcurrency
+	}
+	if c.Jitter == nil {
+		j := defaultHealthJitter
+		c.Jitter = &j
+	}
+}
+
+func (c *HealthConfig) validate() error {
+	if c.Timeout < 0 {
+		return fmt.Errorf("health timeout must be positive")
+	}
+	if c.Concurrency < 1 || c.Concurrency > 1024 {
+		return fmt.Errorf("health concurrency %d must be between 1 and 1024", c.Concurrency)
+	}
+	if j := *c.Jitter; j < 0 || j > 1 {
+		return fmt.Errorf("health jitter %v must be between 0 and 1", j)
+	}
+	return nil
+}
+
+// HealthStatus is a server's health as last checked.
+type HealthStatus string
+
+const (
+	// HealthUnknown: never checked (or disabled and never checked).
+	HealthUnknown HealthStatus = "unknown"
+	// HealthHealthy: the last check connected, pinged and listed successfully.
+	HealthHealthy HealthStatus = "healthy"
+	// HealthUnhealthy: the last check failed; LastError says why.
+	HealthUnhealthy HealthStatus = "unhealthy"
+)
+
+// ServerHealth is what the registry knows about a server's health and capabilities.
+// Values handed out are never modified afterwards; a new check replaces them.
+type ServerHealth struct {
+	// Server is the server's name.
+	Server string `json:"server"`
+	// Status is healthy, unhealthy or unknown.
+	Status HealthStatus `json:"status"`
+	// LatencyMS is how long the last check took, in milliseconds.
+	LatencyMS float64 `json:"latency_ms,omitempty"`
+	// LastError is why the last check failed (bounded, without credentials or query
+	// strings); empty when it succeeded.
+	LastError string `json:"last_error,omitempty"`
+	// ProtocolVersion is the MCP version negotiated by the last successful check.
+	ProtocolVersion string `json:"protocol_version,omitempty"`
+	// ServerName and ServerVersion are what the server said about itself.
+	ServerName    string `json:"server_name,omitempty"`
+	ServerVersion string `json:"server_version,omitempty"`
+	// CheckedAt is when the last check finished; LastHealthyAt when one last succeeded.
+	CheckedAt     time.Time `json:"checked_at,omitzero"`
+	LastHealthyAt time.Time `json:"last_healthy_at,omitzero"`
+	// ConsecutiveFailures counts failed checks since the last success.
+	ConsecutiveFailures int `json:"consecutive_failures,omitempty"`
+	// Tools, Prompts and Resources are the lists from the last successful check; a
+	// failed check keeps them.
+	Tools     []ToolInfo     `json:"tools,omitempty"`
+	Prompts   []PromptInfo   `json:"prompts,omitempty"`
+	Resources []ResourceInfo `json:"resources,omitempty"`
+}
+
+// PromptInfo is a prompt a server offers.
+type PromptInfo struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+// ResourceInfo is a resource a server offers.
+type ResourceInfo struct {
+	URI  string `json:"uri"`
+	Name string `json:"name,omitempty"`
+}
+
+// Health returns what is known of the named server's health. The builtin registry
+// server is always healthy with its own tools. ok is false for an unknown name.
+func (a *App) Health(name string) (ServerHealth, bool) {
+	s := a.Server(name)
+	switch {
+	case s == nil:
+		return ServerHealth{}, false
+	case isBuiltin(s):
+		return a.builtinHealth(s), true
+	}
+	if v, ok := a.health.Load(name); ok {
+		return *v.(*ServerHealth), true
+	}
+	return ServerHealth{Server: name, Status: HealthUnknown}, true
+}
+
+// RefreshNow checks the named server at once (also when it is disabled or the
+// background checks are off), records the result and returns it. A failed check is
+// not an error: it is reported as an unhealthy ServerHealth. The error is for an
+// unknown name or a ctx that ends first.
+func (a *App) RefreshNow(ctx context.Context, name string) (ServerHealth, error) {
+	s := a.Server(name)
+	if s == nil {
+		return ServerHealth{}, ErrNotFound
+	}
+	if isBuiltin(s) {
+		return a.builtinHealth(s), nil
+	}
+	h := a.checkAndRecord(ctx, s)
+	if err := ctx.Err(); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+func isBuiltin(s *Server) bool { return strings.HasPrefix(s.Upstream, builtinUpstreamPfx) }
+
+func (a *App) builtinHealth(s *Server) ServerHealth {
+	return ServerHealth{Server: s.Name, Status: HealthHealthy, Tools: a.builtinTools(s), CheckedAt: a.startedAt}
+}
+
+func (a *App) builtinTools(s *Server) []ToolInfo {
+	if s.Upstream == builtinUpstreamPfx+builtinRegistryName {
+		return registryTools
+	}
+	return nil
+}
+
+// loadHealth fills the in-memory health map from the store (the last known state).
+func (a *App) loadHealth() error {
+	return a.store.View(func(tx StoreTx) error {
+		list, err := tx.ListStatus()
+		if err != nil {
+			return err
+		}
+		for _, h := range list {
+			a.health.Store(h.Server, h)
+		}
+		return nil
+	})
+}
+
+// startHealth starts the background loop; it stops on the config context's Done or
+// stopHealth.
+func (a *App) startHealth() {
+	a.startedAt = time.Now().UTC()
+	if a.events == nil {
+		a.startedOnce.Do(func() { close(a.appsStarted) })
+	}
+	if a.HealthChecks.Disabled {
+		return
+	}
+	ctx, cancel := context.WithCancel(a.ctx)
+	a.healthCancel = cancel
+	a.healthWG.Add(1)
+	go func() {
+		defer a.healthWG.Done()
+		a.healthLoop(ctx)
+	}()
+}
+
+func (a *App) stopHealth() {
+	if a.healthCancel != nil {
+		a.healthCancel()
+	}
+	a.healthWG.Wait()
+	if a.healthTransport != nil {
+		a.healthTransport.CloseIdleConnections()
+	}
+}
+
+func (a *App) healthLoop(ctx context.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.logger.Error("health loop panicked; background checks stopped", zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
+	interval := time.Duration(a.HealthChecks.Interval)
+	select {
+	case <-ctx.Done():
+		return
+	case <-a.appsStarted:
+	}
+	for {
+		start := time.Now()
+		a.healthRound(ctx)
+		wait := interval - time.Since(start)
+		if wait < interval/10 {
+			// A round longer than the interval: leave a little breathing room.
+			wait = interval / 10
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// healthRound checks every enabled network server once, at most Concurrency at a time,
+// each starting after a random delay within Jitter×Interval.
+func (a *App) healthRound(ctx context.Context) {
+	spread := time.Duration(*a.HealthChecks.Jitter * float64(a.HealthChecks.Interval))
+	sem := make(chan struct{}, a.HealthChecks.Concurrency)
+	var wg sync.WaitGroup
+	for _, s := range a.ListServers() {
+		if !s.Enabled || isBuiltin(s) {
+			continue
+		}
+		wg.Add(1)
+		go func(s *Server) {
+			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					a.logger.Error("health check panicked", zap.String("server", s.Name), zap.Any("panic", r), zap.Stack("stack"))
+				}
+			}()
+			if spread > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(rand.N(spread)):
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case sem <- struct{}{}:
+			}
+			defer func() { <-sem }()
+			a.checkAndRecord(ctx, s)
+		}(s)
+	}
+	wg.Wait()
+}
+
+// checkAndRecord checks s, stores the result (memory and store) and emits an event when
+// the status changed. Checks of the same server are serialised.
+func (a *App) checkAndRecord(ctx context.Context, s *Server) ServerHealth {
+	mu, _ := a.checkLocks.LoadOrStore(s.Name, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+
+	prev, _ := a.Health(s.Name)
+	res := a.checkServer(ctx, s)
+	if ctx.Err() != nil && res.Status == HealthUnhealthy {
+		// Shutting down (or the caller gave up): that says nothing about the server.
+		return prev
+	}
+
+	h := &ServerHealth{
+		Server:              s.Name,
+		Status:              res.Status,
+		LatencyMS:           res.LatencyMS,
+		LastError:           res.LastError,
+		CheckedAt:           res.CheckedAt,
+		LastHealthyAt:       prev.LastHealthyAt,
+		ProtocolVersion:     prev.ProtocolVersion,
+		ServerName:          prev.ServerName,
+		ServerVersion:       prev.ServerVersion,
+		Tools:               prev.Tools,
+		Prompts:             prev.Prompts,
+		Resources:           prev.Resources,
+		ConsecutiveFailures: prev.ConsecutiveFailures + 1,
+	}
+	if res.Status == HealthHealthy {
+		h.LastHealthyAt = res.CheckedAt
+		h.ProtocolVersion, h.ServerName, h.ServerVersion = res.ProtocolVersion, res.ServerName, res.ServerVersion
+		h.Tools, h.Prompts, h.Resources = res.Tools, res.Prompts, res.Resources
+		h.ConsecutiveFailures = 0
+	}
+
+	// Persist only while the server still exists with the upstream that was checked;
+	// the status bucket is separate, so the server record itself is never rewritten.
+	stale := false
+	err := a.store.Update(func(tx StoreTx) error {
+		cur, err := tx.Get(s.Name)
+		if errors.Is(err, ErrNotFound) || (err == nil && cur.Upstream != s.Upstream) {
+			stale = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return tx.PutStatus(h)
+	})
+	if err != nil {
+		a.logger.Error("recording server health", zap.String("server", s.Name), zap.Error(err))
+	}
+	if stale {
+		return *h
+	}
+	a.health.Store(s.Name, h)
+
+	if prev.Status != h.Status {
+		level := a.logger.Info
+		if h.Status == HealthUnhealthy {
+			level = a.logger.Warn
+		}
+		level("server health changed", zap.String("server", s.Name),
+			zap.String("status", string(h.Status)), zap.String("previous", string(prev.Status)),
+			zap.String("error", h.LastError))
+		a.emit(healthEventName, map[string]any{
+			"server":   s.Name,
+			"status":   string(h.Status),
+			"previous": string(prev.Status),
+		})
+	}
+	return *h
+}
+
+func (a *App) emit(name string, data map[string]any) {
+	if a.events == nil {
+		return
+	}
+	select {
+	case <-a.appsStarted:
+		a.events.Emit(a.ctx, name, data)
+	default:
+		// The config's apps are not all started yet (only a manual refresh gets here).
+	}
+}
+
+// startedHook closes appsStarted on Caddy's "started" event for this config.
+type startedHook struct{ a *App }
+
+func (h startedHook) Handle(context.Context, caddy.Event) error {
+	h.a.startedOnce.Do(func() { close(h.a.appsStarted) })
+	return nil
+}
+
+// checkServer connects to s with the MCP client, pings it and lists its tools, prompts
+// and resources, all within the configured timeout.
+func (a *App) checkServer(ctx context.Context, s *Server) (h ServerHealth) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(a.HealthChecks.Timeout))
+	defer cancel()
+	start := time.Now()
+	h.Server = s.Name
+	defer func() {
+		h.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+		h.CheckedAt = time.Now().UTC()
+	}()
+	fail := func(step string, err error) ServerHealth {
+		h.Status = HealthUnhealthy
+		h.LastError = sanitizeError(step+": "+err.Error(), s.Upstream)
+		return h
+	}
+
+	var transport mcp.Transport
+	switch s.Transport {
+	case TransportSSE:
+		transport = &mcp.SSEClientTransport{Endpoint: s.Upstream, HTTPClient: a.healthClient}
+	default:
+		transport = &mcp.StreamableClientTransport{
+			Endpoint:             s.Upstream,
+			HTTPClient:           a.healthClient,
+			MaxRetries:           -1,
+			DisableStandaloneSSE: true,
+		}
+	}
+	client := mcp.NewClient(healthClientInfo, nil)
+	session, err := client.Connect(ctx, transport, nil)
+	if err != nil {
+		return fail("connect", err)
+	}
+	defer session.Close()
+	init := session.InitializeResult()
+	// 2026-07-28 has no ping (server/discover already proved the server answers);
+	// older versions get one.
+	if init == nil || init.ProtocolVersion < "2026-07-28" {
+		if err := session.Ping(ctx, nil); err != nil {
+			return fail("ping", err)
+		}
+	}
+	var caps *mcp.ServerCapabilities
+	if init != nil {
+		h.ProtocolVersion = init.ProtocolVersion
+		caps = init.Capabilities
+		if init.ServerInfo != nil {
+			h.ServerName, h.ServerVersion = bound(init.ServerInfo.Name, 256), bound(init.ServerInfo.Version, 256)
+		}
+	}
+	if caps == nil || caps.Tools != nil {
+		h.Tools = []ToolInfo{}
+		for tool, err := range session.Tools(ctx, nil) {
+			if err != nil {
+				return fail("tools/list", err)
+			}
+			if len(h.Tools) >= maxListedItems {
+				break
+			}
+			ti := ToolInfo{Name: bound(tool.Name, 256), Description: bound(tool.Description, maxDescriptionLen)}
+			if tool.InputSchema != nil {
+				if raw, err := json.Marshal(tool.InputSchema); err == nil && len(raw) <= maxSchemaLen {
+					ti.InputSchema = raw
+				}
+			}
+			h.Tools = append(h.Tools, ti)
+		}
+	}
+	if caps != nil && caps.Prompts != nil {
+		h.Prompts = []PromptInfo{}
+		for p, err := range session.Prompts(ctx, nil) {
+			if err != nil {
+				return fail("prompts/list", err)
+			}
+			if len(h.Prompts) >= maxListedItems {
+				break
+			}
+			h.Prompts = append(h.Prompts, PromptInfo{Name: bound(p.Name, 256), Description: bound(p.Description, maxDescriptionLen)})
+		}
+	}
+	if caps != nil && caps.Resources != nil {
+		h.Resources = []ResourceInfo{}
+		for r, err := range session.Resources(ctx, nil) {
+			if err != nil {
+				return fail("resources/list", err)
+			}
+			if len(h.Resources) >= maxListedItems {
+				break
+			}
+			h.Resources = append(h.Resources, ResourceInfo{URI: bound(r.URI, 2048), Name: bound(r.Name, 256)})
+		}
+	}
+	h.Status = HealthHealthy
+	return h
+}
+
+var healthClientInfo = &mcp.Implementation{Name: "caddymcp-registry-health", Version: "0.1.0"}
+
+// sanitizeError bounds msg and replaces the upstream URL (whose query string may carry a
+// key) by its scheme, host and path.
+func sanitizeError(msg, upstream string) string {
+	if u, err := url.Parse(upstream); err == nil && (u.RawQuery != "" || u.User != nil) {
+		safe := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+		msg = strings.ReplaceAll(msg, upstream, safe)
+		if u.RawQuery != "" {
+			msg = strings.ReplaceAll(msg, u.RawQuery, "…")
+		}
+	}
+	return bound(msg, maxLastErrorLen)
+}
+
+// bound cuts s to at most n bytes on a rune boundary.
+func bound(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}
+
+// provisionHealth sets the health defaults, the HTTP client and the events app, and
+// loads the last known state from the store. It starts nothing.
+func (a *App) provisionHealth(ctx caddy.Context) error {
+	if a.HealthChecks == nil {
+		a.HealthChecks = new(HealthConfig)
+	}
+	a.HealthChecks.provision()
+	if err := a.HealthChecks.validate(); err != nil {
+		return err
+	}
+	a.ctx = ctx
+	a.appsStarted = make(chan struct{})
+	if ev, err := ctx.App("events"); err == nil {
+		a.events, _ = ev.(*caddyevents.App)
+	} else {
+		a.logger.Warn("events app unavailable; health changes will only be logged", zap.Error(err))
+	}
+	if a.events != nil {
+		// The events app binds its subscriptions in its own Start, and apps start in no
+		// particular order: wait for Caddy's "started" event (all apps of this config
+		// running) before the first check or emission.
+		if err := a.events.On("started", startedHook{a}); err != nil {
+			a.logger.Warn("cannot wait for the config to start; health events disabled", zap.Error(err))
+			a.events = nil
+		}
+	}
+	a.healthTransport = http.DefaultTransport.(*http.Transport).Clone()
+	a.healthClient = &http.Client{Transport: a.healthTransport}
+	return nil
+}
