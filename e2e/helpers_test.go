@@ -57,6 +57,7 @@ func startCaddy(t *testing.T, caddyfile string, env map[string]string) (string, 
 			t.Fatalf("startCaddy: the Caddyfile has no %s:\n%s", tok, caddyfile)
 		}
 	}
+	caddyfile = withoutHealthChecks(caddyfile)
 	dir := t.TempDir()
 	ci := &caddyInstance{Dir: dir}
 	cfgPath := filepath.Join(dir, "Caddyfile")
@@ -843,4 +844,15 @@ func eventually(timeout time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// withoutHealthChecks turns the registry's background health checks off unless the
+// Caddyfile configures them: their connections would otherwise compete with tests that
+// count upstream requests, goroutines, or use upstreams that take one connection at a
+// time. Health checks are tested against real servers in mcpregistry.
+func withoutHealthChecks(caddyfile string) string {
+	if strings.Contains(caddyfile, "\t\thealth") || !strings.Contains(caddyfile, "mcp_registry {\n") {
+		return caddyfile
+	}
+	return strings.Replace(caddyfile, "mcp_registry {\n", "mcp_registry {\n\t\thealth off\n", 1)
 }
