@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite the adapt golden files")
 // format: a Caddyfile, a line of dashes, the expected JSON) and every runnable example,
 // comparing with its golden JSON.
 func TestCaddyfileAdapt(t *testing.T) {
-	for _, env := range []string{"EVERYTHING_URL", "MCP_REGISTRY_DB"} {
+	for _, env := range []string{"EVERYTHING_URL", "MCP_REGISTRY_DB", "OIDC_ISSUER", "MCP_RESOURCE", "MCP_SCOPES_FILE"} {
 		t.Setenv(env, "")
 		os.Unsetenv(env)
 	}

