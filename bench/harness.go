@@ -10,6 +10,10 @@
 //	direct         http://127.0.0.1:U/mcp             the upstream, no proxy
 //	reverse_proxy  http://127.0.0.1:P/mcp             reverse_proxy 127.0.0.1:U { header_up Host {upstream_hostport} }
 //	mcp_gateway    http://127.0.0.1:G/bench/mcp       mcp_gateway, registry server "bench" -> http://127.0.0.1:U/mcp
+//	mcp_gateway_auth  http://127.0.0.1:A/bench/mcp    the same gateway with an auth block (see auth.go)
+//
+// and, with Options.AuthFresh, mcp_gateway_auth_fresh: the auth listener again, but every
+// request carries a token the gateway has not validated recently (uncached validation).
 //
 // The default upstream ("static") is a minimal net/http handler that reads the request
 // and answers a fixed ~1 KiB tools/call result: its cost per request is small and
@@ -61,6 +65,8 @@ const (
 	Direct       = "direct"
 	ReverseProxy = "reverse_proxy"
 	Gateway      = "mcp_gateway"
+	GatewayAuth  = "mcp_gateway_auth"       // mcp_gateway with auth, one token per client
+	GatewayFresh = "mcp_gateway_auth_fresh" // mcp_gateway with auth, a new token per request
 )
 
 // ProtocolVersion is the MCP-Protocol-Version header every request carries.
@@ -68,16 +74,31 @@ const ProtocolVersion = "2025-06-18"
 
 // Target is one way of reaching the upstream.
 type Target struct {
-	Name      string   // Direct, ReverseProxy or Gateway
+	Name      string   // Direct, ReverseProxy, Gateway, GatewayAuth or GatewayFresh
 	CallURL   *url.URL // where tools/call is POSTed
-	StreamURL *url.URL // where the held-open SSE stream is opened with GET
+	StreamURL *url.URL // where the held-open SSE stream is opened with GET (nil: none)
+
+	// header returns the request header of client worker's next call (nil: callHeader).
+	header func(worker int) http.Header
+}
+
+// Header is the request header of client number worker's next call to t: for the auth
+// targets it carries that worker's bearer token (GatewayAuth) or a token not used for
+// the last AuthFreshPool calls (GatewayFresh). Safe for concurrent use.
+func (t Target) Header(worker int) http.Header {
+	if t.header == nil {
+		return callHeader
+	}
+	return t.header(worker)
 }
 
 // Env is the running benchmark environment.
 type Env struct {
 	Kind     string
-	Targets  []Target // Direct, ReverseProxy, Gateway
+	Targets  []Target // Direct, ReverseProxy, Gateway, GatewayAuth [, GatewayFresh]
 	Response int      // size in bytes of the upstream's tools/call response body
+
+	issuer *issuer // the in-process token issuer of the auth targets
 
 	upstream    *http.Server
 	upstreamLn  net.Listener
@@ -142,9 +163,25 @@ var staticResponse = func() []byte {
 	return build(text)
 }()
 
+// Options are the optional parts of the environment.
+type Options struct {
+	// AuthFresh adds the GatewayFresh target, with a pool of this many pre-signed tokens
+	// used in turn (0: no such target). To defeat the gateway's validated-token cache
+	// (10,000 entries, LRU) it must exceed the cache; AuthFreshPool is a safe size.
+	AuthFresh int
+}
+
+// AuthFreshPool is the token pool size that makes every GatewayFresh call a cache miss:
+// each of the cache's 16 LRU shards (625 entries) gets about 750 tokens of the pool, in
+// the same cyclic order every time, so a token is always evicted before its next use.
+const AuthFreshPool = 12000
+
 // Start starts the upstream of the given kind and the in-process Caddy in front of it.
 // Close stops both. Only one Env may run at a time (Caddy's config is process-global).
-func Start(kind string) (*Env, error) {
+func Start(kind string) (*Env, error) { return StartWith(kind, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(kind string, opt Options) (*Env, error) {
 	e := &Env{Kind: kind}
 	var calls http.Handler
 	switch kind {
@@ -198,15 +235,20 @@ func Start(kind string) (*Env, error) {
 		}
 	}
 
+	e.issuer, err = startIssuer()
+	if err != nil {
+		return nil, err
+	}
+
 	// Caddy cannot be handed open listeners, so it gets ports that were free a moment
 	// ago; on the rare collision, try again with new ones.
-	var gw, rp string
+	var gw, rp, ga string
 	for attempt := 0; ; attempt++ {
-		gw, rp, err = freeAddr(), freeAddr(), nil
-		if gw == "" || rp == "" {
+		gw, rp, ga, err = freeAddr(), freeAddr(), freeAddr(), nil
+		if gw == "" || rp == "" || ga == "" {
 			return nil, errors.New("bench: no free loopback port")
 		}
-		cfg := caddyConfig(dir, e.upstreamLn.Addr().String(), gw, rp)
+		cfg := caddyConfig(dir, e.upstreamLn.Addr().String(), gw, rp, ga, e.issuer.url)
 		err = caddy.Load(cfg, true)
 		if err == nil {
 			break
@@ -227,6 +269,17 @@ func Start(kind string) (*Env, error) {
 		{Name: Direct, CallURL: mustURL(up + "/mcp"), StreamURL: mustURL(up + "/stream")},
 		{Name: ReverseProxy, CallURL: mustURL("http://" + rp + "/mcp"), StreamURL: mustURL("http://" + rp + "/stream")},
 		{Name: Gateway, CallURL: mustURL("http://" + gw + "/bench/mcp"), StreamURL: mustURL("http://" + gw + "/stream/mcp")},
+	}
+	// The token audience is the bench server's resource URL (the MCP URL, as the
+	// protected-resource metadata names it), one of the gateway's default audiences.
+	aud := "http://" + ga + "/bench/mcp"
+	e.Targets = append(e.Targets, Target{Name: GatewayAuth, CallURL: mustURL(aud), header: e.issuer.perWorker(aud)})
+	if opt.AuthFresh > 0 {
+		h, err := e.issuer.pool(aud, opt.AuthFresh)
+		if err != nil {
+			return nil, err
+		}
+		e.Targets = append(e.Targets, Target{Name: GatewayFresh, CallURL: mustURL(aud), header: h})
 	}
 
 	// Every target must answer before anyone measures anything.
@@ -249,6 +302,9 @@ func Start(kind string) (*Env, error) {
 func (e *Env) Close() {
 	if e.Targets != nil {
 		_ = caddy.Stop()
+	}
+	if e.issuer != nil {
+		e.issuer.srv.Close()
 	}
 	if e.upstream != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -282,7 +338,11 @@ func (e *Env) HTTPServer(name string) (*caddyhttp.Server, error) {
 //
 // (the Host rewrite is what the gateway does too; go-sdk servers on loopback refuse
 // other Host headers). No access logs on either; Caddy's own log at ERROR.
-func caddyConfig(dir, upstream, gw, rp string) []byte {
+//
+// The third listener is the gateway again with an auth block: issuerURL's keys, resource
+// http://<ga> (so the default audiences include http://<ga>/bench/mcp), and a policy
+// letting group "bench" call the echo tool on server "bench".
+func caddyConfig(dir, upstream, gw, rp, ga, issuerURL string) []byte {
 	route := func(h map[string]any) []any { return []any{map[string]any{"handle": []any{h}}} }
 	server := func(addr string, h map[string]any) map[string]any {
 		return map[string]any{
@@ -307,6 +367,19 @@ func caddyConfig(dir, upstream, gw, rp string) []byte {
 			"http": map[string]any{
 				"servers": map[string]any{
 					Gateway: server(gw, map[string]any{"handler": "mcp_gateway"}),
+					GatewayAuth: server(ga, map[string]any{
+						"handler": "mcp_gateway",
+						"auth": map[string]any{
+							"issuers":  []any{map[string]any{"issuer": issuerURL, "jwks_url": issuerURL + "/jwks"}},
+							"resource": "http://" + ga,
+							"policy": map[string]any{
+								"group_mappings": map[string]any{"bench": []string{"bench-tools"}},
+								"scopes": map[string]any{"bench-tools": []any{map[string]any{
+									"server": "bench", "methods": []string{"tools/call"}, "tools": []string{"echo"},
+								}}},
+							},
+						},
+					}),
 					ReverseProxy: server(rp, map[string]any{
 						"handler":   "reverse_proxy",
 						"upstreams": []any{map[string]any{"dial": upstream}},
@@ -441,7 +514,10 @@ var callHeader = http.Header{
 
 // Call POSTs ToolsCallBody to t with c, reads the whole response into *buf (reused
 // across calls) and checks it.
-func (e *Env) Call(c *http.Client, t Target, buf *[]byte) error {
+func (e *Env) Call(c *http.Client, t Target, buf *[]byte) error { return e.CallAs(c, t, 0, buf) }
+
+// CallAs is Call by client number worker (which selects its token on the auth targets).
+func (e *Env) CallAs(c *http.Client, t Target, worker int, buf *[]byte) error {
 	req := &http.Request{
 		Method:        http.MethodPost,
 		URL:           t.CallURL,
@@ -449,7 +525,7 @@ func (e *Env) Call(c *http.Client, t Target, buf *[]byte) error {
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        callHeader,
+		Header:        t.Header(worker),
 		Body:          io.NopCloser(bytes.NewReader(ToolsCallBody)),
 		ContentLength: int64(len(ToolsCallBody)),
 	}

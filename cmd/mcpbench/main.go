@@ -2,17 +2,21 @@
 // and against the upstream called directly, in the same run, with the same upstream, and
 // the memory an open SSE stream costs through the gateway and through reverse_proxy.
 //
-//	go run ./cmd/mcpbench [-c 16] [-d 10s] [-rounds 5] [-upstream static|gosdk] [-sse 1000] [-phases load,serial,sse]
+//	go run ./cmd/mcpbench [-c 16] [-d 10s] [-rounds 5] [-upstream static|gosdk] [-sse 1000] [-phases load,serial,sse] [-auth-fresh]
 //
 // Everything runs in this one process on loopback: the clients, one Caddy (an
-// mcp_gateway listener and a reverse_proxy listener) and the upstream (see package
-// bench). Phases:
+// mcp_gateway listener, the same gateway with an auth block, and a reverse_proxy
+// listener), the upstream and the auth target's token issuer (see package bench). On
+// mcp_gateway_auth each client sends its own bearer token on every request, as a real
+// client does (so the gateway's validated-token cache answers); with -auth-fresh,
+// mcp_gateway_auth_fresh sends a token the gateway has not seen recently on every request
+// (a pre-signed pool larger than the cache: the uncached cost). Phases:
 //
 //  1. Load: -c clients, each sending its next request as soon as the previous answer is
 //     read, against each target in turn. Each target gets -warmup unmeasured, then -d
-//     measured split into -rounds segments; the segments of the three targets are
-//     interleaved, the order rotating every round, so drift on the machine affects all
-//     three alike. Prints requests/s, latency percentiles and throughput relative to
+//     measured split into -rounds segments; the segments of all the targets are
+//     interleaved, the order rotating every round, so drift on the machine affects
+//     all alike. Prints requests/s, latency percentiles and throughput relative to
 //     reverse_proxy.
 //  2. Serial: the same with one client, one request at a time; prints the median latency
 //     and its difference to reverse_proxy's.
@@ -48,6 +52,7 @@ func main() {
 	kind := flag.String("upstream", bench.UpstreamStatic, "upstream: static (fixed-cost, ~1 KiB result) or gosdk (go-sdk stateless server, echo tool)")
 	sseN := flag.Int("sse", 1000, "SSE streams to hold open in the memory phase")
 	phaseList := flag.String("phases", "load,serial,sse", "phases to run, comma-separated: load, serial, sse")
+	fresh := flag.Bool("auth-fresh", false, "add target mcp_gateway_auth_fresh: a new bearer token on every request (signs a pool of tokens at start)")
 	flag.Parse()
 	phases := map[string]bool{}
 	for _, p := range strings.Split(*phaseList, ",") {
@@ -62,11 +67,18 @@ func main() {
 		fatalf(1, "bad flags: -c, -rounds and -sse must be at least 1, -d positive")
 	}
 
+	opt := bench.Options{}
+	targets := 4 // direct, reverse_proxy, mcp_gateway, mcp_gateway_auth
+	if *fresh {
+		opt.AuthFresh = bench.AuthFreshPool
+		targets++
+	}
+
 	// Bound the whole run: the phases' own time plus generous slack.
 	limit := 2 * time.Minute
 	for _, p := range []string{"load", "serial"} {
 		if phases[p] {
-			limit += 3 * (*duration + *warmup)
+			limit += time.Duration(targets+1) * (*duration + *warmup)
 		}
 	}
 	if phases["sse"] {
@@ -75,9 +87,13 @@ func main() {
 	watchdog := time.AfterFunc(limit, func() { fatalf(2, "run exceeded its time bound of %v; aborting", limit) })
 	defer watchdog.Stop()
 
-	env, err := bench.Start(*kind)
+	start := time.Now()
+	env, err := bench.StartWith(*kind, opt)
 	if err != nil {
 		fatalf(1, "%v", err)
+	}
+	if *fresh {
+		fmt.Printf("(started in %v, including signing %d tokens for mcp_gateway_auth_fresh)\n", time.Since(start).Round(time.Millisecond), opt.AuthFresh)
 	}
 	failed := run(env, phases, *concurrency, *duration, *rounds, *warmup, *sseN)
 	env.Close()
@@ -91,7 +107,11 @@ func run(env *bench.Env, phases map[string]bool, concurrency int, d time.Duratio
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("upstream %s; tools/call request body %d B, response body %d B\n", env.Kind, len(bench.ToolsCallBody), env.Response)
 	for _, t := range env.Targets {
-		fmt.Printf("  %-14s POST %s   GET %s\n", t.Name, t.CallURL, t.StreamURL)
+		stream := "-"
+		if t.StreamURL != nil {
+			stream = t.StreamURL.String()
+		}
+		fmt.Printf("  %-22s POST %s   GET %s\n", t.Name, t.CallURL, stream)
 	}
 	fmt.Println()
 
@@ -102,6 +122,12 @@ func run(env *bench.Env, phases map[string]bool, concurrency int, d time.Duratio
 		failed = append(failed, failures(res)...)
 		if r := ratio(res, bench.Gateway); r > 0 {
 			fmt.Printf("=> mcp_gateway throughput = %.1f%% of reverse_proxy (target >= 85%%)\n", 100*r)
+		}
+		if r := ratio(res, bench.GatewayAuth); r > 0 {
+			fmt.Printf("=> mcp_gateway_auth throughput = %.1f%% of reverse_proxy (target >= 75%%)\n", 100*r)
+		}
+		if r := ratio(res, bench.GatewayFresh); r > 0 {
+			fmt.Printf("=> mcp_gateway_auth_fresh (uncached tokens) throughput = %.1f%% of reverse_proxy\n", 100*r)
 		}
 		fmt.Println()
 	}
@@ -175,7 +201,7 @@ type clientSet struct {
 	env         *bench.Env
 	target      bench.Target
 	client      interface{ CloseIdleConnections() }
-	call        func(buf *[]byte) error
+	call        func(worker int, buf *[]byte) error
 	concurrency int
 	bufs        [][]byte
 	warmErrs    int64
@@ -186,7 +212,7 @@ func newClientSet(env *bench.Env, t bench.Target, concurrency int) *clientSet {
 	c := bench.NewClient(concurrency)
 	return &clientSet{
 		env: env, target: t, client: c, concurrency: concurrency,
-		call: func(buf *[]byte) error { return env.Call(c, t, buf) },
+		call: func(w int, buf *[]byte) error { return env.CallAs(c, t, w, buf) },
 		bufs: make([][]byte, concurrency),
 	}
 }
@@ -209,7 +235,7 @@ func (cs *clientSet) segment(d time.Duration, into *result) {
 			lat := make([]time.Duration, 0, 4096)
 			for !stop.Load() {
 				t0 := time.Now()
-				err := cs.call(&cs.bufs[w])
+				err := cs.call(w, &cs.bufs[w])
 				el := time.Since(t0)
 				if err != nil {
 					if errs.Add(1) == 1 {
@@ -270,24 +296,30 @@ func ratio(res []*result, name string) float64 {
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/1e6) }
 
 func printLoad(res []*result) {
-	fmt.Printf("  %-14s %9s %10s %9s %9s %9s %16s\n", "target", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "vs reverse_proxy")
+	fmt.Printf("  %-22s %9s %10s %9s %9s %9s %16s\n", "target", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "vs reverse_proxy")
 	for _, r := range res {
-		fmt.Printf("  %-14s %9d %10.0f %9s %9s %9s %15.1f%%\n", r.name, len(r.lat), r.rate(),
+		fmt.Printf("  %-22s %9d %10.0f %9s %9s %9s %15.1f%%\n", r.name, len(r.lat), r.rate(),
 			ms(r.pct(0.50)), ms(r.pct(0.90)), ms(r.pct(0.99)), 100*ratio(res, r.name))
 	}
 }
 
 func printSerial(res []*result) {
 	base := find(res, bench.ReverseProxy)
-	fmt.Printf("  %-14s %9s %10s %9s %9s %9s %20s\n", "target", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "p50 - rp p50 (ms)")
+	fmt.Printf("  %-22s %9s %10s %9s %9s %9s %20s\n", "target", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "p50 - rp p50 (ms)")
 	for _, r := range res {
 		diff := float64(r.pct(0.5)-base.pct(0.5)) / 1e6
-		fmt.Printf("  %-14s %9d %10.0f %9s %9s %9s %+20.3f\n", r.name, len(r.lat), r.rate(),
+		fmt.Printf("  %-22s %9d %10.0f %9s %9s %9s %+20.3f\n", r.name, len(r.lat), r.rate(),
 			ms(r.pct(0.50)), ms(r.pct(0.90)), ms(r.pct(0.99)), diff)
 	}
 	if g := find(res, bench.Gateway); g != nil {
 		fmt.Printf("=> mcp_gateway median latency = reverse_proxy's %+.3f ms (target <= +0.150 ms)\n",
 			float64(g.pct(0.5)-base.pct(0.5))/1e6)
+	}
+	for _, name := range []string{bench.GatewayAuth, bench.GatewayFresh} {
+		if g := find(res, name); g != nil {
+			fmt.Printf("=> %s median latency = reverse_proxy's %+.3f ms (mcp_gateway's %+.3f ms)\n", name,
+				float64(g.pct(0.5)-base.pct(0.5))/1e6, float64(g.pct(0.5)-find(res, bench.Gateway).pct(0.5))/1e6)
+		}
 	}
 }
 
