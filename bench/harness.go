@@ -358,6 +358,7 @@ func caddyConfig(dir, upstream, gw, rp, ga, issuerURL string) []byte {
 		"apps": map[string]any{
 			"mcp_registry": map[string]any{
 				"storage":                map[string]any{"path": filepath.Join(dir, "registry.db")},
+				"health":                 map[string]any{"disabled": true}, // no background traffic in a measurement
 				"disable_builtin_server": true,
 				"servers": []any{
 					map[string]any{"name": "bench", "upstream": "http://" + upstream + "/mcp"},

@@ -308,7 +308,8 @@ func headerValue(s string) string {
 // authenticate checks the request's credentials. It answers the request itself (401,
 // 503) and returns nil when the request must stop.
 func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server *mcpregistry.Server, mcpPath string, repl *caddy.Replacer) *who {
-	p, err := st.principal(r)
+	composite := server.GatewayTokenHeader == mcpregistry.GatewayTokenXAuthorization
+	p, err := st.principal(r, composite)
 	if err != nil {
 		prm := headerValue(st.prmURL(r, mcpPath))
 		switch {
@@ -334,17 +335,24 @@ func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server
 	repl.Set("http.mcp.auth.subject", p.Subject)
 	repl.Set("http.mcp.auth.groups", strings.Join(p.Groups, ","))
 	repl.Set("http.mcp.auth.client_id", p.ClientID)
-	// No token passthrough: the gateway's credentials never reach an upstream.
-	r.Header.Del("Authorization")
+	repl.Set(callerKey, &callerIdentity{subject: p.Subject, groups: p.Groups})
+	// No token passthrough: the gateway's credentials never reach an upstream. In
+	// composite mode the client's own Authorization is meant for the upstream.
+	if composite {
+		r.Header.Del("X-Authorization")
+	} else {
+		r.Header.Del("Authorization")
+	}
 	r.Header.Del("X-Api-Key")
 	return c
 }
 
 var errUnknownAPIKey = &authn.InvalidTokenError{Reason: authn.ReasonMalformed}
 
-// principal finds the caller: an X-API-Key, else the Authorization bearer token as an
-// API key or a JWT. Tokens in the query string are never looked at.
-func (st *authState) principal(r *http.Request) (*authn.Principal, error) {
+// principal finds the caller: an X-API-Key, else the Authorization bearer token (with
+// composite, the X-Authorization one) as an API key or a JWT. Tokens in the query string
+// are never looked at.
+func (st *authState) principal(r *http.Request, composite bool) (*authn.Principal, error) {
 	if vals := r.Header.Values("X-Api-Key"); len(vals) > 0 {
 		if len(vals) == 1 {
 			if p := st.apiKeys[sha256.Sum256([]byte(vals[0]))]; p != nil {
@@ -353,7 +361,11 @@ func (st *authState) principal(r *http.Request) (*authn.Principal, error) {
 		}
 		return nil, errUnknownAPIKey
 	}
-	tok, err := authn.TokenFromHeader(r.Header)
+	h := r.Header
+	if composite {
+		h = http.Header{"Authorization": r.Header.Values("X-Authorization")}
+	}
+	tok, err := authn.TokenFromHeader(h)
 	if err != nil {
 		return nil, err
 	}

@@ -214,7 +214,9 @@ func authCaddy(t *testing.T, up *recordingUpstream, auth map[string]any) string 
 		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
 		"apps": map[string]any{
 			"mcp_registry": map[string]any{
-				"storage":                map[string]any{"path": filepath.Join(dir, "registry.db")},
+				"storage": map[string]any{"path": filepath.Join(dir, "registry.db")},
+				// No background health checks: these upstreams count what they receive.
+				"health":                 map[string]any{"disabled": true},
 				"disable_builtin_server": true,
 				"servers": []any{
 					map[string]any{"name": "everything", "upstream": up.srv.URL + "/json/mcp"},
@@ -568,7 +570,9 @@ func TestAuthLegacySSEFiltered(t *testing.T) {
 		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
 		"apps": map[string]any{
 			"mcp_registry": map[string]any{
-				"storage":                map[string]any{"path": filepath.Join(dir, "registry.db")},
+				"storage": map[string]any{"path": filepath.Join(dir, "registry.db")},
+				// No background health checks: these upstreams count what they receive.
+				"health":                 map[string]any{"disabled": true},
 				"disable_builtin_server": true,
 				"servers": []any{
 					map[string]any{"name": "everything", "upstream": legacy.URL + "/sse", "transport": "sse"},

@@ -29,6 +29,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		dial_timeout            <duration>
 //		response_header_timeout <duration>
 //		auth { … }              # see unmarshalAuth (auth_caddyfile.go)
+//		audit off | audit {     # audit log on logger mcp.audit; default on
+//			include_arguments   # add tools/call arguments (≤ 4 KiB) to entries
+//		}
 //	}
 func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -90,6 +93,31 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("auth given twice")
 			}
 			g.Auth, err = unmarshalAuth(d)
+		case "audit":
+			if g.Audit != nil {
+				return d.Err("audit given twice")
+			}
+			g.Audit = new(AuditConfig)
+			switch args := d.RemainingArgs(); {
+			case len(args) == 1 && args[0] == "off":
+				g.Audit.Disabled = true
+			case len(args) > 0:
+				return d.Errf("audit takes no argument but off, got %q", args)
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "include_arguments":
+					if d.NextArg() {
+						return d.ArgErr()
+					}
+					g.Audit.IncludeArguments = true
+				default:
+					return d.Errf("unknown audit option %q", d.Val())
+				}
+			}
+			if g.Audit.Disabled && g.Audit.IncludeArguments {
+				return d.Err("audit off with include_arguments")
+			}
 		default:
 			return d.Errf("unknown mcp_gateway option %q", d.Val())
 		}

@@ -23,6 +23,7 @@ const (
 
 // writeRPCError answers with an HTTP status and a JSON-RPC error body.
 func writeRPCError(w http.ResponseWriter, status int, id string, code int, message string) {
+	noteRPCError(w, code) // for the audit entry and metrics (audit.go)
 	body := jsonrpc.AppendErrorResponse(make([]byte, 0, 96+len(message)), id, code, message)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

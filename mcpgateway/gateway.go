@@ -60,6 +60,10 @@ type Gateway struct {
 	// authorization. Absent: no authentication, every request is proxied. See AuthConfig.
 	Auth *AuthConfig `json:"auth,omitempty"`
 
+	// Audit configures the audit log (logger "mcp.audit", one Info entry per MCP
+	// request). Absent: on, without tool arguments. See AuditConfig.
+	Audit *AuditConfig `json:"audit,omitempty"`
+
 	registry  *mcpregistry.App
 	auth      *authState // nil when Auth is absent
 	transport *reverseproxy.HTTPTransport
@@ -72,6 +76,9 @@ type Gateway struct {
 	// streams are the event streams carried by hijacked connections (stream.go).
 	streams streamSet
 	logger  *zap.Logger
+	// obs writes the audit entry and the metrics of each request (audit.go); nil in
+	// tests that build a Gateway without Provision.
+	obs *observer
 }
 
 // CaddyModule returns the Caddy module information.
@@ -121,6 +128,10 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("provisioning upstream transport: %v", err)
 	}
 	g.proxy = g.newReverseProxy()
+	// Metrics go to this config's registry; collectors are registered on every provision.
+	if g.obs, err = newObserver(ctx, g.Audit); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
 	return nil
 }
 

@@ -48,11 +48,8 @@ func (g *Gateway) newReverseProxy() *httputil.ReverseProxy {
 			// forward already pointed the URL at the upstream; an empty Host makes the
 			// outbound Host header the upstream's, which loopback servers require.
 			pr.Out.Host = ""
-			if g.auth != nil {
-				// ServeHTTP removed them already; never pass the gateway's credentials on.
-				pr.Out.Header.Del("Authorization")
-				pr.Out.Header.Del("X-Api-Key")
-			}
+			// Gateway token out, identity and backend credential in (outbound.go).
+			g.prepareOutbound(pr.In, pr.Out.Header)
 			pr.SetXForwarded()
 		},
 		Transport:      g.transport,

@@ -72,6 +72,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
+	var aw *auditWriter // audit entry and metrics of this MCP request (audit.go)
+	if g.obs != nil {
+		aw = g.obs.begin(w, r)
+		w = aw
+		defer g.obs.end(aw, r)
+	}
 	if !g.hosts.allowHost(r.Host, localAddr(r)) {
 		writeRPCError(w, http.StatusForbidden, "", codeForbidden, "host "+quote(r.Host)+" is not allowed (DNS-rebinding protection); list it in the gateway's allowed_hosts")
 		return nil
@@ -123,6 +129,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// must reach the upstream to get the error that makes it fall back).
 		if !g.readAndInspect(w, r, x, repl, ep != endpointMessage) {
 			return nil
+		}
+		if aw != nil {
+			aw.inspected(&x.inspect, x.buf)
 		}
 		// Runs before x.release: the upstream transport stops reading the buffer first.
 		defer r.Body.Close()

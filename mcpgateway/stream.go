@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/internal/sse"
@@ -107,6 +108,7 @@ func (g *Gateway) streamEligible(r *http.Request, t *target) bool {
 func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, t *target, rewrite func(string) string) {
 	ctx := r.Context()
 	out := outboundRequest(r)
+	g.prepareOutbound(r, out.Header) // as ReverseProxy's Rewrite does
 
 	up, err := g.dialUpstream(ctx, upstreamAddr(t))
 	if err != nil {
@@ -190,6 +192,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, t *target,
 				upstreamChunked: upstreamChunked,
 				chunked:         r.ProtoAtLeast(1, 1),
 				idle:            idle,
+				gauge:           g.obs.streamGauge(r),
 			}
 			if rewrite != nil {
 				s.rewriter = sse.NewEndpointRewriter(chunkFramer{s}, rewrite)
@@ -352,6 +355,10 @@ func hijackable(w http.ResponseWriter, r *http.Request) (inner http.ResponseWrit
 		idle = iw.Deadline.Timeout
 	}
 	for depth := 0; depth < 32; depth++ {
+		if aw, ok := w.(*auditWriter); ok { // the gateway's own recorder passes bytes through
+			w = aw.ResponseWriter
+			continue
+		}
 		pkg := typePkg(w)
 		if pkg == "net/http" {
 			if _, ok := w.(http.Hijacker); ok {
@@ -422,6 +429,7 @@ type stream struct {
 	chunked         bool // the client's body is chunked (HTTP/1.1)
 
 	closed atomic.Bool
+	gauge  prometheus.Gauge // caddy_mcp_open_streams of its server (nil: no metrics)
 }
 
 func (s *stream) start() {
@@ -430,6 +438,9 @@ func (s *stream) start() {
 		return
 	}
 	openStreams.Add(1)
+	if s.gauge != nil {
+		s.gauge.Inc()
+	}
 	go s.pump()
 	go s.watch()
 }
@@ -556,6 +567,9 @@ func (s *stream) close() {
 	_ = s.upstream.Close()
 	if s.g.streams.remove(s) {
 		openStreams.Add(-1)
+		if s.gauge != nil {
+			s.gauge.Dec()
+		}
 	}
 }
 

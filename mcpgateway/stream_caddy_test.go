@@ -41,7 +41,9 @@ func caddyGatewayConfig(t *testing.T, dir, listen string, up [3]string, accessLo
 		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
 		"apps": map[string]any{
 			"mcp_registry": map[string]any{
-				"storage":                map[string]any{"path": filepath.Join(dir, "registry.db")},
+				"storage": map[string]any{"path": filepath.Join(dir, "registry.db")},
+				// No background health checks: these upstreams count what they receive.
+				"health":                 map[string]any{"disabled": true},
 				"disable_builtin_server": true,
 				"servers": []any{
 					map[string]any{"name": "s", "upstream": up[0] + "/mcp"},

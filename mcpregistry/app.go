@@ -38,6 +38,18 @@ type App struct {
 	// get_server, search_tools) from being registered as server "registry".
 	DisableBuiltinServer bool `json:"disable_builtin_server,omitempty"`
 
+	// EncryptionKey seals the servers' backend credentials in the store (AES-256-GCM):
+	// 32 bytes in base64 or hex, normally from a placeholder such as
+	// {env.MCP_REGISTRY_KEY} or {file./run/secrets/mcp_registry_key}. Generate one with
+	// `openssl rand -base64 32`. Required as soon as any server has a credential:
+	// credentials are never stored in plaintext.
+	EncryptionKey string `json:"encryption_key,omitempty"`
+
+	// PreviousEncryptionKeys are keys that sealed credentials before EncryptionKey did
+	// (same format). Credentials under one of them are read and re-sealed under
+	// EncryptionKey when the config loads; once every instance has loaded, they can go.
+	PreviousEncryptionKeys []string `json:"previous_encryption_keys,omitempty"`
+
 	// HealthChecks configures the background health checks and tool discovery
 	// (default: every 30s, 10s timeout, 4 at a time, 20% jitter).
 	HealthChecks *HealthConfig `json:"health,omitempty"`
@@ -46,7 +58,9 @@ type App struct {
 	storePath string
 	index     *Index
 	builtins  map[string]http.Handler
-	logger    *zap.Logger
+	// credentials: server name → decrypted backend headers (memory only; never logged).
+	credentials map[string]http.Header
+	logger      *zap.Logger
 
 	// health checks (health.go)
 	ctx             caddy.Context
@@ -90,6 +104,22 @@ type ServerConfig struct {
 	Disabled bool `json:"disabled,omitempty"`
 	// BackendAuth is how the gateway authenticates to the upstream.
 	BackendAuth BackendAuth `json:"backend_auth,omitempty"`
+	// BackendCredential is the secret of BackendAuth (the bearer token or the API key),
+	// normally a placeholder: {env.GITHUB_TOKEN} or {file./run/secrets/github_token}.
+	// Resolved when the config loads and stored only encrypted (see EncryptionKey).
+	// Implies backend_auth bearer when BackendAuth is not set.
+	BackendCredential string `json:"backend_credential,omitempty"`
+	// BackendHeaders are extra headers set on every request to the upstream (and on
+	// health checks); values may be placeholders and are stored encrypted like
+	// BackendCredential.
+	BackendHeaders map[string]string `json:"backend_headers,omitempty"`
+	// GatewayTokenHeader is where clients send the gateway's token for this server:
+	// authorization (default) or x-authorization (composite mode: the client's own
+	// Authorization header passes to the upstream).
+	GatewayTokenHeader string `json:"gateway_token_header,omitempty"`
+	// ForwardIdentity sends the caller's subject and groups to the upstream as headers
+	// (default X-MCP-User and X-MCP-Groups).
+	ForwardIdentity *ForwardIdentity `json:"forward_identity,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -126,6 +156,24 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	keys, err := newKeyring(a.EncryptionKey, a.PreviousEncryptionKeys)
+	if err != nil {
+		return fmt.Errorf("mcp_registry: %w", err)
+	}
+	declaredCreds := map[string]*credentialPlain{}
+	configNames := map[string]bool{}
+	for _, s := range declared {
+		configNames[s.Name] = true
+	}
+	for i, c := range a.Servers {
+		cred, err := declaredCredential(c, declared[i])
+		if err != nil {
+			return err
+		}
+		if cred != nil {
+			declaredCreds[c.Name] = cred
+		}
+	}
 
 	a.builtins = make(map[string]http.Handler)
 	if !a.DisableBuiltinServer {
@@ -138,6 +186,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.store = store
 	servers, err := reconcile(store, declared)
+	if err != nil {
+		_ = closeBolt(a.storePath)
+		a.store = nil
+		return err
+	}
+	a.credentials, err = reconcileCredentials(store, keys, declaredCreds, configNames)
 	if err != nil {
 		_ = closeBolt(a.storePath)
 		a.store = nil
@@ -180,6 +234,15 @@ func (a *App) declaredServers() ([]*Server, error) {
 		return nil
 	}
 	for _, c := range a.Servers {
+		ba := c.BackendAuth
+		if ba.Scheme == "" && c.BackendCredential != "" {
+			ba.Scheme = BackendAuthBearer
+		}
+		var fi *ForwardIdentity
+		if c.ForwardIdentity != nil {
+			f := *c.ForwardIdentity
+			fi = &f
+		}
 		s := &Server{
 			Name:        c.Name,
 			Path:        c.Path,
@@ -188,8 +251,11 @@ func (a *App) declaredServers() ([]*Server, error) {
 			Description: c.Description,
 			Tags:        c.Tags,
 			Enabled:     !c.Disabled,
-			BackendAuth: c.BackendAuth,
+			BackendAuth: ba,
 			Source:      SourceConfig,
+
+			GatewayTokenHeader: c.GatewayTokenHeader,
+			ForwardIdentity:    fi,
 		}
 		if err := add(s); err != nil {
 			return nil, err

@@ -21,6 +21,8 @@ func init() {
 //			open_timeout <duration>
 //		}
 //		disable_builtin_server
+//		encryption_key <secret>
+//		previous_encryption_keys <secret...>
 //		health [off] {
 //			interval    <duration>|off|0
 //			timeout     <duration>
@@ -35,6 +37,10 @@ func init() {
 //			tags         <tag...>
 //			disabled
 //			backend_auth none|bearer|api_key [<header>]
+//			backend_credential <secret>
+//			backend_header <name> <value>
+//			gateway_token_header authorization|x-authorization
+//			forward_identity [<user_header> [<groups_header>]]
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -91,6 +97,23 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.DisableBuiltinServer = true
+		case "encryption_key":
+			if a.EncryptionKey != "" {
+				return d.Err("encryption_key already specified")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.EncryptionKey = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "previous_encryption_keys":
+			keys := d.RemainingArgs()
+			if len(keys) == 0 {
+				return d.ArgErr()
+			}
+			a.PreviousEncryptionKeys = append(a.PreviousEncryptionKeys, keys...)
 		case "health":
 			if a.HealthChecks != nil {
 				return d.Err("health already specified")
@@ -166,6 +189,37 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 			s.BackendAuth.Scheme = BackendAuthScheme(args[0])
 			if len(args) == 2 {
 				s.BackendAuth.Header = args[1]
+			}
+		case "backend_credential":
+			if s.BackendCredential != "" {
+				return nil, d.Err("backend_credential already specified")
+			}
+			s.BackendCredential, err = one()
+		case "backend_header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.ArgErr()
+			}
+			if s.BackendHeaders == nil {
+				s.BackendHeaders = map[string]string{}
+			}
+			if _, dup := s.BackendHeaders[args[0]]; dup {
+				return nil, d.Errf("backend_header %s given twice", args[0])
+			}
+			s.BackendHeaders[args[0]] = args[1]
+		case "gateway_token_header":
+			s.GatewayTokenHeader, err = one()
+		case "forward_identity":
+			args := d.RemainingArgs()
+			if len(args) > 2 {
+				return nil, d.ArgErr()
+			}
+			s.ForwardIdentity = new(ForwardIdentity)
+			if len(args) > 0 {
+				s.ForwardIdentity.UserHeader = args[0]
+			}
+			if len(args) > 1 {
+				s.ForwardIdentity.GroupsHeader = args[1]
 			}
 		default:
 			return nil, d.Errf("unknown server option %q", d.Val())

@@ -419,11 +419,11 @@ func (a *App) checkServer(ctx context.Context, s *Server) (h ServerHealth) {
 	var transport mcp.Transport
 	switch s.Transport {
 	case TransportSSE:
-		transport = &mcp.SSEClientTransport{Endpoint: s.Upstream, HTTPClient: a.healthClient}
+		transport = &mcp.SSEClientTransport{Endpoint: s.Upstream, HTTPClient: a.healthClientFor(s)}
 	default:
 		transport = &mcp.StreamableClientTransport{
 			Endpoint:             s.Upstream,
-			HTTPClient:           a.healthClient,
+			HTTPClient:           a.healthClientFor(s),
 			MaxRetries:           -1,
 			DisableStandaloneSSE: true,
 		}

@@ -42,6 +42,26 @@ type BackendAuth struct {
 	Header string `json:"header,omitempty"`
 }
 
+// Values of Server.GatewayTokenHeader.
+const (
+	GatewayTokenAuthorization  = "authorization"
+	GatewayTokenXAuthorization = "x-authorization"
+)
+
+// Default header names of ForwardIdentity.
+const (
+	DefaultUserHeader   = "X-MCP-User"
+	DefaultGroupsHeader = "X-MCP-Groups"
+)
+
+// ForwardIdentity names the headers that carry the caller's identity to the upstream.
+type ForwardIdentity struct {
+	// UserHeader carries the subject. Default X-MCP-User.
+	UserHeader string `json:"user_header,omitempty"`
+	// GroupsHeader carries the groups, comma-separated. Default X-MCP-Groups.
+	GroupsHeader string `json:"groups_header,omitempty"`
+}
+
 // Source records who owns a server record.
 type Source string
 
@@ -72,6 +92,14 @@ type Server struct {
 	Enabled bool `json:"enabled"`
 	// BackendAuth says which credential the gateway injects towards the upstream.
 	BackendAuth BackendAuth `json:"backend_auth"`
+	// GatewayTokenHeader is where clients send the gateway's own token for this server
+	// when the gateway has auth on: "authorization" (default; Authorization: Bearer) or
+	// "x-authorization" (X-Authorization: Bearer; the client's own Authorization header
+	// then passes to the upstream untouched, unless a bearer backend credential replaces it).
+	GatewayTokenHeader string `json:"gateway_token_header,omitempty"`
+	// ForwardIdentity, when set, sends the authenticated caller's subject and groups to
+	// the upstream as headers. When nil, client-sent copies of the default headers are removed.
+	ForwardIdentity *ForwardIdentity `json:"forward_identity,omitempty"`
 	// Source is config or api.
 	Source Source `json:"source"`
 	// Revision increases by one on every change (optimistic concurrency).
@@ -128,6 +156,28 @@ func (s *Server) Normalize() error {
 	default:
 		return &FieldError{"backend_auth.scheme", fmt.Sprintf("%q is not one of none, bearer, api_key", s.BackendAuth.Scheme)}
 	}
+	switch strings.ToLower(s.GatewayTokenHeader) {
+	case "", GatewayTokenAuthorization:
+		s.GatewayTokenHeader = ""
+	case GatewayTokenXAuthorization:
+		s.GatewayTokenHeader = GatewayTokenXAuthorization
+	default:
+		return &FieldError{"gateway_token_header", fmt.Sprintf("%q is not one of authorization, x-authorization", s.GatewayTokenHeader)}
+	}
+	if s.BackendAuth.Header != "" && !validHeaderName(s.BackendAuth.Header) {
+		return &FieldError{"backend_auth.header", fmt.Sprintf("%q is not a valid header name", s.BackendAuth.Header)}
+	}
+	if f := s.ForwardIdentity; f != nil {
+		if f.UserHeader == "" {
+			f.UserHeader = DefaultUserHeader
+		}
+		if f.GroupsHeader == "" {
+			f.GroupsHeader = DefaultGroupsHeader
+		}
+		if !validHeaderName(f.UserHeader) || !validHeaderName(f.GroupsHeader) || strings.EqualFold(f.UserHeader, f.GroupsHeader) {
+			return &FieldError{"forward_identity", fmt.Sprintf("header names %q and %q must be two different valid header names", f.UserHeader, f.GroupsHeader)}
+		}
+	}
 	if len(s.Description) > 4096 {
 		return &FieldError{"description", "longer than 4096 bytes"}
 	}
@@ -176,5 +226,25 @@ func sameDefinition(a, b *Server) bool {
 	return a.Name == b.Name && a.Path == b.Path && a.Upstream == b.Upstream &&
 		a.Transport == b.Transport && a.Description == b.Description &&
 		slices.Equal(a.Tags, b.Tags) && a.Enabled == b.Enabled &&
-		a.BackendAuth == b.BackendAuth && a.Source == b.Source
+		a.BackendAuth == b.BackendAuth && a.Source == b.Source &&
+		a.GatewayTokenHeader == b.GatewayTokenHeader &&
+		(a.ForwardIdentity == nil) == (b.ForwardIdentity == nil) &&
+		(a.ForwardIdentity == nil || *a.ForwardIdentity == *b.ForwardIdentity)
+}
+
+// validHeaderName reports whether name is an RFC 9110 token.
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -27,7 +27,7 @@ type StoreTx interface {
 	// Put writes s; it sets Revision to the stored revision plus one and maintains
 	// CreatedAt and UpdatedAt (now is the transaction's clock).
 	Put(s *Server) error
-	// Delete removes the named server and its recorded health; deleting a missing name
+	// Delete removes the named server, its recorded health and its credential; deleting a missing name
 	// is not an error.
 	Delete(name string) error
 
@@ -38,6 +38,16 @@ type StoreTx interface {
 	ListStatus() ([]*ServerHealth, error)
 	// PutStatus records h under h.Server. It never modifies the server record.
 	PutStatus(h *ServerHealth) error
+
+	// GetCredential returns the sealed (encrypted) backend credential of the named
+	// server or ErrNotFound. The store never sees plaintext.
+	GetCredential(name string) ([]byte, error)
+	// ListCredentials returns the names of servers that have a stored credential.
+	ListCredentials() ([]string, error)
+	// PutCredential stores the sealed credential of the named server.
+	PutCredential(name string, sealed []byte) error
+	// DeleteCredential removes the named server's credential; a missing one is not an error.
+	DeleteCredential(name string) error
 }
 
 // stamp sets the bookkeeping fields of s for a write over prev (nil when new).

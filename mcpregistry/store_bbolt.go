@@ -19,6 +19,9 @@ var (
 	// ServerHealth keyed by server name), apart from the records so that the health
 	// loop's writes never race with edits of a server.
 	bucketStatus = []byte("status")
+	// bucketCredentials holds each server's sealed backend credential (AES-256-GCM,
+	// see credentials.go) keyed by server name.
+	bucketCredentials = []byte("credentials")
 )
 
 // boltPool shares one open database per file between overlapping configs: the new
@@ -52,7 +55,7 @@ func openBolt(path string, timeout time.Duration) (*boltStore, error) {
 			return nil, fmt.Errorf("opening registry database %s: %v", abs, err)
 		}
 		if err := db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bucketServers, bucketStatus} {
+			for _, b := range [][]byte{bucketServers, bucketStatus, bucketCredentials} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -128,6 +131,9 @@ func (t boltTx) Delete(name string) error {
 	if err := t.tx.Bucket(bucketStatus).Delete([]byte(name)); err != nil {
 		return err
 	}
+	if err := t.DeleteCredential(name); err != nil {
+		return err
+	}
 	return t.tx.Bucket(bucketServers).Delete([]byte(name))
 }
 
@@ -177,4 +183,32 @@ func decodeServer(raw []byte) (*Server, error) {
 		return nil, fmt.Errorf("decoding server record: %v", err)
 	}
 	return s, nil
+}
+
+func (t boltTx) GetCredential(name string) ([]byte, error) {
+	raw := t.tx.Bucket(bucketCredentials).Get([]byte(name))
+	if raw == nil {
+		return nil, ErrNotFound
+	}
+	return append([]byte(nil), raw...), nil // bbolt's slice is only valid in the tx
+}
+
+func (t boltTx) ListCredentials() ([]string, error) {
+	var out []string
+	err := t.tx.Bucket(bucketCredentials).ForEach(func(k, _ []byte) error {
+		out = append(out, string(k))
+		return nil
+	})
+	return out, err
+}
+
+func (t boltTx) PutCredential(name string, sealed []byte) error {
+	if name == "" {
+		return errors.New("credential without a server name")
+	}
+	return t.tx.Bucket(bucketCredentials).Put([]byte(name), sealed)
+}
+
+func (t boltTx) DeleteCredential(name string) error {
+	return t.tx.Bucket(bucketCredentials).Delete([]byte(name))
 }
