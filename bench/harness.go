@@ -352,8 +352,13 @@ func caddyConfig(dir, upstream, gw, rp, ga, issuerURL string) []byte {
 		}
 	}
 	cfg := map[string]any{
-		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
+		"admin": map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
+		// The gateway's audit entries are encoded and written (to a discarding writer), as
+		// they would be in production, so their cost is part of what is measured.
+		"logging": map[string]any{"logs": map[string]any{
+			"default":   map[string]any{"level": "ERROR", "exclude": []string{"mcp.audit"}},
+			"mcp_audit": map[string]any{"level": "INFO", "include": []string{"mcp.audit"}, "writer": map[string]any{"output": "discard"}},
+		}},
 		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
 		"apps": map[string]any{
 			"mcp_registry": map[string]any{
