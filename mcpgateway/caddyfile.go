@@ -1,11 +1,12 @@
 package mcpgateway
 
 import (
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/caddymcp/caddymcp/internal/cfargs"
 )
 
 func init() {
@@ -38,35 +39,14 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	one := func() (string, error) {
-		if !d.NextArg() {
-			return "", d.ArgErr()
-		}
-		v := d.Val()
-		if d.NextArg() {
-			return "", d.ArgErr()
-		}
-		return v, nil
-	}
-	duration := func() (caddy.Duration, error) {
-		v, err := one()
-		if err != nil {
-			return 0, err
-		}
-		dur, err := caddy.ParseDuration(v)
-		if err != nil {
-			return 0, d.Errf("bad duration %q: %v", v, err)
-		}
-		return caddy.Duration(dur), nil
-	}
 	for d.NextBlock(0) {
 		var err error
 		switch d.Val() {
 		case "prefix":
-			g.Prefix, err = one()
+			g.Prefix, err = cfargs.One(d)
 		case "max_body_size":
 			var v string
-			if v, err = one(); err == nil {
+			if v, err = cfargs.One(d); err == nil {
 				var n uint64
 				n, err = humanize.ParseBytes(v)
 				if err != nil || n == 0 || n > 1<<40 {
@@ -85,9 +65,9 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "dial_timeout":
-			g.DialTimeout, err = duration()
+			g.DialTimeout, err = cfargs.Duration(d)
 		case "response_header_timeout":
-			g.ResponseHeaderTimeout, err = duration()
+			g.ResponseHeaderTimeout, err = cfargs.Duration(d)
 		case "auth":
 			if g.Auth != nil {
 				return d.Err("auth given twice")

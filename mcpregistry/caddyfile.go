@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/caddymcp/caddymcp/internal/cfargs"
 )
 
 func init() {
@@ -148,29 +150,19 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	one := func() (string, error) {
-		if !d.NextArg() {
-			return "", d.ArgErr()
-		}
-		v := d.Val()
-		if d.NextArg() {
-			return "", d.ArgErr()
-		}
-		return v, nil
-	}
 	var err error
 	for d.NextBlock(1) {
 		switch d.Val() {
 		case "upstream":
-			s.Upstream, err = one()
+			s.Upstream, err = cfargs.One(d)
 		case "path":
-			s.Path, err = one()
+			s.Path, err = cfargs.One(d)
 		case "transport":
 			var t string
-			t, err = one()
+			t, err = cfargs.One(d)
 			s.Transport = Transport(t)
 		case "description":
-			s.Description, err = one()
+			s.Description, err = cfargs.One(d)
 		case "tags":
 			s.Tags = d.RemainingArgs()
 			if len(s.Tags) == 0 {
@@ -194,7 +186,7 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 			if s.BackendCredential != "" {
 				return nil, d.Err("backend_credential already specified")
 			}
-			s.BackendCredential, err = one()
+			s.BackendCredential, err = cfargs.One(d)
 		case "backend_header":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -208,7 +200,7 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 			}
 			s.BackendHeaders[args[0]] = args[1]
 		case "gateway_token_header":
-			s.GatewayTokenHeader, err = one()
+			s.GatewayTokenHeader, err = cfargs.One(d)
 		case "forward_identity":
 			args := d.RemainingArgs()
 			if len(args) > 2 {

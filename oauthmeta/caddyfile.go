@@ -4,6 +4,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddymcp/caddymcp/internal/cfargs"
 )
 
 func init() {
@@ -31,21 +33,11 @@ func (p *ProtectedResource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	one := func() (string, error) {
-		if !d.NextArg() {
-			return "", d.ArgErr()
-		}
-		v := d.Val()
-		if d.NextArg() {
-			return "", d.ArgErr()
-		}
-		return v, nil
-	}
 	for d.NextBlock(0) {
 		var err error
 		switch d.Val() {
 		case "resource":
-			p.Resource, err = one()
+			p.Resource, err = cfargs.One(d)
 		case "authorization_servers":
 			p.AuthorizationServers = append(p.AuthorizationServers, d.RemainingArgs()...)
 			if len(p.AuthorizationServers) == 0 {
@@ -57,9 +49,9 @@ func (p *ProtectedResource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "resource_name":
-			p.ResourceName, err = one()
+			p.ResourceName, err = cfargs.One(d)
 		case "resource_documentation":
-			p.ResourceDocumentation, err = one()
+			p.ResourceDocumentation, err = cfargs.One(d)
 		default:
 			return d.Errf("unknown mcp_oauth_metadata option %q", d.Val())
 		}
