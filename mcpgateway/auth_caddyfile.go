@@ -1,8 +1,12 @@
 package mcpgateway
 
 import (
+	"slices"
+	"strings"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/caddymcp/caddymcp/internal/cfargs"
 	"github.com/caddymcp/caddymcp/internal/policy"
 )
 
@@ -27,6 +31,13 @@ import (
 //					resources <uri...>
 //				}
 //			}
+//			ui_scope <name> {           # registry permissions of a scope
+//				list_service         <server...|all>
+//				register_service     <server...|all>
+//				toggle_service       <server...|all>
+//				modify_service       <server...|all>
+//				health_check_service <server...|all>
+//			}
 //		}
 //		api_key <sha256-hex> <group...>  # repeatable
 //	}
@@ -34,16 +45,6 @@ func unmarshalAuth(d *caddyfile.Dispenser) (*AuthConfig, error) {
 	a := new(AuthConfig)
 	if d.NextArg() {
 		return nil, d.ArgErr()
-	}
-	one := func() (string, error) {
-		if !d.NextArg() {
-			return "", d.ArgErr()
-		}
-		v := d.Val()
-		if d.NextArg() {
-			return "", d.ArgErr()
-		}
-		return v, nil
 	}
 	some := func() ([]string, error) {
 		args := d.RemainingArgs()
@@ -57,19 +58,19 @@ func unmarshalAuth(d *caddyfile.Dispenser) (*AuthConfig, error) {
 		switch d.Val() {
 		case "issuer":
 			var is AuthIssuer
-			if is.Issuer, err = one(); err != nil {
+			if is.Issuer, err = cfargs.One(d); err != nil {
 				return nil, err
 			}
 			for n := d.Nesting(); d.NextBlock(n); {
 				switch d.Val() {
 				case "jwks_url":
-					is.JWKSURL, err = one()
+					is.JWKSURL, err = cfargs.One(d)
 				case "audience":
 					var v []string
 					v, err = some()
 					is.Audiences = append(is.Audiences, v...)
 				case "groups_claim":
-					is.GroupsClaim, err = one()
+					is.GroupsClaim, err = cfargs.One(d)
 				case "algorithms":
 					var v []string
 					v, err = some()
@@ -83,9 +84,9 @@ func unmarshalAuth(d *caddyfile.Dispenser) (*AuthConfig, error) {
 			}
 			a.Issuers = append(a.Issuers, is)
 		case "resource":
-			a.Resource, err = one()
+			a.Resource, err = cfargs.One(d)
 		case "policy_file":
-			a.PolicyFile, err = one()
+			a.PolicyFile, err = cfargs.One(d)
 		case "policy":
 			if a.Policy != nil {
 				return nil, d.Err("policy given twice")
@@ -166,9 +167,42 @@ func unmarshalPolicy(d *caddyfile.Dispenser) (*policy.Config, error) {
 				rules = append(rules, r)
 			}
 			cfg.Scopes[name] = rules
+		case "ui_scope":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			name := d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if _, dup := cfg.UIScopes[name]; dup {
+				return nil, d.Errf("ui_scope %q defined twice", name)
+			}
+			perms := map[string][]string{}
+			for n2 := d.Nesting(); d.NextBlock(n2); {
+				perm := d.Val()
+				if !slices.Contains(uiPermissionNames, perm) {
+					return nil, d.Errf("unknown ui_scope permission %q (%s)", perm, strings.Join(uiPermissionNames, ", "))
+				}
+				servers := d.RemainingArgs()
+				if len(servers) == 0 {
+					return nil, d.Errf("%s needs at least one server name or all", perm)
+				}
+				perms[perm] = append(perms[perm], servers...)
+			}
+			if cfg.UIScopes == nil {
+				cfg.UIScopes = map[string]map[string][]string{}
+			}
+			cfg.UIScopes[name] = perms
 		default:
-			return nil, d.Errf("unknown policy option %q (group, scope)", d.Val())
+			return nil, d.Errf("unknown policy option %q (group, scope, ui_scope)", d.Val())
 		}
 	}
 	return cfg, nil
+}
+
+// uiPermissionNames are the permissions a ui_scope may grant.
+var uiPermissionNames = []string{
+	string(policy.ListService), string(policy.RegisterService), string(policy.ToggleService),
+	string(policy.ModifyService), string(policy.HealthCheckService),
 }

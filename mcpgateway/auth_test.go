@@ -2,19 +2,25 @@ package mcpgateway
 
 import (
 	"bufio"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,7 +142,7 @@ type testIssuer struct {
 	url  string
 	key  *rsa.PrivateKey
 	kid  string
-	down bool
+	down atomic.Bool
 }
 
 var testRSAKey = sync.OnceValue(func() *rsa.PrivateKey {
@@ -148,9 +154,15 @@ var testRSAKey = sync.OnceValue(func() *rsa.PrivateKey {
 })
 
 func startIssuer(t *testing.T, down bool) *testIssuer {
-	is := &testIssuer{key: testRSAKey(), kid: "k1", down: down}
+	return startIssuerWithKey(t, testRSAKey(), down)
+}
+
+// startIssuerWithKey is startIssuer with the given signing key.
+func startIssuerWithKey(t *testing.T, key *rsa.PrivateKey, down bool) *testIssuer {
+	is := &testIssuer{key: key, kid: "k1"}
+	is.down.Store(down)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if is.down {
+		if is.down.Load() {
 			http.Error(w, "down", http.StatusInternalServerError)
 			return
 		}
@@ -195,7 +207,8 @@ const (
 
 // authCaddy loads an in-process Caddy whose gateway serves "everything" (JSON answers)
 // and "github" (event-stream answers) from up, with the auth block given (nil: none).
-func authCaddy(t *testing.T, up *recordingUpstream, auth map[string]any) string {
+// Each opt may change the HTTP server's JSON config before it is loaded.
+func authCaddy(t *testing.T, up *recordingUpstream, auth map[string]any, opts ...func(server map[string]any)) string {
 	t.Helper()
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -207,6 +220,21 @@ func authCaddy(t *testing.T, up *recordingUpstream, auth map[string]any) string 
 	handler := map[string]any{"handler": "mcp_gateway"}
 	if auth != nil {
 		handler["auth"] = auth
+	}
+	server := map[string]any{
+		"listen": []string{listen},
+		"routes": []any{map[string]any{"handle": []any{
+			map[string]any{"handler": "headers", "response": map[string]any{"deferred": true, "set": map[string]any{
+				"X-Sub":    []string{"{http.mcp.auth.subject}"},
+				"X-Groups": []string{"{http.mcp.auth.groups}"},
+				"X-Client": []string{"{http.mcp.auth.client_id}"},
+			}}},
+			handler,
+		}}},
+		"automatic_https": map[string]any{"disable": true},
+	}
+	for _, opt := range opts {
+		opt(server)
 	}
 	cfg := map[string]any{
 		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
@@ -224,18 +252,7 @@ func authCaddy(t *testing.T, up *recordingUpstream, auth map[string]any) string 
 					map[string]any{"name": "gz", "upstream": up.srv.URL + "/gz/mcp"},
 				},
 			},
-			"http": map[string]any{"servers": map[string]any{"gw": map[string]any{
-				"listen": []string{listen},
-				"routes": []any{map[string]any{"handle": []any{
-					map[string]any{"handler": "headers", "response": map[string]any{"deferred": true, "set": map[string]any{
-						"X-Sub":    []string{"{http.mcp.auth.subject}"},
-						"X-Groups": []string{"{http.mcp.auth.groups}"},
-						"X-Client": []string{"{http.mcp.auth.client_id}"},
-					}}},
-					handler,
-				}}},
-				"automatic_https": map[string]any{"disable": true},
-			}}},
+			"http": map[string]any{"servers": map[string]any{"gw": server}},
 		},
 	}
 	b, err := json.Marshal(cfg)
@@ -633,6 +650,360 @@ func TestAuthConfigErrors(t *testing.T) {
 	} {
 		if err := new(Gateway).UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil {
 			t.Errorf("no error for %q", in)
+		}
+	}
+}
+
+// signClaims signs claims with key (RS256) under the header kid.
+func signClaims(t *testing.T, key *rsa.PrivateKey, kid string, claims map[string]any) string {
+	t.Helper()
+	payload, _ := json.Marshal(claims)
+	hdr := jws.NewHeaders()
+	_ = hdr.Set(jws.KeyIDKey, kid)
+	out, err := jws.Sign(payload, jws.WithKey(jwa.RS256, key, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// rawJWT assembles a compact JWS from a header, claims and signature of the caller's choice.
+func rawJWT(header, claims any, sig []byte) string {
+	h, _ := json.Marshal(header)
+	c, _ := json.Marshal(claims)
+	b := base64.RawURLEncoding
+	return b.EncodeToString(h) + "." + b.EncodeToString(c) + "." + b.EncodeToString(sig)
+}
+
+// hs256JWT is the algorithm-confusion attack: HS256 keyed with public key bytes.
+func hs256JWT(kid string, claims any, secret []byte) string {
+	h, _ := json.Marshal(map[string]any{"alg": "HS256", "typ": "JWT", "kid": kid})
+	c, _ := json.Marshal(claims)
+	b := base64.RawURLEncoding
+	input := b.EncodeToString(h) + "." + b.EncodeToString(c)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(input))
+	return input + "." + b.EncodeToString(mac.Sum(nil))
+}
+
+// TestAuthGatewayBadTokens sends the bad-token battery through the real gateway: every
+// rejection is a clean 401 (never 500, never 503) with the RFC 6750 challenge and a
+// JSON-RPC error body, and nothing reaches the upstream.
+func TestAuthGatewayBadTokens(t *testing.T) {
+	good, down := startIssuer(t, false), startIssuer(t, true)
+	weakKey, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weak := startIssuerWithKey(t, weakKey, false)
+	flaky := startIssuer(t, false)
+	up := startRecordingUpstream(t)
+	auth := testAuthConfig(t, good, down)
+	auth["issuers"] = append(auth["issuers"].([]any),
+		map[string]any{"issuer": weak.url, "jwks_url": weak.url + "/jwks"},
+		map[string]any{"issuer": flaky.url, "jwks_url": flaky.url + "/jwks"},
+	)
+	base := authCaddy(t, up, auth)
+	everything := base + "/everything/mcp"
+	aud := testResource + "/everything/mcp"
+	prm := `resource_metadata="` + testResource + `/.well-known/oauth-protected-resource/everything/mcp"`
+	noToken := `Bearer ` + prm + `, scope="servers/all servers/readonly"`
+	invalidToken := func(reason string) string {
+		return `Bearer error="invalid_token", error_description="` + reason + `", ` + prm
+	}
+
+	now := time.Now()
+	claims := func(kv ...any) map[string]any {
+		c := map[string]any{
+			"iss": good.url, "sub": "alice", "aud": aud, "groups": []string{"readers"},
+			"exp": now.Add(time.Hour).Unix(), "iat": now.Unix(),
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i+1] == nil {
+				delete(c, kv[i].(string))
+			} else {
+				c[kv[i].(string)] = kv[i+1]
+			}
+		}
+		return c
+	}
+	pub := &good.key.PublicKey
+	pkix, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix})
+	pkcs1 := x509.MarshalPKCS1PublicKey(pub)
+	pkcs1PEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: pkcs1})
+	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	validSig := signClaims(t, good.key, "k1", claims())
+	segs := strings.Split(validSig, ".")
+	tok17k := signClaims(t, good.key, "k1", claims("pad", strings.Repeat("x", 12<<10)))
+	if len(tok17k) <= 16<<10 || len(tok17k) > 18<<10 {
+		t.Fatalf("17 KiB token is %d bytes", len(tok17k))
+	}
+
+	type tcase struct {
+		name    string
+		url     string // default: everything
+		h       http.Header
+		wwwAuth string
+	}
+	cases := []tcase{
+		// Algorithm attacks.
+		{name: "alg none", h: bearer(rawJWT(map[string]any{"alg": "none", "typ": "JWT", "kid": "k1"}, claims(), nil)), wwwAuth: invalidToken("unsupported algorithm")},
+		{name: "alg none with signature", h: bearer(rawJWT(map[string]any{"alg": "none", "kid": "k1"}, claims(), []byte("sig"))), wwwAuth: invalidToken("unsupported algorithm")},
+		{name: "alg None", h: bearer(rawJWT(map[string]any{"alg": "None", "kid": "k1"}, claims(), nil)), wwwAuth: invalidToken("unsupported algorithm")},
+		{name: "HS256 with PEM public key", h: bearer(hs256JWT("k1", claims(), pemBytes)), wwwAuth: invalidToken("unsupported algorithm")},
+		{name: "HS256 with DER public key", h: bearer(hs256JWT("k1", claims(), pkix)), wwwAuth: invalidToken("unsupported algorithm")},
+		{name: "HS256 with PKCS1 DER public key", h: bearer(hs256JWT("k1", claims(), pkcs1)), wwwAuth: invalidToken("unsupported algorithm")},
+		{name: "HS256 with PKCS1 PEM public key", h: bearer(hs256JWT("k1", claims(), pkcs1PEM)), wwwAuth: invalidToken("unsupported algorithm")},
+		// Keys.
+		{name: "unknown kid", h: bearer(signClaims(t, good.key, "nope", claims())), wwwAuth: invalidToken("unknown signing key")},
+		{name: "kid path traversal", h: bearer(signClaims(t, good.key, "../../etc/passwd", claims())), wwwAuth: invalidToken("unknown signing key")},
+		{name: "kid /jwks", h: bearer(signClaims(t, good.key, "/jwks", claims())), wwwAuth: invalidToken("unknown signing key")},
+		{name: "kid URL", h: bearer(signClaims(t, good.key, good.url+"/jwks", claims())), wwwAuth: invalidToken("unknown signing key")},
+		{name: "signed by another key under k1", h: bearer(signClaims(t, otherKey, "k1", claims())), wwwAuth: invalidToken("invalid signature")},
+		{name: "signature of another token", h: bearer(segs[0] + "." + b64([]byte(`{"iss":"`+good.url+`","sub":"root","aud":"`+aud+`","groups":["platform-admins"],"exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`)) + "." + segs[2]), wwwAuth: invalidToken("invalid signature")},
+		{name: "1024-bit RSA issuer", h: bearer(signClaims(t, weakKey, "k1", claims("iss", weak.url))), wwwAuth: invalidToken("unknown signing key")},
+		// Claims.
+		{name: "expired", h: bearer(signClaims(t, good.key, "k1", claims("exp", now.Add(-time.Hour).Unix(), "iat", now.Add(-2*time.Hour).Unix()))), wwwAuth: invalidToken("expired")},
+		{name: "no exp", h: bearer(signClaims(t, good.key, "k1", claims("exp", nil))), wwwAuth: invalidToken("missing expiry")},
+		{name: "future nbf", h: bearer(signClaims(t, good.key, "k1", claims("nbf", now.Add(time.Hour).Unix()))), wwwAuth: invalidToken("not yet valid")},
+		{name: "wrong iss", h: bearer(signClaims(t, good.key, "k1", claims("iss", "https://evil.example.com"))), wwwAuth: invalidToken("untrusted issuer")},
+		{name: "iss with trailing slash", h: bearer(signClaims(t, good.key, "k1", claims("iss", good.url+"/"))), wwwAuth: invalidToken("untrusted issuer")},
+		{name: "iss of the weak issuer, signed by the good key", h: bearer(signClaims(t, good.key, "k1", claims("iss", weak.url))), wwwAuth: invalidToken("unknown signing key")},
+		{name: "wrong aud", h: bearer(signClaims(t, good.key, "k1", claims("aud", "https://other.example.com/mcp"))), wwwAuth: invalidToken("wrong audience")},
+		{name: "aud of the gateway's origin with another path", h: bearer(signClaims(t, good.key, "k1", claims("aud", testResource+"/other/mcp"))), wwwAuth: invalidToken("wrong audience")},
+		{name: "aud missing", h: bearer(signClaims(t, good.key, "k1", claims("aud", nil))), wwwAuth: invalidToken("wrong audience")},
+		// Malformed.
+		{name: "1 segment", h: bearer(segs[0]), wwwAuth: invalidToken("malformed token")},
+		{name: "2 segments", h: bearer(segs[0] + "." + segs[1]), wwwAuth: invalidToken("malformed token")},
+		{name: "4 segments", h: bearer(validSig + "." + segs[2]), wwwAuth: invalidToken("malformed token")},
+		{name: "5 segments (JWE shape)", h: bearer(segs[0] + ".." + segs[1] + "." + segs[2] + "." + segs[2]), wwwAuth: invalidToken("malformed token")},
+		{name: "empty segments", h: bearer(".."), wwwAuth: invalidToken("malformed token")},
+		{name: "bad base64 header", h: bearer("eyJ+/." + segs[1] + "." + segs[2]), wwwAuth: invalidToken("malformed token")},
+		{name: "padding inside the token", h: bearer(segs[0] + "=." + segs[1] + "." + segs[2]), wwwAuth: invalidToken("malformed authorization header")},
+		{name: "padded signature", h: bearer(validSig + "=="), wwwAuth: invalidToken("malformed token")},
+		{name: "bad JSON header", h: bearer(b64([]byte(`{"alg":"RS256",`)) + "." + segs[1] + "." + segs[2]), wwwAuth: invalidToken("malformed token")},
+		{name: "header not an object", h: bearer(b64([]byte(`["RS256"]`)) + "." + segs[1] + "." + segs[2]), wwwAuth: invalidToken("malformed token")},
+		{name: "bad JSON payload", h: bearer(segs[0] + "." + b64([]byte(`{"sub":`)) + "." + segs[2]), wwwAuth: invalidToken("malformed token")},
+		// Over the validator's 16 KiB limit, under Caddy's default header limit (16 KiB
+		// + net/http's 4 KiB slack). 64 KiB tokens: TestAuthGatewayHugeToken.
+		{name: "17 KiB token", h: bearer(tok17k), wwwAuth: invalidToken("token too large")},
+		// Headers.
+		{name: "query string token", url: everything + "?access_token=" + validSig, wwwAuth: noToken},
+		{name: "Basic", h: http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:secret"))}}, wwwAuth: noToken},
+		{name: "Basic carrying a valid JWT", h: http.Header{"Authorization": {"Basic " + validSig}}, wwwAuth: noToken},
+		{name: "two Authorization headers", h: http.Header{"Authorization": {"Bearer " + validSig, "Bearer " + validSig}}, wwwAuth: invalidToken("malformed authorization header")},
+		{name: "two Authorization headers, one Basic", h: http.Header{"Authorization": {"Basic eDp5", "Bearer " + validSig}}, wwwAuth: invalidToken("malformed authorization header")},
+		{name: "empty bearer", h: http.Header{"Authorization": {"Bearer "}}, wwwAuth: invalidToken("malformed authorization header")},
+		{name: "bearer with spaces", h: http.Header{"Authorization": {"Bearer " + segs[0] + " " + segs[1]}}, wwwAuth: invalidToken("malformed authorization header")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			url := tc.url
+			if url == "" {
+				url = everything
+			}
+			n := up.count()
+			res := post(t, url, tc.h, call(1, "tools/call", "echo"))
+			if res.status != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401 (%s)", res.status, res.body)
+			}
+			if got := res.header.Get("WWW-Authenticate"); got != tc.wwwAuth {
+				t.Errorf("WWW-Authenticate\n got %s\nwant %s", got, tc.wwwAuth)
+			}
+			var m struct {
+				JSONRPC string          `json:"jsonrpc"`
+				ID      json.RawMessage `json:"id"`
+				Error   struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(res.body), &m); err != nil || m.JSONRPC != "2.0" || m.Error.Code != codeUnauthorized || m.Error.Message == "" {
+				t.Errorf("body %s: want a JSON-RPC error %d", res.body, codeUnauthorized)
+			}
+			if ct := res.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("Content-Type %q", ct)
+			}
+			if n2 := up.count(); n2 != n {
+				t.Errorf("the upstream received %d request(s) for a rejected call", n2-n)
+			}
+		})
+	}
+
+	// The valid token the battery was built around is accepted (the battery rejects for
+	// the reason tested, not because the setup is broken).
+	if res := post(t, everything, bearer(validSig), call(1, "tools/call", "echo")); res.status != 200 {
+		t.Fatalf("valid token: %d %s", res.status, res.body)
+	}
+
+	t.Run("JWKS down after a successful fetch", func(t *testing.T) {
+		tok1 := signClaims(t, flaky.key, "k1", claims("iss", flaky.url, "sub", "bob"))
+		if res := post(t, everything, bearer(tok1), call(1, "ping", "")); res.status != 200 {
+			t.Fatalf("before the outage: %d %s", res.status, res.body)
+		}
+		flaky.down.Store(true)
+		defer flaky.down.Store(false)
+		n := up.count()
+		// The validated token (token cache).
+		if res := post(t, everything, bearer(tok1), call(2, "ping", "")); res.status != 200 {
+			t.Fatalf("cached token during the outage: %d %s", res.status, res.body)
+		}
+		// A new token signed by the cached key.
+		tok2 := signClaims(t, flaky.key, "k1", claims("iss", flaky.url, "sub", "carol", "iat", now.Add(-time.Second).Unix()))
+		if res := post(t, everything, bearer(tok2), call(3, "ping", "")); res.status != 200 {
+			t.Fatalf("new token, cached key, during the outage: %d %s", res.status, res.body)
+		}
+		if up.count() != n+2 {
+			t.Errorf("upstream received %d requests, want 2", up.count()-n)
+		}
+		// An unknown kid during the outage: the refetch fails, the answer is still a
+		// clean 401 (the issuer's keys are known), never 500.
+		tok3 := signClaims(t, flaky.key, "k2", claims("iss", flaky.url))
+		res := post(t, everything, bearer(tok3), call(4, "ping", ""))
+		if res.status != 401 || res.header.Get("WWW-Authenticate") != invalidToken("unknown signing key") {
+			t.Errorf("unknown kid during the outage: %d %q %s", res.status, res.header.Get("WWW-Authenticate"), res.body)
+		}
+		if up.count() != n+2 {
+			t.Error("the rejected call reached the upstream")
+		}
+	})
+}
+
+// TestAuthGatewayHugeToken: a 64 KiB bearer token. Under Caddy's default header limit
+// (max_header_bytes 16 KiB) net/http answers 431 before the gateway runs; with a server
+// that accepts large headers the validator's own limit (16 KiB) answers 401. Neither
+// reaches the upstream; neither is a 500.
+func TestAuthGatewayHugeToken(t *testing.T) {
+	good, down := startIssuer(t, false), startIssuer(t, true)
+	huge := good.token(t, testResource+"/everything/mcp", "readers", strings.Repeat("g", 64<<10))
+	if len(huge) < 64<<10 {
+		t.Fatalf("token is only %d bytes", len(huge))
+	}
+	prm := `resource_metadata="` + testResource + `/.well-known/oauth-protected-resource/everything/mcp"`
+	for _, tc := range []struct {
+		name     string
+		maxBytes int
+		status   int
+	}{
+		{"default header limit", 0, http.StatusRequestHeaderFieldsTooLarge},
+		{"1 MiB header limit", 1 << 20, http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startRecordingUpstream(t)
+			base := authCaddy(t, up, testAuthConfig(t, good, down), func(server map[string]any) {
+				if tc.maxBytes > 0 {
+					server["max_header_bytes"] = tc.maxBytes
+				}
+			})
+			for _, tok := range []string{huge, strings.Repeat("A", 64<<10)} {
+				res := post(t, base+"/everything/mcp", bearer(tok), call(1, "tools/call", "echo"))
+				if res.status != tc.status {
+					t.Fatalf("status %d, want %d (%s)", res.status, tc.status, res.body)
+				}
+				if tc.status == http.StatusUnauthorized {
+					if got, want := res.header.Get("WWW-Authenticate"), `Bearer error="invalid_token", error_description="token too large", `+prm; got != want {
+						t.Errorf("WWW-Authenticate\n got %s\nwant %s", got, want)
+					}
+					if !strings.Contains(res.body, `"jsonrpc":"2.0"`) || !strings.Contains(res.body, fmt.Sprint(codeUnauthorized)) {
+						t.Errorf("body %s", res.body)
+					}
+				}
+				if up.count() != 0 {
+					t.Errorf("the upstream received %d request(s)", up.count())
+				}
+			}
+		})
+	}
+}
+
+// Inline UI scopes in the Caddyfile policy block map to policy.Config.UIScopes.
+func TestAuthCaddyfileUIScopes(t *testing.T) {
+	in := `mcp_gateway {
+	auth {
+		api_key ` + strings.Repeat("a", 64) + ` admins
+		policy {
+			group admins registry-admin
+			group readers registry-viewer
+			ui_scope registry-admin {
+				list_service all
+				register_service all
+				toggle_service all
+				modify_service all
+				health_check_service all
+			}
+			ui_scope registry-viewer {
+				list_service everything github
+				list_service fetch
+				health_check_service /everything/
+			}
+		}
+	}
+}`
+	var g Gateway
+	if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err != nil {
+		t.Fatal(err)
+	}
+	got := g.Auth.Policy.UIScopes
+	want := map[string]map[string][]string{
+		"registry-admin": {
+			"list_service": {"all"}, "register_service": {"all"}, "toggle_service": {"all"},
+			"modify_service": {"all"}, "health_check_service": {"all"},
+		},
+		"registry-viewer": {"list_service": {"everything", "github", "fetch"}, "health_check_service": {"/everything/"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("UIScopes\n got %v\nwant %v", got, want)
+	}
+	p, warnings, err := policy.Compile(g.Auth.Policy)
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("compile: %v %v", err, warnings)
+	}
+	viewer := p.Resolve([]string{"readers"})
+	for _, c := range []struct {
+		perm   policy.UIPermission
+		server string
+		want   bool
+	}{
+		{policy.ListService, "github", true},
+		{policy.ListService, "fetch", true},
+		{policy.ListService, "other", false},
+		{policy.HealthCheckService, "everything", true},
+		{policy.RegisterService, "github", false},
+		{policy.ToggleService, "everything", false},
+	} {
+		if got := viewer.AllowUI(c.perm, c.server); got != c.want {
+			t.Errorf("viewer %s on %s: %v, want %v", c.perm, c.server, got, c.want)
+		}
+	}
+	if !p.Resolve([]string{"admins"}).AllowUI(policy.ModifyService, "anything") {
+		t.Error("admin cannot modify_service on anything")
+	}
+	// The JSON form is policy.Config's: "ui_scopes".
+	b, err := json.Marshal(g.Auth.Policy)
+	if err != nil || !strings.Contains(string(b), `"ui_scopes":{"registry-admin":{`) {
+		t.Errorf("JSON %s %v", b, err)
+	}
+
+	for _, bad := range []string{
+		"ui_scope s {\n delete_service all\n }",
+		"ui_scope s {\n list_service\n }",
+		"ui_scope {\n list_service all\n }",
+		"ui_scope s t {\n list_service all\n }",
+		"ui_scope s {\n list_service all\n }\n ui_scope s {\n toggle_service all\n }",
+	} {
+		in := "mcp_gateway {\n auth {\n policy {\n " + bad + "\n }\n }\n}"
+		if err := new(Gateway).UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil {
+			t.Errorf("no error for %q", bad)
+		} else if strings.Contains(bad, "delete_service") && !strings.Contains(err.Error(), `unknown ui_scope permission "delete_service"`) {
+			t.Errorf("error for an unknown permission: %v", err)
 		}
 	}
 }
