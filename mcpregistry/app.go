@@ -59,7 +59,10 @@ type App struct {
 	index     *Index
 	builtins  map[string]http.Handler
 	// credentials: server name → decrypted backend headers (memory only; never logged).
+	// Replaced (copy on write) under credMu by runtime writes (app_write.go).
 	credentials map[string]http.Header
+	credMu      sync.RWMutex
+	keys        *keyring // nil without an encryption_key
 	logger      *zap.Logger
 
 	// health checks (health.go)
@@ -191,6 +194,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.store = nil
 		return err
 	}
+	a.keys = keys
 	a.credentials, err = reconcileCredentials(store, keys, declaredCreds, configNames)
 	if err != nil {
 		_ = closeBolt(a.storePath)

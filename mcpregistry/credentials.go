@@ -348,7 +348,11 @@ func reconcileCredentials(store Store, kr *keyring, declared map[string]*credent
 // BackendHeaders returns the headers (credential and extra headers) the gateway sets
 // on every request to the named server's upstream, or nil. The returned map is shared:
 // callers must not modify it, log it or put it in an error.
-func (a *App) BackendHeaders(name string) http.Header { return a.credentials[name] }
+func (a *App) BackendHeaders(name string) http.Header {
+	a.credMu.RLock()
+	defer a.credMu.RUnlock()
+	return a.credentials[name]
+}
 
 // credentialTransport sets a server's backend headers on the health checker's requests.
 type credentialTransport struct {
@@ -366,7 +370,7 @@ func (t credentialTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 
 // healthClientFor returns the HTTP client the health checker uses for s.
 func (a *App) healthClientFor(s *Server) *http.Client {
-	h := a.credentials[s.Name]
+	h := a.BackendHeaders(s.Name)
 	if len(h) == 0 {
 		return a.healthClient
 	}

@@ -2,11 +2,53 @@ package mcpregistry
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"time"
 )
 
 // ErrNotFound is returned for a server name the store does not hold.
 var ErrNotFound = errors.New("server not found")
+
+// ErrRevisionMismatch is matched (errors.Is) by every *RevisionMismatchError: a
+// conditional write found a different revision than the caller expected.
+var ErrRevisionMismatch = errors.New("revision mismatch")
+
+// AnyRevision as the expected revision of a conditional write means "whatever is
+// stored, or nothing": the write is unconditional.
+const AnyRevision uint64 = math.MaxUint64
+
+// RevisionMismatchError is returned by StoreTx.PutIfRevision (and the App's writes)
+// when the stored revision is not the expected one. Current is 0 when the server does
+// not exist (it may have a tombstone).
+type RevisionMismatchError struct {
+	Name     string
+	Expected uint64
+	Current  uint64
+}
+
+func (e *RevisionMismatchError) Error() string {
+	if e.Expected == 0 {
+		return fmt.Sprintf("server %q already exists (revision %d)", e.Name, e.Current)
+	}
+	if e.Current == 0 {
+		return fmt.Sprintf("server %q does not exist (expected revision %d)", e.Name, e.Expected)
+	}
+	return fmt.Sprintf("server %q is at revision %d, not %d", e.Name, e.Current, e.Expected)
+}
+
+// Is makes errors.Is(err, ErrRevisionMismatch) true.
+func (e *RevisionMismatchError) Is(target error) bool { return target == ErrRevisionMismatch }
+
+// Tombstone records a deleted server so that readers (the v0.1 API's include_deleted,
+// sync clients using updated_since) learn of the deletion, and so that revisions stay
+// monotonic when the name is registered again.
+type Tombstone struct {
+	Name string `json:"name"`
+	// Revision is the deleted record's revision plus one.
+	Revision  uint64    `json:"revision"`
+	DeletedAt time.Time `json:"deleted_at"`
+}
 
 // Store persists server records. Implementations keep their own types to themselves:
 // callers see only Server values. Every Update is one atomic transaction: when fn returns
@@ -27,9 +69,28 @@ type StoreTx interface {
 	// Put writes s; it sets Revision to the stored revision plus one and maintains
 	// CreatedAt and UpdatedAt (now is the transaction's clock).
 	Put(s *Server) error
-	// Delete removes the named server, its recorded health and its credential; deleting a missing name
-	// is not an error.
+	// PutIfRevision is Put when the stored revision equals expected: 0 means the server
+	// must not exist (a tombstone does not count), AnyRevision means no condition.
+	// Otherwise it returns a *RevisionMismatchError carrying the current revision.
+	PutIfRevision(s *Server, expected uint64) error
+	// Delete removes the named server, its recorded health and its credential and leaves
+	// a Tombstone (revision + 1); deleting a missing name is not an error.
 	Delete(name string) error
+
+	// GetTombstone returns the tombstone of a deleted server or ErrNotFound. A server
+	// registered again loses its tombstone; its revision continues from it.
+	GetTombstone(name string) (*Tombstone, error)
+	// ListTombstones returns every tombstone, ordered by name. List never includes them.
+	ListTombstones() ([]*Tombstone, error)
+
+	// Restore writes s exactly as given (revision and timestamps kept) and removes any
+	// tombstone of its name. It is for import; s must be normalised.
+	Restore(s *Server) error
+	// RestoreTombstone writes t as given; it is for import.
+	RestoreTombstone(t *Tombstone) error
+	// Purge removes everything held under name (record, health, credential, tombstone)
+	// without leaving a tombstone. It is for import's replace mode.
+	Purge(name string) error
 
 	// GetStatus returns the last recorded health of the named server or ErrNotFound.
 	// Health is kept apart from the server record: writing one never touches the other.
@@ -50,10 +111,17 @@ type StoreTx interface {
 	DeleteCredential(name string) error
 }
 
-// stamp sets the bookkeeping fields of s for a write over prev (nil when new).
-func stamp(s, prev *Server, now time.Time) {
+// SizeReporter is implemented by stores that can tell how large they are on disk.
+type SizeReporter interface {
+	SizeBytes() (int64, error)
+}
+
+// stamp sets the bookkeeping fields of s for a write over prev (nil when new);
+// tombRev is the revision of the name's tombstone (0 if none), from which a re-created
+// server continues.
+func stamp(s, prev *Server, tombRev uint64, now time.Time) {
 	if prev == nil {
-		s.Revision = 1
+		s.Revision = tombRev + 1
 		s.CreatedAt = now
 	} else {
 		s.Revision = prev.Revision + 1

@@ -22,6 +22,8 @@ var (
 	// bucketCredentials holds each server's sealed backend credential (AES-256-GCM,
 	// see credentials.go) keyed by server name.
 	bucketCredentials = []byte("credentials")
+	// bucketTombstones holds a Tombstone (JSON, keyed by name) for each deleted server.
+	bucketTombstones = []byte("tombstones")
 )
 
 // boltPool shares one open database per file between overlapping configs: the new
@@ -55,7 +57,7 @@ func openBolt(path string, timeout time.Duration) (*boltStore, error) {
 			return nil, fmt.Errorf("opening registry database %s: %v", abs, err)
 		}
 		if err := db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bucketServers, bucketStatus, bucketCredentials} {
+			for _, b := range [][]byte{bucketServers, bucketStatus, bucketCredentials, bucketTombstones} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -90,6 +92,12 @@ func (s *boltStore) Update(fn func(StoreTx) error) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
 }
 
+// SizeBytes returns the size of the database in bytes.
+func (s *boltStore) SizeBytes() (n int64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n, err
+}
+
 type boltTx struct{ tx *bolt.Tx }
 
 func (t boltTx) Get(name string) (*Server, error) {
@@ -114,20 +122,66 @@ func (t boltTx) List() ([]*Server, error) {
 	return out, err
 }
 
-func (t boltTx) Put(s *Server) error {
+func (t boltTx) Put(s *Server) error { return t.PutIfRevision(s, AnyRevision) }
+
+func (t boltTx) PutIfRevision(s *Server, expected uint64) error {
+	if s.Name == "" {
+		return errors.New("server without a name")
+	}
 	prev, err := t.Get(s.Name)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	stamp(s, prev, time.Now().UTC())
+	var cur uint64
+	if prev != nil {
+		cur = prev.Revision
+	}
+	if expected != AnyRevision && expected != cur {
+		return &RevisionMismatchError{Name: s.Name, Expected: expected, Current: cur}
+	}
+	var tombRev uint64
+	if prev == nil {
+		tomb, err := t.GetTombstone(s.Name)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if tomb != nil {
+			tombRev = tomb.Revision
+		}
+	}
+	stamp(s, prev, tombRev, time.Now().UTC())
+	return t.Restore(s)
+}
+
+func (t boltTx) Restore(s *Server) error {
+	if s.Name == "" {
+		return errors.New("server without a name")
+	}
 	raw, err := json.Marshal(s)
 	if err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bucketTombstones).Delete([]byte(s.Name)); err != nil {
 		return err
 	}
 	return t.tx.Bucket(bucketServers).Put([]byte(s.Name), raw)
 }
 
 func (t boltTx) Delete(name string) error {
+	prev, err := t.Get(name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := t.removeRecord(name); err != nil {
+		return err
+	}
+	return t.RestoreTombstone(&Tombstone{Name: name, Revision: prev.Revision + 1, DeletedAt: time.Now().UTC()})
+}
+
+func (t boltTx) removeRecord(name string) error {
 	if err := t.tx.Bucket(bucketStatus).Delete([]byte(name)); err != nil {
 		return err
 	}
@@ -135,6 +189,53 @@ func (t boltTx) Delete(name string) error {
 		return err
 	}
 	return t.tx.Bucket(bucketServers).Delete([]byte(name))
+}
+
+func (t boltTx) Purge(name string) error {
+	if err := t.removeRecord(name); err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketTombstones).Delete([]byte(name))
+}
+
+func (t boltTx) GetTombstone(name string) (*Tombstone, error) {
+	raw := t.tx.Bucket(bucketTombstones).Get([]byte(name))
+	if raw == nil {
+		return nil, ErrNotFound
+	}
+	return decodeTombstone(raw)
+}
+
+func (t boltTx) ListTombstones() ([]*Tombstone, error) {
+	var out []*Tombstone
+	err := t.tx.Bucket(bucketTombstones).ForEach(func(k, v []byte) error {
+		ts, err := decodeTombstone(v)
+		if err != nil {
+			return fmt.Errorf("tombstone %q: %v", k, err)
+		}
+		out = append(out, ts)
+		return nil
+	})
+	return out, err
+}
+
+func (t boltTx) RestoreTombstone(ts *Tombstone) error {
+	if ts.Name == "" {
+		return errors.New("tombstone without a server name")
+	}
+	raw, err := json.Marshal(ts)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketTombstones).Put([]byte(ts.Name), raw)
+}
+
+func decodeTombstone(raw []byte) (*Tombstone, error) {
+	ts := new(Tombstone)
+	if err := json.Unmarshal(raw, ts); err != nil {
+		return nil, fmt.Errorf("decoding tombstone: %v", err)
+	}
+	return ts, nil
 }
 
 func (t boltTx) GetStatus(name string) (*ServerHealth, error) {

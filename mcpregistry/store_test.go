@@ -151,3 +151,71 @@ func findServer(all []*Server, name string) *Server {
 	}
 	return nil
 }
+
+func TestBoltStoreTombstonesAndConditionalWrites(t *testing.T) {
+	store, _ := openTestStore(t)
+	put := func(s *Server, expected uint64) error {
+		return store.Update(func(tx StoreTx) error { return tx.PutIfRevision(s, expected) })
+	}
+	s := &Server{Name: "a", Upstream: "http://127.0.0.1:1/mcp"}
+	if err := s.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(s, 0); err != nil || s.Revision != 1 {
+		t.Fatalf("create: %v %d", err, s.Revision)
+	}
+	var mm *RevisionMismatchError
+	if err := put(&Server{Name: "a", Path: "a", Upstream: "http://h/mcp"}, 0); !errors.As(err, &mm) || mm.Current != 1 || !errors.Is(err, ErrRevisionMismatch) {
+		t.Fatalf("create over existing: %v", err)
+	}
+	s2 := *s
+	if err := put(&s2, 1); err != nil || s2.Revision != 2 {
+		t.Fatalf("update: %v %d", err, s2.Revision)
+	}
+	if err := put(s, 1); !errors.As(err, &mm) || mm.Current != 2 || mm.Expected != 1 {
+		t.Fatalf("stale update: %v", err)
+	}
+	if err := store.Update(func(tx StoreTx) error { return tx.Delete("a") }); err != nil {
+		t.Fatal(err)
+	}
+	store.View(func(tx StoreTx) error {
+		if _, err := tx.Get("a"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("deleted server still readable: %v", err)
+		}
+		if l, _ := tx.List(); len(l) != 0 {
+			t.Errorf("List includes a deleted server: %v", l)
+		}
+		ts, err := tx.ListTombstones()
+		if err != nil || len(ts) != 1 || ts[0].Name != "a" || ts[0].Revision != 3 || ts[0].DeletedAt.IsZero() {
+			t.Errorf("tombstones: %v %+v", err, ts)
+		}
+		return nil
+	})
+	// A stale update of a deleted server fails; re-creating continues the revisions.
+	if err := put(&s2, 2); !errors.As(err, &mm) || mm.Current != 0 {
+		t.Fatalf("update of deleted: %v", err)
+	}
+	s3 := &Server{Name: "a", Path: "a", Upstream: "http://h/mcp"}
+	if err := put(s3, 0); err != nil || s3.Revision != 4 {
+		t.Fatalf("re-create: %v %d", err, s3.Revision)
+	}
+	store.View(func(tx StoreTx) error {
+		if _, err := tx.GetTombstone("a"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("tombstone kept after re-create: %v", err)
+		}
+		return nil
+	})
+	// Deleting a missing name is no error and leaves no tombstone.
+	if err := store.Update(func(tx StoreTx) error { return tx.Delete("ghost") }); err != nil {
+		t.Fatal(err)
+	}
+	store.View(func(tx StoreTx) error {
+		if _, err := tx.GetTombstone("ghost"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("tombstone for a name that never existed: %v", err)
+		}
+		return nil
+	})
+	if n, err := store.SizeBytes(); err != nil || n <= 0 {
+		t.Fatalf("size %d %v", n, err)
+	}
+}
