@@ -161,7 +161,7 @@ func TestHealthChecksRealServers(t *testing.T) {
 	if _, ok := app.Health("nope"); ok {
 		t.Error("Health of an unknown name must say so")
 	}
-	if hits := app.searchKeywords("test_simple_text", 10); len(hits) == 0 || hits[0].Tool != "test_simple_text" {
+	if hits := app.Search("test_simple_text", 10); len(hits) == 0 || hits[0].Tool != "test_simple_text" {
 		t.Errorf("discovered tools are not searchable: %v", hits)
 	}
 	if !sawEvent(recordedEvent{healthEventName, "mcp_registry", "full", "healthy", "unknown"}) {

@@ -65,7 +65,7 @@ type getServerInput struct {
 }
 
 type searchToolsInput struct {
-	Query string `json:"query" jsonschema:"words to look for in server and tool names and descriptions"`
+	Query string `json:"query" jsonschema:"what you are looking for, in plain words (e.g. open a pull request)"`
 	Limit int    `json:"limit,omitempty" jsonschema:"at most this many results (default 10, at most 100)"`
 }
 
@@ -74,7 +74,8 @@ type SearchHit struct {
 	Server      string `json:"server"`
 	Tool        string `json:"tool,omitempty"`
 	Description string `json:"description,omitempty"`
-	Score       int    `json:"score"`
+	// Score is the hit's BM25 relevance (higher is better; comparable within one search).
+	Score float64 `json:"score"`
 }
 
 type searchToolsOutput struct {
@@ -85,7 +86,7 @@ type searchToolsOutput struct {
 var registryTools = []ToolInfo{
 	{Name: "list_servers", Description: "List the MCP servers approved in this registry, optionally by tag."},
 	{Name: "get_server", Description: "Describe one MCP server of the registry: path, description, tags, status."},
-	{Name: "search_tools", Description: "Search MCP servers and their tools by keywords in names and descriptions."},
+	{Name: "search_tools", Description: "Search MCP servers and their tools in plain words (names, descriptions, tags, argument names), best matches first."},
 	{Name: "server_health", Description: "Report one MCP server's health: status, latency, last error, protocol version and the names of its tools."},
 }
 
@@ -128,7 +129,7 @@ func newRegistryMCPHandler(a *App) http.Handler {
 				limit = 10
 			}
 			limit = min(limit, 100)
-			return nil, searchToolsOutput{Results: a.searchKeywords(in.Query, limit)}, nil
+			return nil, searchToolsOutput{Results: a.Search(in.Query, limit)}, nil
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "server_health", Description: registryTools[3].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in serverHealthInput) (*mcp.CallToolResult, ServerHealthSummary, error) {
@@ -162,50 +163,6 @@ func (a *App) toolsOf(s *Server) []ToolInfo {
 	}
 	h, _ := a.Health(s.Name)
 	return h.Tools
-}
-
-// searchKeywords scores enabled servers and their tools by how many query words occur in
-// their names (weight 3), tags (2) and descriptions (1).
-func (a *App) searchKeywords(query string, limit int) []SearchHit {
-	words := strings.Fields(strings.ToLower(query))
-	score := func(name, desc string, tags []string) int {
-		n := 0
-		name, desc = strings.ToLower(name), strings.ToLower(desc)
-		for _, w := range words {
-			if strings.Contains(name, w) {
-				n += 3
-			}
-			for _, t := range tags {
-				if strings.Contains(strings.ToLower(t), w) {
-					n += 2
-					break
-				}
-			}
-			if strings.Contains(desc, w) {
-				n++
-			}
-		}
-		return n
-	}
-	hits := []SearchHit{}
-	for _, s := range a.ListServers() {
-		if !s.Enabled {
-			continue
-		}
-		if n := score(s.Name, s.Description, s.Tags); n > 0 {
-			hits = append(hits, SearchHit{Server: s.Name, Description: s.Description, Score: n})
-		}
-		for _, t := range a.toolsOf(s) {
-			if n := score(t.Name, t.Description, nil); n > 0 {
-				hits = append(hits, SearchHit{Server: s.Name, Tool: t.Name, Description: t.Description, Score: n})
-			}
-		}
-	}
-	slices.SortStableFunc(hits, func(x, y SearchHit) int { return y.Score - x.Score })
-	if len(hits) > limit {
-		hits = hits[:limit]
-	}
-	return hits
 }
 
 func sortServers(s []*Server) {
