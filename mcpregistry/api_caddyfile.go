@@ -1,0 +1,67 @@
+package mcpregistry
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddymcp/caddymcp/internal/cfargs"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mcp_registry_api", parseAPICaddyfile)
+	// Plugins can only be ordered relative to standard directives. This package's init
+	// runs before mcpgateway's (mcpgateway imports it), and both go before respond, so
+	// mcp_registry_api lands just before mcp_gateway: the API's paths are answered
+	// before the gateway could take them.
+	httpcaddyfile.RegisterDirectiveOrder("mcp_registry_api", httpcaddyfile.Before, "respond")
+}
+
+func parseAPICaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	api := new(RegistryAPI)
+	err := api.UnmarshalCaddyfile(h.Dispenser)
+	return api, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mcp_registry_api [<matcher>] {
+//		prefix         <path>             # API mounted at <path>/v0.1/...; default the root
+//		public_url     <origin>           # e.g. https://mcp.example.com; default the request's origin
+//		gateway_prefix <path>             # the mcp_gateway's prefix; default the root
+//		namespace      <reverse-dns>      # e.g. com.example; default local.caddymcp
+//		auth_header_required              # remotes list the gateway token header as required
+//	}
+func (h *RegistryAPI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "prefix":
+			h.Prefix, err = cfargs.One(d)
+		case "public_url":
+			h.PublicURL, err = cfargs.One(d)
+		case "gateway_prefix":
+			h.GatewayPrefix, err = cfargs.One(d)
+		case "namespace":
+			h.Namespace, err = cfargs.One(d)
+		case "auth_header_required":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AuthHeaderRequired = true
+		default:
+			return d.Errf("unrecognized mcp_registry_api subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*RegistryAPI)(nil)
