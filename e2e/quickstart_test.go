@@ -70,7 +70,7 @@ func TestQuickstart(t *testing.T) {
 	var found struct {
 		Results []struct {
 			Server, Tool string
-			Score        int
+			Score        float64
 		} `json:"results"`
 	}
 	decodeStructured(t, res, &found)

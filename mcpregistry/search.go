@@ -57,10 +57,14 @@ const (
 	bm25B  = 0.75
 )
 
+// stopWords are grammatical words, dropped from documents and queries alike.
 var stopWords = toSet(`a an the to of for and or with in on at by from into as is are be it its
 	this that these those i me my we our us you your what which who how do does can could
-	would should will want need please some any find search tool tools look looking let lets
-	via using use`)
+	would should will some any via`)
+
+// queryNoise are words of asking ("find tools to …") dropped from queries only, and only
+// when the query has other words: a query that is just "search" or "tools" still searches.
+var queryNoise = toSet(`want need please find tool tools look looking let lets using use`)
 
 // synonyms expands a query word (before stemming) into related words. Each word is
 // looked up alone; expansions count weightSynonym of the word.
@@ -365,8 +369,15 @@ func queryTerms(query string) []queryTerm {
 			weights[term] = w
 		}
 	}
-	for _, raw := range rawWords(query) {
-		if stopWords[raw] {
+	words := rawWords(query)
+	meaningful := 0
+	for _, raw := range words {
+		if !stopWords[raw] && !queryNoise[raw] {
+			meaningful++
+		}
+	}
+	for _, raw := range words {
+		if stopWords[raw] || (meaningful > 0 && queryNoise[raw]) {
 			continue
 		}
 		put(stem(raw), 1)

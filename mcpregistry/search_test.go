@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -29,7 +30,7 @@ func TestTokenize(t *testing.T) {
 		"create_pull_request":          {"creat", "pull", "request"},
 		"getPodLogs":                   {"get", "pod", "log"},
 		"ec2.describe-instances":       {"ec2", "describ", "instanc", "describeinstanc"},
-		"Find tools for the database":  {"databas"},
+		"Find tools for the database":  {"find", "tool", "databas"},
 		"page the on-call engineer":    {"pag", "call", "oncall", "engineer"},
 		"S3 bucket/key, HTTPServer v2": {"s3", "bucket", "key", "httpserver", "v2"},
 	} {
@@ -141,7 +142,7 @@ func TestSearchQuality(t *testing.T) {
 	ndcg, mrr := sumNDCG/float64(len(queries)), sumRR/float64(len(queries))
 	t.Logf("%d queries over %d servers, %d tools: NDCG@10 %.3f, MRR %.3f", len(queries), len(src), tools, ndcg, mrr)
 	// Achieved: NDCG@10 0.861, MRR 0.962 (44 queries). Thresholds sit a little below.
-	const minNDCG, minMRR = 0.84, 0.93
+	const minNDCG, minMRR = 0.85, 0.95
 	if ndcg < minNDCG || mrr < minMRR {
 		t.Errorf("NDCG@10 %.3f, MRR %.3f; want at least %.3f, %.3f", ndcg, mrr, minNDCG, minMRR)
 	}
@@ -188,5 +189,29 @@ func BenchmarkSearchBuild20k(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buildSearchIndex(src)
+	}
+}
+
+func TestQueryNoiseOnlyWhenOtherWordsRemain(t *testing.T) {
+	terms := func(q string) []string {
+		var out []string
+		for _, qt := range queryTerms(q) {
+			if qt.weight == 1 {
+				out = append(out, qt.term)
+			}
+		}
+		return out
+	}
+	if got := terms("search"); len(got) != 1 || got[0] != stem("search") {
+		t.Errorf(`"search" alone must still search: %v`, got)
+	}
+	if got := terms("tools"); len(got) != 1 {
+		t.Errorf(`"tools" alone must still search: %v`, got)
+	}
+	if got := terms("find tools for database operations"); strings.Join(got, ",") != stem("database")+","+stem("operations") {
+		t.Errorf("asking words must be dropped when the query has others: %v", got)
+	}
+	if got := tokenize("search_repositories"); len(got) != 2 || got[0] != stem("search") {
+		t.Errorf("documents keep the word search: %v", got)
 	}
 }
