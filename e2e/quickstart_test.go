@@ -23,7 +23,7 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("serverInfo %+v, want name caddymcp-registry", got)
 	}
 
-	if got, want := toolNames(t, cs), []string{"get_server", "list_servers", "search_tools", "server_health"}; !slices.Equal(got, want) {
+	if got, want := toolNames(t, cs), []string{"get_server", "list_servers", "list_tools_of_server", "register_server", "search_tools", "server_health", "toggle_server"}; !slices.Equal(got, want) {
 		t.Errorf("tools %v, want %v", got, want)
 	}
 

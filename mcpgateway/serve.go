@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddymcp/caddymcp/internal/jsonrpc"
+	"github.com/caddymcp/caddymcp/internal/principal"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 )
 
@@ -167,6 +168,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if h == nil {
 			writeRPCError(w, http.StatusBadGateway, "", codeUpstreamUnreachable, "builtin MCP server "+quote(name)+" is not running")
 			return nil
+		}
+		if caller != nil {
+			// Builtin servers (the registry's own) enforce the caller's UI scopes
+			// themselves; upstream requests are left as they are.
+			p := caller.principal
+			r = r.WithContext(principal.WithCaller(r.Context(), &principal.Caller{
+				Subject: p.Subject, ClientID: p.ClientID, Groups: p.Groups, Grant: caller.grant,
+			}))
 		}
 		h.ServeHTTP(w, r)
 		return nil

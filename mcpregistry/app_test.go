@@ -180,7 +180,7 @@ func TestRegistryMCPServer(t *testing.T) {
 	for _, tool := range tools.Tools {
 		names = append(names, tool.Name)
 	}
-	if strings.Join(names, ",") != "get_server,list_servers,search_tools,server_health" {
+	if strings.Join(names, ",") != "get_server,list_servers,list_tools_of_server,register_server,search_tools,server_health,toggle_server" {
 		t.Fatalf("tools: %v", names)
 	}
 

@@ -3,6 +3,7 @@ package mcpregistry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -10,6 +11,9 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/internal/principal"
 )
 
 // ServerSummary is what the registry's MCP tools tell a client about a server. It never
@@ -88,6 +92,86 @@ var registryTools = []ToolInfo{
 	{Name: "get_server", Description: "Describe one MCP server of the registry: path, description, tags, status."},
 	{Name: "search_tools", Description: "Search MCP servers and their tools in plain words (names, descriptions, tags, argument names), best matches first."},
 	{Name: "server_health", Description: "Report one MCP server's health: status, latency, last error, protocol version and the names of its tools."},
+	{Name: "list_tools_of_server", Description: "List the tools one MCP server of the registry offers, with their descriptions and input schemas."},
+	{Name: "register_server", Description: "Register a new MCP server in the registry (admin): it is routable through the gateway at once."},
+	{Name: "toggle_server", Description: "Enable or disable an MCP server of the registry (admin); a disabled server answers 503."},
+}
+
+type listToolsOfServerInput struct {
+	Name string `json:"name" jsonschema:"the server's name"`
+}
+
+// ToolDetail is one tool of list_tools_of_server.
+type ToolDetail struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// InputSchema is the tool's JSON Schema for its arguments, as the server sent it.
+	InputSchema any `json:"input_schema,omitempty"`
+}
+
+type listToolsOfServerOutput struct {
+	Server string       `json:"server"`
+	Tools  []ToolDetail `json:"tools"`
+}
+
+type registerServerInput struct {
+	Name        string   `json:"name" jsonschema:"the new server's name: lower-case letters, digits, '.', '_', '-'"`
+	Upstream    string   `json:"upstream" jsonschema:"the server's MCP endpoint URL (for sse: its event stream URL)"`
+	Transport   string   `json:"transport,omitempty" jsonschema:"streamable-http (default) or sse"`
+	Description string   `json:"description,omitempty" jsonschema:"what the server is for"`
+	Tags        []string `json:"tags,omitempty" jsonschema:"tags for search and filters"`
+	Path        string   `json:"path,omitempty" jsonschema:"the gateway path segment (default: the name)"`
+}
+
+type toggleServerInput struct {
+	Name    string `json:"name" jsonschema:"the server's name"`
+	Enabled bool   `json:"enabled" jsonschema:"true to enable the server, false to disable it"`
+}
+
+// Authorization of the registry's MCP tools. When the gateway has authentication on, it
+// puts the caller (principal.Caller) into the context of requests to builtin servers,
+// and the tools honour the caller's UI scopes: a server the caller may not
+// list_service is hidden (it behaves as if it did not exist), register_server needs
+// register_service and toggle_server toggle_service for that server (or all). With no
+// caller in the context, authentication is off and everything is allowed, like every
+// other request through such a gateway.
+
+// allowUI reports whether the context's caller holds perm on server; true without a caller.
+func allowUI(ctx context.Context, perm policy.UIPermission, server string) bool {
+	c, ok := principal.FromContext(ctx)
+	return !ok || c.Grant.AllowUI(perm, server)
+}
+
+// visible returns the named server if the context's caller may list it, else nil.
+func (a *App) visible(ctx context.Context, name string) *Server {
+	s := a.Server(name)
+	if s == nil || !allowUI(ctx, policy.ListService, s.Name) {
+		return nil
+	}
+	return s
+}
+
+func errNoServer(name string) error { return fmt.Errorf("no server named %q in the registry", name) }
+
+func errDenied(perm policy.UIPermission, name string) error {
+	return fmt.Errorf("permission denied: %s on server %q is not granted to you (ask for a UI scope with %s for it or all)", perm, name, perm)
+}
+
+// writeError turns an error of App.Put or App.SetEnabled into a tool error message
+// that names the field at fault.
+func writeError(name string, err error) error {
+	var fe *FieldError
+	switch {
+	case errors.As(err, &fe):
+		return fmt.Errorf("invalid %s: %s", fe.Field, fe.Reason)
+	case errors.Is(err, ErrRevisionMismatch):
+		return fmt.Errorf("name: a server named %q already exists", name)
+	case errors.Is(err, ErrPathConflict):
+		return fmt.Errorf("invalid path: %v", err)
+	case errors.Is(err, ErrNotFound):
+		return errNoServer(name)
+	}
+	return err
 }
 
 // ToolInfo is a tool a server offers.
@@ -104,7 +188,7 @@ func newRegistryMCPHandler(a *App) http.Handler {
 		func(ctx context.Context, _ *mcp.CallToolRequest, in listServersInput) (*mcp.CallToolResult, listServersOutput, error) {
 			out := listServersOutput{Servers: []ServerSummary{}}
 			for _, s := range a.ListServers() {
-				if (!s.Enabled && !in.IncludeDisabled) || (in.Tag != "" && !slices.Contains(s.Tags, in.Tag)) {
+				if (!s.Enabled && !in.IncludeDisabled) || (in.Tag != "" && !slices.Contains(s.Tags, in.Tag)) || !allowUI(ctx, policy.ListService, s.Name) {
 					continue
 				}
 				out.Servers = append(out.Servers, a.summarize(s))
@@ -113,9 +197,9 @@ func newRegistryMCPHandler(a *App) http.Handler {
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "get_server", Description: registryTools[1].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in getServerInput) (*mcp.CallToolResult, ServerSummary, error) {
-			s := a.Server(in.Name)
+			s := a.visible(ctx, in.Name)
 			if s == nil {
-				return nil, ServerSummary{}, fmt.Errorf("no server named %q in the registry", in.Name)
+				return nil, ServerSummary{}, errNoServer(in.Name)
 			}
 			return nil, a.summarize(s), nil
 		})
@@ -129,13 +213,16 @@ func newRegistryMCPHandler(a *App) http.Handler {
 				limit = 10
 			}
 			limit = min(limit, 100)
-			return nil, searchToolsOutput{Results: a.Search(in.Query, limit)}, nil
+			return nil, searchToolsOutput{Results: a.searchVisible(ctx, in.Query, limit)}, nil
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "server_health", Description: registryTools[3].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in serverHealthInput) (*mcp.CallToolResult, ServerHealthSummary, error) {
+			if a.visible(ctx, in.Name) == nil {
+				return nil, ServerHealthSummary{}, errNoServer(in.Name)
+			}
 			h, ok := a.Health(in.Name)
 			if !ok {
-				return nil, ServerHealthSummary{}, fmt.Errorf("no server named %q in the registry", in.Name)
+				return nil, ServerHealthSummary{}, errNoServer(in.Name)
 			}
 			out := ServerHealthSummary{
 				Server: h.Server, Status: string(h.Status), LatencyMS: h.LatencyMS, LastError: h.LastError,
@@ -146,6 +233,56 @@ func newRegistryMCPHandler(a *App) http.Handler {
 				out.Tools = append(out.Tools, t.Name)
 			}
 			return nil, out, nil
+		})
+	mcp.AddTool(server, &mcp.Tool{Name: "list_tools_of_server", Description: registryTools[4].Description},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in listToolsOfServerInput) (*mcp.CallToolResult, listToolsOfServerOutput, error) {
+			s := a.visible(ctx, in.Name)
+			if s == nil {
+				return nil, listToolsOfServerOutput{}, errNoServer(in.Name)
+			}
+			out := listToolsOfServerOutput{Server: s.Name, Tools: []ToolDetail{}}
+			for _, t := range a.toolsOf(s) {
+				d := ToolDetail{Name: t.Name, Description: t.Description}
+				if len(t.InputSchema) > 0 {
+					var schema any
+					if json.Unmarshal(t.InputSchema, &schema) == nil {
+						d.InputSchema = schema
+					}
+				}
+				out.Tools = append(out.Tools, d)
+			}
+			return nil, out, nil
+		})
+	mcp.AddTool(server, &mcp.Tool{Name: "register_server", Description: registryTools[5].Description},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in registerServerInput) (*mcp.CallToolResult, ServerSummary, error) {
+			if !allowUI(ctx, policy.RegisterService, in.Name) {
+				return nil, ServerSummary{}, errDenied(policy.RegisterService, in.Name)
+			}
+			if strings.HasPrefix(in.Upstream, BuiltinScheme+":") {
+				return nil, ServerSummary{}, fmt.Errorf("invalid upstream: builtin servers cannot be registered through this tool")
+			}
+			rec, err := a.Put(ctx, &Server{
+				Name: in.Name, Upstream: in.Upstream, Transport: Transport(in.Transport), Description: in.Description,
+				Tags: in.Tags, Path: in.Path, Enabled: true, Source: SourceAPI,
+			}, 0)
+			if err != nil {
+				return nil, ServerSummary{}, writeError(in.Name, err)
+			}
+			return nil, a.summarize(rec), nil
+		})
+	mcp.AddTool(server, &mcp.Tool{Name: "toggle_server", Description: registryTools[6].Description},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in toggleServerInput) (*mcp.CallToolResult, ServerSummary, error) {
+			if a.visible(ctx, in.Name) == nil {
+				return nil, ServerSummary{}, errNoServer(in.Name)
+			}
+			if !allowUI(ctx, policy.ToggleService, in.Name) {
+				return nil, ServerSummary{}, errDenied(policy.ToggleService, in.Name)
+			}
+			rec, err := a.SetEnabled(ctx, in.Name, in.Enabled, AnyRevision)
+			if err != nil {
+				return nil, ServerSummary{}, writeError(in.Name, err)
+			}
+			return nil, a.summarize(rec), nil
 		})
 	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
 		Stateless:    true,
@@ -167,4 +304,33 @@ func (a *App) toolsOf(s *Server) []ToolInfo {
 
 func sortServers(s []*Server) {
 	slices.SortFunc(s, func(a, b *Server) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// searchVisible is Search limited to the servers the context's caller may list: it asks
+// for more results until limit visible ones are found or the index has no more.
+func (a *App) searchVisible(ctx context.Context, query string, limit int) []SearchHit {
+	if _, ok := principal.FromContext(ctx); !ok {
+		return a.Search(query, limit)
+	}
+	allowed := map[string]bool{}
+	for n := limit; ; n *= 4 {
+		hits := a.Search(query, n)
+		out := make([]SearchHit, 0, limit)
+		for _, h := range hits {
+			ok, seen := allowed[h.Server]
+			if !seen {
+				ok = allowUI(ctx, policy.ListService, h.Server)
+				allowed[h.Server] = ok
+			}
+			if ok {
+				out = append(out, h)
+				if len(out) == limit {
+					return out
+				}
+			}
+		}
+		if len(hits) < n {
+			return out
+		}
+	}
 }
