@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -201,7 +202,17 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 	search := strings.ToLower(q.Get("search"))
 
 	out := v01ServerList{Servers: []v01ServerResponse{}}
-	for _, s := range h.app.ListServers() { // ordered by name, so cursors are stable
+	servers := h.app.ListServers() // ordered by name, so cursors are stable
+	if rest, ok := strings.CutPrefix(after, h.Namespace+"/"); ok {
+		// Every published name is <namespace>/<name>: skip to the first name after the
+		// cursor's at once rather than comparing each.
+		i, found := slices.BinarySearchFunc(servers, rest, func(s *Server, name string) int { return strings.Compare(s.Name, name) })
+		if found {
+			i++
+		}
+		servers = servers[i:]
+	}
+	for _, s := range servers {
 		if !s.Enabled {
 			continue
 		}

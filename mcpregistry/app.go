@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -361,7 +364,8 @@ func (a *App) Cleanup() error {
 // concurrent use and allocation-free: the gateway calls it on every request.
 func (a *App) Lookup(seg string) *Server { return a.index.lookup(seg) }
 
-// Servers returns every server known to the index, ordered by name.
+// ListServers returns every server known to the index, ordered by name. The slice is
+// shared: callers must not modify it.
 func (a *App) ListServers() []*Server { return a.index.list() }
 
 // Server returns the server with the given name, or nil.
@@ -376,6 +380,9 @@ type Index struct {
 	mu     sync.Mutex // serialises writers; readers never lock
 	byPath sync.Map   // path segment → *Server
 	names  sync.Map   // name → *Server
+	// sorted is every server ordered by name, replaced (never modified) by writers,
+	// so that listing is free for readers.
+	sorted atomic.Pointer[[]*Server]
 }
 
 func newIndex(servers []*Server) *Index {
@@ -384,6 +391,10 @@ func newIndex(servers []*Server) *Index {
 		ix.byPath.Store(s.Path, s)
 		ix.names.Store(s.Name, s)
 	}
+	sorted := slices.Clone(servers)
+	sortServers(sorted)
+	sorted = slices.CompactFunc(sorted, func(a, b *Server) bool { return a.Name == b.Name })
+	ix.sorted.Store(&sorted)
 	return ix
 }
 
@@ -403,14 +414,40 @@ func (ix *Index) byName(name string) *Server {
 	return v.(*Server)
 }
 
+// list returns the servers ordered by name: a shared snapshot that callers must not
+// modify (writers replace it, never change it).
 func (ix *Index) list() []*Server {
-	var out []*Server
-	ix.names.Range(func(_, v any) bool {
-		out = append(out, v.(*Server))
-		return true
-	})
-	sortServers(out)
-	return out
+	if p := ix.sorted.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// setSorted puts s into the sorted snapshot (replacing the record of the same name),
+// copying it. Callers hold ix.mu.
+func (ix *Index) setSorted(s *Server) {
+	cur := ix.list()
+	i, found := slices.BinarySearchFunc(cur, s.Name, func(x *Server, name string) int { return strings.Compare(x.Name, name) })
+	next := make([]*Server, 0, len(cur)+1)
+	next = append(next, cur[:i]...)
+	next = append(next, s)
+	if found {
+		i++
+	}
+	next = append(next, cur[i:]...)
+	ix.sorted.Store(&next)
+}
+
+// removeSorted drops the record named name from the sorted snapshot, copying it.
+// Callers hold ix.mu.
+func (ix *Index) removeSorted(name string) {
+	cur := ix.list()
+	i, found := slices.BinarySearchFunc(cur, name, func(x *Server, name string) int { return strings.Compare(x.Name, name) })
+	if !found {
+		return
+	}
+	next := slices.Concat(cur[:i], cur[i+1:])
+	ix.sorted.Store(&next)
 }
 
 // Interface guards

@@ -263,6 +263,7 @@ func (ix *Index) set(prev, s *Server) {
 	}
 	ix.byPath.Store(s.Path, s)
 	ix.names.Store(s.Name, s)
+	ix.setSorted(s)
 }
 
 // remove drops s from the index. Callers hold ix.mu.
@@ -272,6 +273,7 @@ func (ix *Index) remove(s *Server) {
 	}
 	if cur := ix.byName(s.Name); cur != nil {
 		ix.names.Delete(s.Name)
+		ix.removeSorted(s.Name)
 		if cur.Path != s.Path {
 			if c := ix.lookup(cur.Path); c != nil && c.Name == s.Name {
 				ix.byPath.Delete(cur.Path)
