@@ -57,6 +57,7 @@ type App struct {
 	// (default: every 30s, 10s timeout, 4 at a time, 20% jitter).
 	HealthChecks *HealthConfig `json:"health,omitempty"`
 
+	search    searchState // ranked search index over servers and tools (search.go)
 	store     Store
 	storePath string
 	index     *Index

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -30,6 +31,10 @@ func TestAppPutDeleteLive(t *testing.T) {
 	if hits := app.Search("quasar telemetry", 5); len(hits) != 0 {
 		t.Fatalf("search before registration: %+v", hits)
 	}
+	// Behave like a large registry, whose searches reuse the snapshot for a while
+	// instead of checking for changes: only the write's invalidation can refresh it.
+	app.search.checkCost.Store(int64(time.Second))
+	app.search.checkedAt.Store(time.Now().UnixNano())
 
 	s, err := app.Put(ctx, &Server{Name: "live", Upstream: "http://127.0.0.1:4000/mcp", Enabled: true, Description: "Quasar telemetry archive"}, 0)
 	if err != nil {

@@ -5,14 +5,12 @@ import (
 	"container/heap"
 	"encoding/json"
 	"math"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
-	"weak"
 )
 
 // Ranked search over the registry's servers and tools.
@@ -485,21 +483,7 @@ type searchState struct {
 	mu        sync.Mutex   // one check or rebuild at a time
 }
 
-// searchStates keeps each App's searchState without a field in App (which other parts
-// of the package own); the entry goes when the App is collected.
-var searchStates sync.Map // weak.Pointer[App] → *searchState
-
-func (a *App) searchState() *searchState {
-	key := weak.Make(a)
-	if v, ok := searchStates.Load(key); ok {
-		return v.(*searchState)
-	}
-	v, loaded := searchStates.LoadOrStore(key, new(searchState))
-	if !loaded {
-		runtime.AddCleanup(a, func(k weak.Pointer[App]) { searchStates.Delete(k) }, key)
-	}
-	return v.(*searchState)
-}
+func (a *App) searchState() *searchState { return &a.search }
 
 // invalidateSearch makes the next search check for changed servers or tools at once
 // (instead of within searchRecheck). Call it after changing servers or tool lists.
