@@ -6,6 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/caddymcp/caddymcp/internal/access"
 	"github.com/caddymcp/caddymcp/internal/cfargs"
 )
 
@@ -29,7 +30,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		allowed_hosts           <host...>
 //		dial_timeout            <duration>
 //		response_header_timeout <duration>
-//		auth { … }              # see unmarshalAuth (auth_caddyfile.go)
+//		auth { … }              # see access.UnmarshalCaddyfile (internal/access)
 //		audit off | audit {     # audit log on logger mcp.audit; default on
 //			include_arguments   # add tools/call arguments (≤ 4 KiB) to entries
 //		}
@@ -72,7 +73,7 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if g.Auth != nil {
 				return d.Err("auth given twice")
 			}
-			g.Auth, err = unmarshalAuth(d)
+			g.Auth, err = access.UnmarshalCaddyfile(d)
 		case "audit":
 			if g.Audit != nil {
 				return d.Err("audit given twice")

@@ -145,7 +145,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				if x.inspect.Batch {
 					id = ""
 				}
-				lw = newListWriter(w, caller.grant, server.Name, id, g.logger)
+				lw = newListWriter(w, caller.Grant, server.Name, id, g.logger)
 			}
 		}
 	} else if caller != nil && r.Method == http.MethodGet && (ep == endpointSSE || r.Header.Get("Last-Event-ID") != "") {
@@ -154,7 +154,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// resuming a POST's stream (Last-Event-ID) replays that POST's answers. They take
 		// the ReverseProxy path, not the hijacked stream path (see forward). A plain
 		// standalone GET stream carries no responses (MCP spec) and stays unfiltered.
-		lw = newListWriter(w, caller.grant, server.Name, "", g.logger)
+		lw = newListWriter(w, caller.Grant, server.Name, "", g.logger)
 	}
 	if lw != nil {
 		// The filter reads plain bytes.
@@ -172,9 +172,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if caller != nil {
 			// Builtin servers (the registry's own) enforce the caller's UI scopes
 			// themselves; upstream requests are left as they are.
-			p := caller.principal
+			p := caller.Principal
 			r = r.WithContext(principal.WithCaller(r.Context(), &principal.Caller{
-				Subject: p.Subject, ClientID: p.ClientID, Groups: p.Groups, Grant: caller.grant,
+				Subject: p.Subject, ClientID: p.ClientID, Groups: p.Groups, Grant: caller.Grant,
 			}))
 		}
 		h.ServeHTTP(w, r)

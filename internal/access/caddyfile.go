@@ -1,4 +1,4 @@
-package mcpgateway
+package access
 
 import (
 	"slices"
@@ -10,7 +10,7 @@ import (
 	"github.com/caddymcp/caddymcp/internal/policy"
 )
 
-// unmarshalAuth parses the auth block of mcp_gateway:
+// UnmarshalCaddyfile parses an auth block (of mcp_gateway or mcp_registry_api):
 //
 //	auth {
 //		issuer <url> {                 # repeatable
@@ -41,8 +41,8 @@ import (
 //		}
 //		api_key <sha256-hex> <group...>  # repeatable
 //	}
-func unmarshalAuth(d *caddyfile.Dispenser) (*AuthConfig, error) {
-	a := new(AuthConfig)
+func UnmarshalCaddyfile(d *caddyfile.Dispenser) (*Config, error) {
+	a := new(Config)
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -57,7 +57,7 @@ func unmarshalAuth(d *caddyfile.Dispenser) (*AuthConfig, error) {
 		var err error
 		switch d.Val() {
 		case "issuer":
-			var is AuthIssuer
+			var is Issuer
 			if is.Issuer, err = cfargs.One(d); err != nil {
 				return nil, err
 			}
@@ -97,7 +97,7 @@ func unmarshalAuth(d *caddyfile.Dispenser) (*AuthConfig, error) {
 			if len(args) < 2 {
 				return nil, d.Err("api_key needs the key's SHA-256 (hex) and at least one group")
 			}
-			a.APIKeys = append(a.APIKeys, AuthAPIKey{SHA256: args[0], Groups: args[1:]})
+			a.APIKeys = append(a.APIKeys, APIKey{SHA256: args[0], Groups: args[1:]})
 		default:
 			return nil, d.Errf("unknown auth option %q", d.Val())
 		}

@@ -1,0 +1,267 @@
+package access
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/internal/authn"
+	"github.com/caddymcp/caddymcp/internal/policy"
+)
+
+// keyMemory carries the last good JWKS from one Validator to the next across config
+// reloads (and between the handlers of one config), so an IdP outage during a reload
+// keeps authentication working.
+var keyMemory = authn.NewKeyMemory()
+
+// maxGrantCache bounds the cache of resolved grants (keyed by the group set).
+const maxGrantCache = 4096
+
+// Authenticator is the provisioned form of a Config.
+type Authenticator struct {
+	validator *authn.Validator // nil when only API keys are configured
+	policy    *policy.Policy
+	// single grants exactly one scope per pseudo-group named after the scope, to find
+	// which scopes would allow a call (for the scope="…" of a 403).
+	single       *policy.Policy
+	scopeNames   []string                   // sorted
+	scopeServers map[string]map[string]bool // scope → servers it has rules for ("" = all)
+	resource     string
+	apiKeys      map[[32]byte]*authn.Principal
+	grants       sync.Map // group-set key → *Caller
+	grantCount   atomic.Int64
+}
+
+// Caller is an authenticated caller with its resolved grant.
+type Caller struct {
+	Principal *authn.Principal
+	Grant     policy.Grant
+	// Scopes are the names of the granted scopes.
+	Scopes []string
+}
+
+// New provisions cfg. defaultAudiences are the audiences accepted from issuers that
+// list none of their own (the handler knows its public URLs); logger gets warnings.
+func New(ctx context.Context, logger *zap.Logger, cfg *Config, defaultAudiences []string) (*Authenticator, error) {
+	st := &Authenticator{
+		resource: strings.TrimRight(cfg.Resource, "/"),
+		apiKeys:  map[[32]byte]*authn.Principal{},
+	}
+	if cfg.Resource != "" && !strings.HasPrefix(cfg.Resource, "https://") && !strings.HasPrefix(cfg.Resource, "http://") {
+		return nil, fmt.Errorf("auth: resource %q must be an absolute http(s) URL", cfg.Resource)
+	}
+
+	var pc *policy.Config
+	switch {
+	case cfg.PolicyFile != "" && cfg.Policy != nil:
+		return nil, fmt.Errorf("auth: set policy_file or an inline policy, not both")
+	case cfg.PolicyFile != "":
+		path := caddy.NewReplacer().ReplaceKnown(cfg.PolicyFile, "")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("auth: reading policy_file: %v", err)
+		}
+		if pc, err = policy.ParseYAML(data); err != nil {
+			return nil, fmt.Errorf("auth: policy_file %s: %v", path, err)
+		}
+	case cfg.Policy != nil:
+		pc = cfg.Policy
+	default:
+		pc = &policy.Config{} // deny everything
+		logger.Warn("auth has no policy: every request will be denied")
+	}
+	p, warnings, err := policy.Compile(pc)
+	if err != nil {
+		return nil, fmt.Errorf("auth: policy: %v", err)
+	}
+	for _, w := range warnings {
+		logger.Warn("policy", zap.String("warning", w))
+	}
+	st.policy = p
+	singleCfg := &policy.Config{Scopes: pc.Scopes, GroupMappings: map[string][]string{}}
+	st.scopeServers = map[string]map[string]bool{}
+	for name, rules := range pc.Scopes {
+		singleCfg.GroupMappings[name] = []string{name}
+		st.scopeNames = append(st.scopeNames, name)
+		set := map[string]bool{}
+		for _, r := range rules {
+			s := strings.Trim(r.Server, "/")
+			if s == "*" || s == "all" {
+				s = ""
+			}
+			set[s] = true
+		}
+		st.scopeServers[name] = set
+	}
+	sort.Strings(st.scopeNames)
+	if st.single, _, err = policy.Compile(singleCfg); err != nil {
+		return nil, fmt.Errorf("auth: policy: %v", err)
+	}
+
+	for i, k := range cfg.APIKeys {
+		raw, err := hex.DecodeString(k.SHA256)
+		if err != nil || len(raw) != sha256.Size {
+			return nil, fmt.Errorf("auth: api key %d: want the key's SHA-256 as 64 hex digits", i+1)
+		}
+		var h [32]byte
+		copy(h[:], raw)
+		if _, dup := st.apiKeys[h]; dup {
+			return nil, fmt.Errorf("auth: api key %d is listed twice", i+1)
+		}
+		st.apiKeys[h] = &authn.Principal{Subject: "api-key:" + strings.ToLower(k.SHA256[:12]), Groups: slices.Clone(k.Groups)}
+	}
+
+	if len(cfg.Issuers) > 0 {
+		ac := authn.Config{
+			Audiences: defaultAudiences,
+			KeyMemory: keyMemory,
+			OnFetchError: func(url string, err error) {
+				logger.Warn("fetching token signing keys failed", zap.String("url", url), zap.Error(err))
+			},
+		}
+		for _, is := range cfg.Issuers {
+			if len(is.Audiences) == 0 && len(defaultAudiences) == 0 {
+				return nil, fmt.Errorf("auth: issuer %q lists no audience and no resource is set", is.Issuer)
+			}
+			ac.Issuers = append(ac.Issuers, authn.IssuerConfig{
+				Issuer:      is.Issuer,
+				JWKSURL:     is.JWKSURL,
+				Audiences:   is.Audiences,
+				GroupsClaim: is.GroupsClaim,
+				Algorithms:  is.Algorithms,
+			})
+		}
+		v, err := authn.NewValidator(ctx, ac)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %v", err)
+		}
+		st.validator = v
+	}
+	if st.validator == nil && len(st.apiKeys) == 0 {
+		return nil, fmt.Errorf("auth: configure at least one issuer or api_key")
+	}
+	return st, nil
+}
+
+// Resource is the configured public base URL without a trailing slash ("" if unset).
+func (st *Authenticator) Resource() string { return st.resource }
+
+// Resolve returns the caller's grant, cached per group set.
+func (st *Authenticator) Resolve(p *authn.Principal) *Caller {
+	key := strings.Join(p.Groups, "\n")
+	if v, ok := st.grants.Load(key); ok {
+		c := v.(*Caller)
+		return &Caller{Principal: p, Grant: c.Grant, Scopes: c.Scopes}
+	}
+	g := st.policy.Resolve(p.Groups)
+	c := &Caller{Grant: g, Scopes: g.ScopeNames()}
+	if st.grantCount.Load() < maxGrantCache {
+		if _, loaded := st.grants.LoadOrStore(key, c); !loaded {
+			st.grantCount.Add(1)
+		}
+	}
+	return &Caller{Principal: p, Grant: g, Scopes: c.Scopes}
+}
+
+// AnyOnServer reports whether one of the caller's scopes has a rule for server.
+func (st *Authenticator) AnyOnServer(c *Caller, server string) bool {
+	server = strings.Trim(server, "/")
+	for _, sc := range c.Scopes {
+		if set := st.scopeServers[sc]; set[""] || set[server] {
+			return true
+		}
+	}
+	return false
+}
+
+// ScopesFor lists the scopes with a rule for server (the scope="…" of a 401).
+func (st *Authenticator) ScopesFor(server string) []string {
+	server = strings.Trim(server, "/")
+	var out []string
+	for _, sc := range st.scopeNames {
+		if set := st.scopeServers[sc]; set[""] || set[server] {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
+// ScopesAllowing lists the scopes that would allow the call (the scope="…" of a 403).
+func (st *Authenticator) ScopesAllowing(server, method, name string) []string {
+	var out []string
+	for _, sc := range st.scopeNames {
+		if ok, _ := st.single.Resolve([]string{sc}).Allow(server, method, name); ok {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
+// PRMURL is the protected resource metadata URL of path (RFC 9728 §3.1), on the
+// configured resource's origin or else the request's.
+func (st *Authenticator) PRMURL(r *http.Request, path string) string {
+	origin := st.resource
+	if origin == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		origin = scheme + "://" + r.Host
+	}
+	return origin + "/.well-known/oauth-protected-resource" + path
+}
+
+// HeaderValue makes s safe inside a quoted-string of WWW-Authenticate.
+func HeaderValue(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '"' || r == '\\' || r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+var errUnknownAPIKey = &authn.InvalidTokenError{Reason: authn.ReasonMalformed}
+
+// Principal finds the caller: an X-API-Key, else the Authorization bearer token (with
+// composite, the X-Authorization one) as an API key or a JWT. Tokens in the query string
+// are never looked at. Errors match authn.ErrNoToken, authn.ErrKeysUnavailable or are
+// *authn.InvalidTokenError.
+func (st *Authenticator) Principal(r *http.Request, composite bool) (*authn.Principal, error) {
+	if vals := r.Header.Values("X-Api-Key"); len(vals) > 0 {
+		if len(vals) == 1 {
+			if p := st.apiKeys[sha256.Sum256([]byte(vals[0]))]; p != nil {
+				return p, nil
+			}
+		}
+		return nil, errUnknownAPIKey
+	}
+	h := r.Header
+	if composite {
+		h = http.Header{"Authorization": r.Header.Values("X-Authorization")}
+	}
+	tok, err := authn.TokenFromHeader(h)
+	if err != nil {
+		return nil, err
+	}
+	if len(st.apiKeys) > 0 {
+		if p := st.apiKeys[sha256.Sum256([]byte(tok))]; p != nil {
+			return p, nil
+		}
+	}
+	if st.validator == nil {
+		return nil, errUnknownAPIKey
+	}
+	return st.validator.Validate(r.Context(), tok)
+}
