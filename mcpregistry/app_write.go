@@ -7,7 +7,9 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 )
@@ -19,18 +21,34 @@ const (
 	EventServerRemoved    = "server_removed"
 )
 
-// ErrPathConflict is matched (errors.Is) when a write would route two servers at one path.
-var ErrPathConflict = errors.New("path already in use")
-
 // Put registers (expectedRevision 0) or updates (expectedRevision = the stored
 // revision; AnyRevision for no condition) the server s. The store is written in one
-// transaction that also checks that no other server uses s's path; then the in-memory
-// index is updated, so every request that starts after Put returns is routed to the
-// new record. A stale expectedRevision returns a *RevisionMismatchError
-// (errors.Is ErrRevisionMismatch), an invalid record a *FieldError, a path in use an
-// error matching ErrPathConflict. s is not modified; the stored record is returned.
-// Re-registering a deleted name continues from its tombstone's revision.
+// transaction, which fails when another server uses s's path (the store's path index
+// is the authority, so of two concurrent writers only one can take a path); then the
+// in-memory index is updated, so every request that starts after Put returns is
+// routed to the new record (or a newer one). A stale expectedRevision returns a
+// *RevisionMismatchError (errors.Is ErrRevisionMismatch), an invalid record a
+// *FieldError, a path in use an error matching ErrPathConflict. s is not modified;
+// the stored record is returned. Re-registering a deleted name continues from its
+// tombstone's revision.
+//
+// Concurrent writes commit together (Store.Batch: one fsync for every write queued
+// behind a commit) and never hold the index lock while the store works.
 func (a *App) Put(ctx context.Context, s *Server, expectedRevision uint64) (*Server, error) {
+	return a.put(ctx, s, expectedRevision, nil)
+}
+
+// credentialWrite is a backend credential written in the same transaction as its
+// record: sealed nil removes it.
+type credentialWrite struct {
+	sealed  []byte
+	headers http.Header
+}
+
+// put is Put, also writing cred (when not nil; built by seal from the normalized
+// record) in the same transaction, so a record and its secret change together or not
+// at all.
+func (a *App) put(ctx context.Context, s *Server, expectedRevision uint64, cred func(*Server) (*credentialWrite, error)) (*Server, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -47,38 +65,59 @@ func (a *App) Put(ctx context.Context, s *Server, expectedRevision uint64) (*Ser
 	if name, ok := strings.CutPrefix(rec.Upstream, BuiltinScheme+":"); ok && a.builtins[name] == nil {
 		return nil, &FieldError{"upstream", fmt.Sprintf("there is no builtin server %q", name)}
 	}
-
-	ix := a.index
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	var prev *Server
-	err := a.store.Update(func(tx StoreTx) error {
+	var cw *credentialWrite
+	if cred != nil {
 		var err error
-		prev, err = tx.Get(rec.Name)
+		if cw, err = cred(rec); err != nil {
+			return nil, err
+		}
+	}
+
+	// fn may run more than once (Batch): it writes a fresh copy each time and keeps
+	// only what its last (committed) run saw.
+	var prev, stored *Server
+	err := a.store.Batch(func(tx StoreTx) error {
+		prev, stored = nil, nil
+		p, err := tx.Get(rec.Name)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if err := checkPathFree(tx, ix, rec); err != nil {
+		w := cloneServer(rec)
+		if err := tx.PutIfRevision(w, expectedRevision); err != nil {
 			return err
 		}
-		return tx.PutIfRevision(rec, expectedRevision)
+		if cw != nil {
+			if cw.sealed == nil {
+				err = tx.DeleteCredential(w.Name)
+			} else {
+				err = tx.PutCredential(w.Name, cw.sealed)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		prev, stored = p, w
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	ix.set(prev, rec)
-	if prev != nil && prev.Upstream != rec.Upstream {
-		a.health.Delete(rec.Name) // the last check was of another upstream
+	if cw != nil {
+		a.setCredential(stored.Name, cw.headers)
+	}
+	a.syncIndex(stored.Name, stored, 0)
+	if prev != nil && prev.Upstream != stored.Upstream {
+		a.health.Delete(stored.Name) // the last check was of another upstream
 	}
 	event := EventServerRegistered
 	if prev != nil {
 		event = EventServerUpdated
 	}
-	a.logger.Info(strings.ReplaceAll(event, "_", " "), zap.String("server", rec.Name),
-		zap.String("path", rec.Path), zap.Uint64("revision", rec.Revision))
-	a.emit(event, map[string]any{"server": rec.Name, "path": rec.Path, "revision": rec.Revision})
+	a.logger.Info(strings.ReplaceAll(event, "_", " "), zap.String("server", stored.Name),
+		zap.String("path", stored.Path), zap.Uint64("revision", stored.Revision))
+	a.emit(event, map[string]any{"server": stored.Name, "path": stored.Path, "revision": stored.Revision})
 	a.invalidateSearch()
-	return cloneServer(rec), nil
+	return cloneServer(stored), nil
 }
 
 // SetEnabled enables or disables the named server (a disabled one stays routed and
@@ -110,31 +149,185 @@ func (a *App) Delete(ctx context.Context, name string, expectedRevision uint64) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ix := a.index
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
 	var prev *Server
-	err := a.store.Update(func(tx StoreTx) error {
-		var err error
-		prev, err = tx.Get(name)
+	err := a.store.Batch(func(tx StoreTx) error {
+		prev = nil // fn may run more than once (Batch)
+		p, err := tx.Get(name)
 		if err != nil {
 			return err
 		}
-		if expectedRevision != AnyRevision && prev.Revision != expectedRevision {
-			return &RevisionMismatchError{Name: name, Expected: expectedRevision, Current: prev.Revision}
+		if expectedRevision != AnyRevision && p.Revision != expectedRevision {
+			return &RevisionMismatchError{Name: name, Expected: expectedRevision, Current: p.Revision}
 		}
-		return tx.Delete(name)
+		if err := tx.Delete(name); err != nil {
+			return err
+		}
+		prev = p
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	ix.remove(prev)
+	a.syncIndex(name, nil, prev.Revision+1)
 	a.health.Delete(name)
 	a.setCredential(name, nil)
 	a.logger.Info("server removed", zap.String("server", name), zap.Uint64("revision", prev.Revision+1))
 	a.emit(EventServerRemoved, map[string]any{"server": name, "path": prev.Path, "revision": prev.Revision + 1})
 	a.invalidateSearch()
 	return nil
+}
+
+// syncIndex brings the index entry of name up to date after a committed write of it
+// (committed: the record written, or nil for a delete whose tombstone has revision
+// tombRev), and returns once the index holds that write or a newer one.
+//
+// Writers commit without the index lock, so their index updates may arrive in any
+// order: an update arriving late must not put back an older revision (or a deleted
+// server). So the update does not apply committed as such: under ix.mu it reads the
+// name's latest committed state from the store and indexes that. Each update reads a
+// state at least as new as the one before it, so the index never goes back. (This
+// also covers a revision that restarts after a tombstone purge, and Import, which
+// rebuilds the index under ix.mu.)
+//
+// Updates are combined: whoever gets ix.mu applies every update queued so far, with
+// one read transaction and one copy of the sorted list, so that concurrent writers
+// do not each copy the 20,000-entry list.
+func (a *App) syncIndex(name string, committed *Server, tombRev uint64) {
+	r := &indexSync{name: name, committed: committed, tombRev: tombRev}
+	q := &a.writes.indexQueue
+	q.mu.Lock()
+	q.pending = append(q.pending, r)
+	q.mu.Unlock()
+
+	ix := a.index
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if r.done {
+		return // applied by another writer's syncIndex
+	}
+	q.mu.Lock()
+	batch := q.pending
+	q.pending = nil
+	q.mu.Unlock()
+	a.applyIndexSyncs(batch)
+}
+
+// indexSync is one committed write waiting for its index update.
+type indexSync struct {
+	name      string
+	committed *Server // nil: deleted
+	tombRev   uint64
+	done      bool // guarded by the index's mu
+}
+
+// indexSyncQueue holds the index updates not applied yet.
+type indexSyncQueue struct {
+	mu      sync.Mutex
+	pending []*indexSync
+}
+
+// applyIndexSyncs applies reqs (see syncIndex). Callers hold ix.mu.
+func (a *App) applyIndexSyncs(reqs []*indexSync) {
+	ix := a.index
+	byName := make(map[string]*indexSync, len(reqs)) // the last write of each name
+	for _, r := range reqs {
+		byName[r.name] = r
+	}
+	latest := make(map[string]*Server, len(byName)) // nil: not stored
+	err := a.store.View(func(tx StoreTx) error {
+		for name := range byName {
+			s, err := tx.Get(name)
+			if errors.Is(err, ErrNotFound) {
+				latest[name] = nil
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			latest[name] = s
+		}
+		return nil
+	})
+	if err != nil {
+		// Unreadable now (it was just written): fall back to the revision order.
+		a.logger.Error("reading back registry writes", zap.Error(err))
+		clear(latest)
+		for _, r := range reqs {
+			cur, ok := latest[r.name]
+			if !ok {
+				cur = ix.byName(r.name)
+			}
+			switch {
+			case r.committed == nil && cur != nil && cur.Revision < r.tombRev:
+				cur = nil
+			case r.committed != nil && (cur == nil || cur.Revision < r.committed.Revision):
+				cur = r.committed
+			}
+			latest[r.name] = cur
+		}
+	}
+
+	changed := make(map[string]*Server, len(latest)) // name → new record, nil: removed
+	for name, s := range latest {
+		cur := ix.byName(name)
+		switch {
+		case s == nil:
+			if cur == nil {
+				continue
+			}
+			ix.removeRoutes(cur)
+		case cur != nil && cur.Revision == s.Revision && cur.UpdatedAt.Equal(s.UpdatedAt):
+			continue // already indexed
+		default:
+			if c := byName[name].committed; c != nil && c.Revision == s.Revision && c.UpdatedAt.Equal(s.UpdatedAt) {
+				s = c // the same record: index the caller's copy
+			}
+			ix.setRoutes(cur, s)
+		}
+		changed[name] = s
+	}
+	if len(changed) > 0 {
+		ix.setSortedMany(changed)
+	}
+	for _, r := range reqs {
+		r.done = true
+	}
+}
+
+// setSortedMany replaces, inserts (value non-nil) and removes (nil) the named
+// records in the sorted snapshot with one copy (runs of unchanged records are copied
+// whole). Callers hold ix.mu.
+func (ix *Index) setSortedMany(changed map[string]*Server) {
+	cur := ix.list()
+	type op struct {
+		name  string
+		s     *Server
+		at    int
+		found bool
+	}
+	ops := make([]op, 0, len(changed))
+	for name, s := range changed {
+		at, found := slices.BinarySearchFunc(cur, name, func(x *Server, name string) int { return strings.Compare(x.Name, name) })
+		if s == nil && !found {
+			continue
+		}
+		ops = append(ops, op{name, s, at, found})
+	}
+	slices.SortFunc(ops, func(x, y op) int { return strings.Compare(x.name, y.name) })
+	next := make([]*Server, 0, len(cur)+len(ops))
+	pos := 0
+	for _, o := range ops {
+		next = append(next, cur[pos:o.at]...)
+		pos = o.at
+		if o.found {
+			pos++ // replaced or removed
+		}
+		if o.s != nil {
+			next = append(next, o.s)
+		}
+	}
+	next = append(next, cur[pos:]...)
+	ix.sorted.Store(&next)
 }
 
 // Export writes the whole store (servers, health, tombstones, sealed credentials) as
@@ -237,25 +430,14 @@ func (a *App) setCredential(name string, h http.Header) {
 	a.credentials = m
 }
 
-// checkPathFree fails when a server other than s is routed, or stored, at s.Path.
-func checkPathFree(tx StoreTx, ix *Index, s *Server) error {
-	if other := ix.lookup(s.Path); other != nil && other.Name != s.Name {
-		return fmt.Errorf("%w: path %q is used by server %q", ErrPathConflict, s.Path, other.Name)
-	}
-	all, err := tx.List()
-	if err != nil {
-		return err
-	}
-	for _, o := range all {
-		if o.Path == s.Path && o.Name != s.Name {
-			return fmt.Errorf("%w: path %q is used by server %q", ErrPathConflict, s.Path, o.Name)
-		}
-	}
-	return nil
-}
-
 // set replaces prev (nil when new) with s in the index. Callers hold ix.mu.
 func (ix *Index) set(prev, s *Server) {
+	ix.setRoutes(prev, s)
+	ix.setSorted(s)
+}
+
+// setRoutes is set without the sorted snapshot.
+func (ix *Index) setRoutes(prev, s *Server) {
 	if prev != nil && prev.Path != s.Path {
 		if cur := ix.lookup(prev.Path); cur != nil && cur.Name == s.Name {
 			ix.byPath.Delete(prev.Path)
@@ -263,23 +445,32 @@ func (ix *Index) set(prev, s *Server) {
 	}
 	ix.byPath.Store(s.Path, s)
 	ix.names.Store(s.Name, s)
-	ix.setSorted(s)
 }
 
 // remove drops s from the index. Callers hold ix.mu.
 func (ix *Index) remove(s *Server) {
+	if ix.removeRoutes(s) {
+		ix.removeSorted(s.Name)
+	}
+}
+
+// removeRoutes is remove without the sorted snapshot; it reports whether the name
+// was indexed.
+func (ix *Index) removeRoutes(s *Server) bool {
 	if cur := ix.lookup(s.Path); cur != nil && cur.Name == s.Name {
 		ix.byPath.Delete(s.Path)
 	}
-	if cur := ix.byName(s.Name); cur != nil {
-		ix.names.Delete(s.Name)
-		ix.removeSorted(s.Name)
-		if cur.Path != s.Path {
-			if c := ix.lookup(cur.Path); c != nil && c.Name == s.Name {
-				ix.byPath.Delete(cur.Path)
-			}
+	cur := ix.byName(s.Name)
+	if cur == nil {
+		return false
+	}
+	ix.names.Delete(s.Name)
+	if cur.Path != s.Path {
+		if c := ix.lookup(cur.Path); c != nil && c.Name == s.Name {
+			ix.byPath.Delete(cur.Path)
 		}
 	}
+	return true
 }
 
 func cloneServer(s *Server) *Server {

@@ -10,6 +10,11 @@ import (
 // ErrNotFound is returned for a server name the store does not hold.
 var ErrNotFound = errors.New("server not found")
 
+// ErrPathConflict is matched (errors.Is) when a write would route two servers at one
+// path. The store is the authority: a transaction that ends with two servers at one
+// path fails with it (and writes nothing), so concurrent writers cannot both win a path.
+var ErrPathConflict = errors.New("path already in use")
+
 // ErrRevisionMismatch is matched (errors.Is) by every *RevisionMismatchError: a
 // conditional write found a different revision than the caller expected.
 var ErrRevisionMismatch = errors.New("revision mismatch")
@@ -52,12 +57,23 @@ type Tombstone struct {
 
 // Store persists server records. Implementations keep their own types to themselves:
 // callers see only Server values. Every Update is one atomic transaction: when fn returns
-// an error nothing it wrote is kept.
+// an error nothing it wrote is kept. A transaction whose writes leave two servers at one
+// path fails with an error matching ErrPathConflict (checked when fn returns, so a
+// transaction may move paths around as long as it ends consistent).
 type Store interface {
 	// View runs fn in a read-only transaction.
 	View(fn func(StoreTx) error) error
 	// Update runs fn in a read-write transaction.
 	Update(fn func(StoreTx) error) error
+	// Batch is Update for many concurrent writers: calls that arrive while a commit is
+	// in flight are run together in the next transaction, so they share one commit
+	// (one fsync). Each fn is still atomic on its own: an error (or a path conflict)
+	// of one fn discards only its writes, and the fn alone gets the error. fn may run
+	// more than once (again when another fn of its batch fails), so it must be
+	// idempotent and have no effects outside the transaction except on its own
+	// variables, which it must reset on every run; what it saw in its last run is
+	// what was committed.
+	Batch(fn func(StoreTx) error) error
 }
 
 // StoreTx is the view of the store inside one transaction.
@@ -73,6 +89,9 @@ type StoreTx interface {
 	// must not exist (a tombstone does not count), AnyRevision means no condition.
 	// Otherwise it returns a *RevisionMismatchError carrying the current revision.
 	PutIfRevision(s *Server, expected uint64) error
+	// NameAtPath returns the name of the server at path segment path, or ErrNotFound.
+	// It is an index lookup (no record is decoded).
+	NameAtPath(path string) (string, error)
 	// Delete removes the named server, its recorded health and its credential and leaves
 	// a Tombstone (revision + 1); deleting a missing name is not an error.
 	Delete(name string) error
@@ -88,6 +107,9 @@ type StoreTx interface {
 	Restore(s *Server) error
 	// RestoreTombstone writes t as given; it is for import.
 	RestoreTombstone(t *Tombstone) error
+	// DeleteTombstone removes the named server's tombstone (and nothing else); a
+	// missing one is not an error. The name's revisions then start again from 1.
+	DeleteTombstone(name string) error
 	// Purge removes everything held under name (record, health, credential, tombstone)
 	// without leaving a tombstone. It is for import's replace mode.
 	Purge(name string) error

@@ -1,11 +1,14 @@
 package mcpregistry
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -24,6 +27,12 @@ var (
 	bucketCredentials = []byte("credentials")
 	// bucketTombstones holds a Tombstone (JSON, keyed by name) for each deleted server.
 	bucketTombstones = []byte("tombstones")
+	// bucketPaths indexes the servers by path: one key "<path>/<name>" (empty value)
+	// per server, so that the path-uniqueness check of a write is a seek instead of
+	// a scan of every record. Keys carry the name (a path segment never contains
+	// '/') so that a transaction may briefly hold two servers at one path (swapping
+	// paths); runWrite refuses to let it end like that (ErrPathConflict).
+	bucketPaths = []byte("paths")
 )
 
 // boltPool shares one open database per file between overlapping configs: the new
@@ -32,10 +41,14 @@ var (
 var boltPool = caddy.NewUsagePool()
 
 type boltStore struct {
-	db *bolt.DB
+	db    *bolt.DB
+	batch *batcher
 }
 
-type boltCloser struct{ db *bolt.DB }
+type boltCloser struct {
+	db    *bolt.DB
+	batch *batcher // shared by every boltStore of the file: one commit queue per file
+}
 
 func (c boltCloser) Destruct() error { return c.db.Close() }
 
@@ -62,18 +75,55 @@ func openBolt(path string, timeout time.Duration) (*boltStore, error) {
 					return err
 				}
 			}
+			// A file from before the path index gets it here, in the transaction
+			// that creates the bucket: a crash leaves no bucket or a complete one.
+			if tx.Bucket(bucketPaths) == nil {
+				return buildPathIndex(tx)
+			}
 			return nil
 		}); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("initialising registry database %s: %v", abs, err)
 		}
-		return boltCloser{db}, nil
+		return boltCloser{db: db, batch: new(batcher)}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &boltStore{db: val.(boltCloser).db}, nil
+	c := val.(boltCloser)
+	return &boltStore{db: c.db, batch: c.batch}, nil
 }
+
+// buildPathIndex creates bucketPaths and fills it from the server records.
+func buildPathIndex(tx *bolt.Tx) error {
+	paths, err := tx.CreateBucket(bucketPaths)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketServers).ForEach(func(k, v []byte) error {
+		p, err := decodePath(string(k), v)
+		if err != nil {
+			return fmt.Errorf("record %q: %v", k, err)
+		}
+		return paths.Put(pathKey(p, string(k)), nil)
+	})
+}
+
+// decodePath returns the path of the encoded server record raw of the named server.
+func decodePath(name string, raw []byte) (string, error) {
+	var r struct {
+		Path string `json:"path"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return "", fmt.Errorf("decoding server record: %v", err)
+	}
+	if r.Path == "" {
+		return name, nil // Normalize's default
+	}
+	return r.Path, nil
+}
+
+func pathKey(path, name string) []byte { return []byte(path + "/" + name) }
 
 func closeBolt(path string) error {
 	abs, err := filepath.Abs(path)
@@ -85,11 +135,21 @@ func closeBolt(path string) error {
 }
 
 func (s *boltStore) View(fn func(StoreTx) error) error {
-	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx: tx}) })
 }
 
 func (s *boltStore) Update(fn func(StoreTx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	return s.db.Update(func(tx *bolt.Tx) error { return runWrite(tx, fn) })
+}
+
+// runWrite runs fn in the read-write transaction tx and then checks that it left no
+// path with two servers.
+func runWrite(tx *bolt.Tx, fn func(StoreTx) error) error {
+	t := boltTx{tx: tx, touched: map[string]string{}}
+	if err := fn(t); err != nil {
+		return err
+	}
+	return t.checkPaths()
 }
 
 // SizeBytes returns the size of the database in bytes.
@@ -98,7 +158,12 @@ func (s *boltStore) SizeBytes() (n int64, err error) {
 	return n, err
 }
 
-type boltTx struct{ tx *bolt.Tx }
+type boltTx struct {
+	tx *bolt.Tx
+	// touched: path → name of the server last written there in this fn (write
+	// transactions only), checked by checkPaths when fn returns.
+	touched map[string]string
+}
 
 func (t boltTx) Get(name string) (*Server, error) {
 	raw := t.tx.Bucket(bucketServers).Get([]byte(name))
@@ -150,21 +215,97 @@ func (t boltTx) PutIfRevision(s *Server, expected uint64) error {
 		}
 	}
 	stamp(s, prev, tombRev, time.Now().UTC())
-	return t.Restore(s)
+	prevPath := ""
+	if prev != nil {
+		prevPath = prev.Path
+	}
+	return t.write(s, prevPath)
 }
 
 func (t boltTx) Restore(s *Server) error {
 	if s.Name == "" {
 		return errors.New("server without a name")
 	}
+	prevPath, err := t.storedPath(s.Name)
+	if err != nil {
+		return err
+	}
+	return t.write(s, prevPath)
+}
+
+// storedPath returns the path of the stored record of name, "" when there is none.
+func (t boltTx) storedPath(name string) (string, error) {
+	raw := t.tx.Bucket(bucketServers).Get([]byte(name))
+	if raw == nil {
+		return "", nil
+	}
+	return decodePath(name, raw)
+}
+
+// write stores s (whose stored record, if any, is at prevPath), drops its tombstone and
+// moves its entry in the path index.
+func (t boltTx) write(s *Server, prevPath string) error {
+	if t.touched == nil {
+		return bolterrors.ErrTxNotWritable
+	}
 	raw, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
+	path := s.Path
+	if path == "" {
+		path = s.Name
+	}
 	if err := t.tx.Bucket(bucketTombstones).Delete([]byte(s.Name)); err != nil {
 		return err
 	}
+	paths := t.tx.Bucket(bucketPaths)
+	if prevPath != "" && prevPath != path {
+		if err := paths.Delete(pathKey(prevPath, s.Name)); err != nil {
+			return err
+		}
+	}
+	if err := paths.Put(pathKey(path, s.Name), nil); err != nil {
+		return err
+	}
+	t.touched[path] = s.Name
 	return t.tx.Bucket(bucketServers).Put([]byte(s.Name), raw)
+}
+
+// NameAtPath returns the (first) server at path, or ErrNotFound.
+func (t boltTx) NameAtPath(path string) (string, error) {
+	names := t.namesAtPath(path, 1)
+	if len(names) == 0 {
+		return "", ErrNotFound
+	}
+	return names[0], nil
+}
+
+// namesAtPath returns up to limit names of the servers at path, in name order.
+func (t boltTx) namesAtPath(path string, limit int) []string {
+	prefix := []byte(path + "/")
+	var out []string
+	c := t.tx.Bucket(bucketPaths).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Next() {
+		out = append(out, string(k[len(prefix):]))
+	}
+	return out
+}
+
+// checkPaths fails when a path written in this fn now holds more than one server.
+func (t boltTx) checkPaths() error {
+	for path, name := range t.touched {
+		names := t.namesAtPath(path, 2)
+		if len(names) < 2 {
+			continue
+		}
+		other := names[0]
+		if other == name {
+			other = names[1]
+		}
+		return fmt.Errorf("%w: path %q is used by server %q", ErrPathConflict, path, other)
+	}
+	return nil
 }
 
 func (t boltTx) Delete(name string) error {
@@ -182,6 +323,15 @@ func (t boltTx) Delete(name string) error {
 }
 
 func (t boltTx) removeRecord(name string) error {
+	path, err := t.storedPath(name)
+	if err != nil {
+		return err
+	}
+	if path != "" {
+		if err := t.tx.Bucket(bucketPaths).Delete(pathKey(path, name)); err != nil {
+			return err
+		}
+	}
 	if err := t.tx.Bucket(bucketStatus).Delete([]byte(name)); err != nil {
 		return err
 	}
@@ -228,6 +378,10 @@ func (t boltTx) RestoreTombstone(ts *Tombstone) error {
 		return err
 	}
 	return t.tx.Bucket(bucketTombstones).Put([]byte(ts.Name), raw)
+}
+
+func (t boltTx) DeleteTombstone(name string) error {
+	return t.tx.Bucket(bucketTombstones).Delete([]byte(name))
 }
 
 func decodeTombstone(raw []byte) (*Tombstone, error) {
@@ -312,4 +466,114 @@ func (t boltTx) PutCredential(name string, sealed []byte) error {
 
 func (t boltTx) DeleteCredential(name string) error {
 	return t.tx.Bucket(bucketCredentials).Delete([]byte(name))
+}
+
+// Group commit. bbolt commits one read-write transaction at a time, each with an
+// fsync; Batch lets the writers that queue up behind a commit share the next one.
+// Unlike bolt.DB.Batch it adds no delay: a lone writer commits at once, and batches
+// form only from writers that would have waited anyway.
+
+// maxBatch bounds the calls of one transaction.
+const maxBatch = 256
+
+type batcher struct {
+	mu      sync.Mutex
+	queue   []*batchCall
+	leading bool // a goroutine is running batches (only it takes from queue)
+}
+
+type batchCall struct {
+	fn   func(StoreTx) error
+	done chan error // result, errBatchLead or errBatchSolo; buffered
+}
+
+var (
+	// errBatchLead tells a waiting caller to run the next batch (its call is in it).
+	errBatchLead = errors.New("mcpregistry: lead the next batch")
+	// errBatchSolo tells a caller whose fn failed in a batch to run it on its own.
+	errBatchSolo = errors.New("mcpregistry: run alone")
+)
+
+func (s *boltStore) Batch(fn func(StoreTx) error) error {
+	b := s.batch
+	c := &batchCall{fn: fn, done: make(chan error, 1)}
+	b.mu.Lock()
+	b.queue = append(b.queue, c)
+	lead := !b.leading
+	b.leading = true
+	b.mu.Unlock()
+	if lead {
+		s.runBatches()
+	}
+	for {
+		switch err := <-c.done; err {
+		case errBatchLead:
+			s.runBatches()
+		case errBatchSolo:
+			return s.Update(fn)
+		default:
+			return err
+		}
+	}
+}
+
+// runBatches commits the queued calls as one batch, then hands the lead to the first
+// caller that queued meanwhile (or gives it up), so that no caller waits for more
+// than its own batch after it is done.
+func (s *boltStore) runBatches() {
+	b := s.batch
+	b.mu.Lock()
+	n := min(len(b.queue), maxBatch)
+	calls := slices.Clone(b.queue[:n])
+	b.queue = slices.Delete(b.queue, 0, n)
+	b.mu.Unlock()
+
+	s.commitBatch(calls)
+
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.leading = false
+		b.mu.Unlock()
+		return
+	}
+	next := b.queue[0]
+	b.mu.Unlock()
+	next.done <- errBatchLead
+}
+
+// commitBatch runs calls in one transaction. A call whose fn fails is taken out (its
+// caller reruns it alone) and the rest run again in a fresh transaction.
+func (s *boltStore) commitBatch(calls []*batchCall) {
+	for len(calls) > 0 {
+		failed := -1
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, c := range calls {
+				if err := runWriteSafely(tx, c.fn); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			calls[failed].done <- errBatchSolo
+			calls = slices.Delete(calls, failed, failed+1)
+			continue
+		}
+		for _, c := range calls {
+			c.done <- err
+		}
+		return
+	}
+}
+
+// runWriteSafely is runWrite with a panic turned into an error (the caller's solo
+// rerun then panics in the caller's goroutine).
+func runWriteSafely(tx *bolt.Tx, fn func(StoreTx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in a registry transaction: %v", r)
+		}
+	}()
+	return runWrite(tx, fn)
 }
