@@ -355,6 +355,58 @@ func TestOIDC(t *testing.T) {
 		}
 	})
 
+	t.Run("registry REST API: same tokens, UI scopes, live routing", func(t *testing.T) {
+		api := base + "/api/servers"
+		resp, body := send(t, raw, http.MethodGet, api, nil, "")
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "resource_metadata=") {
+			t.Fatalf("GET %s without a token: status %d %q: %s", api, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+		}
+		// alice's groups map to no UI scope: nothing is listed, nothing exists for her.
+		alice := oidcLogin(t, issuer, "alice", mcpURL)
+		resp, body = send(t, raw, http.MethodGet, api, withToken(http.Header{}, alice), "")
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"servers":[]`) {
+			t.Errorf("alice's list: status %d: %s", resp.StatusCode, body)
+		}
+		if resp, body = send(t, raw, http.MethodGet, api+"/everything", withToken(http.Header{}, alice), ""); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("alice GET everything: status %d, want 404: %s", resp.StatusCode, body)
+		}
+		// bob (platform-admins: every UI permission) registers a second route to the
+		// same upstream; the next MCP request through the gateway reaches it.
+		bob := oidcLogin(t, issuer, "bob", mcpURL)
+		h := withToken(http.Header{"Content-Type": {"application/json"}}, bob)
+		resp, body = send(t, raw, http.MethodPost, api, h, `{"name":"everything2","upstream":"`+everything.URL+`","description":"registered through the REST API"}`)
+		if resp.StatusCode != http.StatusCreated || resp.Header.Get("ETag") != `"1"` {
+			t.Fatalf("bob registers: status %d ETag %q: %s", resp.StatusCode, resp.Header.Get("ETag"), body)
+		}
+		cs := connect(t, &mcp.StreamableClientTransport{Endpoint: base + "/everything2/mcp", HTTPClient: bearerClient(t, bob)}, nil, "")
+		if got := toolNames(t, cs); !slices.Equal(got, allTools) {
+			t.Errorf("tools/list through the new route %v, want %v", got, allTools)
+		}
+		// alice cannot register (no register_service), and metadata upstreams are refused.
+		resp, body = send(t, raw, http.MethodPost, api, withToken(http.Header{"Content-Type": {"application/json"}}, alice), `{"name":"mine","upstream":"`+everything.URL+`"}`)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("alice registers: status %d, want 403: %s", resp.StatusCode, body)
+		}
+		resp, body = send(t, raw, http.MethodPost, api, h, `{"name":"meta","upstream":"http://169.254.169.254/latest/meta-data/"}`)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"field":"upstream"`) {
+			t.Errorf("metadata upstream: status %d: %s", resp.StatusCode, body)
+		}
+		// Disabled through the API: the gateway answers 503 at once; deleted: 404.
+		resp, body = send(t, raw, http.MethodPost, api+"/everything2/disable", withToken(http.Header{"If-Match": {`"1"`}}, bob), "")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("disable: status %d: %s", resp.StatusCode, body)
+		}
+		if resp, body = send(t, raw, http.MethodPost, base+"/everything2/mcp", withToken(mcpHeader("", ""), bob), initialize); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("disabled server: status %d, want 503: %s", resp.StatusCode, body)
+		}
+		if resp, body = send(t, raw, http.MethodDelete, api+"/everything2", withToken(http.Header{}, bob), ""); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("delete: status %d: %s", resp.StatusCode, body)
+		}
+		if resp, body = send(t, raw, http.MethodPost, base+"/everything2/mcp", withToken(mcpHeader("", ""), bob), initialize); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("deleted server: status %d, want 404: %s", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("carol (no groups) may not even initialize", func(t *testing.T) {
 		token := oidcLogin(t, issuer, "carol", mcpURL)
 		resp, body := send(t, raw, http.MethodPost, mcpURL, withToken(mcpHeader("", ""), token), initialize)

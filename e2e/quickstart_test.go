@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/caddymcp/caddymcp/internal/testenv"
 )
 
 // The quickstart example, unchanged but for its ports and storage path, serves the
@@ -94,6 +96,22 @@ func TestQuickstart(t *testing.T) {
 	// An unknown server under the gateway's shape is the gateway's JSON-RPC 404.
 	resp, body = send(t, c, "POST", base+"/nope/mcp", mcpHeader("", ""), `{"jsonrpc":"2.0","id":1,"method":"ping"}`)
 	wantRPCError(t, "POST /nope/mcp", resp, body, http.StatusNotFound, -32001, "null", `"/nope/mcp"`)
+
+	// The README's curl registration: a real server registered through the REST API is
+	// listed and reachable through the gateway at once.
+	up := testenv.StartEverythingServer(t, false)
+	resp, body = send(t, c, "POST", base+"/api/servers", http.Header{"Content-Type": {"application/json"}},
+		`{"name": "everything", "upstream": "`+up.URL+`", "tags": ["demo"]}`)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /api/servers: %d %s", resp.StatusCode, body)
+	}
+	if resp, body = send(t, c, "GET", base+"/api/servers?tag=demo", nil, ""); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"name":"everything"`) {
+		t.Errorf("GET /api/servers?tag=demo: %d %s", resp.StatusCode, body)
+	}
+	ev := connect(t, &mcp.StreamableClientTransport{Endpoint: base + "/everything/mcp"}, nil, "")
+	if len(toolNames(t, ev)) == 0 {
+		t.Error("the registered server has no tools through the gateway")
+	}
 }
 
 func decodeStructured(t *testing.T, res *mcp.CallToolResult, v any) {

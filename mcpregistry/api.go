@@ -10,6 +10,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/internal/access"
 )
 
 func init() {
@@ -17,8 +20,9 @@ func init() {
 }
 
 // RegistryAPI is the mcp_registry_api HTTP handler: the registry's HTTP APIs. This
-// version serves the read-only official MCP Registry API v0.1 (the API VS Code / Copilot
-// and other MCP clients use as their server gallery):
+// handler serves the registry's REST API (api_rest.go) and the read-only official MCP
+// Registry API v0.1 (the API VS Code / Copilot and other MCP clients use as their
+// server gallery):
 //
 //	GET <prefix>/v0.1/servers                                   list (cursor, limit, search, updated_since, version, include_deleted)
 //	GET <prefix>/v0.1/servers/{name}/versions                   every version of one server
@@ -58,7 +62,24 @@ type RegistryAPI struct {
 	// gateway_token_header is x-authorization) as required and secret.
 	AuthHeaderRequired bool `json:"auth_header_required,omitempty"`
 
-	app *App
+	// Auth authenticates the REST API (<prefix>/api/...) exactly like mcp_gateway's
+	// auth block (same syntax and fields; share one Caddyfile snippet between them),
+	// and authorizes it with the policy's UI scopes. Absent: the REST API is read-only
+	// and anonymous (see AnonymousWrites). The v0.1 API stays anonymous either way.
+	Auth *access.Config `json:"auth,omitempty"`
+
+	// V01Auth makes the v0.1 API require a token too (checked by Auth), and publish
+	// only the servers the caller may list_service. Default: the v0.1 API is public.
+	V01Auth bool `json:"v01_auth,omitempty"`
+
+	// AnonymousWrites lets callers without a token register, change and delete servers
+	// when Auth is absent: for a laptop or a test setup only.
+	AnonymousWrites bool `json:"anonymous_writes,omitempty"`
+
+	app    *App
+	auth   *access.Authenticator
+	logger *zap.Logger
+	v01    v01Cache // rendered v0.1 list entries (api_v01_cache.go)
 }
 
 // DefaultNamespace is the namespace of published names when none is configured.
@@ -87,6 +108,16 @@ func (h *RegistryAPI) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("mcp_registry_api: loading the mcp_registry app: %w", err)
 	}
 	h.app = app.(*App)
+	h.logger = ctx.Logger()
+	if h.V01Auth && h.Auth == nil {
+		return fmt.Errorf("mcp_registry_api: v01_auth needs an auth block")
+	}
+	if h.Auth != nil && h.AnonymousWrites {
+		return fmt.Errorf("mcp_registry_api: anonymous_writes and auth exclude each other")
+	}
+	if err := h.provisionAuth(ctx); err != nil {
+		return fmt.Errorf("mcp_registry_api: %w", err)
+	}
 	return nil
 }
 
@@ -122,6 +153,10 @@ func (h *RegistryAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	rest := path[len(h.Prefix):]
 	if rest == "/v0.1/servers" || strings.HasPrefix(rest, "/v0.1/servers/") {
 		h.serveV01(w, r, strings.TrimPrefix(rest, "/v0.1/servers"))
+		return nil
+	}
+	if rest == "/api" || strings.HasPrefix(rest, "/api/") {
+		h.serveREST(w, r, strings.TrimPrefix(rest, "/api"))
 		return nil
 	}
 	return next.ServeHTTP(w, r)

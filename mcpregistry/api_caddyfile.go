@@ -5,6 +5,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddymcp/caddymcp/internal/access"
 	"github.com/caddymcp/caddymcp/internal/cfargs"
 )
 
@@ -31,6 +32,9 @@ func parseAPICaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, err
 //		gateway_prefix <path>             # the mcp_gateway's prefix; default the root
 //		namespace      <reverse-dns>      # e.g. com.example; default local.caddymcp
 //		auth_header_required              # remotes list the gateway token header as required
+//		auth { … }                        # the REST API's auth: the same block as mcp_gateway's
+//		anonymous_writes                  # without auth: let anyone write (local setups only)
+//		v01_auth                          # the v0.1 API needs a token too and lists per list_service
 //	}
 func (h *RegistryAPI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -53,6 +57,21 @@ func (h *RegistryAPI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.AuthHeaderRequired = true
+		case "auth":
+			if h.Auth != nil {
+				return d.Err("auth already specified")
+			}
+			h.Auth, err = access.UnmarshalCaddyfile(d)
+		case "v01_auth":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.V01Auth = true
+		case "anonymous_writes":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AnonymousWrites = true
 		default:
 			return d.Errf("unrecognized mcp_registry_api subdirective %q", d.Val())
 		}

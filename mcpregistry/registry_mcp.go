@@ -261,6 +261,9 @@ func newRegistryMCPHandler(a *App) http.Handler {
 			if strings.HasPrefix(in.Upstream, BuiltinScheme+":") {
 				return nil, ServerSummary{}, fmt.Errorf("invalid upstream: builtin servers cannot be registered through this tool")
 			}
+			if err := a.CheckRuntimeUpstream(ctx, in.Upstream); err != nil {
+				return nil, ServerSummary{}, writeError(in.Name, err)
+			}
 			rec, err := a.Put(ctx, &Server{
 				Name: in.Name, Upstream: in.Upstream, Transport: Transport(in.Transport), Description: in.Description,
 				Tags: in.Tags, Path: in.Path, Enabled: true, Source: SourceAPI,

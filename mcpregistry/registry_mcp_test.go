@@ -197,6 +197,8 @@ func TestRegistryMCPCallerScopes(t *testing.T) {
 	registrar.fails("register_server", map[string]any{"name": "newone", "upstream": "http://127.0.0.1:8/mcp", "transport": "carrier-pigeon"}, "transport")
 	registrar.fails("register_server", map[string]any{"name": "newone", "upstream": "builtin:registry"}, "upstream")
 	admin.fails("register_server", map[string]any{"name": "bad", "upstream": "ftp://127.0.0.1/x"}, "upstream")
+	admin.fails("register_server", map[string]any{"name": "meta", "upstream": "http://169.254.169.254/latest/meta-data/"}, "invalid upstream: host \"169.254.169.254\" is 169.254.169.254: link-local")
+	admin.fails("register_server", map[string]any{"name": "adm", "upstream": "http://127.0.0.1:2019/load"}, "admin endpoint")
 	admin.fails("register_server", map[string]any{"name": "Bad Name", "upstream": "http://127.0.0.1:8/mcp"}, "name")
 	admin.fails("register_server", map[string]any{"name": "clash", "upstream": "http://127.0.0.1:8/mcp", "path": "postgres"}, "path")
 	out = registrar.ok("register_server", reg)

@@ -1,0 +1,170 @@
+package mcpregistry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/caddymcp/caddymcp/internal/policy"
+)
+
+// ErrConfigManaged is matched (errors.Is) when a runtime write targets something the
+// Caddy config owns: the next config load would silently undo it.
+var ErrConfigManaged = errors.New("managed by the Caddy config")
+
+// Credential is a backend credential given at runtime (REST API): the secret of the
+// server's backend_auth (a bearer token or an API key) and extra headers. It is
+// write-only: sealed at once, never returned.
+type Credential struct {
+	// Value is the bearer token (backend_auth bearer) or API key (backend_auth api_key).
+	Value string `json:"value,omitempty"`
+	// Headers are extra headers sent to the upstream, values secret too.
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// Limits on a runtime credential.
+const (
+	maxCredentialHeaders = 32
+	maxCredentialBytes   = 8 << 10
+)
+
+// plain validates c against auth and returns what is sealed. Errors are *FieldError
+// under "credential".
+func (c *Credential) plain(auth BackendAuth) (*credentialPlain, error) {
+	p := &credentialPlain{Scheme: auth.Scheme, Header: auth.Header, Value: c.Value}
+	switch auth.Scheme {
+	case BackendAuthBearer, BackendAuthAPIKey:
+		if c.Value == "" {
+			return nil, &FieldError{"credential.value", fmt.Sprintf("required: backend_auth %s sends it to the upstream", auth.Scheme)}
+		}
+	default:
+		if c.Value != "" {
+			return nil, &FieldError{"credential.value", "backend_auth is none, so there is nothing to send it in: set backend_auth bearer, or api_key with a header"}
+		}
+	}
+	if len(c.Value) > maxCredentialBytes || !validHeaderValue(c.Value) {
+		return nil, &FieldError{"credential.value", fmt.Sprintf("must be at most %d bytes without control characters", maxCredentialBytes)}
+	}
+	if len(c.Headers) > maxCredentialHeaders {
+		return nil, &FieldError{"credential.headers", fmt.Sprintf("at most %d headers", maxCredentialHeaders)}
+	}
+	if len(c.Headers) > 0 {
+		p.Headers = make(map[string]string, len(c.Headers))
+	}
+	for name, v := range c.Headers {
+		canon := http.CanonicalHeaderKey(name)
+		switch {
+		case !validHeaderName(name):
+			return nil, &FieldError{"credential.headers", fmt.Sprintf("%q is not a valid header name", name)}
+		case hopOrProtocolHeader(canon):
+			return nil, &FieldError{"credential.headers", fmt.Sprintf("%s is set by the gateway and cannot be a backend header", canon)}
+		case len(v) > maxCredentialBytes || !validHeaderValue(v):
+			return nil, &FieldError{"credential.headers", fmt.Sprintf("the value of %s must be at most %d bytes without control characters", canon, maxCredentialBytes)}
+		}
+		p.Headers[canon] = v
+	}
+	if len(p.Headers) == 0 && p.Value == "" {
+		return nil, nil
+	}
+	return p, nil
+}
+
+// hopOrProtocolHeader are headers a backend credential must not override: the proxy
+// and the MCP transport own them.
+func hopOrProtocolHeader(canon string) bool {
+	switch canon {
+	case "Host", "Content-Length", "Content-Type", "Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer",
+		"Accept", "Mcp-Session-Id", "Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name", "Last-Event-Id":
+		return true
+	}
+	return false
+}
+
+// SetCredential replaces (c nil: removes) the backend credential of the named runtime
+// server: sealed with the registry's encryption key in one store transaction, then used
+// by every request that starts after it returns. It does not change the server record
+// or its revision (credentials live apart from records; see credentials.go). Errors:
+// ErrNotFound, ErrConfigManaged for servers of the Caddy config, *FieldError for a bad
+// credential or when the registry has no encryption_key.
+func (a *App) SetCredential(ctx context.Context, name string, c *Credential) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cur := a.Server(name)
+	if cur == nil {
+		return ErrNotFound
+	}
+	if cur.Source == SourceConfig {
+		return fmt.Errorf("server %q: its credential is %w (backend_credential)", name, ErrConfigManaged)
+	}
+	cw, err := a.sealCredential(cur, c)
+	if err != nil {
+		return err
+	}
+	err = a.store.Batch(func(tx StoreTx) error {
+		s, err := tx.Get(name)
+		if err != nil {
+			return err
+		}
+		if s.BackendAuth != cur.BackendAuth {
+			// The record changed under us: what we validated against is gone.
+			return &RevisionMismatchError{Name: name, Expected: cur.Revision, Current: s.Revision}
+		}
+		if cw.sealed == nil {
+			return tx.DeleteCredential(name)
+		}
+		return tx.PutCredential(name, cw.sealed)
+	})
+	if err != nil {
+		return err
+	}
+	a.setCredential(name, cw.headers)
+	return nil
+}
+
+// HasCredential reports whether the named server has a backend credential.
+func (a *App) HasCredential(name string) bool { return len(a.BackendHeaders(name)) > 0 }
+
+// checkCredentialKey tells early that a credential cannot be stored.
+func (a *App) checkCredentialKey(c *Credential) error {
+	if c != nil && a.keys == nil && (c.Value != "" || len(c.Headers) > 0) {
+		return &FieldError{"credential", "the registry has no encryption_key, and credentials are only stored encrypted: set encryption_key in the mcp_registry options"}
+	}
+	return nil
+}
+
+// putWithCredential is Put that, when setCred, also replaces the server's backend
+// credential (c nil or empty: removes it) in the same store transaction.
+func (a *App) putWithCredential(ctx context.Context, s *Server, expectedRevision uint64, c *Credential, setCred bool) (*Server, error) {
+	if !setCred {
+		return a.Put(ctx, s, expectedRevision)
+	}
+	return a.put(ctx, s, expectedRevision, func(rec *Server) (*credentialWrite, error) {
+		return a.sealCredential(rec, c)
+	})
+}
+
+// sealCredential validates c against rec's backend_auth and seals it for rec.Name.
+func (a *App) sealCredential(rec *Server, c *Credential) (*credentialWrite, error) {
+	if c == nil {
+		return &credentialWrite{}, nil
+	}
+	p, err := c.plain(rec.BackendAuth)
+	if err != nil || p == nil {
+		return &credentialWrite{}, err
+	}
+	if a.keys == nil {
+		return nil, &FieldError{"credential", "the registry has no encryption_key, and credentials are only stored encrypted: set encryption_key in the mcp_registry options"}
+	}
+	sealed, err := a.keys.seal(rec.Name, p)
+	if err != nil {
+		return nil, err
+	}
+	return &credentialWrite{sealed: sealed, headers: p.headers()}, nil
+}
+
+// visibleServer reports whether the context's caller may list s.
+func (a *App) visibleServer(ctx context.Context, s *Server) bool {
+	return allowUI(ctx, policy.ListService, s.Name)
+}
