@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -26,9 +27,11 @@ import (
 // initialize), pinged, and asked for its tools, prompts and resources. The result is
 // kept in memory and in the store, so a restart shows the last known state at once.
 //
-// No session is kept open between checks, so a server's notifications/tools/list_changed
-// is not listened to: a changed list is picked up at the next check or by a manual
-// refresh (App.RefreshNow).
+// The checks keep no session open. Servers that announce list changes
+// (capabilities tools/prompts/resources.listChanged) are in addition watched: one
+// long-lived session each (at most WatchLimit), on which a list_changed notification
+// triggers a check at once (health_watch.go). Other servers' changed lists are picked
+// up at the next check or by a manual refresh (App.RefreshNow).
 //
 // An unhealthy server stays routable: it is marked, not hidden.
 type HealthConfig struct {
@@ -45,6 +48,16 @@ type HealthConfig struct {
 	// Jitter spreads the checks of one round over this fraction of Interval (0 to 1)
 	// so that they do not all fire at once. Default 0.2; 0 starts them together.
 	Jitter *float64 `json:"jitter,omitempty"`
+	// WatchLimit bounds how many servers are watched for list_changed notifications
+	// (one long-lived MCP session each; servers beyond it are only checked every
+	// Interval). Default 256; negative turns watching off. Watching runs only with the
+	// background checks (not Disabled), whose results say which servers notify. In the
+	// Caddyfile: `watch_limit <n>|off`.
+	WatchLimit int `json:"watch_limit,omitempty"`
+
+	// w is the running watcher (health_watch.go); atomic because a manual refresh may
+	// run before Start.
+	w atomic.Pointer[watcher]
 }
 
 const (
@@ -52,14 +65,19 @@ const (
 	defaultHealthTimeout     = 10 * time.Second
 	defaultHealthConcurrency = 4
 	defaultHealthJitter      = 0.2
+	defaultWatchLimit        = 256
+	maxWatchLimit            = 100000
 
 	// Bounds on what one check records, so that a misbehaving server cannot grow the
 	// store without limit.
-	maxListedItems     = 2000
-	maxDescriptionLen  = 4096
-	maxSchemaLen       = 64 << 10
-	maxLastErrorLen    = 512
-	healthEventName    = "server_health_changed"
+	maxListedItems    = 2000
+	maxDescriptionLen = 4096
+	maxSchemaLen      = 64 << 10
+	maxLastErrorLen   = 512
+	healthEventName   = "server_health_changed"
+	// EventToolsChanged is emitted when a check finds a server's tools, prompts or
+	// resources changed since the previous check (data "server", "tools": the count).
+	EventToolsChanged  = "server_tools_changed"
 	builtinUpstreamPfx = BuiltinScheme + ":"
 )
 
@@ -80,6 +98,9 @@ func (c *HealthConfig) provision() {
 		j := defaultHealthJitter
 		c.Jitter = &j
 	}
+	if c.WatchLimit == 0 {
+		c.WatchLimit = defaultWatchLimit
+	}
 }
 
 func (c *HealthConfig) validate() error {
@@ -91,6 +112,9 @@ func (c *HealthConfig) validate() error {
 	}
 	if j := *c.Jitter; j < 0 || j > 1 {
 		return fmt.Errorf("health jitter %v must be between 0 and 1", j)
+	}
+	if c.WatchLimit > maxWatchLimit {
+		return fmt.Errorf("health watch_limit %d must be at most %d", c.WatchLimit, maxWatchLimit)
 	}
 	return nil
 }
@@ -134,6 +158,10 @@ type ServerHealth struct {
 	Tools     []ToolInfo     `json:"tools,omitempty"`
 	Prompts   []PromptInfo   `json:"prompts,omitempty"`
 	Resources []ResourceInfo `json:"resources,omitempty"`
+
+	// notifies: the last successful check's capabilities announce a list_changed
+	// notification, so the server is worth watching (memory only).
+	notifies bool
 }
 
 // PromptInfo is a prompt a server offers.
@@ -227,6 +255,7 @@ func (a *App) startHealth() {
 		defer a.healthWG.Done()
 		a.healthLoop(ctx)
 	}()
+	a.startWatches(ctx)
 }
 
 func (a *App) stopHealth() {
@@ -234,6 +263,7 @@ func (a *App) stopHealth() {
 		a.healthCancel()
 	}
 	a.healthWG.Wait()
+	a.stopWatches()
 	if a.healthTransport != nil {
 		a.healthTransport.CloseIdleConnections()
 	}
@@ -332,12 +362,17 @@ func (a *App) checkAndRecord(ctx context.Context, s *Server) ServerHealth {
 		Prompts:             prev.Prompts,
 		Resources:           prev.Resources,
 		ConsecutiveFailures: prev.ConsecutiveFailures + 1,
+		notifies:            prev.notifies,
 	}
+	listsChanged := false
 	if res.Status == HealthHealthy {
 		h.LastHealthyAt = res.CheckedAt
 		h.ProtocolVersion, h.ServerName, h.ServerVersion = res.ProtocolVersion, res.ServerName, res.ServerVersion
 		h.Tools, h.Prompts, h.Resources = res.Tools, res.Prompts, res.Resources
 		h.ConsecutiveFailures = 0
+		h.notifies = res.notifies
+		// Only a change against lists seen before counts (not the first discovery).
+		listsChanged = !prev.LastHealthyAt.IsZero() && !sameLists(&prev, h)
 	}
 
 	// Persist only while the server still exists with the upstream that was checked;
@@ -361,6 +396,15 @@ func (a *App) checkAndRecord(ctx context.Context, s *Server) ServerHealth {
 		return *h
 	}
 	a.health.Store(s.Name, h)
+	a.searchToolsRecorded(s.Name, prev.Tools, h.Tools)
+	if h.notifies != prev.notifies {
+		a.kickWatches()
+	}
+	if listsChanged {
+		a.logger.Info("server tools changed", zap.String("server", s.Name), zap.Int("tools", len(h.Tools)),
+			zap.Int("prompts", len(h.Prompts)), zap.Int("resources", len(h.Resources)))
+		a.emit(EventToolsChanged, map[string]any{"server": s.Name, "tools": len(h.Tools)})
+	}
 
 	if prev.Status != h.Status {
 		level := a.logger.Info
@@ -446,6 +490,7 @@ func (a *App) checkServer(ctx context.Context, s *Server) (h ServerHealth) {
 	if init != nil {
 		h.ProtocolVersion = init.ProtocolVersion
 		caps = init.Capabilities
+		h.notifies = announcesListChanged(caps)
 		if init.ServerInfo != nil {
 			h.ServerName, h.ServerVersion = bound(init.ServerInfo.Name, 256), bound(init.ServerInfo.Version, 256)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,7 +31,14 @@ type recordedEvent struct {
 var (
 	recordedMu     sync.Mutex
 	recordedEvents []recordedEvent
+	// recordedFull keeps every event with its whole data, in order (events_test.go).
+	recordedFull []fullEvent
 )
+
+type fullEvent struct {
+	name, origin string
+	data         map[string]any
+}
 
 func (eventRecorder) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "events.handlers.mcp_registry_test_recorder", New: func() caddy.Module { return new(eventRecorder) }}
@@ -46,6 +54,7 @@ func (eventRecorder) Handle(_ context.Context, e caddy.Event) error {
 	r.previous, _ = e.Data["previous"].(string)
 	recordedMu.Lock()
 	recordedEvents = append(recordedEvents, r)
+	recordedFull = append(recordedFull, fullEvent{r.name, r.origin, maps.Clone(e.Data)})
 	recordedMu.Unlock()
 	return nil
 }
@@ -61,7 +70,7 @@ func loadWithEvents(t *testing.T, registry map[string]any) {
 	loadConfigApps(t, map[string]any{
 		"mcp_registry": registry,
 		"events": map[string]any{"subscriptions": []map[string]any{{
-			"events":   []string{healthEventName},
+			"events":   []string{healthEventName, EventToolsChanged, EventServerRegistered, EventServerUpdated, EventServerRemoved},
 			"handlers": []map[string]any{{"handler": "mcp_registry_test_recorder"}},
 		}}},
 	})
@@ -167,6 +176,10 @@ func TestHealthChecksRealServers(t *testing.T) {
 	if !sawEvent(recordedEvent{healthEventName, "mcp_registry", "full", "healthy", "unknown"}) {
 		t.Errorf("no unknown→healthy event for full: %v", recordedEvents)
 	}
+
+	// All three announce listChanged and can notify (GET stream, 2026-07-28
+	// subscriptions/listen, SSE): each gets a watch session.
+	waitFor(t, "watch sessions on the real servers", 10*time.Second, func() bool { return app.watchSessions() == 3 })
 
 	// A crash: marked unhealthy with a reason, tools kept, still routed.
 	stateful.Kill()

@@ -1,15 +1,9 @@
 package mcpregistry
 
 import (
-	"bytes"
-	"container/heap"
 	"encoding/json"
-	"math"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 	"unicode"
 )
 
@@ -32,11 +26,19 @@ import (
 // Text is lowercased, split on non-alphanumerics and camelCase, stop words dropped and
 // lightly stemmed (plural s/es/ies, ing, ed, final e) — the same on both sides.
 //
-// The index is an immutable snapshot swapped with an atomic pointer: searches never
-// lock. A search first checks (cheaply, and for large registries at most every few
-// hundred milliseconds, see searchRecheck) whether the servers or their tool lists
-// changed and rebuilds the snapshot when they did; invalidateSearch forces that check
-// on the next search.
+// The index (search_index.go) is split by server: each enabled server's documents form
+// an immutable segment, and segments are grouped into a fixed number of shards by a
+// hash of the server's name, each shard with its own inverted index. A change to one
+// server rebuilds that server's segment and merges its shard again (a millisecond or
+// two at 20,000 servers) instead of the whole index. The global BM25 statistics
+// (document count, document frequencies, average length) are not stored in the
+// postings but computed at query time from the shards, so they are always exact and
+// the ranking is the same as that of an index built at once.
+//
+// An App builds its index in the background when it starts and keeps it current
+// (search_app.go); searches load an immutable snapshot with an atomic pointer and
+// never wait, except for changes announced with invalidateSearch that are not yet
+// applied (a write is seen by the next search) and for the first build.
 
 // Field weights (BM25F): a query word in a tool's name counts most, in the schema's
 // property names least.
@@ -268,87 +270,6 @@ func schemaProperties(schema json.RawMessage) []string {
 	return out
 }
 
-// searchSource is one server and its tools as last indexed; a snapshot keeps them to
-// tell whether anything changed.
-type searchSource struct {
-	server *Server
-	tools  []ToolInfo
-}
-
-type posting struct {
-	doc int32
-	// tf is the weighted term frequency while building, then the term's BM25 impact
-	// in the document (with the document's factor).
-	tf float32
-}
-
-type searchDoc struct {
-	server, tool, description string
-	length                    float32 // weighted length
-	factor                    float32
-}
-
-// searchIndex is an immutable snapshot of the inverted index.
-type searchIndex struct {
-	sources  []searchSource
-	docs     []searchDoc
-	postings map[string][]posting
-	avgLen   float32
-}
-
-func buildSearchIndex(sources []searchSource) *searchIndex {
-	ix := &searchIndex{sources: sources, postings: map[string][]posting{}}
-	var total float64
-	tf := map[string]float32{}
-	addTerms := func(w float32, terms []string) float32 {
-		for _, term := range terms {
-			tf[term] += w
-		}
-		return w * float32(len(terms))
-	}
-	add := func(w float32, texts ...string) float32 {
-		var n float32
-		for _, t := range texts {
-			n += addTerms(w, tokenize(t))
-		}
-		return n
-	}
-	finish := func(d searchDoc) {
-		id := int32(len(ix.docs))
-		for term, f := range tf {
-			ix.postings[term] = append(ix.postings[term], posting{doc: id, tf: f})
-			delete(tf, term)
-		}
-		total += float64(d.length)
-		ix.docs = append(ix.docs, d)
-	}
-	for _, src := range sources {
-		s := src.server
-		tags := strings.Join(s.Tags, " ")
-		n := add(weightName, s.Name) + add(weightTags, tags) + add(weightDescription, s.Description)
-		finish(searchDoc{server: s.Name, description: s.Description, length: n, factor: serverDocFactor})
-		ctx := append(tokenize(s.Name), tokenize(tags)...) // once per server, not per tool
-		for _, t := range src.tools {
-			n := add(weightName, t.Name) + addTerms(weightServerCtx, ctx) +
-				add(weightDescription, t.Description) + add(weightSchemaProps, schemaProperties(t.InputSchema)...)
-			finish(searchDoc{server: s.Name, tool: t.Name, description: t.Description, length: n, factor: 1})
-		}
-	}
-	if len(ix.docs) > 0 {
-		ix.avgLen = float32(total / float64(len(ix.docs)))
-	}
-	// Turn each weighted term frequency into its BM25 impact (everything but idf and
-	// the query word's weight), so that a search only multiplies and adds.
-	for _, ps := range ix.postings {
-		for i, p := range ps {
-			d := &ix.docs[p.doc]
-			norm := bm25K1 * (1 - bm25B + bm25B*d.length/ix.avgLen)
-			ps[i].tf = d.factor * p.tf * (bm25K1 + 1) / (p.tf + norm)
-		}
-	}
-	return ix
-}
-
 type queryTerm struct {
 	term   string
 	weight float32
@@ -390,201 +311,4 @@ func queryTerms(query string) []queryTerm {
 		out[i] = queryTerm{t, weights[t]}
 	}
 	return out
-}
-
-var scorePool = sync.Pool{New: func() any { return new(scoreBuf) }}
-
-type scoreBuf struct {
-	scores  []float32
-	touched []int32
-}
-
-func (ix *searchIndex) search(query string, limit int) []SearchHit {
-	terms := queryTerms(query)
-	if len(terms) == 0 || len(ix.docs) == 0 || limit <= 0 {
-		return []SearchHit{}
-	}
-	buf := scorePool.Get().(*scoreBuf)
-	defer scorePool.Put(buf)
-	if cap(buf.scores) < len(ix.docs) {
-		buf.scores = make([]float32, len(ix.docs))
-	}
-	scores := buf.scores[:len(ix.docs)]
-	touched := buf.touched[:0]
-	n := float64(len(ix.docs))
-	for _, qt := range terms {
-		ps := ix.postings[qt.term]
-		if len(ps) == 0 {
-			continue
-		}
-		idf := float32(math.Log(1 + (n-float64(len(ps))+0.5)/(float64(len(ps))+0.5)))
-		w := qt.weight * idf
-		for _, p := range ps {
-			s := w * p.tf
-			if scores[p.doc] == 0 {
-				touched = append(touched, p.doc)
-			}
-			scores[p.doc] += s
-		}
-	}
-	h := make(hitHeap, 0, limit+1)
-	for _, id := range touched {
-		s := scores[id]
-		scores[id] = 0
-		if len(h) < limit {
-			heap.Push(&h, scoredDoc{id, s})
-		} else if s > h[0].score || (s == h[0].score && id < h[0].doc) {
-			h[0] = scoredDoc{id, s}
-			heap.Fix(&h, 0)
-		}
-	}
-	buf.touched = touched
-	sort.Slice(h, func(i, j int) bool { return h.better(i, j) })
-	out := make([]SearchHit, len(h))
-	for i, sd := range h {
-		d := ix.docs[sd.doc]
-		out[i] = SearchHit{Server: d.server, Tool: d.tool, Description: d.description,
-			Score: math.Round(float64(sd.score)*1000) / 1000}
-	}
-	return out
-}
-
-type scoredDoc struct {
-	doc   int32
-	score float32
-}
-
-// hitHeap is a min-heap: the worst kept hit on top. Ties go to the earlier document.
-type hitHeap []scoredDoc
-
-func (h hitHeap) better(i, j int) bool {
-	if h[i].score != h[j].score {
-		return h[i].score > h[j].score
-	}
-	return h[i].doc < h[j].doc
-}
-func (h hitHeap) Len() int           { return len(h) }
-func (h hitHeap) Less(i, j int) bool { return h.better(j, i) }
-func (h hitHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *hitHeap) Push(x any)        { *h = append(*h, x.(scoredDoc)) }
-func (h *hitHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-// searchState is an App's search index and what is needed to keep it current.
-type searchState struct {
-	index     atomic.Pointer[searchIndex]
-	dirty     atomic.Bool
-	checkedAt atomic.Int64 // unix nanoseconds of the last change check
-	checkCost atomic.Int64 // nanoseconds the last change check took
-	mu        sync.Mutex   // one check or rebuild at a time
-}
-
-func (a *App) searchState() *searchState { return &a.search }
-
-// invalidateSearch makes the next search check for changed servers or tools at once
-// (instead of within searchRecheck). Call it after changing servers or tool lists.
-func (a *App) invalidateSearch() { a.searchState().dirty.Store(true) }
-
-// searchRecheck is how long a search may use the snapshot without checking for
-// changes, given how long the last check took: small registries check on every
-// search; 20,000 servers (a check of a few milliseconds) every few hundred
-// milliseconds, so that checks take at most ~2% of one CPU.
-func searchRecheck(lastCost time.Duration) time.Duration {
-	if lastCost < 200*time.Microsecond {
-		return 0
-	}
-	return min(50*lastCost, 5*time.Second)
-}
-
-// Search ranks the enabled servers and their tools for a natural-language query and
-// returns at most limit hits, best first. It is safe for concurrent use and never
-// blocks on another search.
-func (a *App) Search(query string, limit int) []SearchHit {
-	return a.currentSearchIndex().search(query, limit)
-}
-
-func (a *App) currentSearchIndex() *searchIndex {
-	st := a.searchState()
-	ix := st.index.Load()
-	due := ix == nil || st.dirty.Load() ||
-		time.Since(time.Unix(0, st.checkedAt.Load())) >= searchRecheck(time.Duration(st.checkCost.Load()))
-	if !due {
-		return ix
-	}
-	if ix == nil {
-		st.mu.Lock() // nothing to serve yet: wait for the first build
-	} else if !st.mu.TryLock() {
-		return ix // another search is checking; use the current snapshot
-	}
-	defer st.mu.Unlock()
-	start := time.Now()
-	st.dirty.Store(false)
-	sources := a.searchSources()
-	cur := st.index.Load()
-	if cur == nil || !sameSources(cur.sources, sources) {
-		cur = buildSearchIndex(sources)
-	} else if !identicalSources(cur.sources, sources) {
-		// Same content under new pointers (a health check replaced an equal list):
-		// keep the postings, remember the new sources.
-		c := *cur
-		c.sources = sources
-		cur = &c
-	}
-	st.index.Store(cur)
-	st.checkCost.Store(int64(time.Since(start)))
-	st.checkedAt.Store(time.Now().UnixNano())
-	return cur
-}
-
-func (a *App) searchSources() []searchSource {
-	var out []searchSource
-	for _, s := range a.ListServers() {
-		if !s.Enabled {
-			continue
-		}
-		out = append(out, searchSource{server: s, tools: a.toolsOf(s)})
-	}
-	return out
-}
-
-// identicalSources reports whether a and b are the very same records.
-func identicalSources(a, b []searchSource) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].server != b[i].server || len(a[i].tools) != len(b[i].tools) ||
-			(len(a[i].tools) > 0 && &a[i].tools[0] != &b[i].tools[0]) {
-			return false
-		}
-	}
-	return true
-}
-
-// sameSources reports whether a and b index the same: the same server records and
-// tool lists of equal content.
-func sameSources(a, b []searchSource) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x.server != y.server || len(x.tools) != len(y.tools) {
-			return false
-		}
-		if len(x.tools) == 0 || &x.tools[0] == &y.tools[0] {
-			continue
-		}
-		for j := range x.tools {
-			if x.tools[j].Name != y.tools[j].Name || x.tools[j].Description != y.tools[j].Description ||
-				!bytes.Equal(x.tools[j].InputSchema, y.tools[j].InputSchema) {
-				return false
-			}
-		}
-	}
-	return true
 }

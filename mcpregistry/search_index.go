@@ -1,0 +1,687 @@
+package mcpregistry
+
+import (
+	"bytes"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// The index is split into shards of consecutive servers (by name): about
+// searchShards of them, of at least searchMinShard servers. A change rebuilds one
+// shard; a search looks each query term up once per shard and visits the shards in
+// order, so that documents come in the order of one index over all servers (which
+// breaks ties). A shard that grows past twice the target size is split.
+const (
+	searchShards   = 64
+	searchMinShard = 32
+)
+
+// searchShardTarget is the number of servers per shard for n servers.
+func searchShardTarget(n int) int { return max(searchMinShard, (n+searchShards-1)/searchShards) }
+
+// searchSource is one server and its tools as last indexed; a segment keeps them to
+// tell whether anything changed.
+type searchSource struct {
+	server *Server
+	tools  []ToolInfo
+}
+
+type posting struct {
+	doc int32   // index into the segment's or shard's documents
+	tf  float32 // weighted term frequency
+}
+
+type searchDoc struct {
+	server, tool, description string
+	seq                       int32 // position within its server: 0 the server, then its tools
+}
+
+// docStat is what scoring needs of a document, kept apart from searchDoc so that
+// the scoring loop touches little memory.
+type docStat struct {
+	length float32 // weighted length
+	factor float32
+}
+
+// searchSegment is one server's documents and postings. Immutable.
+type searchSegment struct {
+	src   searchSource
+	docs  []searchDoc
+	stats []docStat
+	terms []string
+	ends  []int32   // posts[ends[i-1]:ends[i]] are terms[i]'s postings
+	posts []posting // doc is an index into docs
+	total float64   // sum of the documents' lengths
+}
+
+func (g *searchSegment) name() string { return g.src.server.Name }
+
+// searchShard is the inverted index of the segments whose server names hash to it.
+// Immutable.
+type searchShard struct {
+	segs     []*searchSegment // ordered by server name
+	docs     []searchDoc      // the segments' documents, in order
+	stats    []docStat
+	postings map[string]span // term → its postings in pdoc and ptf
+	pdoc     []int32         // postings: document
+	ptf      []float32       // postings: weighted term frequency
+	total    float64
+}
+
+// searchIndex is an immutable snapshot of the whole index.
+type searchIndex struct {
+	shards []*searchShard // ordered: every name in shards[i] is below those in shards[i+1]
+	n      int            // documents
+	total  float64        // sum of the documents' lengths
+	avgLen float32
+	// scoring holds, per shard, what scoring needs of each document, computed once
+	// per snapshot.
+	scoring [][]docScoring
+	// impacts, when not nil, holds per shard each posting's BM25 impact under this
+	// snapshot's average length (parallel to the shard's postings): searches
+	// then only multiply and add. Without it (just after an update, until the
+	// background worker computes it) they compute the impact for each posting; the
+	// result is the same, bit for bit.
+	impacts [][]posting // tf holds the impact
+	gen     uint64      // the invalidations it reflects (searchState.gen)
+}
+
+type docScoring struct {
+	norm   float32 // bm25K1 * (1 - bm25B + bm25B*length/avgLen)
+	factor float32
+}
+
+// span is a term's postings in a shard: pdoc[off : off+n] and ptf[off : off+n].
+type span struct{ off, n int32 }
+
+var emptyShard = &searchShard{postings: map[string]span{}}
+
+// buildSegment indexes one server and its tools.
+func buildSegment(src searchSource) *searchSegment {
+	seg := &searchSegment{src: src}
+	tf := map[string]float32{}
+	termIdx := map[string]int32{}
+	var lists [][]posting
+	addTerms := func(w float32, terms []string) float32 {
+		for _, term := range terms {
+			tf[term] += w
+		}
+		return w * float32(len(terms))
+	}
+	add := func(w float32, texts ...string) float32 {
+		var n float32
+		for _, t := range texts {
+			n += addTerms(w, tokenize(t))
+		}
+		return n
+	}
+	finish := func(d searchDoc, st docStat) {
+		id := int32(len(seg.docs))
+		for term, f := range tf {
+			i, ok := termIdx[term]
+			if !ok {
+				i = int32(len(seg.terms))
+				termIdx[term] = i
+				seg.terms = append(seg.terms, term)
+				lists = append(lists, nil)
+			}
+			lists[i] = append(lists[i], posting{doc: id, tf: f})
+			delete(tf, term)
+		}
+		seg.total += float64(st.length)
+		d.seq = id
+		seg.docs = append(seg.docs, d)
+		seg.stats = append(seg.stats, st)
+	}
+	s := src.server
+	tags := strings.Join(s.Tags, " ")
+	n := add(weightName, s.Name) + add(weightTags, tags) + add(weightDescription, s.Description)
+	finish(searchDoc{server: s.Name, description: s.Description}, docStat{length: n, factor: serverDocFactor})
+	ctx := append(tokenize(s.Name), tokenize(tags)...) // once per server, not per tool
+	for _, t := range src.tools {
+		n := add(weightName, t.Name) + addTerms(weightServerCtx, ctx) +
+			add(weightDescription, t.Description) + add(weightSchemaProps, schemaProperties(t.InputSchema)...)
+		finish(searchDoc{server: s.Name, tool: t.Name, description: t.Description}, docStat{length: n, factor: 1})
+	}
+	total := 0
+	for _, l := range lists {
+		total += len(l)
+	}
+	seg.posts = make([]posting, 0, total)
+	seg.ends = make([]int32, len(lists))
+	for i, l := range lists {
+		seg.posts = append(seg.posts, l...)
+		seg.ends[i] = int32(len(seg.posts))
+	}
+	return seg
+}
+
+// buildShard merges segments (ordered by server name) into one shard.
+func buildShard(segs []*searchSegment) *searchShard {
+	if len(segs) == 0 {
+		return emptyShard
+	}
+	sh := &searchShard{segs: segs}
+	ndocs, nposts := 0, 0
+	counts := map[string]int32{}
+	for _, g := range segs {
+		ndocs += len(g.docs)
+		nposts += len(g.posts)
+		start := int32(0)
+		for i, term := range g.terms {
+			counts[term] += g.ends[i] - start
+			start = g.ends[i]
+		}
+	}
+	sh.pdoc, sh.ptf = make([]int32, nposts), make([]float32, nposts)
+	sh.postings = make(map[string]span, len(counts))
+	off := int32(0)
+	for term, c := range counts {
+		sh.postings[term] = span{off: off}
+		off += c
+	}
+	sh.docs = make([]searchDoc, 0, ndocs)
+	sh.stats = make([]docStat, 0, ndocs)
+	for _, g := range segs {
+		base := int32(len(sh.docs))
+		sh.docs = append(sh.docs, g.docs...)
+		sh.stats = append(sh.stats, g.stats...)
+		sh.total += g.total
+		start := int32(0)
+		for i, term := range g.terms {
+			sp := sh.postings[term]
+			for _, p := range g.posts[start:g.ends[i]] {
+				sh.pdoc[sp.off+sp.n], sh.ptf[sp.off+sp.n] = base+p.doc, p.tf
+				sp.n++
+			}
+			sh.postings[term] = sp
+			start = g.ends[i]
+		}
+	}
+	return sh
+}
+
+// rebuildShard returns the shard for srcs (ordered by server name), reusing old's
+// segments of unchanged servers, and old itself when nothing changed.
+func rebuildShard(old *searchShard, srcs []searchSource) *searchShard {
+	segs := make([]*searchSegment, len(srcs))
+	rebuilt := len(srcs) != len(old.segs) // postings change
+	j := 0
+	for i, src := range srcs {
+		for j < len(old.segs) && old.segs[j].name() < src.server.Name {
+			j++
+		}
+		var prev *searchSegment
+		if j < len(old.segs) && old.segs[j].name() == src.server.Name {
+			prev = old.segs[j]
+		}
+		switch {
+		case prev != nil && identicalSource(prev.src, src):
+			segs[i] = prev
+		case prev != nil && sameSource(prev.src, src):
+			// Same content under new pointers (a health check replaced an equal
+			// list): keep the postings, remember the new source.
+			c := *prev
+			c.src = src
+			segs[i] = &c
+		default:
+			segs[i] = buildSegment(src)
+			rebuilt = true
+		}
+	}
+	if rebuilt {
+		return buildShard(segs)
+	}
+	if slices.Equal(segs, old.segs) {
+		return old
+	}
+	// Same servers (same order, so the same documents): only sources were renewed.
+	sh := *old
+	sh.segs = segs
+	return &sh
+}
+
+// buildSearchIndex indexes sources (ordered by server name) at once.
+func buildSearchIndex(sources []searchSource) *searchIndex {
+	ix, _ := buildSearchIndexUnless(sources, nil)
+	return ix
+}
+
+// buildSearchIndexUnless is buildSearchIndex that gives up (ok false) once stop is
+// closed.
+func buildSearchIndexUnless(sources []searchSource, stop <-chan struct{}) (ix *searchIndex, ok bool) {
+	empty := &searchIndex{}
+	ix, ok = empty.withSources(sources, stop)
+	if !ok {
+		return nil, false
+	}
+	return ix.withImpacts(), true
+}
+
+// withImpacts returns ix with every posting's impact precomputed.
+func (ix *searchIndex) withImpacts() *searchIndex {
+	c := *ix
+	c.impacts = make([][]posting, len(ix.shards))
+	parallelShards(len(ix.shards), nil, func(k int) {
+		sh, sc := ix.shards[k], ix.scoring[k]
+		imp := make([]posting, len(sh.pdoc))
+		for i, doc := range sh.pdoc {
+			d, tf := &sc[doc], sh.ptf[i]
+			imp[i] = posting{doc: doc, tf: d.factor * tf * (bm25K1 + 1) / (tf + d.norm)}
+		}
+		c.impacts[k] = imp
+	})
+	return &c
+}
+
+// shardFor returns the index of the shard whose range holds name: the last shard
+// whose first server is not above name (0 when name is below them all).
+func (ix *searchIndex) shardFor(name string) int {
+	i, _ := slices.BinarySearchFunc(ix.shards, name, func(sh *searchShard, name string) int {
+		if strings.Compare(sh.segs[0].name(), name) <= 0 {
+			return -1
+		}
+		return 1
+	})
+	return max(0, i-1)
+}
+
+// withSources returns the index of sources (every enabled server, ordered by name),
+// rebuilding only the shards whose servers changed. ok is false when stop was closed
+// first.
+func (ix *searchIndex) withSources(sources []searchSource, stop <-chan struct{}) (*searchIndex, bool) {
+	target := searchShardTarget(len(sources))
+	var groups [][]searchSource // the new shards' servers
+	var olds []*searchShard     // the shard each group comes from, or nil
+	if len(ix.shards) == 0 {
+		for len(sources) > 0 {
+			n := min(target, len(sources))
+			groups, olds = append(groups, sources[:n:n]), append(olds, emptyShard)
+			sources = sources[n:]
+		}
+	} else {
+		groups = make([][]searchSource, len(ix.shards))
+		olds = ix.shards
+		k := 0
+		for _, src := range sources {
+			for k+1 < len(ix.shards) && ix.shards[k+1].segs[0].name() <= src.server.Name {
+				k++
+			}
+			groups[k] = append(groups[k], src)
+		}
+	}
+	built := make([][]*searchShard, len(groups))
+	stopped := parallelShards(len(groups), stop, func(k int) {
+		built[k] = splitShard(rebuildShard(olds[k], groups[k]), target)
+	})
+	if stopped {
+		return nil, false
+	}
+	next := &searchIndex{gen: ix.gen}
+	for _, shs := range built {
+		next.shards = append(next.shards, shs...)
+	}
+	if slices.Equal(next.shards, ix.shards) {
+		return ix, true // nothing changed
+	}
+	next.finish()
+	return next, true
+}
+
+// splitShard returns sh as shards of at most twice target servers (none when empty).
+func splitShard(sh *searchShard, target int) []*searchShard {
+	switch {
+	case len(sh.segs) == 0:
+		return nil
+	case len(sh.segs) <= 2*target:
+		return []*searchShard{sh}
+	}
+	var out []*searchShard
+	for segs := sh.segs; len(segs) > 0; {
+		n := min(target, len(segs))
+		out = append(out, buildShard(segs[:n:n]))
+		segs = segs[n:]
+	}
+	return out
+}
+
+// withChanges returns the index with the named servers replaced by their sources (a
+// nil source: removed or disabled), rebuilding only their shards.
+func (ix *searchIndex) withChanges(changes map[string]*searchSource) *searchIndex {
+	if len(ix.shards) == 0 {
+		var srcs []searchSource
+		for _, src := range changes {
+			if src != nil {
+				srcs = append(srcs, *src)
+			}
+		}
+		slices.SortFunc(srcs, func(a, b searchSource) int { return strings.Compare(a.server.Name, b.server.Name) })
+		next, _ := ix.withSources(srcs, nil)
+		return next
+	}
+	byShard := map[int]map[string]*searchSource{}
+	for name, src := range changes {
+		k := ix.shardFor(name)
+		if byShard[k] == nil {
+			byShard[k] = map[string]*searchSource{}
+		}
+		byShard[k][name] = src
+	}
+	n := 0
+	for _, sh := range ix.shards {
+		n += len(sh.segs)
+	}
+	target := searchShardTarget(n)
+	rebuilt := map[int][]*searchShard{}
+	for k, ch := range byShard {
+		old := ix.shards[k]
+		srcs := make([]searchSource, 0, len(old.segs)+len(ch))
+		for _, g := range old.segs {
+			if _, changed := ch[g.name()]; !changed {
+				srcs = append(srcs, g.src)
+			}
+		}
+		for _, src := range ch {
+			if src != nil {
+				srcs = append(srcs, *src)
+			}
+		}
+		slices.SortFunc(srcs, func(a, b searchSource) int { return strings.Compare(a.server.Name, b.server.Name) })
+		if sh := rebuildShard(old, srcs); sh != old {
+			rebuilt[k] = splitShard(sh, target)
+		}
+	}
+	if len(rebuilt) == 0 {
+		return ix // nothing changed
+	}
+	next := &searchIndex{gen: ix.gen}
+	for k, sh := range ix.shards {
+		if shs, ok := rebuilt[k]; ok {
+			next.shards = append(next.shards, shs...)
+		} else {
+			next.shards = append(next.shards, sh)
+		}
+	}
+	next.finish()
+	return next
+}
+
+// finish sums the shards' statistics and computes each document's length
+// normalisation under the new average length.
+func (ix *searchIndex) finish() {
+	ix.n, ix.total = 0, 0
+	for _, sh := range ix.shards {
+		ix.n += len(sh.docs)
+		ix.total += sh.total
+	}
+	ix.avgLen = 0
+	if ix.n > 0 {
+		ix.avgLen = float32(ix.total / float64(ix.n))
+	}
+	avgLen := ix.avgLen
+	flat := make([]docScoring, ix.n)
+	ix.scoring = make([][]docScoring, len(ix.shards))
+	for k, sh := range ix.shards {
+		sc := flat[:len(sh.docs):len(sh.docs)]
+		flat = flat[len(sh.docs):]
+		for i, d := range sh.stats {
+			sc[i] = docScoring{norm: bm25K1 * (1 - bm25B + bm25B*d.length/avgLen), factor: d.factor}
+		}
+		ix.scoring[k] = sc
+	}
+}
+
+// parallelShards calls fn for k from 0 to n-1 on GOMAXPROCS goroutines and reports
+// whether stop was closed before all were done. A panic in fn is re-raised here.
+func parallelShards(n int, stop <-chan struct{}, fn func(k int)) (stopped bool) {
+	var (
+		next     atomic.Int32
+		wg       sync.WaitGroup
+		panicked atomic.Pointer[any]
+		halted   atomic.Bool
+	)
+	workers := min(runtime.GOMAXPROCS(0), n)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					panicked.Store(&r)
+					halted.Store(true)
+				}
+			}()
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= n || halted.Load() {
+					return
+				}
+				if stop != nil {
+					select {
+					case <-stop:
+						halted.Store(true)
+						return
+					default:
+					}
+				}
+				fn(k)
+			}
+		}()
+	}
+	wg.Wait()
+	if p := panicked.Load(); p != nil {
+		panic(*p)
+	}
+	return halted.Load()
+}
+
+// identicalSource reports whether a and b are the very same records.
+func identicalSource(a, b searchSource) bool {
+	return a.server == b.server && len(a.tools) == len(b.tools) &&
+		(len(a.tools) == 0 || &a.tools[0] == &b.tools[0])
+}
+
+// sameSource reports whether a and b index the same: the same server record and tool
+// lists of equal content.
+func sameSource(a, b searchSource) bool {
+	return a.server == b.server && sameTools(a.tools, b.tools)
+}
+
+// sameTools reports whether two tool lists have equal content (for the index).
+func sameTools(x, y []ToolInfo) bool {
+	if len(x) != len(y) {
+		return false
+	}
+	if len(x) == 0 || &x[0] == &y[0] {
+		return true
+	}
+	for j := range x {
+		if x[j].Name != y[j].Name || x[j].Description != y[j].Description ||
+			!bytes.Equal(x[j].InputSchema, y[j].InputSchema) {
+			return false
+		}
+	}
+	return true
+}
+
+// Searching.
+
+type scoredDoc struct {
+	score float32
+	shard int32
+	doc   int32 // in the shard
+}
+
+type scoreBuf struct {
+	lists   []span // [term*len(shards) + shard]
+	weights []float32
+	scores  []float32
+	touched []int32
+	heap    []scoredDoc
+}
+
+var scorePool = sync.Pool{New: func() any { return new(scoreBuf) }}
+
+// better orders hits: higher score first, ties to the earlier document (shards
+// are in name order, and documents in a shard).
+func better(a, b scoredDoc) bool {
+	if a.score != b.score {
+		return a.score > b.score
+	}
+	if a.shard != b.shard {
+		return a.shard < b.shard
+	}
+	return a.doc < b.doc
+}
+
+func (ix *searchIndex) search(query string, limit int) []SearchHit {
+	top := ix.searchScored(query, limit)
+	out := make([]SearchHit, len(top))
+	for i, sd := range top {
+		d := ix.shards[sd.shard].docs[sd.doc]
+		out[i] = SearchHit{Server: d.server, Tool: d.tool, Description: d.description,
+			Score: math.Round(float64(sd.score)*1000) / 1000}
+	}
+	return out
+}
+
+// searchScored returns the best limit documents for query, best first, with their
+// exact scores.
+func (ix *searchIndex) searchScored(query string, limit int) []scoredDoc {
+	terms := queryTerms(query)
+	if len(terms) == 0 || ix.n == 0 || limit <= 0 {
+		return nil
+	}
+	buf := scorePool.Get().(*scoreBuf)
+	defer scorePool.Put(buf)
+
+	// Global statistics: N and the average length are kept per snapshot; document
+	// frequencies are summed over the shards here.
+	n := float64(ix.n)
+	lists := buf.lists[:0]
+	weights := buf.weights[:0]
+	for _, qt := range terms {
+		df := 0
+		for _, sh := range ix.shards {
+			sp := sh.postings[qt.term]
+			lists = append(lists, sp)
+			df += int(sp.n)
+		}
+		var w float32
+		if df > 0 {
+			idf := float32(math.Log(1 + (n-float64(df)+0.5)/(float64(df)+0.5)))
+			w = qt.weight * idf
+		}
+		weights = append(weights, w)
+	}
+	buf.lists, buf.weights = lists, weights
+
+	h := buf.heap[:0]
+	for k, sh := range ix.shards {
+		if len(sh.docs) == 0 {
+			continue
+		}
+		if cap(buf.scores) < len(sh.docs) {
+			buf.scores = make([]float32, len(sh.docs))
+		}
+		scores := buf.scores[:len(sh.docs)]
+		sc := ix.scoring[k]
+		touched := buf.touched[:0]
+		var imp []posting
+		if ix.impacts != nil {
+			imp = ix.impacts[k]
+		}
+		for t := range terms {
+			sp := lists[t*len(ix.shards)+k]
+			if sp.n == 0 {
+				continue
+			}
+			w := weights[t]
+			if imp != nil {
+				for _, p := range imp[sp.off : sp.off+sp.n] {
+					s := w * p.tf
+					if scores[p.doc] == 0 {
+						touched = append(touched, p.doc)
+					}
+					scores[p.doc] += s
+				}
+				continue
+			}
+			docs := sh.pdoc[sp.off : sp.off+sp.n]
+			tfs := sh.ptf[sp.off : sp.off+sp.n]
+			for i, doc := range docs {
+				d, tf := &sc[doc], tfs[i]
+				// The term's BM25 impact in the document (everything but idf and the
+				// query word's weight).
+				impact := d.factor * tf * (bm25K1 + 1) / (tf + d.norm)
+				s := w * impact
+				if scores[doc] == 0 {
+					touched = append(touched, doc)
+				}
+				scores[doc] += s
+			}
+		}
+		// Shards come in order: a document wins a tie only against a later one of its
+		// own shard.
+		for _, id := range touched {
+			s := scores[id]
+			scores[id] = 0
+			if len(h) < limit {
+				h = append(h, scoredDoc{score: s, shard: int32(k), doc: id})
+				siftUp(h, len(h)-1)
+			} else if s > h[0].score || (s == h[0].score && int32(k) == h[0].shard && id < h[0].doc) {
+				h[0] = scoredDoc{score: s, shard: int32(k), doc: id}
+				siftDown(h, 0)
+			}
+		}
+		buf.touched = touched
+	}
+	buf.heap = h
+	out := slices.Clone(h)
+	slices.SortFunc(out, func(a, b scoredDoc) int {
+		switch {
+		case a == b:
+			return 0
+		case better(a, b):
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// worse is the heap's order: the worst kept hit on top.
+func worse(a, b scoredDoc) bool { return better(b, a) }
+
+func siftUp(h []scoredDoc, i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !worse(h[i], h[p]) {
+			return
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+}
+
+func siftDown(h []scoredDoc, i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		w := l
+		if r := l + 1; r < len(h) && worse(h[r], h[l]) {
+			w = r
+		}
+		if !worse(h[w], h[i]) {
+			return
+		}
+		h[i], h[w] = h[w], h[i]
+		i = w
+	}
+}
