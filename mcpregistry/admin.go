@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -20,6 +22,8 @@ func init() {
 //	GET  /mcp_registry/export                       the whole store as JSON (credentials sealed)
 //	POST /mcp_registry/import?mode=merge|replace    load an export (one transaction)
 //	GET  /mcp_registry/stats                        counts and database size
+//	POST /mcp_registry/import_server_json[?name_prefix=]  register server.json document(s)
+//	POST /mcp_registry/sync?from=<url>[&name_prefix=][&full=true]  pull another registry's v0.1 API
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -36,6 +40,8 @@ func (AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/mcp_registry/export", Handler: caddy.AdminHandlerFunc(handleAdminExport)},
 		{Pattern: "/mcp_registry/import", Handler: caddy.AdminHandlerFunc(handleAdminImport)},
 		{Pattern: "/mcp_registry/stats", Handler: caddy.AdminHandlerFunc(handleAdminStats)},
+		{Pattern: "/mcp_registry/import_server_json", Handler: caddy.AdminHandlerFunc(handleAdminImportServerJSON)},
+		{Pattern: "/mcp_registry/sync", Handler: caddy.AdminHandlerFunc(handleAdminSync)},
 	}
 }
 
@@ -175,6 +181,70 @@ func handleAdminStats(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
 	return writeAdminJSON(w, st)
+}
+
+// handleAdminImportServerJSON registers the servers of one server.json document or a
+// JSON array of them (see ImportServerJSON). An unusable document fails the request
+// (400) and nothing is written; names held by other records are skipped (200, reasons
+// in the answer).
+func handleAdminImportServerJSON(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return methodNotAllowed(w, http.MethodPost)
+	}
+	a, err := runningRegistry()
+	if err != nil {
+		return err
+	}
+	if r.ContentLength > MaxServerJSONBytes {
+		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("body is larger than %d bytes", MaxServerJSONBytes)}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxServerJSONBytes))
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("reading the body (at most %d bytes): %w", MaxServerJSONBytes, err)}
+	}
+	res, err := a.ImportServerJSON(r.Context(), body, r.URL.Query().Get("name_prefix"))
+	if err != nil {
+		if res != nil { // a store error part way
+			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
+		}
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+	}
+	return writeAdminJSON(w, res)
+}
+
+// handleAdminSync runs one sync from the registry at ?from= (see SyncFrom); full=true
+// ignores the remembered time of the last sync. A sync that fails part way answers 502
+// with the counts of the pages applied before the failure.
+func handleAdminSync(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return methodNotAllowed(w, http.MethodPost)
+	}
+	a, err := runningRegistry()
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	from := q.Get("from")
+	if from == "" {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("from: the base URL of the registry to sync from is required")}
+	}
+	full := false
+	if v := q.Get("full"); v != "" {
+		if full, err = strconv.ParseBool(v); err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("full: %q must be true or false", v)}
+		}
+	}
+	res, err := a.SyncFrom(r.Context(), SyncOptions{From: from, NamePrefix: q.Get("name_prefix"), Full: full})
+	if err != nil {
+		if res == nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusBadGateway)
+		return json.NewEncoder(w).Encode(res)
+	}
+	return writeAdminJSON(w, res)
 }
 
 func writeAdminJSON(w http.ResponseWriter, v any) error {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,5 +104,93 @@ func TestAdminRoutes(t *testing.T) {
 	}
 	if code, _ := do("GET", "/mcp_registry/import", nil); code != 405 {
 		t.Fatalf("GET import: %d", code)
+	}
+}
+
+// Through Caddy's admin endpoint: import_server_json and sync.
+func TestAdminImportServerJSONAndSync(t *testing.T) {
+	src := newSourceRegistry(t)
+	src.put(t, &Server{Name: "remote", Upstream: "http://127.0.0.1:6301/mcp", Description: "from the source"})
+
+	addr := freeLoopback(t)
+	cfg, _ := json.Marshal(map[string]any{
+		"admin": map[string]any{"listen": addr, "config": map[string]any{"persist": false}},
+		"apps": map[string]any{"mcp_registry": map[string]any{
+			"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+			"health":  map[string]any{"disabled": true},
+		}},
+	})
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		off, _ := json.Marshal(map[string]any{"admin": noAdmin})
+		caddy.Load(off, true)
+		caddy.Stop()
+	})
+	app := runningApp(t)
+	client := &http.Client{Timeout: 10 * time.Second}
+	do := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		b, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%s %s: %d, not JSON: %s", method, path, resp.StatusCode, b)
+		}
+		return resp.StatusCode, out
+	}
+
+	doc := `[{"name": "com.example/weather", "description": "Weather", "version": "1.0.0",
+		"remotes": [{"type": "streamable-http", "url": "http://127.0.0.1:6302/mcp"}]}]`
+	if code, body := do("POST", "/mcp_registry/import_server_json?name_prefix=ext-", doc); code != 200 || body["created"] != float64(1) {
+		t.Fatalf("import_server_json: %d %v", code, body)
+	}
+	if s := app.Lookup("ext-weather"); s == nil || s.Origin != "server.json#com.example/weather" {
+		t.Fatalf("ext-weather: %+v", s)
+	}
+	pkg := `{"name": "com.example/cli", "description": "d", "version": "1", "packages": [{"registryType": "npm", "identifier": "x", "transport": {"type": "stdio"}}]}`
+	if code, body := do("POST", "/mcp_registry/import_server_json", pkg); code != 400 ||
+		!strings.Contains(fmt.Sprint(body["error"]), "com.example/cli") || !strings.Contains(fmt.Sprint(body["error"]), "packages") {
+		t.Fatalf("packages-only: %d %v", code, body)
+	}
+
+	code, body := do("POST", "/mcp_registry/sync?from="+url.QueryEscape(src.url)+"&name_prefix=src-", "")
+	if code != 200 || body["created"] != float64(1) || body["pages"] != float64(1) {
+		t.Fatalf("sync: %d %v", code, body)
+	}
+	if s := app.Lookup("src-remote"); s == nil || s.Upstream != src.url+"/gw/remote/mcp" {
+		t.Fatalf("src-remote: %+v", s)
+	}
+	if err := src.app.Delete(context.Background(), "remote", AnyRevision); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := do("POST", "/mcp_registry/sync?from="+url.QueryEscape(src.url)+"&name_prefix=src-", ""); code != 200 || body["deleted"] != float64(1) {
+		t.Fatalf("sync after the deletion: %d %v", code, body)
+	}
+	if app.Lookup("src-remote") != nil || app.Lookup("ext-weather") == nil {
+		t.Fatal("sync: src-remote should be gone, ext-weather kept")
+	}
+
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"POST", "/mcp_registry/sync", 400},
+		{"POST", "/mcp_registry/sync?from=ftp://x", 400},
+		{"POST", "/mcp_registry/sync?from=" + url.QueryEscape(src.url) + "&full=maybe", 400},
+		{"POST", "/mcp_registry/sync?from=http://127.0.0.1:1", 502}, // nothing listens: the page fails
+		{"GET", "/mcp_registry/sync", 405},
+		{"GET", "/mcp_registry/import_server_json", 405},
+	} {
+		if code, body := do(tc.method, tc.path, ""); code != tc.want {
+			t.Errorf("%s %s: %d %v, want %d", tc.method, tc.path, code, body, tc.want)
+		}
 	}
 }

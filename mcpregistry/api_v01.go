@@ -1,7 +1,10 @@
 package mcpregistry
 
 import (
+	"github.com/caddymcp/caddymcp/internal/policy"
+
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -31,7 +34,7 @@ type v01ServerJSON struct {
 	Name        string      `json:"name"`
 	Description string      `json:"description"`
 	Version     string      `json:"version"`
-	Remotes     []v01Remote `json:"remotes"`
+	Remotes     []v01Remote `json:"remotes,omitempty"` // none on a deleted entry
 }
 
 // v01Remote is a StreamableHttpTransport or SseTransport of server.json.
@@ -49,10 +52,18 @@ type v01Header struct {
 	IsSecret    bool   `json:"isSecret"`
 }
 
-// v01Official is the registry-managed metadata of one server version.
+// Values of v01Official.Status (the official ServerResponse's lifecycle status).
+const (
+	v01StatusActive     = "active"
+	v01StatusDeprecated = "deprecated"
+	v01StatusDeleted    = "deleted"
+)
+
+// v01Official is the registry-managed metadata of one server version. PublishedAt is
+// omitted on a deleted entry: a tombstone does not remember when the record was created.
 type v01Official struct {
 	Status      string    `json:"status"`
-	PublishedAt time.Time `json:"publishedAt"`
+	PublishedAt time.Time `json:"publishedAt,omitzero"`
 	UpdatedAt   time.Time `json:"updatedAt"`
 	IsLatest    bool      `json:"isLatest"`
 }
@@ -89,6 +100,13 @@ func (h *RegistryAPI) serveV01(w http.ResponseWriter, r *http.Request, rest stri
 		apiWriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed; this API is read-only")
 		return
 	}
+	if h.V01Auth {
+		ctx, ok := h.authenticate(w, r)
+		if !ok {
+			return
+		}
+		r = r.WithContext(ctx)
+	}
 	if rest == "" || rest == "/" {
 		h.v01List(w, r)
 		return
@@ -98,12 +116,15 @@ func (h *RegistryAPI) serveV01(w http.ResponseWriter, r *http.Request, rest stri
 		apiWriteError(w, http.StatusNotFound, "not found: use /v0.1/servers/{name}/versions[/{version}]")
 		return
 	}
-	s := h.v01Lookup(name)
-	if s == nil {
+	var resp v01ServerResponse
+	if s := h.v01Lookup(name); s != nil && h.app.visibleServer(r.Context(), s) {
+		resp = h.v01Response(s, r)
+	} else if t := h.v01LookupDeleted(name, r); t != nil && allowUI(r.Context(), policy.ListService, t.Name) {
+		resp = h.v01Deleted(t)
+	} else {
 		apiWriteError(w, http.StatusNotFound, "Server not found")
 		return
 	}
-	resp := h.v01Response(s, r)
 	if version == "" {
 		apiWriteJSON(w, http.StatusOK, v01ServerList{Servers: []v01ServerResponse{resp}, Metadata: v01Metadata{Count: 1}})
 		return
@@ -156,7 +177,30 @@ func (h *RegistryAPI) v01Lookup(name string) *Server {
 	return s
 }
 
+// v01LookupDeleted returns the tombstone of the server published as name when the
+// request asks for deleted servers (include_deleted=true) and there is one, or nil.
+func (h *RegistryAPI) v01LookupDeleted(name string, r *http.Request) *Tombstone {
+	if ok, _ := strconv.ParseBool(r.URL.Query().Get("include_deleted")); !ok {
+		return nil
+	}
+	local, ok := strings.CutPrefix(name, h.Namespace+"/")
+	if !ok || h.app.store == nil {
+		return nil
+	}
+	var t *Tombstone
+	if err := h.app.store.View(func(tx StoreTx) (err error) { t, err = tx.GetTombstone(local); return }); err != nil {
+		return nil
+	}
+	return t
+}
+
 // v01List serves GET /v0.1/servers.
+//
+// Entries are ordered by published name; with include_deleted=true (implied by
+// updated_since, as in the official API, so that a syncing client learns of deletions)
+// the store's tombstones are merged into that order as entries of status "deleted".
+// A name is never both live and a tombstone, so the cursor (the last name of a page)
+// is the same for both kinds of entry.
 func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -190,19 +234,27 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 		}
 		since = t
 	}
+	includeDeleted := !since.IsZero() // the official API: "always true when updated_since is provided"
 	if v := q.Get("include_deleted"); v != "" {
-		// Deleted servers leave no tombstone in this API yet, so there is nothing to
-		// include: the parameter is accepted and has no effect.
-		if _, err := strconv.ParseBool(v); err != nil {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
 			apiWriteError(w, http.StatusBadRequest, "include_deleted: "+strconv.Quote(v)+" must be true or false")
 			return
 		}
+		includeDeleted = includeDeleted || b
 	}
 	version := q.Get("version") // "latest" (every record is its own latest) or an exact version
 	search := strings.ToLower(q.Get("search"))
 
-	out := v01ServerList{Servers: []v01ServerResponse{}}
 	servers := h.app.ListServers() // ordered by name, so cursors are stable
+	full := servers
+	var tombs []*Tombstone // ordered by name too
+	if includeDeleted && h.app.store != nil {
+		if err := h.app.store.View(func(tx StoreTx) (err error) { tombs, err = tx.ListTombstones(); return }); err != nil {
+			apiWriteError(w, http.StatusInternalServerError, "reading deleted servers: "+err.Error())
+			return
+		}
+	}
 	if rest, ok := strings.CutPrefix(after, h.Namespace+"/"); ok {
 		// Every published name is <namespace>/<name>: skip to the first name after the
 		// cursor's at once rather than comparing each.
@@ -211,38 +263,150 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 			i++
 		}
 		servers = servers[i:]
+		j, found := slices.BinarySearchFunc(tombs, rest, func(t *Tombstone, name string) int { return strings.Compare(t.Name, name) })
+		if found {
+			j++
+		}
+		tombs = tombs[j:]
 	}
-	for _, s := range servers {
-		if !s.Enabled {
+	nsSlash := h.Namespace + "/"
+	// matches reports whether the entry of local name name (published as nsSlash+name)
+	// passes the query's filters; it builds the published name or the version only
+	// for the filters that need them.
+	matches := func(name, desc string, rev uint64, updated time.Time) bool {
+		if after != "" && v01ComparePub(nsSlash, name, after) <= 0 {
+			return false
+		}
+		if !since.IsZero() && !updated.After(since) {
+			return false
+		}
+		if version != "" && version != "latest" && version != "1.0."+strconv.FormatUint(rev, 10) {
+			return false
+		}
+		return search == "" || strings.Contains(strings.ToLower(nsSlash+name), search) ||
+			strings.Contains(strings.ToLower(desc), search)
+	}
+	// The page is written as the concatenation of each entry's JSON (see v01Cache), or,
+	// with the cache off, encoded from structs as a whole; both give the same bytes.
+	cache := !h.v01.off
+	var (
+		out    v01ServerList
+		page   *[]byte
+		buf    []byte
+		table  *v01Table
+		key    *v01CacheKey
+		origin string
+		oEsc   []byte
+		count  int
+		last   string // the local name of the page's last entry
+	)
+	if cache {
+		page = v01PagePool.Get().(*[]byte)
+		defer func() {
+			if cap(*page) <= v01MaxPooledPage {
+				v01PagePool.Put(page)
+			}
+		}()
+		key = h.v01CacheKeyOf()
+		table = h.v01.tableFor(full)
+		origin = h.v01Origin(r)
+		oEsc = h.v01.escapedOrigin(origin)
+		buf = append((*page)[:0], `{"servers":[`...)
+	} else {
+		out.Servers = []v01ServerResponse{}
+	}
+	addLive := func(i int, s *Server) { // s = full[i]
+		if cache {
+			if count > 0 {
+				buf = append(buf, ',')
+			}
+			if e, ok := table.entry(h, key, i, s); ok {
+				buf = append(buf, e.head...)
+				buf = append(buf, oEsc...)
+				buf = append(buf, e.tail...)
+			} else {
+				b, _ := json.Marshal(h.v01ResponseAt(s, origin))
+				buf = append(buf, b...)
+			}
+		} else {
+			out.Servers = append(out.Servers, h.v01Response(s, r))
+		}
+		count++
+		last = s.Name
+	}
+	addDeleted := func(t *Tombstone) {
+		if cache {
+			if count > 0 {
+				buf = append(buf, ',')
+			}
+			b, _ := json.Marshal(h.v01Deleted(t))
+			buf = append(buf, b...)
+		} else {
+			out.Servers = append(out.Servers, h.v01Deleted(t))
+		}
+		count++
+		last = t.Name
+	}
+	for count < limit && (len(servers) > 0 || len(tombs) > 0) {
+		// Merge the two name-ordered lists; a live record wins over a (stale) tombstone
+		// of the same name.
+		if len(tombs) == 0 || (len(servers) > 0 && servers[0].Name <= tombs[0].Name) {
+			i, s := len(full)-len(servers), servers[0]
+			servers = servers[1:]
+			if len(tombs) > 0 && tombs[0].Name == s.Name {
+				tombs = tombs[1:]
+			}
+			if s.Enabled && matches(s.Name, s.Description, s.Revision, s.UpdatedAt) && h.app.visibleServer(r.Context(), s) {
+				addLive(i, s)
+			}
 			continue
 		}
-		pub := h.Namespace + "/" + s.Name
-		if after != "" && pub <= after {
-			continue
-		}
-		if !since.IsZero() && !s.UpdatedAt.After(since) {
-			continue
-		}
-		if version != "" && version != "latest" && version != v01Version(s) {
-			continue
-		}
-		if search != "" && !strings.Contains(strings.ToLower(pub), search) &&
-			!strings.Contains(strings.ToLower(s.Description), search) {
-			continue
-		}
-		out.Servers = append(out.Servers, h.v01Response(s, r))
-		if len(out.Servers) == limit {
-			break
+		t := tombs[0]
+		tombs = tombs[1:]
+		if matches(t.Name, "", t.Revision, t.DeletedAt) && allowUI(r.Context(), policy.ListService, t.Name) {
+			addDeleted(t)
 		}
 	}
-	out.Metadata.Count = len(out.Servers)
-	if len(out.Servers) == limit {
+	out.Metadata.Count = count
+	if count == limit {
 		// Like the official registry, a full page always carries a cursor; the page
 		// after the last full one is then empty and carries none.
-		last := out.Servers[len(out.Servers)-1].Server.Name
-		out.Metadata.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(last))
+		out.Metadata.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(nsSlash + last))
 	}
-	apiWriteJSON(w, http.StatusOK, out)
+	if !cache {
+		apiWriteJSON(w, http.StatusOK, out)
+		return
+	}
+	// json.Marshal(v01ServerList{...}) + "\n", as apiWriteJSON writes it.
+	buf = append(buf, `],"metadata":{`...)
+	if out.Metadata.NextCursor != "" {
+		buf = append(buf, `"nextCursor":"`...)
+		buf = append(buf, out.Metadata.NextCursor...) // base64url: nothing to escape
+		buf = append(buf, `",`...)
+	}
+	buf = append(buf, `"count":`...)
+	buf = strconv.AppendInt(buf, int64(count), 10)
+	buf = append(buf, "}}\n"...)
+	*page = buf
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	// With the length known, net/http need not chunk the body (one write less).
+	hdr.Set("Content-Length", strconv.Itoa(len(buf)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf)
+}
+
+// v01ComparePub compares prefix+name with s (strings.Compare) without building it.
+func v01ComparePub(prefix, name, s string) int {
+	k := min(len(prefix), len(s))
+	if c := strings.Compare(prefix[:k], s[:k]); c != 0 {
+		return c
+	}
+	if len(s) < len(prefix) {
+		return 1 // s is a proper prefix of prefix+name
+	}
+	return strings.Compare(name, s[len(prefix):])
 }
 
 // v01Version is the server.json version of a record: 1.0.<revision>, so every change
@@ -251,16 +415,50 @@ func v01Version(s *Server) string {
 	return "1.0." + strconv.FormatUint(s.Revision, 10)
 }
 
+// v01TombstoneVersion is the server.json version of a deleted server: its tombstone's
+// revision (the deleted record's plus one), so the deletion is a new, higher version.
+func v01TombstoneVersion(t *Tombstone) string {
+	return "1.0." + strconv.FormatUint(t.Revision, 10)
+}
+
+// v01Deleted renders the tombstone t as a ServerResponse of status "deleted": a
+// server.json with no remotes (there is nothing to connect to), updatedAt the time of
+// the deletion.
+func (h *RegistryAPI) v01Deleted(t *Tombstone) v01ServerResponse {
+	return v01ServerResponse{
+		Server: v01ServerJSON{
+			Schema:      ServerJSONSchema,
+			Name:        h.Namespace + "/" + t.Name,
+			Description: truncateRunes("Deleted MCP server "+t.Name, v01MaxDesc),
+			Version:     v01TombstoneVersion(t),
+		},
+		Meta: map[string]v01Official{officialMetaKey: {
+			Status:    v01StatusDeleted,
+			UpdatedAt: t.DeletedAt.UTC(),
+			IsLatest:  true,
+		}},
+	}
+}
+
+// v01Origin is the origin remote URLs start with: public_url, or the request's.
+func (h *RegistryAPI) v01Origin(r *http.Request) string {
+	if h.PublicURL != "" {
+		return h.PublicURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
 // v01Response renders s as a ServerResponse.
 func (h *RegistryAPI) v01Response(s *Server, r *http.Request) v01ServerResponse {
-	origin := h.PublicURL
-	if origin == "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		origin = scheme + "://" + r.Host
-	}
+	return h.v01ResponseAt(s, h.v01Origin(r))
+}
+
+// v01ResponseAt renders s as a ServerResponse whose remote URL starts with origin.
+func (h *RegistryAPI) v01ResponseAt(s *Server, origin string) v01ServerResponse {
 	remote := v01Remote{Type: string(TransportStreamableHTTP), URL: origin + h.GatewayPrefix + "/" + s.Path + "/mcp"}
 	if s.Transport == TransportSSE {
 		remote = v01Remote{Type: string(TransportSSE), URL: origin + h.GatewayPrefix + "/" + s.Path + "/sse"}
@@ -285,7 +483,7 @@ func (h *RegistryAPI) v01Response(s *Server, r *http.Request) v01ServerResponse 
 			Remotes:     []v01Remote{remote},
 		},
 		Meta: map[string]v01Official{officialMetaKey: {
-			Status:      "active",
+			Status:      v01StatusActive,
 			PublishedAt: s.CreatedAt.UTC(),
 			UpdatedAt:   s.UpdatedAt.UTC(),
 			IsLatest:    true,

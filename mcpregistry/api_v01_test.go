@@ -1,6 +1,8 @@
 package mcpregistry
 
 import (
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
@@ -137,8 +140,16 @@ func (c v01Client) checkEntry(target string, e map[string]any) {
 	if !ok {
 		c.t.Fatalf("GET %s: entry without _meta[%q]: %v", target, officialMetaKey, e)
 	}
-	if off["status"] != "active" || off["isLatest"] != true || off["publishedAt"] == nil || off["updatedAt"] == nil || len(off) != 4 {
-		c.t.Errorf("GET %s: official meta %v", target, off)
+	switch off["status"] {
+	case "deleted":
+		// A tombstone: no remotes, no publishedAt (a tombstone does not remember it).
+		if off["isLatest"] != true || off["updatedAt"] == nil || len(off) != 3 || srv["remotes"] != nil {
+			c.t.Errorf("GET %s: deleted entry %v", target, e)
+		}
+	default:
+		if off["status"] != "active" || off["isLatest"] != true || off["publishedAt"] == nil || off["updatedAt"] == nil || len(off) != 4 {
+			c.t.Errorf("GET %s: official meta %v", target, off)
+		}
 	}
 }
 
@@ -217,7 +228,7 @@ func TestV01ListAndPagination(t *testing.T) {
 		"/v0.1/servers?version=1.0.2":                                "",               // no record at revision 2
 		"/v0.1/servers?search=a1&version=latest":                     "com.example/a1", // every record is its latest
 		"/v0.1/servers?search=a1&version=1.0.1":                      "com.example/a1", // exact version
-		"/v0.1/servers?search=a1&include_deleted=true":               "com.example/a1", // accepted, no tombstones yet
+		"/v0.1/servers?search=a1&include_deleted=true":               "com.example/a1", // no tombstones in the fixture
 		"/v0.1/servers?search=a1&updated_since=2000-01-01T00:00:00Z": "com.example/a1", // updated after
 		"/v0.1/servers?updated_since=2999-01-01T00:00:00%2B02:00":    "",               // nothing updated after
 	} {
@@ -415,3 +426,126 @@ func TestServerSchemaRejects(t *testing.T) {
 		}
 	}
 }
+
+// include_deleted (and updated_since, which implies it) serves tombstones as entries of
+// status "deleted", merged in name order; paging stays consistent.
+func TestV01IncludeDeleted(t *testing.T) {
+	h := &RegistryAPI{Namespace: "com.example"}
+	c := v01Client{t, v01Fixture(t, h), loadServerSchema(t)}
+	app := h.app
+	ctx := context.Background()
+	before := time.Now()
+	time.Sleep(5 * time.Millisecond)
+	for _, n := range []string{"a2", "a6", "off"} { // "off" was disabled: its deletion is published too
+		if err := app.Delete(ctx, n, AnyRevision); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(body map[string]any) map[string]string {
+		out := map[string]string{}
+		for _, e := range body["servers"].([]any) {
+			e := e.(map[string]any)
+			off := e["_meta"].(map[string]any)[officialMetaKey].(map[string]any)
+			out[e["server"].(map[string]any)["name"].(string)] = off["status"].(string)
+		}
+		return out
+	}
+
+	_, body, _ := c.get("/v0.1/servers")
+	if got := strings.Join(names(body), ","); strings.Contains(got, "a2") || strings.Contains(got, "a6") {
+		t.Errorf("without include_deleted: %s", got)
+	}
+	all := "com.example/a1,com.example/a2,com.example/a3,com.example/a4,com.example/a5,com.example/a6,com.example/a7,com.example/off,com.example/registry"
+	_, body, _ = c.get("/v0.1/servers?include_deleted=true")
+	st := status(body)
+	if got := strings.Join(names(body), ","); got != all || st["com.example/a2"] != "deleted" ||
+		st["com.example/a6"] != "deleted" || st["com.example/off"] != "deleted" || st["com.example/a1"] != "active" {
+		t.Fatalf("include_deleted: %s %v", got, st)
+	}
+	// The deleted entry's version is the tombstone's revision (the record's + 1).
+	for _, e := range body["servers"].([]any) {
+		srv := e.(map[string]any)["server"].(map[string]any)
+		if srv["name"] == "com.example/a2" && srv["version"] != "1.0.2" {
+			t.Errorf("deleted a2: version %v", srv["version"])
+		}
+	}
+
+	// Paging with tombstones mixed in: every page size walks the same list once.
+	for limit := 1; limit <= 5; limit++ {
+		var got []string
+		cursor := ""
+		for pages := 0; ; pages++ {
+			if pages > 20 {
+				t.Fatalf("limit %d: too many pages", limit)
+			}
+			target := fmt.Sprintf("/v0.1/servers?include_deleted=true&limit=%d", limit)
+			if cursor != "" {
+				target += "&cursor=" + cursor
+			}
+			code, body, _ := c.get(target)
+			if code != 200 {
+				t.Fatalf("%s: %d", target, code)
+			}
+			got = append(got, names(body)...)
+			next, ok := body["metadata"].(map[string]any)["nextCursor"].(string)
+			if !ok {
+				break
+			}
+			cursor = next
+		}
+		if strings.Join(got, ",") != all {
+			t.Errorf("limit %d: %v", limit, got)
+		}
+	}
+
+	// updated_since implies include_deleted (as in the official API): only the deletions.
+	since := before.UTC().Format(time.RFC3339Nano)
+	for _, target := range []string{
+		"/v0.1/servers?updated_since=" + since,
+		"/v0.1/servers?include_deleted=false&updated_since=" + since,
+		"/v0.1/servers?include_deleted=true&version=latest&updated_since=" + since,
+	} {
+		_, body, _ = c.get(target)
+		if got := strings.Join(names(body), ","); got != "com.example/a2,com.example/a6,com.example/off" {
+			t.Errorf("%s: %s", target, got)
+		}
+	}
+	for target, want := range map[string]string{
+		"/v0.1/servers?include_deleted=true&search=A6":                                    "com.example/a6", // name matches
+		"/v0.1/servers?include_deleted=true&search=postgres":                              "",               // a tombstone has no description
+		"/v0.1/servers?include_deleted=true&version=1.0.2":                                "com.example/a2,com.example/a6,com.example/off",
+		"/v0.1/servers?include_deleted=true&cursor=" + b64("com.example/a5") + "&limit=2": "com.example/a6,com.example/a7",
+	} {
+		_, body, _ = c.get(target)
+		if got := strings.Join(names(body), ","); got != want {
+			t.Errorf("%s: %s, want %s", target, got, want)
+		}
+	}
+
+	// One server's versions: 404 unless deleted servers are asked for.
+	if code, _, _ := c.get("/v0.1/servers/com.example%2Fa2/versions/latest"); code != 404 {
+		t.Errorf("deleted a2 without include_deleted: %d", code)
+	}
+	code, body, _ := c.get("/v0.1/servers/com.example%2Fa2/versions/latest?include_deleted=true")
+	if off := body["_meta"].(map[string]any)[officialMetaKey].(map[string]any); code != 200 || off["status"] != "deleted" {
+		t.Errorf("deleted a2 with include_deleted: %d %v", code, body)
+	}
+	code, body, _ = c.get("/v0.1/servers/com.example%2Fa2/versions?include_deleted=true")
+	if code != 200 || strings.Join(names(body), ",") != "com.example/a2" {
+		t.Errorf("versions of deleted a2: %d %v", code, body)
+	}
+
+	// Registered again: active, the tombstone gone, the version continuing upwards.
+	if _, err := app.Put(ctx, &Server{Name: "a2", Upstream: "http://127.0.0.1:3002/mcp", Enabled: true}, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ = c.get("/v0.1/servers?include_deleted=true&search=a2")
+	if st := status(body); strings.Join(names(body), ",") != "com.example/a2" || st["com.example/a2"] != "active" {
+		t.Errorf("a2 registered again: %v", st)
+	}
+	if v := body["servers"].([]any)[0].(map[string]any)["server"].(map[string]any)["version"]; v != "1.0.3" {
+		t.Errorf("a2 registered again: version %v, want 1.0.3", v)
+	}
+}
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }

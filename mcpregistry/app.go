@@ -57,7 +57,26 @@ type App struct {
 	// (default: every 30s, 10s timeout, 4 at a time, 20% jitter).
 	HealthChecks *HealthConfig `json:"health,omitempty"`
 
+	// Sync pulls the servers of other registries' v0.1 APIs into this one, periodically
+	// (sync.go).
+	Sync []SyncConfig `json:"sync,omitempty"`
+
+	// TombstoneRetention is how long the tombstone of a deleted server is kept (so
+	// that the v0.1 API's include_deleted and sync clients using updated_since learn
+	// of the deletion) before a background cleanup purges it. Default: 30 days. The
+	// cleanup runs when the config starts and then every retention/10, at most an
+	// hour apart. A name registered again after its tombstone was purged starts over
+	// at revision 1 (a client that still remembers an older revision sees a new
+	// server, not an update).
+	TombstoneRetention caddy.Duration `json:"tombstone_retention,omitempty"`
+
+	// RuntimeUpstreams restricts the upstream URLs of servers registered at runtime
+	// (REST API, register_server, sync): by default http(s) only, and never link-local,
+	// cloud metadata, multicast or unspecified addresses, nor Caddy's admin endpoint.
+	RuntimeUpstreams *UpstreamRules `json:"runtime_upstreams,omitempty"`
+
 	search    searchState // ranked search index over servers and tools (search.go)
+	syncer    syncRunner  // periodic and admin syncs from other registries (sync.go)
 	store     Store
 	storePath string
 	index     *Index
@@ -81,6 +100,8 @@ type App struct {
 	startedAt       time.Time
 	appsStarted     chan struct{} // closed once every app of this config has started
 	startedOnce     sync.Once
+
+	writes writeState // runtime writes: index update queue, tombstone cleanup (app_write.go, tombstone_cleanup.go)
 }
 
 // StorageConfig selects and configures the registry's store.
@@ -153,14 +174,27 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Storage.OpenTimeout == 0 {
 		a.Storage.OpenTimeout = caddy.Duration(5 * time.Second)
 	}
+	if a.TombstoneRetention <= 0 {
+		a.TombstoneRetention = caddy.Duration(defaultTombstoneRetention)
+	}
 	repl := caddy.NewReplacer()
 	a.storePath = repl.ReplaceAll(a.Storage.Path, "")
 	if a.storePath == "" {
 		a.storePath = filepath.Join(caddy.AppDataDir(), "mcp", "registry.db")
 	}
 
+	if a.RuntimeUpstreams == nil {
+		a.RuntimeUpstreams = new(UpstreamRules)
+	}
+	if err := a.RuntimeUpstreams.provision(caddy.DefaultAdminListen); err != nil {
+		return fmt.Errorf("mcp_registry: %w", err)
+	}
+
 	declared, err := a.declaredServers()
 	if err != nil {
+		return err
+	}
+	if err := a.provisionSync(); err != nil {
 		return err
 	}
 	keys, err := newKeyring(a.EncryptionKey, a.PreviousEncryptionKeys)
@@ -343,12 +377,17 @@ func checkUniquePaths(all []*Server) error {
 // Provision: a provisioned config may never start).
 func (a *App) Start() error {
 	a.startHealth()
+	a.startSearch() // builds the search index in the background (search_app.go)
+	a.startTombstoneCleanup()
+	a.startSync()
 	return nil
 }
 
 // Stop implements caddy.App: it stops the health checks and waits for them.
 func (a *App) Stop() error {
+	a.stopSync()
 	a.stopHealth()
+	a.stopTombstoneCleanup()
 	return nil
 }
 

@@ -25,11 +25,23 @@ func init() {
 //		disable_builtin_server
 //		encryption_key <secret>
 //		previous_encryption_keys <secret...>
+//		tombstone_retention <duration>
 //		health [off] {
 //			interval    <duration>|off|0
 //			timeout     <duration>
 //			concurrency <n>
 //			jitter      <fraction 0..1>|<percent>%
+//			watch_limit <n>|off
+//		}
+//		runtime_upstreams {
+//			schemes <http|https|builtin...>
+//			allow   <cidr|address|host...>
+//			deny    <cidr|address|host...>
+//			resolve_timeout <duration>
+//		}
+//		sync <registry base URL> {
+//			interval    <duration>      # default 1h
+//			name_prefix <prefix>
 //		}
 //		server <name> [<upstream>] {
 //			upstream     <url>|builtin:<name>
@@ -125,6 +137,33 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.HealthChecks = hc
+		case "runtime_upstreams":
+			if a.RuntimeUpstreams != nil {
+				return d.Err("runtime_upstreams already specified")
+			}
+			u, err := unmarshalUpstreamRules(d)
+			if err != nil {
+				return err
+			}
+			a.RuntimeUpstreams = u
+		case "tombstone_retention":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("bad tombstone_retention %q: want a positive duration", d.Val())
+			}
+			a.TombstoneRetention = caddy.Duration(dur)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "sync":
+			sc, err := unmarshalSync(d)
+			if err != nil {
+				return err
+			}
+			a.Sync = append(a.Sync, sc)
 		case "server":
 			s, err := unmarshalServer(d)
 			if err != nil {
@@ -136,6 +175,42 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// unmarshalSync reads `sync <url> { interval <duration>; name_prefix <prefix> }`.
+func unmarshalSync(d *caddyfile.Dispenser) (SyncConfig, error) {
+	var sc SyncConfig
+	if !d.NextArg() {
+		return sc, d.Err("sync needs the base URL of a registry")
+	}
+	sc.From = d.Val()
+	if d.NextArg() {
+		return sc, d.ArgErr()
+	}
+	for d.NextBlock(1) {
+		switch d.Val() {
+		case "interval":
+			if !d.NextArg() {
+				return sc, d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return sc, d.Errf("bad sync interval %q: want a positive duration", d.Val())
+			}
+			sc.Interval = caddy.Duration(dur)
+		case "name_prefix":
+			if !d.NextArg() {
+				return sc, d.ArgErr()
+			}
+			sc.NamePrefix = d.Val()
+		default:
+			return sc, d.Errf("unknown sync option %q", d.Val())
+		}
+		if d.NextArg() {
+			return sc, d.ArgErr()
+		}
+	}
+	return sc, nil
 }
 
 func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
@@ -284,9 +359,60 @@ func unmarshalHealth(d *caddyfile.Dispenser) (*HealthConfig, error) {
 				return nil, d.Errf("bad health jitter %q (a fraction 0..1 or a percentage)", val)
 			}
 			hc.Jitter = &j
+		case "watch_limit":
+			if val == "off" || val == "0" {
+				hc.WatchLimit = -1
+				continue
+			}
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > maxWatchLimit {
+				return nil, d.Errf("bad health watch_limit %q (1..%d, or off)", val, maxWatchLimit)
+			}
+			hc.WatchLimit = n
 		default:
 			return nil, d.Errf("unknown health option %q", opt)
 		}
 	}
 	return hc, nil
+}
+
+// unmarshalUpstreamRules parses
+//
+//	runtime_upstreams {
+//		schemes <http|https|builtin...>
+//		allow   <cidr|address|host...>
+//		deny    <cidr|address|host...>
+//		resolve_timeout <duration>
+//	}
+func unmarshalUpstreamRules(d *caddyfile.Dispenser) (*UpstreamRules, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	u := new(UpstreamRules)
+	for n := d.Nesting(); d.NextBlock(n); {
+		opt := d.Val()
+		if opt == "resolve_timeout" {
+			dur, err := cfargs.Duration(d)
+			if err != nil {
+				return nil, err
+			}
+			u.ResolveTimeout = dur
+			continue
+		}
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return nil, d.ArgErr()
+		}
+		switch opt {
+		case "schemes":
+			u.Schemes = append(u.Schemes, args...)
+		case "allow":
+			u.Allow = append(u.Allow, args...)
+		case "deny":
+			u.Deny = append(u.Deny, args...)
+		default:
+			return nil, d.Errf("unknown runtime_upstreams option %q (schemes, allow, deny, resolve_timeout)", opt)
+		}
+	}
+	return u, nil
 }

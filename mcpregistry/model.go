@@ -107,6 +107,11 @@ type Server struct {
 	// CreatedAt and UpdatedAt are set by the store.
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Origin, on a record imported from the official server.json format, says where it
+	// came from: "<registry base URL>#<official name>" for a sync, "server.json#<official
+	// name>" for a document posted to the admin API. A sync updates and deletes only
+	// records of its own origin; records without one are never touched by it.
+	Origin string `json:"origin,omitempty"`
 }
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -227,7 +232,7 @@ func sameDefinition(a, b *Server) bool {
 		a.Transport == b.Transport && a.Description == b.Description &&
 		slices.Equal(a.Tags, b.Tags) && a.Enabled == b.Enabled &&
 		a.BackendAuth == b.BackendAuth && a.Source == b.Source &&
-		a.GatewayTokenHeader == b.GatewayTokenHeader &&
+		a.GatewayTokenHeader == b.GatewayTokenHeader && a.Origin == b.Origin &&
 		(a.ForwardIdentity == nil) == (b.ForwardIdentity == nil) &&
 		(a.ForwardIdentity == nil || *a.ForwardIdentity == *b.ForwardIdentity)
 }

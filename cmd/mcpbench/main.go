@@ -27,6 +27,9 @@
 //     share of a stream) is subtracted from each proxy's: the remainder is what the
 //     proxy itself holds per stream.
 //
+// Phase registry-list (not run by default; registry.go) measures the registry's v0.1 list
+// endpoint served by the real caddy binary as a separate process.
+//
 // It exits 1 if any request or stream fails, 2 if the run exceeds its time bound.
 package main
 
@@ -51,16 +54,16 @@ func main() {
 	warmup := flag.Duration("warmup", time.Second, "unmeasured warm-up per target before each phase")
 	kind := flag.String("upstream", bench.UpstreamStatic, "upstream: static (fixed-cost, ~1 KiB result) or gosdk (go-sdk stateless server, echo tool)")
 	sseN := flag.Int("sse", 1000, "SSE streams to hold open in the memory phase")
-	phaseList := flag.String("phases", "load,serial,sse", "phases to run, comma-separated: load, serial, sse")
+	phaseList := flag.String("phases", "load,serial,sse", "phases to run, comma-separated: load, serial, sse, registry-list (registry.go)")
 	fresh := flag.Bool("auth-fresh", false, "add target mcp_gateway_auth_fresh: a new bearer token on every request (signs a pool of tokens at start)")
 	flag.Parse()
 	phases := map[string]bool{}
 	for _, p := range strings.Split(*phaseList, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "load", "serial", "sse":
+		case "load", "serial", "sse", "registry-list":
 			phases[p] = true
 		default:
-			fatalf(1, "unknown phase %q (want load, serial or sse)", p)
+			fatalf(1, "unknown phase %q (want load, serial, sse or registry-list)", p)
 		}
 	}
 	if *concurrency < 1 || *rounds < 1 || *duration <= 0 || *sseN < 1 {
@@ -84,8 +87,22 @@ func main() {
 	if phases["sse"] {
 		limit += 4 * time.Minute
 	}
+	if phases["registry-list"] {
+		limit += registryPhaseTime()
+	}
 	watchdog := time.AfterFunc(limit, func() { fatalf(2, "run exceeded its time bound of %v; aborting", limit) })
 	defer watchdog.Stop()
+
+	if phases["registry-list"] {
+		// The registry runs in its own caddy process; the gateway phases need none of it.
+		if failed := runRegistryList(); len(failed) > 0 {
+			fatalf(1, "FAILED:\n  %s", strings.Join(failed, "\n  "))
+		}
+		delete(phases, "registry-list")
+		if len(phases) == 0 {
+			return
+		}
+	}
 
 	start := time.Now()
 	env, err := bench.StartWith(*kind, opt)
