@@ -116,7 +116,7 @@ func (a *App) put(ctx context.Context, s *Server, expectedRevision uint64, cred 
 	a.logger.Info(strings.ReplaceAll(event, "_", " "), zap.String("server", stored.Name),
 		zap.String("path", stored.Path), zap.Uint64("revision", stored.Revision))
 	a.emit(event, map[string]any{"server": stored.Name, "path": stored.Path, "revision": stored.Revision})
-	a.invalidateSearch()
+	a.searchServerChanged(stored.Name)
 	return cloneServer(stored), nil
 }
 
@@ -173,7 +173,7 @@ func (a *App) Delete(ctx context.Context, name string, expectedRevision uint64) 
 	a.setCredential(name, nil)
 	a.logger.Info("server removed", zap.String("server", name), zap.Uint64("revision", prev.Revision+1))
 	a.emit(EventServerRemoved, map[string]any{"server": name, "path": prev.Path, "revision": prev.Revision + 1})
-	a.invalidateSearch()
+	a.searchServerChanged(name)
 	return nil
 }
 

@@ -35,10 +35,17 @@ import (
 // postings but computed at query time from the shards, so they are always exact and
 // the ranking is the same as that of an index built at once.
 //
+// A shard holds its segments' documents and postings once; a segment keeps only its
+// source once merged, and a shard rebuilt for a change copies the postings of its
+// unchanged servers from the shard it replaces.
+//
 // An App builds its index in the background when it starts and keeps it current
 // (search_app.go); searches load an immutable snapshot with an atomic pointer and
-// never wait, except for changes announced with invalidateSearch that are not yet
-// applied (a write is seen by the next search) and for the first build.
+// never wait for the background worker's periodic comparison or precomputation,
+// only for changes announced with invalidateSearch that are not yet applied (a
+// write is seen by the next search), for the first build, and for their turn to
+// score: at most GOMAXPROCS searches score at once, first come first served
+// (searchSlot), which keeps the latency of a loaded server fair.
 
 // Field weights (BM25F): a query word in a tool's name counts most, in the schema's
 // property names least.

@@ -47,15 +47,21 @@ type docStat struct {
 	factor float32
 }
 
-// searchSegment is one server's documents and postings. Immutable.
+// searchSegment is one server's documents. Immutable. A new segment carries its
+// documents and postings until it is merged into a shard; from then on the shard
+// holds them (documents ndocs from the segment's place in the shard) and the
+// segment only what tells whether its server changed, so that postings are not kept
+// twice.
 type searchSegment struct {
 	src   searchSource
+	ndocs int32
+	total float64 // sum of the documents' lengths
+	// Only until merged into a shard:
 	docs  []searchDoc
 	stats []docStat
 	terms []string
 	ends  []int32   // posts[ends[i-1]:ends[i]] are terms[i]'s postings
 	posts []posting // doc is an index into docs
-	total float64   // sum of the documents' lengths
 }
 
 func (g *searchSegment) name() string { return g.src.server.Name }
@@ -86,7 +92,7 @@ type searchIndex struct {
 	// then only multiply and add. Without it (just after an update, until the
 	// background worker computes it) they compute the impact for each posting; the
 	// result is the same, bit for bit.
-	impacts [][]posting // tf holds the impact
+	impacts [][]float32 // parallel to each shard's pdoc
 	gen     uint64      // the invalidations it reflects (searchState.gen)
 }
 
@@ -157,58 +163,127 @@ func buildSegment(src searchSource) *searchSegment {
 		seg.posts = append(seg.posts, l...)
 		seg.ends[i] = int32(len(seg.posts))
 	}
+	seg.ndocs = int32(len(seg.docs))
 	return seg
 }
 
-// buildShard merges segments (ordered by server name) into one shard.
-func buildShard(segs []*searchSegment) *searchShard {
-	if len(segs) == 0 {
+// segRef is a segment of a shard being built: a new one (old < 0, with its
+// postings) or the segment old of the shard it is rebuilt from.
+type segRef struct {
+	seg *searchSegment
+	old int
+}
+
+// buildShard merges segments (ordered by server name) into one shard: new segments'
+// postings and those of old's segments that are kept.
+func buildShard(old *searchShard, refs []segRef) *searchShard {
+	if len(refs) == 0 {
 		return emptyShard
 	}
-	sh := &searchShard{segs: segs}
-	ndocs, nposts := 0, 0
-	counts := map[string]int32{}
-	for _, g := range segs {
-		ndocs += len(g.docs)
-		nposts += len(g.posts)
-		start := int32(0)
-		for i, term := range g.terms {
-			counts[term] += g.ends[i] - start
-			start = g.ends[i]
+	sh := &searchShard{segs: make([]*searchSegment, len(refs))}
+	var oldBase []int32 // old.segs[j]'s first document in old
+	var remap []int32   // old document → new one, or -1
+	ndocs := 0
+	for _, r := range refs {
+		ndocs += int(r.seg.ndocs)
+		if r.old >= 0 && oldBase == nil {
+			oldBase = make([]int32, len(old.segs))
+			b := int32(0)
+			for j, g := range old.segs {
+				oldBase[j] = b
+				b += g.ndocs
+			}
+			remap = make([]int32, len(old.docs))
+			for i := range remap {
+				remap[i] = -1
+			}
 		}
-	}
-	sh.pdoc, sh.ptf = make([]int32, nposts), make([]float32, nposts)
-	sh.postings = make(map[string]span, len(counts))
-	off := int32(0)
-	for term, c := range counts {
-		sh.postings[term] = span{off: off}
-		off += c
 	}
 	sh.docs = make([]searchDoc, 0, ndocs)
 	sh.stats = make([]docStat, 0, ndocs)
-	for _, g := range segs {
+	counts := map[string]int32{}
+	for i, r := range refs {
+		g := r.seg
 		base := int32(len(sh.docs))
-		sh.docs = append(sh.docs, g.docs...)
-		sh.stats = append(sh.stats, g.stats...)
+		if r.old >= 0 {
+			ob := oldBase[r.old]
+			sh.docs = append(sh.docs, old.docs[ob:ob+g.ndocs]...)
+			sh.stats = append(sh.stats, old.stats[ob:ob+g.ndocs]...)
+			for d := range g.ndocs {
+				remap[ob+d] = base + d
+			}
+			sh.segs[i] = g
+		} else {
+			sh.docs = append(sh.docs, g.docs...)
+			sh.stats = append(sh.stats, g.stats...)
+			start := int32(0)
+			for t, term := range g.terms {
+				counts[term] += g.ends[t] - start
+				start = g.ends[t]
+			}
+			sh.segs[i] = &searchSegment{src: g.src, ndocs: g.ndocs, total: g.total}
+		}
 		sh.total += g.total
-		start := int32(0)
-		for i, term := range g.terms {
-			sp := sh.postings[term]
-			for _, p := range g.posts[start:g.ends[i]] {
-				sh.pdoc[sp.off+sp.n], sh.ptf[sp.off+sp.n] = base+p.doc, p.tf
-				sp.n++
+	}
+	if remap != nil {
+		for term, sp := range old.postings {
+			c := int32(0)
+			for _, d := range old.pdoc[sp.off : sp.off+sp.n] {
+				if remap[d] >= 0 {
+					c++
+				}
+			}
+			if c > 0 {
+				counts[term] += c
+			}
+		}
+	}
+	nposts := int32(0)
+	sh.postings = make(map[string]span, len(counts))
+	for term, c := range counts {
+		sh.postings[term] = span{off: nposts}
+		nposts += c
+	}
+	sh.pdoc, sh.ptf = make([]int32, nposts), make([]float32, nposts)
+	if remap != nil {
+		for term, osp := range old.postings {
+			sp, ok := sh.postings[term]
+			if !ok {
+				continue
+			}
+			for i, d := range old.pdoc[osp.off : osp.off+osp.n] {
+				if nd := remap[d]; nd >= 0 {
+					sh.pdoc[sp.off+sp.n], sh.ptf[sp.off+sp.n] = nd, old.ptf[osp.off+int32(i)]
+					sp.n++
+				}
 			}
 			sh.postings[term] = sp
-			start = g.ends[i]
 		}
+	}
+	base := int32(0)
+	for _, r := range refs {
+		g := r.seg
+		if r.old < 0 {
+			start := int32(0)
+			for t, term := range g.terms {
+				sp := sh.postings[term]
+				for _, p := range g.posts[start:g.ends[t]] {
+					sh.pdoc[sp.off+sp.n], sh.ptf[sp.off+sp.n] = base+p.doc, p.tf
+					sp.n++
+				}
+				sh.postings[term] = sp
+				start = g.ends[t]
+			}
+		}
+		base += g.ndocs
 	}
 	return sh
 }
 
 // rebuildShard returns the shard for srcs (ordered by server name), reusing old's
-// segments of unchanged servers, and old itself when nothing changed.
+// postings of unchanged servers, and old itself when nothing changed.
 func rebuildShard(old *searchShard, srcs []searchSource) *searchShard {
-	segs := make([]*searchSegment, len(srcs))
+	refs := make([]segRef, len(srcs))
 	rebuilt := len(srcs) != len(old.segs) // postings change
 	j := 0
 	for i, src := range srcs {
@@ -221,20 +296,24 @@ func rebuildShard(old *searchShard, srcs []searchSource) *searchShard {
 		}
 		switch {
 		case prev != nil && identicalSource(prev.src, src):
-			segs[i] = prev
+			refs[i] = segRef{prev, j}
 		case prev != nil && sameSource(prev.src, src):
 			// Same content under new pointers (a health check replaced an equal
 			// list): keep the postings, remember the new source.
 			c := *prev
 			c.src = src
-			segs[i] = &c
+			refs[i] = segRef{&c, j}
 		default:
-			segs[i] = buildSegment(src)
+			refs[i] = segRef{buildSegment(src), -1}
 			rebuilt = true
 		}
 	}
 	if rebuilt {
-		return buildShard(segs)
+		return buildShard(old, refs)
+	}
+	segs := make([]*searchSegment, len(refs))
+	for i, r := range refs {
+		segs[i] = r.seg
 	}
 	if slices.Equal(segs, old.segs) {
 		return old
@@ -265,13 +344,13 @@ func buildSearchIndexUnless(sources []searchSource, stop <-chan struct{}) (ix *s
 // withImpacts returns ix with every posting's impact precomputed.
 func (ix *searchIndex) withImpacts() *searchIndex {
 	c := *ix
-	c.impacts = make([][]posting, len(ix.shards))
+	c.impacts = make([][]float32, len(ix.shards))
 	parallelShards(len(ix.shards), nil, func(k int) {
 		sh, sc := ix.shards[k], ix.scoring[k]
-		imp := make([]posting, len(sh.pdoc))
+		imp := make([]float32, len(sh.pdoc))
 		for i, doc := range sh.pdoc {
 			d, tf := &sc[doc], sh.ptf[i]
-			imp[i] = posting{doc: doc, tf: d.factor * tf * (bm25K1 + 1) / (tf + d.norm)}
+			imp[i] = d.factor * tf * (bm25K1 + 1) / (tf + d.norm)
 		}
 		c.impacts[k] = imp
 	})
@@ -341,10 +420,14 @@ func splitShard(sh *searchShard, target int) []*searchShard {
 		return []*searchShard{sh}
 	}
 	var out []*searchShard
-	for segs := sh.segs; len(segs) > 0; {
-		n := min(target, len(segs))
-		out = append(out, buildShard(segs[:n:n]))
-		segs = segs[n:]
+	for j := 0; j < len(sh.segs); {
+		n := min(target, len(sh.segs)-j)
+		refs := make([]segRef, n)
+		for i := range refs {
+			refs[i] = segRef{sh.segs[j+i], j + i}
+		}
+		out = append(out, buildShard(sh, refs))
+		j += n
 	}
 	return out
 }
@@ -591,7 +674,7 @@ func (ix *searchIndex) searchScored(query string, limit int) []scoredDoc {
 		scores := buf.scores[:len(sh.docs)]
 		sc := ix.scoring[k]
 		touched := buf.touched[:0]
-		var imp []posting
+		var imp []float32
 		if ix.impacts != nil {
 			imp = ix.impacts[k]
 		}
@@ -601,17 +684,18 @@ func (ix *searchIndex) searchScored(query string, limit int) []scoredDoc {
 				continue
 			}
 			w := weights[t]
+			docs := sh.pdoc[sp.off : sp.off+sp.n]
 			if imp != nil {
-				for _, p := range imp[sp.off : sp.off+sp.n] {
-					s := w * p.tf
-					if scores[p.doc] == 0 {
-						touched = append(touched, p.doc)
+				imps := imp[sp.off : sp.off+sp.n]
+				for i, doc := range docs {
+					s := w * imps[i]
+					if scores[doc] == 0 {
+						touched = append(touched, doc)
 					}
-					scores[p.doc] += s
+					scores[doc] += s
 				}
 				continue
 			}
-			docs := sh.pdoc[sp.off : sp.off+sp.n]
 			tfs := sh.ptf[sp.off : sp.off+sp.n]
 			for i, doc := range docs {
 				d, tf := &sc[doc], tfs[i]
