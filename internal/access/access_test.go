@@ -1,0 +1,115 @@
+package access
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"slices"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/internal/authn"
+	"github.com/caddymcp/caddymcp/internal/policy"
+)
+
+func keyHash(k string) string {
+	sum := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(sum[:])
+}
+
+func TestAPIKeysAndGrants(t *testing.T) {
+	cfg := &Config{
+		APIKeys: []APIKey{{SHA256: keyHash("ci-key"), Groups: []string{"ci"}}, {SHA256: keyHash("ops-key"), Groups: []string{"ops"}}},
+		Policy: &policy.Config{
+			GroupMappings: map[string][]string{"ci": {"read"}, "ops": {"admin"}},
+			Scopes: map[string][]policy.RuleConfig{
+				"read":  {{Server: "github", Methods: []string{"tools/list", "tools/call"}, Tools: []string{"search"}}},
+				"admin": {{Server: "*", Methods: []string{"*"}, Tools: []string{"*"}}},
+			},
+			UIScopes: map[string]map[string][]string{"admin": {"list_service": {"all"}}},
+		},
+	}
+	au, err := New(context.Background(), zap.NewNop(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(h ...string) *http.Request {
+		r, _ := http.NewRequest("GET", "http://gw/x", nil)
+		for i := 0; i+1 < len(h); i += 2 {
+			r.Header.Add(h[i], h[i+1])
+		}
+		return r
+	}
+	for _, r := range []*http.Request{req("Authorization", "Bearer ci-key"), req("X-Api-Key", "ci-key")} {
+		p, err := au.Principal(r, false)
+		if err != nil || !slices.Equal(p.Groups, []string{"ci"}) {
+			t.Fatalf("ci key: %v %v", p, err)
+		}
+		c := au.Resolve(p)
+		if ok, _ := c.Grant.Allow("github", "tools/call", "search"); !ok {
+			t.Error("ci may not call github/search")
+		}
+		if ok, _ := c.Grant.Allow("github", "tools/call", "delete_repo"); ok {
+			t.Error("ci may call github/delete_repo")
+		}
+		if !au.AnyOnServer(c, "github") || au.AnyOnServer(c, "slack") {
+			t.Error("AnyOnServer")
+		}
+		if c.Grant.AllowUI(policy.ListService, "github") {
+			t.Error("ci has list_service")
+		}
+	}
+	// The grant cache gives the same answer for the same group set.
+	p, _ := au.Principal(req("X-Api-Key", "ops-key"), false)
+	if a, b := au.Resolve(p), au.Resolve(p); !slices.Equal(a.Scopes, b.Scopes) || !b.Grant.AllowUI(policy.ListService, "x") {
+		t.Errorf("ops grants %v %v", a.Scopes, b.Scopes)
+	}
+	// Composite mode reads X-Authorization only.
+	if _, err := au.Principal(req("Authorization", "Bearer ci-key"), true); !errors.Is(err, authn.ErrNoToken) {
+		t.Errorf("composite with only Authorization: %v", err)
+	}
+	if p, err := au.Principal(req("X-Authorization", "Bearer ci-key"), true); err != nil || p.Groups[0] != "ci" {
+		t.Errorf("composite: %v %v", p, err)
+	}
+	for _, r := range []*http.Request{req("X-Api-Key", "nope"), req("X-Api-Key", "ci-key", "X-Api-Key", "ci-key"), req("Authorization", "Bearer nope")} {
+		if _, err := au.Principal(r, false); err == nil || authn.Reason(err) == "" {
+			t.Errorf("%v: accepted or no reason: %v", r.Header, err)
+		}
+	}
+	if _, err := au.Principal(req(), false); !errors.Is(err, authn.ErrNoToken) {
+		t.Errorf("no credentials: %v", err)
+	}
+	if got := au.ScopesFor("github"); !slices.Equal(got, []string{"admin", "read"}) {
+		t.Errorf("ScopesFor(github) = %v", got)
+	}
+	if got := au.ScopesAllowing("github", "tools/call", "delete_repo"); !slices.Equal(got, []string{"admin"}) {
+		t.Errorf("ScopesAllowing = %v", got)
+	}
+	r := req()
+	r.Host = "gw.example:8443"
+	if got := au.PRMURL(r, "/github/mcp"); got != "http://gw.example:8443/.well-known/oauth-protected-resource/github/mcp" {
+		t.Errorf("PRMURL = %s", got)
+	}
+	if got := HeaderValue("a\"b\\c\nd"); got != "abcd" {
+		t.Errorf("HeaderValue = %q", got)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	key := []APIKey{{SHA256: keyHash("k")}}
+	for name, cfg := range map[string]*Config{
+		"nothing":           {},
+		"short key hash":    {APIKeys: []APIKey{{SHA256: "abc"}}},
+		"duplicate key":     {APIKeys: append(key, key...)},
+		"relative resource": {Resource: "mcp.example.com", APIKeys: key},
+		"both policies":     {PolicyFile: "x.yml", Policy: &policy.Config{}, APIKeys: key},
+		"issuer, no aud":    {Issuers: []Issuer{{Issuer: "https://idp.example.com", JWKSURL: "https://idp.example.com/jwks"}}},
+	} {
+		if _, err := New(context.Background(), zap.NewNop(), cfg, nil); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
