@@ -382,6 +382,21 @@ func TestOIDC(t *testing.T) {
 		if got := toolNames(t, cs); !slices.Equal(got, allTools) {
 			t.Errorf("tools/list through the new route %v, want %v", got, allTools)
 		}
+		// A client asks for a token for the exact URL it connects to (RFC 8707): the
+		// new server's URL is an accepted audience at once, without a reload; the URL
+		// of a server that does not exist is not.
+		bob2 := oidcLogin(t, issuer, "bob", base+"/everything2/mcp")
+		if aud := jwtClaims(t, bob2)["aud"]; aud != base+"/everything2/mcp" {
+			t.Fatalf("token aud %v", aud)
+		}
+		cs2 := connect(t, &mcp.StreamableClientTransport{Endpoint: base + "/everything2/mcp", HTTPClient: bearerClient(t, bob2)}, nil, "")
+		if got := toolNames(t, cs2); !slices.Equal(got, allTools) {
+			t.Errorf("tools/list with a token for the new server's URL %v", got)
+		}
+		ghost := oidcLogin(t, issuer, "bob", base+"/ghost/mcp")
+		if resp, body := send(t, raw, http.MethodPost, mcpURL, withToken(mcpHeader("", ""), ghost), initialize); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("token for an unregistered server's URL: status %d, want 401: %s", resp.StatusCode, body)
+		}
 		// alice cannot register (no register_service), and metadata upstreams are refused.
 		resp, body = send(t, raw, http.MethodPost, api, withToken(http.Header{"Content-Type": {"application/json"}}, alice), `{"name":"mine","upstream":"`+everything.URL+`"}`)
 		if resp.StatusCode != http.StatusForbidden {

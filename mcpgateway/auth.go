@@ -37,10 +37,15 @@ type authState struct {
 	logger *zap.Logger
 }
 
-// provisionAuth builds the auth state; servers are the registry's servers at load time,
-// whose MCP URLs are accepted audiences besides the resource itself.
-func provisionAuth(ctx context.Context, a *AuthConfig, logger *zap.Logger, prefix string, servers []*mcpregistry.Server) (*authState, error) {
-	au, err := access.New(ctx, logger, a, mcpAudiences(a.Resource, prefix, servers))
+// provisionAuth builds the auth state. Accepted audiences (for issuers without their
+// own list): the resource, the MCP URL of every server at load time, and, through
+// registry (nil in some tests), the MCP URL of any server registered since.
+func provisionAuth(ctx context.Context, a *AuthConfig, logger *zap.Logger, prefix string, servers []*mcpregistry.Server, registry *mcpregistry.App) (*authState, error) {
+	var later func(string) bool
+	if registry != nil {
+		later = registry.MCPAudience(a.Resource, prefix)
+	}
+	au, err := access.New(ctx, logger, a, mcpAudiences(a.Resource, prefix, servers), later)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func (h *RegistryAPI) provisionAuth(ctx context.Context) error {
 			aud = append(aud, res+h.GatewayPrefix+"/"+s.Path+endpointOf(s))
 		}
 	}
-	au, err := access.New(ctx, h.logger, h.Auth, aud)
+	au, err := access.New(ctx, h.logger, h.Auth, aud, h.app.MCPAudience(h.Auth.Resource, h.GatewayPrefix))
 	if err != nil {
 		return err
 	}

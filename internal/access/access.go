@@ -52,8 +52,9 @@ type Caller struct {
 }
 
 // New provisions cfg. defaultAudiences are the audiences accepted from issuers that
-// list none of their own (the handler knows its public URLs); logger gets warnings.
-func New(ctx context.Context, logger *zap.Logger, cfg *Config, defaultAudiences []string) (*Authenticator, error) {
+// list none of their own (the handler knows its public URLs), and audienceFunc (may be
+// nil) accepts more of them at validation time; logger gets warnings.
+func New(ctx context.Context, logger *zap.Logger, cfg *Config, defaultAudiences []string, audienceFunc func(string) bool) (*Authenticator, error) {
 	st := &Authenticator{
 		resource: strings.TrimRight(cfg.Resource, "/"),
 		apiKeys:  map[[32]byte]*authn.Principal{},
@@ -124,8 +125,9 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, defaultAudiences 
 
 	if len(cfg.Issuers) > 0 {
 		ac := authn.Config{
-			Audiences: defaultAudiences,
-			KeyMemory: keyMemory,
+			Audiences:    defaultAudiences,
+			AudienceFunc: audienceFunc,
+			KeyMemory:    keyMemory,
 			OnFetchError: func(url string, err error) {
 				logger.Warn("fetching token signing keys failed", zap.String("url", url), zap.Error(err))
 			},

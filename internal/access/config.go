@@ -22,9 +22,8 @@ type Config struct {
 	// the origin of the resource_metadata URL in challenges (default: scheme://Host of
 	// the request) and the base of the default audiences: Resource itself, and
 	// Resource + prefix + "/<server path>/mcp" (or "/sse" for legacy servers) for each
-	// server the registry holds when the config is loaded. Servers registered later are
-	// reached with a token whose audience is Resource (or an issuer's explicit list)
-	// until the next config load. Required when an issuer lists no audience.
+	// server the registry routes, including servers registered at runtime (matched
+	// against the live registry). Required when an issuer lists no audience.
 	Resource string `json:"resource,omitempty"`
 
 	// PolicyFile is a policy in the scopes.yml layout (group_mappings, UI-Scopes, and a

@@ -60,6 +60,10 @@ type Config struct {
 	Issuers []IssuerConfig
 	// Audiences applies to every issuer that lists none of its own.
 	Audiences []string
+	// AudienceFunc, for issuers that list no audiences of their own, accepts further
+	// audiences: those it returns true for (the MCP URL of a server registered after
+	// the config loaded). It must be cheap and safe for concurrent use.
+	AudienceFunc func(aud string) bool
 	// Skew is the leeway for exp, nbf and iat. 0 means DefaultSkew; negative means none.
 	Skew time.Duration
 	// HTTPClient fetches discovery documents and JWKS. nil: a client on
@@ -94,6 +98,7 @@ type issuerSettings struct {
 	issuer      string
 	jwksURL     string
 	audiences   []string
+	audFunc     func(string) bool
 	groupsClaim string
 	algs        algSet
 }
@@ -195,6 +200,7 @@ func (c *Config) issuerSettings() ([]issuerSettings, error) {
 		s.audiences = slices.Clone(ic.Audiences)
 		if len(s.audiences) == 0 {
 			s.audiences = slices.Clone(c.Audiences)
+			s.audFunc = c.AudienceFunc
 		}
 		s.audiences = slices.DeleteFunc(s.audiences, func(a string) bool { return a == "" })
 		if len(s.audiences) == 0 {

@@ -391,7 +391,9 @@ func (v *Validator) principal(is *issuer, c *compact) (*Principal, string) {
 	}
 
 	auds, ok := stringList(c.claims["aud"], false)
-	if !ok || !slices.ContainsFunc(auds, func(a string) bool { return slices.Contains(is.audiences, a) }) {
+	if !ok || !slices.ContainsFunc(auds, func(a string) bool {
+		return slices.Contains(is.audiences, a) || (is.audFunc != nil && is.audFunc(a))
+	}) {
 		return nil, ReasonWrongAudience
 	}
 
