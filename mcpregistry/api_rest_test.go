@@ -431,6 +431,7 @@ func TestRESTValidation(t *testing.T) {
 		{"ftp", map[string]any{"name": "a", "upstream": "ftp://127.0.0.1/mcp"}, 400, "invalid_field", "upstream"},
 		{"credentials in URL", map[string]any{"name": "a", "upstream": "http://u:p@127.0.0.1:1/mcp"}, 400, "invalid_field", "upstream"},
 		{"api_key without header", map[string]any{"name": "a", "upstream": "http://127.0.0.1:1/mcp", "backend_auth": map[string]any{"scheme": "api_key"}}, 400, "invalid_field", "backend_auth.header"},
+		{"too many tags", map[string]any{"name": "a", "upstream": "http://127.0.0.1:1/mcp", "tags": make([]string, 65)}, 400, "invalid_field", "tags"},
 		{"too large", `{"name":"a","description":"` + strings.Repeat("x", maxAPIBody) + `"}`, 413, "too_large", ""},
 	} {
 		e.do("POST", "/servers", "admins", tc.body).want(t, tc.name, tc.status, tc.code, tc.field)

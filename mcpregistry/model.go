@@ -114,6 +114,9 @@ type Server struct {
 	Origin string `json:"origin,omitempty"`
 }
 
+// maxTags bounds the tags of one server.
+const maxTags = 64
+
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
 // FieldError names the field of a server record that is wrong and why.
@@ -185,6 +188,9 @@ func (s *Server) Normalize() error {
 	}
 	if len(s.Description) > 4096 {
 		return &FieldError{"description", "longer than 4096 bytes"}
+	}
+	if len(s.Tags) > maxTags {
+		return &FieldError{"tags", fmt.Sprintf("at most %d tags", maxTags)}
 	}
 	for _, t := range s.Tags {
 		if t == "" || len(t) > 64 {
