@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -48,7 +47,10 @@ func auditUpstream(t *testing.T) string {
 	})
 }
 
-func auditCaddyConfig(t *testing.T, dir, listen, upstream, auditLog string) []byte {
+// auditCaddy is a gateway with audit (arguments included) and auth on, /metrics in
+// front, the audit logger writing to auditLog alone, and the servers "everything" (at
+// upstream) and "dead" (connections refused); its storage and policy file are in dir.
+func auditCaddy(t *testing.T, dir, upstream, auditLog string) *testCaddy {
 	t.Helper()
 	policyFile := filepath.Join(dir, "scopes.yml")
 	if err := os.WriteFile(policyFile, []byte(`group_mappings:
@@ -62,62 +64,28 @@ s:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// A closed port: connections are refused.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String() + "/mcp"
-	ln.Close()
 	sum := sha256.Sum256([]byte(testAPIKey))
-	cfg := map[string]any{
-		"admin": map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
-		"logging": map[string]any{"logs": map[string]any{
-			"default": map[string]any{"level": "ERROR", "exclude": []string{"mcp.audit"}},
-			"audit": map[string]any{
-				"writer":  map[string]any{"output": "file", "filename": auditLog},
-				"include": []string{"mcp.audit"},
-			},
+	return &testCaddy{
+		Dir:      dir,
+		LogFiles: map[string]string{"mcp.audit": auditLog},
+		Servers: []any{
+			map[string]any{"name": "everything", "upstream": upstream + "/mcp"},
+			map[string]any{"name": "dead", "upstream": "http://" + freeAddr(t) + "/mcp"},
+		},
+		Routes: []any{map[string]any{
+			"match":    []any{map[string]any{"path": []string{"/metrics"}}},
+			"handle":   []any{map[string]any{"handler": "metrics"}},
+			"terminal": true,
 		}},
-		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
-		"apps": map[string]any{
-			"mcp_registry": map[string]any{
-				"storage": map[string]any{"path": filepath.Join(dir, "registry.db")},
-				// No background health checks: these upstreams count what they receive.
-				"health":                 map[string]any{"disabled": true},
-				"disable_builtin_server": true,
-				"servers": []any{
-					map[string]any{"name": "everything", "upstream": upstream + "/mcp"},
-					map[string]any{"name": "dead", "upstream": dead},
-				},
+		Gateway: map[string]any{
+			"audit": map[string]any{"include_arguments": true},
+			"auth": map[string]any{
+				"resource":    testResource,
+				"policy_file": policyFile,
+				"api_keys":    []any{map[string]any{"sha256": hex.EncodeToString(sum[:]), "groups": []string{"readers"}}},
 			},
-			"http": map[string]any{"servers": map[string]any{"gw": map[string]any{
-				"listen": []string{listen},
-				"routes": []any{
-					map[string]any{
-						"match":    []any{map[string]any{"path": []string{"/metrics"}}},
-						"handle":   []any{map[string]any{"handler": "metrics"}},
-						"terminal": true,
-					},
-					map[string]any{"handle": []any{map[string]any{
-						"handler": "mcp_gateway",
-						"audit":   map[string]any{"include_arguments": true},
-						"auth": map[string]any{
-							"resource":    testResource,
-							"policy_file": policyFile,
-							"api_keys":    []any{map[string]any{"sha256": hex.EncodeToString(sum[:]), "groups": []string{"readers"}}},
-						},
-					}}},
-				},
-				"automatic_https": map[string]any{"disable": true},
-			}}},
 		},
 	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func scrape(t *testing.T, base string) string {
@@ -168,18 +136,8 @@ func readAuditLog(t *testing.T, path string) []map[string]any {
 func TestAuditAndMetricsThroughCaddy(t *testing.T) {
 	dir := t.TempDir()
 	auditLog := filepath.Join(dir, "audit.log")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := ln.Addr().String()
-	ln.Close()
-	cfg := auditCaddyConfig(t, dir, listen, auditUpstream(t), auditLog)
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-	base := "http://" + listen
+	c := auditCaddy(t, dir, auditUpstream(t), auditLog)
+	base := c.start(t)
 	key := bearer(testAPIKey)
 
 	allow := post(t, base+"/everything/mcp", key, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}`)
@@ -235,9 +193,7 @@ func TestAuditAndMetricsThroughCaddy(t *testing.T) {
 	}
 
 	// Reload: the new config registers its collectors in its own registry.
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("reloading Caddy: %v", err)
-	}
+	c.reload(t)
 	http.DefaultClient.CloseIdleConnections() // the old server's keep-alive connections go away
 	if r := post(t, base+"/everything/mcp", key, call(12, "tools/list", "")); r.status != 200 {
 		t.Fatalf("after reload: %d %s", r.status, r.body)

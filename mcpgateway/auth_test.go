@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -24,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -205,65 +203,31 @@ const (
 	githubGUID   = "0f5c2e9a-1111-4c3b-9d2e-3a7b6c5d4e21"
 )
 
-// authCaddy loads an in-process Caddy whose gateway serves "everything" (JSON answers)
-// and "github" (event-stream answers) from up, with the auth block given (nil: none).
-// Each opt may change the HTTP server's JSON config before it is loaded.
-func authCaddy(t *testing.T, up *recordingUpstream, auth map[string]any, opts ...func(server map[string]any)) string {
+// authCaddy loads an in-process Caddy whose gateway serves "everything" (JSON answers),
+// "github" (event-stream answers) and "gz" from up, with the auth block given (nil:
+// none) and the auth placeholders echoed in response headers. Each opt may change the
+// config before it is loaded.
+func authCaddy(t *testing.T, up *recordingUpstream, auth map[string]any, opts ...func(*testCaddy)) string {
 	t.Helper()
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	c := &testCaddy{
+		Servers: []any{
+			map[string]any{"name": "everything", "upstream": up.srv.URL + "/json/mcp"},
+			map[string]any{"name": "github", "upstream": up.srv.URL + "/sse/mcp"},
+			map[string]any{"name": "gz", "upstream": up.srv.URL + "/gz/mcp"},
+		},
+		Before: []any{map[string]any{"handler": "headers", "response": map[string]any{"deferred": true, "set": map[string]any{
+			"X-Sub":    []string{"{http.mcp.auth.subject}"},
+			"X-Groups": []string{"{http.mcp.auth.groups}"},
+			"X-Client": []string{"{http.mcp.auth.client_id}"},
+		}}}},
 	}
-	listen := ln.Addr().String()
-	ln.Close()
-	handler := map[string]any{"handler": "mcp_gateway"}
 	if auth != nil {
-		handler["auth"] = auth
-	}
-	server := map[string]any{
-		"listen": []string{listen},
-		"routes": []any{map[string]any{"handle": []any{
-			map[string]any{"handler": "headers", "response": map[string]any{"deferred": true, "set": map[string]any{
-				"X-Sub":    []string{"{http.mcp.auth.subject}"},
-				"X-Groups": []string{"{http.mcp.auth.groups}"},
-				"X-Client": []string{"{http.mcp.auth.client_id}"},
-			}}},
-			handler,
-		}}},
-		"automatic_https": map[string]any{"disable": true},
+		c.Gateway = map[string]any{"auth": auth}
 	}
 	for _, opt := range opts {
-		opt(server)
+		opt(c)
 	}
-	cfg := map[string]any{
-		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
-		"apps": map[string]any{
-			"mcp_registry": map[string]any{
-				"storage": map[string]any{"path": filepath.Join(dir, "registry.db")},
-				// No background health checks: these upstreams count what they receive.
-				"health":                 map[string]any{"disabled": true},
-				"disable_builtin_server": true,
-				"servers": []any{
-					map[string]any{"name": "everything", "upstream": up.srv.URL + "/json/mcp"},
-					map[string]any{"name": "github", "upstream": up.srv.URL + "/sse/mcp"},
-					map[string]any{"name": "gz", "upstream": up.srv.URL + "/gz/mcp"},
-				},
-			},
-			"http": map[string]any{"servers": map[string]any{"gw": server}},
-		},
-	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := caddy.Load(b, true); err != nil {
-		t.Fatalf("loading Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-	return "http://" + listen
+	return c.start(t)
 }
 
 func testAuthConfig(t *testing.T, good, down *testIssuer) map[string]any {
@@ -577,37 +541,14 @@ func TestAuthLegacySSEFiltered(t *testing.T) {
 	t.Cleanup(func() { close(events) })
 	up := startRecordingUpstream(t)
 	auth := testAuthConfig(t, good, down)
-	dir := t.TempDir()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	listen := ln.Addr().String()
-	ln.Close()
-	cfg, _ := json.Marshal(map[string]any{
-		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
-		"apps": map[string]any{
-			"mcp_registry": map[string]any{
-				"storage": map[string]any{"path": filepath.Join(dir, "registry.db")},
-				// No background health checks: these upstreams count what they receive.
-				"health":                 map[string]any{"disabled": true},
-				"disable_builtin_server": true,
-				"servers": []any{
-					map[string]any{"name": "everything", "upstream": legacy.URL + "/sse", "transport": "sse"},
-					map[string]any{"name": "x", "upstream": up.srv.URL + "/json/mcp"},
-				},
-			},
-			"http": map[string]any{"servers": map[string]any{"gw": map[string]any{
-				"listen":          []string{listen},
-				"routes":          []any{map[string]any{"handle": []any{map[string]any{"handler": "mcp_gateway", "auth": auth}}}},
-				"automatic_https": map[string]any{"disable": true},
-			}}},
+	base := (&testCaddy{
+		Servers: []any{
+			map[string]any{"name": "everything", "upstream": legacy.URL + "/sse", "transport": "sse"},
+			map[string]any{"name": "x", "upstream": up.srv.URL + "/json/mcp"},
 		},
-	})
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-	req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/everything/sse", nil)
+		Gateway: map[string]any{"auth": auth},
+	}).start(t)
+	req, _ := http.NewRequest(http.MethodGet, base+"/everything/sse", nil)
 	req.Header = bearer(good.token(t, testResource+"/everything/sse", "readers"))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -898,9 +839,9 @@ func TestAuthGatewayHugeToken(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := startRecordingUpstream(t)
-			base := authCaddy(t, up, testAuthConfig(t, good, down), func(server map[string]any) {
+			base := authCaddy(t, up, testAuthConfig(t, good, down), func(c *testCaddy) {
 				if tc.maxBytes > 0 {
-					server["max_header_bytes"] = tc.maxBytes
+					c.Server = map[string]any{"max_header_bytes": tc.maxBytes}
 				}
 			})
 			for _, tok := range []string{huge, strings.Repeat("A", 64<<10)} {

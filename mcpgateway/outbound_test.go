@@ -3,60 +3,10 @@ package mcpgateway
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
-	"net"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
 )
-
-// outboundCaddy loads a gateway (auth on) whose servers all point at up, with the
-// registry servers given.
-func outboundCaddy(t *testing.T, up *recordingUpstream, auth map[string]any, servers []any) string {
-	t.Helper()
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := ln.Addr().String()
-	ln.Close()
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	t.Setenv("MCP_TEST_REGISTRY_KEY", base64.StdEncoding.EncodeToString(key))
-	handler := map[string]any{"handler": "mcp_gateway"}
-	if auth != nil {
-		handler["auth"] = auth
-	}
-	cfg := map[string]any{
-		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
-		"apps": map[string]any{
-			"mcp_registry": map[string]any{
-				"storage":                map[string]any{"path": filepath.Join(dir, "registry.db")},
-				"encryption_key":         "{env.MCP_TEST_REGISTRY_KEY}",
-				"disable_builtin_server": true,
-				"health":                 map[string]any{"disabled": true},
-				"servers":                servers,
-			},
-			"http": map[string]any{"servers": map[string]any{"gw": map[string]any{
-				"listen":          []string{listen},
-				"routes":          []any{map[string]any{"handle": []any{handler}}},
-				"automatic_https": map[string]any{"disable": true},
-			}}},
-		},
-	}
-	b, _ := json.Marshal(cfg)
-	if err := caddy.Load(b, true); err != nil {
-		t.Fatalf("loading Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-	return "http://" + listen
-}
 
 func getOnce(t *testing.T, url string, h http.Header) int {
 	t.Helper()
@@ -79,15 +29,22 @@ func TestOutboundCredentialsIdentityComposite(t *testing.T) {
 	up := startRecordingUpstream(t)
 	t.Setenv("MCP_TEST_BACKEND_TOKEN", "up-secret-token")
 	u := up.srv.URL + "/json/mcp"
-	base := outboundCaddy(t, up, testAuthConfig(t, good, down), []any{
-		map[string]any{"name": "cred", "upstream": u, "backend_credential": "{env.MCP_TEST_BACKEND_TOKEN}",
-			"backend_headers": map[string]string{"X-Extra": "extra-1"}, "forward_identity": map[string]any{}},
-		map[string]any{"name": "keyed", "upstream": u, "backend_auth": map[string]any{"scheme": "api_key", "header": "X-Upstream-Key"},
-			"backend_credential": "k-42", "forward_identity": map[string]any{"user_header": "X-User", "groups_header": "X-Roles"}},
-		map[string]any{"name": "composite", "upstream": u, "gateway_token_header": "x-authorization"},
-		map[string]any{"name": "compcred", "upstream": u, "gateway_token_header": "x-authorization", "backend_credential": "{env.MCP_TEST_BACKEND_TOKEN}"},
-		map[string]any{"name": "plain", "upstream": u},
-	})
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	t.Setenv("MCP_TEST_REGISTRY_KEY", base64.StdEncoding.EncodeToString(key))
+	base := (&testCaddy{
+		Registry: map[string]any{"encryption_key": "{env.MCP_TEST_REGISTRY_KEY}"},
+		Gateway:  map[string]any{"auth": testAuthConfig(t, good, down)},
+		Servers: []any{
+			map[string]any{"name": "cred", "upstream": u, "backend_credential": "{env.MCP_TEST_BACKEND_TOKEN}",
+				"backend_headers": map[string]string{"X-Extra": "extra-1"}, "forward_identity": map[string]any{}},
+			map[string]any{"name": "keyed", "upstream": u, "backend_auth": map[string]any{"scheme": "api_key", "header": "X-Upstream-Key"},
+				"backend_credential": "k-42", "forward_identity": map[string]any{"user_header": "X-User", "groups_header": "X-Roles"}},
+			map[string]any{"name": "composite", "upstream": u, "gateway_token_header": "x-authorization"},
+			map[string]any{"name": "compcred", "upstream": u, "gateway_token_header": "x-authorization", "backend_credential": "{env.MCP_TEST_BACKEND_TOKEN}"},
+			map[string]any{"name": "plain", "upstream": u},
+		},
+	}).start(t)
 	tok := func(server string) string {
 		return good.token(t, testResource+"/"+server+"/mcp", "platform-admins", "bad,group", "evil\r\nX-Injected: 1", "ops")
 	}

@@ -2,11 +2,8 @@ package mcpgateway
 
 import (
 	"context"
-	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -27,32 +24,7 @@ func TestRegistryLiveRouting(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
-	cfg, _ := json.Marshal(map[string]any{
-		"admin": map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
-		"apps": map[string]any{
-			"mcp_registry": map[string]any{
-				"storage":                map[string]any{"path": filepath.Join(dir, "registry.db")},
-				"health":                 map[string]any{"disabled": true},
-				"disable_builtin_server": true,
-			},
-			"http": map[string]any{"servers": map[string]any{"gw": map[string]any{
-				"listen":          []string{listen},
-				"routes":          []any{map[string]any{"handle": []any{map[string]any{"handler": "mcp_gateway"}}}},
-				"automatic_https": map[string]any{"disable": true},
-			}}},
-		},
-	})
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { caddy.Stop() })
+	base := (&testCaddy{}).start(t)
 	app, err := caddy.ActiveContext().AppIfConfigured("mcp_registry")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +34,7 @@ func TestRegistryLiveRouting(t *testing.T) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	post := func(seg string) int {
 		t.Helper()
-		req, _ := http.NewRequest("POST", "http://"+listen+"/"+seg+"/mcp",
+		req, _ := http.NewRequest("POST", base+"/"+seg+"/mcp",
 			strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")

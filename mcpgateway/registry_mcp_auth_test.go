@@ -2,15 +2,11 @@ package mcpgateway
 
 import (
 	"context"
-	"encoding/json"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -29,49 +25,22 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestRegistryMCPToolsHonourCallerScopes(t *testing.T) {
 	good := startIssuer(t, false)
 	up := startRecordingUpstream(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
 	all := []string{"*"}
-	cfg, err := json.Marshal(map[string]any{
-		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
-		"apps": map[string]any{
-			"mcp_registry": map[string]any{
-				"storage": map[string]any{"path": filepath.Join(dir, "registry.db")},
-				"health":  map[string]any{"disabled": true},
+	base := (&testCaddy{
+		BuiltinServer: true,
+		Gateway: map[string]any{"auth": map[string]any{
+			"issuers":  []any{map[string]any{"issuer": good.url, "jwks_url": good.url + "/jwks"}},
+			"resource": testResource,
+			"policy": map[string]any{
+				"group_mappings": map[string]any{"readers": []string{"mcp-all", "viewer"}, "admins": []string{"mcp-all", "admin"}},
+				"scopes":         map[string]any{"mcp-all": []any{map[string]any{"server": "*", "methods": all, "tools": all}}},
+				"ui_scopes": map[string]any{
+					"viewer": map[string]any{"list_service": []string{"all"}},
+					"admin":  map[string]any{"list_service": []string{"all"}, "register_service": []string{"all"}, "toggle_service": []string{"all"}},
+				},
 			},
-			"http": map[string]any{"servers": map[string]any{"gw": map[string]any{
-				"listen": []string{listen},
-				"routes": []any{map[string]any{"handle": []any{map[string]any{"handler": "mcp_gateway", "auth": map[string]any{
-					"issuers":  []any{map[string]any{"issuer": good.url, "jwks_url": good.url + "/jwks"}},
-					"resource": testResource,
-					"policy": map[string]any{
-						"group_mappings": map[string]any{"readers": []string{"mcp-all", "viewer"}, "admins": []string{"mcp-all", "admin"}},
-						"scopes":         map[string]any{"mcp-all": []any{map[string]any{"server": "*", "methods": all, "tools": all}}},
-						"ui_scopes": map[string]any{
-							"viewer": map[string]any{"list_service": []string{"all"}},
-							"admin":  map[string]any{"list_service": []string{"all"}, "register_service": []string{"all"}, "toggle_service": []string{"all"}},
-						},
-					},
-				}}}}},
-				"automatic_https": map[string]any{"disable": true},
-			}}},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-	base := "http://" + listen
+		}},
+	}).start(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -2,10 +2,8 @@ package mcpgateway
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,60 +11,22 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
-	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/encode"
-	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/encode/gzip"
-	_ "github.com/caddyserver/caddy/v2/modules/filestorage"
-	_ "github.com/caddyserver/caddy/v2/modules/logging"
-
-	_ "github.com/caddymcp/caddymcp/mcpregistry"
 )
 
-// caddyGatewayConfig is an in-process Caddy with mcp_gateway behind encode (as in the
+// streamCaddy is an in-process Caddy with mcp_gateway behind encode (as in the
 // production example), access logs to accessLog, and the registry servers "s"
 // (streamable HTTP at up[0]/mcp), "legacy" (SSE at up[1]/sse) and "nope" (up[2]/mcp).
-func caddyGatewayConfig(t *testing.T, dir, listen string, up [3]string, accessLog string) []byte {
-	t.Helper()
-	cfg := map[string]any{
-		"admin": map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
-		"logging": map[string]any{"logs": map[string]any{
-			"default": map[string]any{"level": "ERROR", "exclude": []string{"http.log.access"}},
-			"access": map[string]any{
-				"writer":  map[string]any{"output": "file", "filename": accessLog},
-				"include": []string{"http.log.access"},
-			},
-		}},
-		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
-		"apps": map[string]any{
-			"mcp_registry": map[string]any{
-				"storage": map[string]any{"path": filepath.Join(dir, "registry.db")},
-				// No background health checks: these upstreams count what they receive.
-				"health":                 map[string]any{"disabled": true},
-				"disable_builtin_server": true,
-				"servers": []any{
-					map[string]any{"name": "s", "upstream": up[0] + "/mcp"},
-					map[string]any{"name": "legacy", "upstream": up[1] + "/sse", "transport": "sse"},
-					map[string]any{"name": "nope", "upstream": up[2] + "/mcp"},
-				},
-			},
-			"http": map[string]any{"servers": map[string]any{"gw": map[string]any{
-				"listen": []string{listen},
-				"routes": []any{map[string]any{"handle": []any{
-					map[string]any{"handler": "encode", "encodings": map[string]any{"gzip": map[string]any{}}},
-					map[string]any{"handler": "mcp_gateway"},
-				}}},
-				"automatic_https": map[string]any{"disable": true},
-				"logs":            map[string]any{},
-			}}},
+func streamCaddy(up [3]string, accessLog string) *testCaddy {
+	return &testCaddy{
+		LogFiles: map[string]string{"http.log.access": accessLog},
+		Servers: []any{
+			map[string]any{"name": "s", "upstream": up[0] + "/mcp"},
+			map[string]any{"name": "legacy", "upstream": up[1] + "/sse", "transport": "sse"},
+			map[string]any{"name": "nope", "upstream": up[2] + "/mcp"},
 		},
+		Before: []any{map[string]any{"handler": "encode", "encodings": map[string]any{"gzip": map[string]any{}}}},
+		Server: map[string]any{"logs": map[string]any{}},
 	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // Through a real Caddy (access log recorder, idle-timeout wrappers, encode): the stream
@@ -79,19 +39,9 @@ func TestStreamThroughCaddy(t *testing.T) {
 		http.Error(w, "GET not supported", http.StatusMethodNotAllowed)
 	})
 	ups := [3]string{up.URL, legacy.URL, nope}
-	dir := t.TempDir()
-	accessLog := filepath.Join(dir, "access.log")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := ln.Addr().String()
-	ln.Close()
-	if err := caddy.Load(caddyGatewayConfig(t, dir, listen, ups, accessLog), true); err != nil {
-		t.Fatalf("loading Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-	base := "http://" + listen
+	accessLog := filepath.Join(t.TempDir(), "access.log")
+	c := streamCaddy(ups, accessLog)
+	base := c.start(t)
 	before := openStreams.Load()
 
 	// A client that accepts gzip, as browsers and the go-sdk do: encode in front must
@@ -133,9 +83,7 @@ func TestStreamThroughCaddy(t *testing.T) {
 	}
 
 	// Reloading the config cleans the old gateway up: its streams are cut.
-	if err := caddy.Load(caddyGatewayConfig(t, dir, listen, ups, accessLog), true); err != nil {
-		t.Fatalf("reloading Caddy: %v", err)
-	}
+	c.reload(t)
 	if rest, err := readEnd(t, br); err == nil {
 		t.Errorf("the stream ended cleanly at the reload (%q); want it cut", rest)
 	}

@@ -595,13 +595,7 @@ func TestStreamCleanupClosesStreams(t *testing.T) {
 
 // Unreachable and slow upstreams get the gateway's JSON-RPC errors naming the server.
 func TestStreamUpstreamErrors(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
-	f := newGatewayFixture(t, "http://"+closed+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+	f := newGatewayFixture(t, "http://"+freeAddr(t)+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
 	resp, err := http.Get(f.url("mcp"))
 	if err != nil {
 		t.Fatal(err)
