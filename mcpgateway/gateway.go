@@ -127,6 +127,10 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if err := g.transport.Provision(ctx); err != nil {
 		return fmt.Errorf("provisioning upstream transport: %v", err)
 	}
+	if rt := g.transport.Transport; rt != nil && rt.DialContext != nil {
+		// Runtime-registered upstreams are checked again at every new connection.
+		rt.DialContext = g.registry.GuardDial(rt.DialContext)
+	}
 	g.proxy = g.newReverseProxy()
 	// Metrics go to this config's registry; collectors are registered on every provision.
 	if g.obs, err = newObserver(ctx, g.Audit); err != nil {

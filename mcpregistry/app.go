@@ -86,7 +86,9 @@ type App struct {
 	credentials map[string]http.Header
 	credMu      sync.RWMutex
 	keys        *keyring // nil without an encryption_key
-	logger      *zap.Logger
+	// trustedDials: host:port of the config's servers, exempt from GuardDial.
+	trustedDials map[string]bool
+	logger       *zap.Logger
 
 	// health checks (health.go)
 	ctx             caddy.Context
@@ -194,6 +196,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	a.trustedDials = trustedDialTargets(declared)
 	if err := a.provisionSync(); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -595,6 +596,7 @@ func (a *App) provisionHealth(ctx caddy.Context) error {
 		}
 	}
 	a.healthTransport = http.DefaultTransport.(*http.Transport).Clone()
+	a.healthTransport.DialContext = a.GuardDial((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
 	a.healthClient = &http.Client{Transport: a.healthTransport}
 	return nil
 }

@@ -130,17 +130,10 @@ func (u *UpstreamRules) check(ctx context.Context, field, raw string, lookup fun
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[scheme]
 	}
-	if slices.Contains(u.denyHost, host) {
-		return fail("host %q is denied by runtime_upstreams", host)
-	}
-	hostAllowed := slices.Contains(u.allowHost, host)
-	if !hostAllowed && slices.Contains(blockedHosts, host) {
-		return fail("host %q is a cloud metadata service; registering it needs runtime_upstreams allow %s", host, host)
-	}
 	var addrs []netip.Addr
 	if a, err := netip.ParseAddr(host); err == nil {
 		addrs = []netip.Addr{a}
-	} else {
+	} else if !slices.Contains(u.denyHost, host) && (slices.Contains(u.allowHost, host) || !slices.Contains(blockedHosts, host)) {
 		lctx, cancel := context.WithTimeout(ctx, time.Duration(u.ResolveTimeout))
 		addrs, err = lookup(lctx, host)
 		cancel()
@@ -148,22 +141,37 @@ func (u *UpstreamRules) check(ctx context.Context, field, raw string, lookup fun
 			return fail("host %q does not resolve, so it cannot be checked; register it once its DNS name exists", host)
 		}
 	}
+	if reason := u.refuse(host, port, addrs); reason != "" {
+		return fail("%s", reason)
+	}
+	return nil
+}
+
+// refuse says why a connection to host:port at addrs is refused ("" when allowed).
+func (u *UpstreamRules) refuse(host, port string, addrs []netip.Addr) string {
+	if slices.Contains(u.denyHost, host) {
+		return fmt.Sprintf("host %q is denied by runtime_upstreams", host)
+	}
+	hostAllowed := slices.Contains(u.allowHost, host)
+	if !hostAllowed && slices.Contains(blockedHosts, host) {
+		return fmt.Sprintf("host %q is a cloud metadata service; registering it needs runtime_upstreams allow %s", host, host)
+	}
 	for _, a := range addrs {
 		a = a.Unmap()
 		if containsAddr(u.deny, a) {
-			return fail("host %q (%s) is in a network denied by runtime_upstreams", host, a)
+			return fmt.Sprintf("host %q (%s) is in a network denied by runtime_upstreams", host, a)
 		}
 		if hostAllowed || containsAddr(u.allow, a) {
 			continue
 		}
 		if containsAddr(blockedNetworks, a) {
-			return fail("host %q is %s: link-local, metadata, unspecified and multicast addresses are refused (allow them with runtime_upstreams allow <cidr>)", host, a)
+			return fmt.Sprintf("host %q is %s: link-local, metadata, unspecified and multicast addresses are refused (allow them with runtime_upstreams allow <cidr>)", host, a)
 		}
 		if a.IsLoopback() && slices.Contains(u.adminPort, port) {
-			return fail("%s:%s is Caddy's admin endpoint and cannot be an MCP upstream", host, port)
+			return fmt.Sprintf("%s:%s is Caddy's admin endpoint and cannot be an MCP upstream", host, port)
 		}
 	}
-	return nil
+	return ""
 }
 
 func containsAddr(nets []netip.Prefix, a netip.Addr) bool {
