@@ -98,6 +98,7 @@ type App struct {
 	healthClient    *http.Client
 	healthTransport *http.Transport
 	healthCancel    context.CancelFunc
+	healthKicks     atomic.Pointer[chan string] // immediate checks (health_kick.go); nil when off
 	healthWG        sync.WaitGroup
 	startedAt       time.Time
 	appsStarted     chan struct{} // closed once every app of this config has started

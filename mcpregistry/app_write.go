@@ -109,6 +109,10 @@ func (a *App) put(ctx context.Context, s *Server, expectedRevision uint64, cred 
 	if prev != nil && prev.Upstream != stored.Upstream {
 		a.health.Delete(stored.Name) // the last check was of another upstream
 	}
+	if stored.Enabled && (prev == nil || !prev.Enabled || prev.Upstream != stored.Upstream ||
+		prev.Transport != stored.Transport || cw != nil) {
+		a.kickHealth(stored.Name)
+	}
 	event := EventServerRegistered
 	if prev != nil {
 		event = EventServerUpdated

@@ -256,6 +256,7 @@ func (a *App) startHealth() {
 		defer a.healthWG.Done()
 		a.healthLoop(ctx)
 	}()
+	a.startHealthKicks(ctx)
 	a.startWatches(ctx)
 }
 
@@ -263,6 +264,7 @@ func (a *App) stopHealth() {
 	if a.healthCancel != nil {
 		a.healthCancel()
 	}
+	a.healthKicks.Store(nil)
 	a.healthWG.Wait()
 	a.stopWatches()
 	if a.healthTransport != nil {
