@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/caddymcp/caddymcp/internal/policy"
+	"go.uber.org/zap"
 )
 
 // ErrConfigManaged is matched (errors.Is) when a runtime write targets something the
@@ -120,6 +121,11 @@ func (a *App) SetCredential(ctx context.Context, name string, c *Credential) err
 		return err
 	}
 	a.setCredential(name, cw.headers)
+	what := "backend credential replaced"
+	if cw.sealed == nil {
+		what = "backend credential removed"
+	}
+	a.logger.Info(what, actor(ctx), zap.String("server", name))
 	return nil
 }
 

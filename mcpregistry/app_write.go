@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/caddymcp/caddymcp/internal/principal"
 	"go.uber.org/zap"
 )
 
@@ -117,7 +118,7 @@ func (a *App) put(ctx context.Context, s *Server, expectedRevision uint64, cred 
 	if prev != nil {
 		event = EventServerUpdated
 	}
-	a.logger.Info(strings.ReplaceAll(event, "_", " "), zap.String("server", stored.Name),
+	a.logger.Info(strings.ReplaceAll(event, "_", " "), actor(ctx), zap.String("server", stored.Name),
 		zap.String("path", stored.Path), zap.Uint64("revision", stored.Revision))
 	a.emit(event, map[string]any{"server": stored.Name, "path": stored.Path, "revision": stored.Revision})
 	a.searchServerChanged(stored.Name)
@@ -175,7 +176,7 @@ func (a *App) Delete(ctx context.Context, name string, expectedRevision uint64) 
 	a.syncIndex(name, nil, prev.Revision+1)
 	a.health.Delete(name)
 	a.setCredential(name, nil)
-	a.logger.Info("server removed", zap.String("server", name), zap.Uint64("revision", prev.Revision+1))
+	a.logger.Info("server removed", actor(ctx), zap.String("server", name), zap.Uint64("revision", prev.Revision+1))
 	a.emit(EventServerRemoved, map[string]any{"server": name, "path": prev.Path, "revision": prev.Revision + 1})
 	a.searchServerChanged(name)
 	return nil
@@ -488,4 +489,13 @@ func cloneServer(s *Server) *Server {
 		c.ForwardIdentity = &f
 	}
 	return &c
+}
+
+// actor names who made a runtime write, for the registry's log: the authenticated
+// caller's subject (REST API, registry MCP tools) or "anonymous".
+func actor(ctx context.Context) zap.Field {
+	if c, ok := principal.FromContext(ctx); ok {
+		return zap.String("by", c.Subject)
+	}
+	return zap.String("by", "anonymous")
 }
