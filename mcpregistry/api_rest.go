@@ -20,6 +20,7 @@ import (
 //	POST   /api/servers                        register (201; Location, ETag)
 //	GET    /api/servers/{name}                 one server (ETag; If-None-Match → 304)
 //	PUT    /api/servers/{name}                 update: If-Match "<revision>" (or *) required; stale → 412
+//	PATCH  /api/servers/{name}                 JSON merge patch (RFC 7396) of the writable fields; If-Match optional
 //	DELETE /api/servers/{name}                 remove (If-Match optional)
 //	POST   /api/servers/{name}/enable|disable  toggle (If-Match optional)
 //	PUT    /api/servers/{name}/credential      rotate the backend credential (write-only); DELETE removes it
@@ -31,7 +32,7 @@ import (
 //
 // Permissions are the policy's UI scopes: list_service (read anything about the server;
 // without it the server does not exist for the caller: 404), register_service (POST),
-// modify_service (PUT, DELETE, credential), toggle_service (enable/disable),
+// modify_service (PUT, PATCH, DELETE, credential), toggle_service (enable/disable),
 // health_check_service (refresh, check). Errors are JSON {"error", "code", "field"?}.
 
 // Bounds of the REST API's inputs.
@@ -105,7 +106,7 @@ func (h *RegistryAPI) serveREST(w http.ResponseWriter, r *http.Request, rest str
 	switch sub {
 	case "":
 		routes = map[string]route{http.MethodGet: {serve: h.restGet}, http.MethodHead: {serve: h.restGet},
-			http.MethodPut: {serve: h.restUpdate}, http.MethodDelete: {serve: h.restDelete}}
+			http.MethodPut: {serve: h.restUpdate}, http.MethodPatch: {serve: h.restPatch}, http.MethodDelete: {serve: h.restDelete}}
 	case "enable", "disable":
 		routes = map[string]route{http.MethodPost: {serve: h.restToggle}}
 	case "credential":
@@ -123,7 +124,7 @@ func (h *RegistryAPI) serveREST(w http.ResponseWriter, r *http.Request, rest str
 	rt, ok := routes[r.Method]
 	if !ok {
 		allow := make([]string, 0, len(routes))
-		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 			if _, ok := routes[m]; ok {
 				allow = append(allow, m)
 			}

@@ -118,7 +118,7 @@ type apiServerInput struct {
 // decodeBody reads a JSON body of at most maxAPIBody into v, answering 4xx itself.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && mt != "application/merge-patch+json") {
 			restError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type", "the body must be application/json")
 			return false
 		}
@@ -144,14 +144,22 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		restError(w, http.StatusBadRequest, "invalid_field", typeErr.Field, fmt.Sprintf("invalid %s: want a JSON %s, got %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value))
 	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		restError(w, http.StatusBadRequest, "invalid_json", "", "the body is not valid JSON: "+err.Error())
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+	case isUnknownField(err):
+		field, _ := unknownField(err)
 		restError(w, http.StatusBadRequest, "invalid_field", field, "unknown field "+strconv.Quote(field))
 	default:
 		restError(w, http.StatusBadRequest, "invalid_json", "", "the body is not valid JSON: "+err.Error())
 	}
 	return false
 }
+
+// unknownField extracts the field name of encoding/json's DisallowUnknownFields error.
+func unknownField(err error) (string, bool) {
+	rest, ok := strings.CutPrefix(err.Error(), "json: unknown field ")
+	return strings.Trim(rest, `"`), ok
+}
+
+func isUnknownField(err error) bool { _, ok := unknownField(err); return ok }
 
 func jsonKind(goKind string) string {
 	switch goKind {
@@ -364,31 +372,33 @@ func (h *RegistryAPI) restUpdate(w http.ResponseWriter, r *http.Request, s *Serv
 	if !decodeBody(w, r, &in) {
 		return
 	}
-	if in.Name != "" && in.Name != s.Name {
-		restError(w, http.StatusBadRequest, "invalid_field", "name", "invalid name: a server cannot be renamed (the body says "+strconv.Quote(in.Name)+"); register the new name and delete the old one")
-		return
-	}
-	if s.Source == SourceConfig {
-		h.restWriteError(w, r, s.Name, fmt.Errorf("server %q is %w", s.Name, ErrConfigManaged))
-		return
-	}
-	in.Name = s.Name
-	rec := in.record(s)
-	if err := h.checkWrite(r, rec, in.Credential, s); err != nil {
-		h.restWriteError(w, r, s.Name, err)
-		return
-	}
-	if rec.BackendAuth.Scheme == BackendAuthNone && in.Credential == nil && s.BackendAuth.Scheme != BackendAuthNone {
-		// Going to no authentication: the old secret has nothing left to do.
-		in.Credential = &Credential{}
-	}
-	stored, err := h.app.putWithCredential(r.Context(), rec, rev, in.Credential, in.Credential != nil)
+	stored, err := h.update(r, s, &in, rev)
 	if err != nil {
 		h.restWriteError(w, r, s.Name, err)
 		return
 	}
 	w.Header().Set("ETag", etagOf(stored.Revision))
 	apiWriteJSON(w, http.StatusOK, h.view(r, stored))
+}
+
+// update writes in over s (PUT and PATCH), conditional on rev.
+func (h *RegistryAPI) update(r *http.Request, s *Server, in *apiServerInput, rev uint64) (*Server, error) {
+	if in.Name != "" && in.Name != s.Name {
+		return nil, &FieldError{"name", "a server cannot be renamed (the body says " + strconv.Quote(in.Name) + "); register the new name and delete the old one"}
+	}
+	if s.Source == SourceConfig {
+		return nil, fmt.Errorf("server %q is %w", s.Name, ErrConfigManaged)
+	}
+	in.Name = s.Name
+	rec := in.record(s)
+	if err := h.checkWrite(r, rec, in.Credential, s); err != nil {
+		return nil, err
+	}
+	if rec.BackendAuth.Scheme == BackendAuthNone && in.Credential == nil && s.BackendAuth.Scheme != BackendAuthNone {
+		// Going to no authentication: the old secret has nothing left to do.
+		in.Credential = &Credential{}
+	}
+	return h.app.putWithCredential(r.Context(), rec, rev, in.Credential, in.Credential != nil)
 }
 
 func (h *RegistryAPI) restDelete(w http.ResponseWriter, r *http.Request, s *Server) {

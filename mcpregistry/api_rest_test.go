@@ -452,7 +452,7 @@ func TestRESTValidation(t *testing.T) {
 	}
 	e.do("GET", "/search", "admins", nil).want(t, "search without q", 400, "invalid_field", "q")
 	e.do("GET", "/search?q=x&limit=1000", "admins", nil).want(t, "search limit", 400, "invalid_field", "limit")
-	e.do("PATCH", "/servers/cfg-db", "admins", nil).want(t, "PATCH", 405, "method_not_allowed")
+	e.do("POST", "/servers/cfg-db", "admins", nil).want(t, "POST to a server", 405, "method_not_allowed")
 	r := e.do("DELETE", "/servers", "admins", nil).want(t, "DELETE collection", 405, "method_not_allowed")
 	if r.header.Get("Allow") == "" {
 		t.Error("405 without Allow")
@@ -557,5 +557,63 @@ func TestV01Auth(t *testing.T) {
 	pub.base = strings.TrimSuffix(pub.base, "/api") + "/v0.1"
 	if got := v01Names(pub.do("GET", "/servers", "", nil)); got != "local.caddymcp/cfg-db,local.caddymcp/cfg-git,local.caddymcp/registry,local.caddymcp/secret-hr" {
 		t.Errorf("public v0.1 without v01_auth: %s", got)
+	}
+}
+
+func TestRESTPatch(t *testing.T) {
+	e := startREST(t, map[string]any{"auth": restAuth()})
+	e.do("POST", "/servers", "admins", map[string]any{"name": "p", "upstream": "http://127.0.0.1:4300/mcp",
+		"description": "before", "tags": []string{"a", "b"}, "path": "pp"}).want(t, "register", 201)
+
+	r := e.do("PATCH", "/servers/p", "admins", map[string]any{"description": "after", "tags": nil}).want(t, "patch", 200)
+	if r.body["description"] != "after" || len(r.body["tags"].([]any)) != 0 || r.body["path"] != "pp" ||
+		r.body["upstream"] != "http://127.0.0.1:4300/mcp" || r.header.Get("ETag") != `"2"` {
+		t.Errorf("after patch: %s %s", r.header.Get("ETag"), r.raw)
+	}
+	// null resets to the default; nested objects merge.
+	r = e.do("PATCH", "/servers/p", "admins", map[string]any{"path": nil,
+		"backend_auth": map[string]any{"scheme": "api_key", "header": "X-Key"}, "credential": map[string]any{"value": "k1"}},
+		"Content-Type", "application/merge-patch+json").want(t, "patch auth", 200)
+	if r.body["path"] != "p" || r.body["has_credential"] != true {
+		t.Errorf("after second patch: %s", r.raw)
+	}
+	if h := e.app.BackendHeaders("p"); h.Get("X-Key") != "k1" {
+		t.Errorf("credential: %v", h)
+	}
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"backend_auth": map[string]any{"header": "X-Other"}}).want(t, "auth change without credential", 400, "invalid_field", "credential")
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"enabled": false}, "If-Match", `"1"`).want(t, "stale If-Match", 412, "precondition_failed")
+	r = e.do("PATCH", "/servers/p", "admins", map[string]any{"enabled": false}, "If-Match", `"3"`).want(t, "If-Match", 200)
+	if r.body["enabled"] != false || e.app.Lookup("p").Enabled {
+		t.Errorf("disable by patch: %s", r.raw)
+	}
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"colour": "red"}).want(t, "unknown field", 400, "invalid_field", "colour")
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"tags": "x"}).want(t, "wrong type", 400, "invalid_field", "tags")
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"name": "q"}).want(t, "rename", 400, "invalid_field", "name")
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"upstream": "http://169.254.169.254/"}).want(t, "metadata", 400, "invalid_field", "upstream")
+	e.do("PATCH", "/servers/p", "viewers", map[string]any{"description": "x"}).want(t, "hidden", 404, "not_found")
+	e.do("PATCH", "/servers/p", "operators", map[string]any{"description": "x"}).want(t, "no modify_service", 403, "forbidden")
+	e.do("PATCH", "/servers/cfg-db", "admins", map[string]any{"description": "x"}).want(t, "config server", 409, "conflict")
+	if s := e.app.Server("p"); s.Description != "after" || s.Revision != 4 {
+		t.Errorf("failed patches changed the record: %+v", s)
+	}
+
+	// Concurrent patches of different fields without If-Match: none is lost.
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			field := map[string]any{"description": fmt.Sprint("d", i)}
+			if i%2 == 1 {
+				field = map[string]any{"tags": []string{fmt.Sprint("t", i)}}
+			}
+			if r := e.do("PATCH", "/servers/p", "admins", field); r.status != 200 && r.status != 412 {
+				t.Errorf("concurrent patch: %d %s", r.status, r.raw)
+			}
+		}()
+	}
+	wg.Wait()
+	if s := e.app.Server("p"); s.Description == "after" || len(s.Tags) != 1 {
+		t.Errorf("after concurrent patches: %+v", s)
 	}
 }

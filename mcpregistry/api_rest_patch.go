@@ -1,0 +1,126 @@
+package mcpregistry
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/caddymcp/caddymcp/internal/policy"
+)
+
+// patchAttempts bounds how often a PATCH without If-Match is re-applied to a record
+// that changed while it was being applied.
+const patchAttempts = 8
+
+// restPatch applies a JSON merge patch (RFC 7396) to the writable fields of a server:
+// members replace, null resets a field to its default, nested objects (backend_auth,
+// forward_identity, credential) merge. With If-Match the patch applies only to that
+// revision (412 otherwise); without it, it applies to the current record, and is
+// re-applied if another write lands in between, so no concurrent change is lost.
+func (h *RegistryAPI) restPatch(w http.ResponseWriter, r *http.Request, s *Server) {
+	rev, present, err := ifMatch(r)
+	if err != nil {
+		restError(w, http.StatusBadRequest, "invalid_field", "If-Match", err.Error())
+		return
+	}
+	if !h.restAllowed(w, r, policy.ModifyService, s.Name) {
+		return
+	}
+	var patch map[string]any
+	if !decodeBody(w, r, &patch) {
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		expected := s.Revision
+		if present {
+			expected = rev
+		}
+		var in apiServerInput
+		if err := mergedInput(s, patch, &in); err != nil {
+			h.restWriteError(w, r, s.Name, err)
+			return
+		}
+		stored, err := h.update(r, s, &in, expected)
+		if err != nil && !present && attempt < patchAttempts && errors.Is(err, ErrRevisionMismatch) {
+			if s = h.app.visible(r.Context(), s.Name); s != nil {
+				continue
+			}
+			err = ErrNotFound
+		}
+		if err != nil {
+			h.restWriteError(w, r, s.Name, err)
+			return
+		}
+		w.Header().Set("ETag", etagOf(stored.Revision))
+		apiWriteJSON(w, http.StatusOK, h.view(r, stored))
+		return
+	}
+}
+
+// writableFields is the server as a PATCH sees it: the fields apiServerInput writes.
+type writableFields struct {
+	Name               string           `json:"name"`
+	Path               string           `json:"path"`
+	Upstream           string           `json:"upstream"`
+	Transport          Transport        `json:"transport"`
+	Description        string           `json:"description,omitempty"`
+	Tags               []string         `json:"tags,omitempty"`
+	Enabled            bool             `json:"enabled"`
+	BackendAuth        BackendAuth      `json:"backend_auth"`
+	GatewayTokenHeader string           `json:"gateway_token_header,omitempty"`
+	ForwardIdentity    *ForwardIdentity `json:"forward_identity,omitempty"`
+}
+
+// mergedInput applies patch to s's writable fields and decodes the result into in, with
+// the same checks as a PUT body (unknown fields and wrong types name the field).
+func mergedInput(s *Server, patch map[string]any, in *apiServerInput) error {
+	cur, err := json.Marshal(writableFields{
+		Name: s.Name, Path: s.Path, Upstream: s.Upstream, Transport: s.Transport, Description: s.Description,
+		Tags: s.Tags, Enabled: s.Enabled, BackendAuth: s.BackendAuth, GatewayTokenHeader: s.GatewayTokenHeader,
+		ForwardIdentity: s.ForwardIdentity,
+	})
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(cur, &doc); err != nil {
+		return err
+	}
+	merged, err := json.Marshal(mergePatch(doc, patch))
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(merged))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(in); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return &FieldError{typeErr.Field, "want a JSON " + jsonKind(typeErr.Type.Kind().String()) + ", got " + typeErr.Value}
+		}
+		if field, ok := unknownField(err); ok {
+			return &FieldError{field, "unknown field"}
+		}
+		return &FieldError{"body", err.Error()}
+	}
+	return nil
+}
+
+// mergePatch is RFC 7396 MergePatch(target, patch) for a patch that is an object.
+func mergePatch(target, patch map[string]any) map[string]any {
+	if target == nil {
+		target = map[string]any{}
+	}
+	for k, v := range patch {
+		switch pv := v.(type) {
+		case nil:
+			delete(target, k)
+		case map[string]any:
+			tv, _ := target[k].(map[string]any)
+			target[k] = mergePatch(tv, pv)
+		default:
+			target[k] = v
+		}
+	}
+	return target
+}
