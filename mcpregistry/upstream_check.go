@@ -165,7 +165,7 @@ func (u *UpstreamRules) refuse(host, port string, addrs []netip.Addr) string {
 			continue
 		}
 		if containsAddr(blockedNetworks, a) {
-			return fmt.Sprintf("host %q is %s: link-local, metadata, unspecified and multicast addresses are refused (allow them with runtime_upstreams allow <cidr>)", host, a)
+			return fmt.Sprintf("host %q is %s: link-local, metadata, unspecified and multicast addresses are refused (allow them with runtime_upstreams allow followed by the network in CIDR form)", host, a)
 		}
 		if a.IsLoopback() && slices.Contains(u.adminPort, port) {
 			return fmt.Sprintf("%s:%s is Caddy's admin endpoint and cannot be an MCP upstream", host, port)
