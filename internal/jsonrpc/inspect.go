@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/caddymcp/caddymcp/internal/jsonscan"
 	"github.com/caddymcp/caddymcp/internal/jsonstr"
 )
 
@@ -180,14 +181,6 @@ func Inspect(body []byte, dst *Inspection) error {
 // fEscaped marks a string containing a backslash escape.
 const fEscaped = 1
 
-// plain[c] reports whether byte c stands for itself inside a JSON string.
-var plain = func() (t [256]bool) {
-	for c := 0x20; c < 256; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
 // span locates a string's contents (between the quotes) in the body.
 type span struct {
 	s, e  int
@@ -203,16 +196,8 @@ type parser struct {
 	elem    int    // batch element index, -1 outside a batch
 }
 
-func (p *parser) ws() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
+// ws skips JSON whitespace.
+func (p *parser) ws() { p.i = jsonscan.WS(p.b, p.i) }
 
 func quoteChar(c byte) string {
 	if c >= 0x20 && c < 0x7f {
@@ -245,218 +230,90 @@ func (p *parser) semantic(code int, msg string) {
 	p.sem = &Error{Code: code, Message: msg}
 }
 
+// fail records the position i of a jsonscan error e and returns it as an *Error.
+func (p *parser) fail(i int, e jsonscan.Err) *Error {
+	p.i = i
+	if e == jsonscan.TooDeep {
+		return p.depthErr()
+	}
+	return p.syntaxErr()
+}
+
 // scanString scans a string starting at the opening quote at p.i and returns the span
 // of its contents. It validates escapes and rejects raw control characters.
 func (p *parser) scanString() (sp span, flags uint8, err *Error) {
-	b := p.b
-	i := p.i + 1
-	sp.s = i
-	for i < len(b) {
-		c := b[i]
-		if plain[c] {
-			i++
-			continue
-		}
-		switch c {
-		case '"':
-			sp.e = i
-			sp.flags = flags
-			p.i = i + 1
-			return sp, flags, nil
-		case '\\':
-			flags |= fEscaped
-			i++
-			if i >= len(b) {
-				p.i = i
-				return sp, flags, p.syntaxErr()
-			}
-			switch b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i++
-			case 'u':
-				i++
-				for k := 0; k < 4; k++ {
-					if i >= len(b) || !isHex(b[i]) {
-						p.i = i
-						return sp, flags, p.syntaxErr()
-					}
-					i++
-				}
-			default:
-				p.i = i
-				return sp, flags, p.syntaxErr()
-			}
-		default: // control character
-			p.i = i
-			return sp, flags, p.syntaxErr()
-		}
+	sp.s = p.i + 1
+	i, escaped, e := jsonscan.String(p.b, p.i)
+	if escaped {
+		flags = fEscaped
 	}
+	if e != 0 {
+		return sp, flags, p.fail(i, e)
+	}
+	sp.e, sp.flags = i-1, flags
 	p.i = i
-	return sp, flags, p.syntaxErr()
+	return sp, flags, nil
 }
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func (p *parser) scanNumber() *Error {
-	b, i := p.b, p.i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i++; i < len(b) && isDigit(b[i]); i++ {
-		}
-	default:
-		p.i = i
-		return p.syntaxErr()
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || !isDigit(b[i]) {
-			p.i = i
-			return p.syntaxErr()
-		}
-		for i++; i < len(b) && isDigit(b[i]); i++ {
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || !isDigit(b[i]) {
-			p.i = i
-			return p.syntaxErr()
-		}
-		for i++; i < len(b) && isDigit(b[i]); i++ {
-		}
+	i, e := jsonscan.Number(p.b, p.i)
+	if e != 0 {
+		return p.fail(i, e)
 	}
 	p.i = i
 	return nil
 }
 
 func (p *parser) literal(lit string) *Error {
-	for k := 0; k < len(lit); k++ {
-		if p.i >= len(p.b) || p.b[p.i] != lit[k] {
-			return p.syntaxErr()
-		}
-		p.i++
+	i, e := jsonscan.Literal(p.b, p.i, lit)
+	if e != 0 {
+		return p.fail(i, e)
 	}
+	p.i = i
 	return nil
 }
 
 // skipValue validates and skips the value starting at p.i (whitespace already skipped).
 // depth is the nesting level the value would occupy if it is an object or array.
 func (p *parser) skipValue(depth int) *Error {
-	if p.i >= len(p.b) {
-		return p.syntaxErr()
+	i, e := jsonscan.Skip(p.b, p.i, depth, MaxDepth)
+	if e != 0 {
+		return p.fail(i, e)
 	}
-	switch c := p.b[p.i]; c {
-	case '{':
-		if depth > MaxDepth {
-			return p.depthErr()
-		}
-		empty, err := p.openObject()
-		if err != nil || empty {
-			return err
-		}
-		for {
-			if _, _, err := p.memberKey(); err != nil {
-				return err
-			}
-			if err := p.skipValue(depth + 1); err != nil {
-				return err
-			}
-			if done, err := p.nextMember('}'); err != nil || done {
-				return err
-			}
-		}
-	case '[':
-		if depth > MaxDepth {
-			return p.depthErr()
-		}
-		p.i++
-		p.ws()
-		if p.i < len(p.b) && p.b[p.i] == ']' {
-			p.i++
-			return nil
-		}
-		for {
-			if err := p.skipValue(depth + 1); err != nil {
-				return err
-			}
-			if done, err := p.nextMember(']'); err != nil || done {
-				return err
-			}
-		}
-	case '"':
-		_, _, err := p.scanString()
-		return err
-	case 't':
-		return p.literal("true")
-	case 'f':
-		return p.literal("false")
-	case 'n':
-		return p.literal("null")
-	default:
-		if c == '-' || isDigit(c) {
-			return p.scanNumber()
-		}
-		return p.syntaxErr()
-	}
+	p.i = i
+	return nil
 }
 
 // openObject consumes '{' and whitespace; if the object is empty it also consumes '}'.
 func (p *parser) openObject() (empty bool, err *Error) {
-	p.i++
-	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == '}' {
-		p.i++
-		return true, nil
-	}
-	return false, nil
+	p.i, empty = jsonscan.Open(p.b, p.i, '}')
+	return empty, nil
 }
 
 // memberKey scans `"key" :` and leaves p.i at the start of the value.
 func (p *parser) memberKey() (span, uint8, *Error) {
-	if p.i >= len(p.b) || p.b[p.i] != '"' {
-		return span{}, 0, p.syntaxErr()
+	sp := span{s: p.i + 1}
+	end, i, escaped, e := jsonscan.MemberKey(p.b, p.i)
+	if escaped {
+		sp.flags = fEscaped
 	}
-	sp, flags, err := p.scanString()
-	if err != nil {
-		return sp, flags, err
+	if e != 0 {
+		return sp, sp.flags, p.fail(i, e)
 	}
-	p.ws()
-	if p.i >= len(p.b) || p.b[p.i] != ':' {
-		return sp, flags, p.syntaxErr()
-	}
-	p.i++
-	p.ws()
-	return sp, flags, nil
+	sp.e = end
+	p.i = i
+	return sp, sp.flags, nil
 }
 
 // nextMember consumes whitespace and either ',' (and following whitespace) or the
 // closing byte, reporting whether the container ended.
 func (p *parser) nextMember(closing byte) (done bool, err *Error) {
-	p.ws()
-	if p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-			p.ws()
-			return false, nil
-		case closing:
-			p.i++
-			return true, nil
-		}
+	i, done, e := jsonscan.Next(p.b, p.i, closing)
+	if e != 0 {
+		return false, p.fail(i, e)
 	}
-	return false, p.syntaxErr()
+	p.i = i
+	return done, nil
 }
 
 // Key classes.
@@ -608,7 +465,7 @@ func (p *parser) message(depth int) *Error {
 				return err
 			}
 			st.id, st.idKind = span{s: start, e: p.i}, '"'
-		case k == keyID && (c == '-' || isDigit(c)):
+		case k == keyID && (c == '-' || jsonscan.IsDigit(c)):
 			start := p.i
 			if err := p.scanNumber(); err != nil {
 				return err
@@ -907,7 +764,7 @@ func smallInt(raw []byte) (string, bool) {
 	}
 	v := 0
 	for _, c := range raw {
-		if !isDigit(c) {
+		if !jsonscan.IsDigit(c) {
 			return "", false
 		}
 		v = v*10 + int(c-'0')

@@ -3,12 +3,15 @@
 // Inspect scans a body once, validating it as JSON and extracting only what routing and
 // policy need (kind, method, id, tool/prompt name or resource URI, per-request protocol
 // version). It never builds values for params: nested data is skipped byte by byte.
-// The package uses only the standard library and has no Caddy dependency.
+// The package uses only the standard library and the internal jsonscan and jsonstr
+// packages; it has no Caddy dependency.
 package jsonrpc
 
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/caddymcp/caddymcp/internal/jsonscan"
 )
 
 // Standard JSON-RPC 2.0 error codes and the MCP codes the gateway emits.
@@ -63,14 +66,15 @@ func validID(id string) bool {
 	if id == "" || (id[0] != '"' && id[0] != '-' && (id[0] < '0' || id[0] > '9')) {
 		return false
 	}
-	p := parser{b: []byte(id)} // does not escape; no allocation for short ids
-	var err *Error
+	b := []byte(id) // does not escape; no allocation for short ids
+	var i int
+	var err jsonscan.Err
 	if id[0] == '"' {
-		_, _, err = p.scanString()
+		i, _, err = jsonscan.String(b, 0)
 	} else {
-		err = p.scanNumber()
+		i, err = jsonscan.Number(b, 0)
 	}
-	return err == nil && p.i == len(p.b)
+	return err == 0 && i == len(b)
 }
 
 const hexDigits = "0123456789abcdef"

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/caddymcp/caddymcp/internal/jsonscan"
 	"github.com/caddymcp/caddymcp/internal/jsonstr"
 )
 
@@ -106,14 +107,17 @@ func appendCanonicalID(dst, raw []byte) []byte {
 
 // validString reports whether raw is exactly one JSON string.
 func validString(raw []byte) bool {
-	s := scanner{b: raw}
-	return s.skipString() == nil && s.i == len(raw)
+	if len(raw) == 0 || raw[0] != '"' {
+		return false
+	}
+	i, _, err := jsonscan.String(raw, 0)
+	return err == 0 && i == len(raw)
 }
 
 // validNumber reports whether raw is exactly one JSON number.
 func validNumber(raw []byte) bool {
-	s := scanner{b: raw}
-	return s.skipNumber() == nil && s.i == len(raw)
+	i, err := jsonscan.Number(raw, 0)
+	return err == 0 && i == len(raw)
 }
 
 // appendQuote appends s as a JSON string escaping only '"', '\\' and control

@@ -1,11 +1,9 @@
 package listfilter
 
-import (
-	"encoding/binary"
-	"math/bits"
-)
+import "github.com/caddymcp/caddymcp/internal/jsonscan"
 
-// scanner validates JSON byte by byte without building values.
+// scanner validates JSON byte by byte without building values, with the primitives
+// of internal/jsonscan, reporting errors as *Error.
 type scanner struct {
 	b []byte
 	i int
@@ -26,6 +24,15 @@ func (s *scanner) tooDeep() *Error {
 	return s.errAt(ErrTooDeep, "")
 }
 
+// fail records the position i of a jsonscan error e and returns it as an *Error.
+func (s *scanner) fail(i int, e jsonscan.Err) *Error {
+	s.i = i
+	if e == jsonscan.TooDeep {
+		return s.tooDeep()
+	}
+	return s.syntax()
+}
+
 func quoteChar(c byte) string {
 	const hex = "0123456789abcdef"
 	if c >= 0x20 && c < 0x7f {
@@ -43,39 +50,7 @@ func (s *scanner) peek() byte {
 }
 
 // ws skips JSON whitespace.
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// plain[c] reports whether byte c stands for itself inside a JSON string.
-var plain = func() (t [256]bool) {
-	for c := 0x20; c < 256; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-const (
-	lsb = 0x0101010101010101
-	msb = 0x8080808080808080
-)
-
-// specialMask returns, for the little-endian word x, a mask with the high bit of
-// each byte that is '"', '\\' or a control character set (the classic SWAR zero-byte
-// test). Bytes above a matching byte may be flagged spuriously, but the lowest flagged
-// byte always matches, and the mask is zero exactly when no byte matches.
-func specialMask(x uint64) uint64 {
-	q := x ^ (lsb * '"')
-	b := x ^ (lsb * '\\')
-	return ((q-lsb)&^q | (b-lsb)&^b | (x-lsb*0x20)&^x) & msb
-}
+func (s *scanner) ws() { s.i = jsonscan.WS(s.b, s.i) }
 
 // skipString validates the string whose opening quote is at s.i and leaves s.i after
 // the closing quote.
@@ -87,226 +62,62 @@ func (s *scanner) skipString() *Error {
 // scanString is skipString returning where the contents start (they end at s.i-1,
 // before the closing quote) and whether they contain a backslash escape.
 func (s *scanner) scanString() (start int, escaped bool, err *Error) {
-	b := s.b
-	i := s.i + 1
-	start = i
-	for {
-		if i+8 <= len(b) {
-			m := specialMask(binary.LittleEndian.Uint64(b[i:]))
-			if m == 0 {
-				i += 8
-				continue
-			}
-			i += bits.TrailingZeros64(m) >> 3
-		} else {
-			for i < len(b) && plain[b[i]] {
-				i++
-			}
-			if i >= len(b) {
-				s.i = i
-				return start, escaped, s.syntax()
-			}
-		}
-		switch b[i] {
-		case '"':
-			s.i = i + 1
-			return start, escaped, nil
-		case '\\':
-			escaped = true
-			i++
-			if i >= len(b) {
-				s.i = i
-				return start, escaped, s.syntax()
-			}
-			switch b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i++
-			case 'u':
-				i++
-				for k := 0; k < 4; k++ {
-					if i >= len(b) || !isHex(b[i]) {
-						s.i = i
-						return start, escaped, s.syntax()
-					}
-					i++
-				}
-			default:
-				s.i = i
-				return start, escaped, s.syntax()
-			}
-		default: // control character
-			s.i = i
-			return start, escaped, s.syntax()
-		}
-	}
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func (s *scanner) skipNumber() *Error {
-	b, i := s.b, s.i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i++; i < len(b) && isDigit(b[i]); i++ {
-		}
-	default:
-		s.i = i
-		return s.syntax()
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || !isDigit(b[i]) {
-			s.i = i
-			return s.syntax()
-		}
-		for i++; i < len(b) && isDigit(b[i]); i++ {
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || !isDigit(b[i]) {
-			s.i = i
-			return s.syntax()
-		}
-		for i++; i < len(b) && isDigit(b[i]); i++ {
-		}
+	start = s.i + 1
+	i, escaped, e := jsonscan.String(s.b, s.i)
+	if e != 0 {
+		return start, escaped, s.fail(i, e)
 	}
 	s.i = i
-	return nil
+	return start, escaped, nil
 }
 
-func (s *scanner) literal(lit string) *Error {
-	if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
-		s.i += len(lit)
-		return nil
+func (s *scanner) skipNumber() *Error {
+	i, e := jsonscan.Number(s.b, s.i)
+	if e != 0 {
+		return s.fail(i, e)
 	}
-	for k := 0; k < len(lit); k++ {
-		if s.i >= len(s.b) || s.b[s.i] != lit[k] {
-			return s.syntax()
-		}
-		s.i++
-	}
+	s.i = i
 	return nil
 }
 
 // skip validates and skips the value at s.i (whitespace already skipped). depth is
 // the nesting level the value occupies if it is an object or array.
 func (s *scanner) skip(depth int) *Error {
-	b := s.b
-	if s.i >= len(b) {
-		return s.syntax()
+	i, e := jsonscan.Skip(s.b, s.i, depth, MaxDepth)
+	if e != 0 {
+		return s.fail(i, e)
 	}
-	switch c := b[s.i]; c {
-	case '{':
-		if depth > MaxDepth {
-			return s.tooDeep()
-		}
-		if s.open('}') {
-			return nil
-		}
-		for {
-			if err := s.key(); err != nil {
-				return err
-			}
-			if err := s.skip(depth + 1); err != nil {
-				return err
-			}
-			if done, err := s.next('}'); err != nil || done {
-				return err
-			}
-		}
-	case '[':
-		if depth > MaxDepth {
-			return s.tooDeep()
-		}
-		if s.open(']') {
-			return nil
-		}
-		for {
-			if err := s.skip(depth + 1); err != nil {
-				return err
-			}
-			if done, err := s.next(']'); err != nil || done {
-				return err
-			}
-		}
-	case '"':
-		return s.skipString()
-	case 't':
-		return s.literal("true")
-	case 'f':
-		return s.literal("false")
-	case 'n':
-		return s.literal("null")
-	default:
-		return s.skipNumber()
-	}
+	s.i = i
+	return nil
 }
 
 // open consumes '{' or '[' and whitespace; if the container is empty (closing is
 // next) it consumes that too and reports true.
-func (s *scanner) open(closing byte) bool {
-	s.i++
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == closing {
-		s.i++
-		return true
-	}
-	return false
+func (s *scanner) open(closing byte) (empty bool) {
+	s.i, empty = jsonscan.Open(s.b, s.i, closing)
+	return empty
 }
 
-// key scans `"key" :` and following whitespace, leaving s.i at the value.
-func (s *scanner) key() *Error {
-	_, _, err := s.memberKey()
-	return err
-}
-
-// memberKey is key returning the key's raw contents (between the quotes, still
-// escaped) and whether they contain escapes.
+// memberKey scans `"key" :` and following whitespace, leaving s.i at the value, and
+// returns the key's raw contents (between the quotes, still escaped) and whether they
+// contain escapes.
 func (s *scanner) memberKey() (k []byte, escaped bool, err *Error) {
-	if s.i >= len(s.b) || s.b[s.i] != '"' {
-		return nil, false, s.syntax()
+	start := s.i + 1
+	end, i, escaped, e := jsonscan.MemberKey(s.b, s.i)
+	if e != 0 {
+		return nil, false, s.fail(i, e)
 	}
-	start, escaped, err := s.scanString()
-	if err != nil {
-		return nil, false, err
-	}
-	k = s.b[start : s.i-1]
-	s.ws()
-	if s.i >= len(s.b) || s.b[s.i] != ':' {
-		return nil, false, s.syntax()
-	}
-	s.i++
-	s.ws()
-	return k, escaped, nil
+	s.i = i
+	return s.b[start:end], escaped, nil
 }
 
 // next consumes whitespace and either ',' (plus whitespace) or closing, reporting
 // whether the container ended.
 func (s *scanner) next(closing byte) (done bool, err *Error) {
-	s.ws()
-	if s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.ws()
-			return false, nil
-		case closing:
-			s.i++
-			return true, nil
-		}
+	i, done, e := jsonscan.Next(s.b, s.i, closing)
+	if e != 0 {
+		return false, s.fail(i, e)
 	}
-	return false, s.syntax()
+	s.i = i
+	return done, nil
 }
