@@ -155,7 +155,9 @@ func (h *RegistryAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		h.serveV01(w, r, strings.TrimPrefix(rest, "/v0.1/servers"))
 		return nil
 	}
-	if rest == "/api" || strings.HasPrefix(rest, "/api/") {
+	// Only the REST API's own paths: a server whose gateway path is "api" keeps
+	// /api/mcp when both handlers share a prefix.
+	if rest == "/api/servers" || strings.HasPrefix(rest, "/api/servers/") || rest == "/api/search" {
 		h.serveREST(w, r, strings.TrimPrefix(rest, "/api"))
 		return nil
 	}
