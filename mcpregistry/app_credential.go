@@ -24,6 +24,9 @@ type Credential struct {
 	Headers map[string]string `json:"headers,omitempty"`
 }
 
+// errNoEncryptionKey refuses a runtime credential the registry could not seal.
+var errNoEncryptionKey = &FieldError{"credential", "the registry has no encryption_key, and credentials are only stored encrypted: set encryption_key in the mcp_registry options"}
+
 // Limits on a runtime credential.
 const (
 	maxCredentialHeaders = 32
@@ -135,7 +138,7 @@ func (a *App) HasCredential(name string) bool { return len(a.BackendHeaders(name
 // checkCredentialKey tells early that a credential cannot be stored.
 func (a *App) checkCredentialKey(c *Credential) error {
 	if c != nil && a.keys == nil && (c.Value != "" || len(c.Headers) > 0) {
-		return &FieldError{"credential", "the registry has no encryption_key, and credentials are only stored encrypted: set encryption_key in the mcp_registry options"}
+		return errNoEncryptionKey
 	}
 	return nil
 }
@@ -161,7 +164,7 @@ func (a *App) sealCredential(rec *Server, c *Credential) (*credentialWrite, erro
 		return &credentialWrite{}, err
 	}
 	if a.keys == nil {
-		return nil, &FieldError{"credential", "the registry has no encryption_key, and credentials are only stored encrypted: set encryption_key in the mcp_registry options"}
+		return nil, errNoEncryptionKey
 	}
 	sealed, err := a.keys.seal(rec.Name, p)
 	if err != nil {

@@ -16,3 +16,20 @@ func TestActor(t *testing.T) {
 		t.Errorf("caller alice: %+v", f)
 	}
 }
+
+func TestCredentialWithoutEncryptionKey(t *testing.T) {
+	a := &App{}
+	if err := a.checkCredentialKey(&Credential{Value: "x"}); err != errNoEncryptionKey {
+		t.Errorf("checkCredentialKey: %v", err)
+	}
+	if err := a.checkCredentialKey(&Credential{}); err != nil {
+		t.Errorf("an empty credential needs no key: %v", err)
+	}
+	rec := &Server{Name: "s", BackendAuth: BackendAuth{Scheme: BackendAuthBearer}}
+	if _, err := a.sealCredential(rec, &Credential{Value: "x"}); err != errNoEncryptionKey {
+		t.Errorf("sealCredential: %v", err)
+	}
+	if cw, err := a.sealCredential(rec, nil); err != nil || cw.sealed != nil {
+		t.Errorf("removing needs no key: %v %v", cw, err)
+	}
+}
