@@ -38,39 +38,18 @@ type authState struct {
 }
 
 // provisionAuth builds the auth state. Accepted audiences (for issuers without their
-// own list): the resource, the MCP URL of every server at load time, and, through
-// registry (nil in some tests), the MCP URL of any server registered since.
-func provisionAuth(ctx context.Context, a *AuthConfig, logger *zap.Logger, prefix string, servers []*mcpregistry.Server, registry *mcpregistry.App) (*authState, error) {
-	var later func(string) bool
+// own list): the resource, and the MCP URL of any server the registry (nil in some
+// tests) routes at the time of the request.
+func provisionAuth(ctx context.Context, a *AuthConfig, logger *zap.Logger, prefix string, registry *mcpregistry.App) (*authState, error) {
+	var mcpURLs func(string) bool
 	if registry != nil {
-		later = registry.MCPAudience(a.Resource, prefix)
+		mcpURLs = registry.MCPAudience(a.Resource, prefix)
 	}
-	au, err := access.New(ctx, logger, a, mcpAudiences(a.Resource, prefix, servers), later)
+	au, err := access.New(ctx, logger, a, mcpURLs)
 	if err != nil {
 		return nil, err
 	}
 	return &authState{Authenticator: au, logger: logger}, nil
-}
-
-// mcpAudiences are resource and the MCP URL of every server under it.
-func mcpAudiences(resource, prefix string, servers []*mcpregistry.Server) []string {
-	resource = strings.TrimRight(resource, "/")
-	if resource == "" {
-		return nil
-	}
-	out := []string{resource}
-	for _, s := range servers {
-		seg := s.Path
-		if seg == "" {
-			seg = s.Name
-		}
-		ep := "/mcp"
-		if s.Transport == mcpregistry.TransportSSE {
-			ep = "/sse"
-		}
-		out = append(out, resource+prefix+"/"+strings.Trim(seg, "/")+ep)
-	}
-	return out
 }
 
 // authenticate checks the request's credentials. It answers the request itself (401,

@@ -578,7 +578,7 @@ func TestAuthConfigErrors(t *testing.T) {
 		"relative resource":   {Resource: "mcp.example.com", APIKeys: []AuthAPIKey{{SHA256: strings.Repeat("a", 64)}}},
 		"missing policy file": {PolicyFile: "/nonexistent/scopes.yml", APIKeys: []AuthAPIKey{{SHA256: strings.Repeat("a", 64)}}},
 	} {
-		if _, err := provisionAuth(t.Context(), a, zap.NewNop(), "", nil, nil); err == nil {
+		if _, err := provisionAuth(t.Context(), a, zap.NewNop(), "", nil); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}

@@ -114,7 +114,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 
 	if g.Auth != nil {
 		// ctx ends when this config is unloaded, stopping the JWKS refresh.
-		if g.auth, err = provisionAuth(ctx, g.Auth, g.logger, g.Prefix, g.registry.ListServers(), g.registry); err != nil {
+		if g.auth, err = provisionAuth(ctx, g.Auth, g.logger, g.Prefix, g.registry); err != nil {
 			return err
 		}
 	}

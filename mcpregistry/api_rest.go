@@ -82,11 +82,8 @@ func (h *RegistryAPI) serveREST(w http.ResponseWriter, r *http.Request, rest str
 		}
 		h.restSearch(w, r)
 		return
-	case strings.HasPrefix(rest, "/servers/"):
-	default:
-		restError(w, http.StatusNotFound, "not_found", "", "no such API endpoint: "+r.URL.Path)
-		return
 	}
+	// rest is /servers/{name}[/…]: ServeHTTP passes no other path here.
 	escName, sub, _ := strings.Cut(strings.TrimPrefix(rest, "/servers/"), "/")
 	name, err := url.PathUnescape(escName)
 	if err != nil || name == "" {

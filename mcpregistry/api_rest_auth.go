@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 
 	"go.uber.org/zap"
 
@@ -21,14 +20,7 @@ func (h *RegistryAPI) provisionAuth(ctx context.Context) error {
 	if h.Auth == nil {
 		return nil
 	}
-	var aud []string
-	if res := strings.TrimRight(h.Auth.Resource, "/"); res != "" {
-		aud = append(aud, res)
-		for _, s := range h.app.ListServers() {
-			aud = append(aud, res+h.GatewayPrefix+"/"+s.Path+endpointOf(s))
-		}
-	}
-	au, err := access.New(ctx, h.logger, h.Auth, aud, h.app.MCPAudience(h.Auth.Resource, h.GatewayPrefix))
+	au, err := access.New(ctx, h.logger, h.Auth, h.app.MCPAudience(h.Auth.Resource, h.GatewayPrefix))
 	if err != nil {
 		return err
 	}

@@ -329,27 +329,21 @@ func (h *RegistryAPI) restRegister(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkWrite normalizes and validates a runtime record before it is written: the
-// fields (Normalize), the upstream (runtime_upstreams), and that a credential can be stored and
-// fits the backend_auth. cur is the record being replaced (nil when registering).
+// fields (Normalize), the upstream (runtime_upstreams), and that a backend_auth that
+// needs a secret comes with one. cur is the record being replaced (nil when registering).
 func (h *RegistryAPI) checkWrite(r *http.Request, rec *Server, cred *Credential, cur *Server) error {
 	if err := rec.Normalize(); err != nil {
 		return err
 	}
-	probe := rec
-	if cur == nil || probe.Upstream != cur.Upstream {
-		if err := h.app.CheckRuntimeUpstream(r.Context(), probe.Upstream); err != nil {
+	if cur == nil || rec.Upstream != cur.Upstream {
+		if err := h.app.CheckRuntimeUpstream(r.Context(), rec.Upstream); err != nil {
 			return err
 		}
 	}
-	if err := h.app.checkCredentialKey(cred); err != nil {
-		return err
-	}
-	if cred != nil {
-		if _, err := cred.plain(probe.BackendAuth); err != nil {
-			return err
-		}
-	} else if probe.BackendAuth.Scheme != BackendAuthNone && (cur == nil || cur.BackendAuth != probe.BackendAuth) {
-		return &FieldError{"credential", fmt.Sprintf("backend_auth %s needs a credential: send {\"credential\": {\"value\": …}} with it (write-only)", probe.BackendAuth.Scheme)}
+	// A credential sent along is validated and sealed by the write itself, before its
+	// transaction.
+	if cred == nil && rec.BackendAuth.Scheme != BackendAuthNone && (cur == nil || cur.BackendAuth != rec.BackendAuth) {
+		return &FieldError{"credential", fmt.Sprintf("backend_auth %s needs a credential: send {\"credential\": {\"value\": …}} with it (write-only)", rec.BackendAuth.Scheme)}
 	}
 	return nil
 }

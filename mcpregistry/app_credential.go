@@ -135,14 +135,6 @@ func (a *App) SetCredential(ctx context.Context, name string, c *Credential) err
 // HasCredential reports whether the named server has a backend credential.
 func (a *App) HasCredential(name string) bool { return len(a.BackendHeaders(name)) > 0 }
 
-// checkCredentialKey tells early that a credential cannot be stored.
-func (a *App) checkCredentialKey(c *Credential) error {
-	if c != nil && a.keys == nil && (c.Value != "" || len(c.Headers) > 0) {
-		return errNoEncryptionKey
-	}
-	return nil
-}
-
 // putWithCredential is Put that, when setCred, also replaces the server's backend
 // credential (c nil or empty: removes it) in the same store transaction.
 func (a *App) putWithCredential(ctx context.Context, s *Server, expectedRevision uint64, c *Credential, setCred bool) (*Server, error) {

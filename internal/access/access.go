@@ -51,10 +51,11 @@ type Caller struct {
 	Scopes []string
 }
 
-// New provisions cfg. defaultAudiences are the audiences accepted from issuers that
-// list none of their own (the handler knows its public URLs), and audienceFunc (may be
-// nil) accepts more of them at validation time; logger gets warnings.
-func New(ctx context.Context, logger *zap.Logger, cfg *Config, defaultAudiences []string, audienceFunc func(string) bool) (*Authenticator, error) {
+// New provisions cfg. Issuers that list no audiences of their own accept the
+// resource, and whatever audienceFunc (may be nil) accepts at validation time: the
+// handler's public MCP URLs, which change as servers are registered. logger gets
+// warnings.
+func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func(string) bool) (*Authenticator, error) {
 	st := &Authenticator{
 		resource: strings.TrimRight(cfg.Resource, "/"),
 		apiKeys:  map[[32]byte]*authn.Principal{},
@@ -123,6 +124,10 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, defaultAudiences 
 		st.apiKeys[h] = &authn.Principal{Subject: "api-key:" + strings.ToLower(k.SHA256[:12]), Groups: slices.Clone(k.Groups)}
 	}
 
+	var defaultAudiences []string
+	if st.resource != "" {
+		defaultAudiences = []string{st.resource}
+	}
 	if len(cfg.Issuers) > 0 {
 		ac := authn.Config{
 			Audiences:    defaultAudiences,

@@ -32,7 +32,7 @@ func TestAPIKeysAndGrants(t *testing.T) {
 			UIScopes: map[string]map[string][]string{"admin": {"list_service": {"all"}}},
 		},
 	}
-	au, err := New(context.Background(), zap.NewNop(), cfg, nil, nil)
+	au, err := New(context.Background(), zap.NewNop(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestConfigErrors(t *testing.T) {
 		"both policies":     {PolicyFile: "x.yml", Policy: &policy.Config{}, APIKeys: key},
 		"issuer, no aud":    {Issuers: []Issuer{{Issuer: "https://idp.example.com", JWKSURL: "https://idp.example.com/jwks"}}},
 	} {
-		if _, err := New(context.Background(), zap.NewNop(), cfg, nil, nil); err == nil {
+		if _, err := New(context.Background(), zap.NewNop(), cfg, nil); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
