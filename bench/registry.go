@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddymcp/caddymcp/mcpregistry"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // Registry scale benchmarks (see registry_test.go): an in-process Caddy whose
@@ -79,26 +80,26 @@ var RegistryQueries = []string{
 }
 
 // registryServer returns server i of the generated registry and its tools.
-func registryServer(i, tools int, now time.Time) (*mcpregistry.Server, *mcpregistry.ServerHealth) {
+func registryServer(i, tools int, now time.Time) (*model.Server, *model.ServerHealth) {
 	d := registryDomains[i%len(registryDomains)]
 	name := fmt.Sprintf("%s-%05d", d.name, i)
-	s := &mcpregistry.Server{
+	s := &model.Server{
 		Name:        name,
 		Upstream:    fmt.Sprintf("http://10.%d.%d.%d:8080/mcp", i>>16&255, i>>8&255, i&255),
 		Description: fmt.Sprintf("%s MCP server number %d: work with %ss and %ss.", d.name, i, d.nouns[0], d.nouns[1]),
 		Tags:        []string{d.name, fmt.Sprintf("team-%d", i%50)},
 		Enabled:     true,
-		Source:      mcpregistry.SourceAPI,
+		Source:      model.SourceAPI,
 		Revision:    1,
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
-	h := &mcpregistry.ServerHealth{Server: name, Status: mcpregistry.HealthHealthy, CheckedAt: now, LastHealthyAt: now}
+	h := &model.ServerHealth{Server: name, Status: model.HealthHealthy, CheckedAt: now, LastHealthyAt: now}
 	for j := range tools {
 		noun := d.nouns[(j+i)%len(d.nouns)]
 		verb := registryVerbs[(j*3+i/len(registryDomains))%len(registryVerbs)]
 		id := strings.ReplaceAll(noun, " ", "_")
-		h.Tools = append(h.Tools, mcpregistry.ToolInfo{
+		h.Tools = append(h.Tools, model.ToolInfo{
 			Name:        verb + "_" + id, // unique: (j mod 7, 3j mod 10) differ for j < 70
 			Description: fmt.Sprintf("%s a %s in %s.", strings.ToUpper(verb[:1])+verb[1:], noun, d.name),
 			InputSchema: json.RawMessage(fmt.Sprintf(`{"type":"object","properties":{"%s_id":{}}}`, id)),

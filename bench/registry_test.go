@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddymcp/caddymcp/mcpregistry"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // Registry scale benchmarks (issue 4, item 10). Run them alone (each replaces the
@@ -195,7 +195,7 @@ func benchPut(b *testing.B, clients int) {
 	base := time.Now().UnixNano()
 	runConcurrent(b, clients, func(int, *rand.Rand) error {
 		n := seq.Add(1)
-		_, err := app.Put(context.Background(), &mcpregistry.Server{
+		_, err := app.Put(context.Background(), &model.Server{
 			Name:        fmt.Sprintf("put-%x-%d", base, n),
 			Upstream:    fmt.Sprintf("http://127.0.0.1:9/put/%d/mcp", n),
 			Description: "registered by BenchmarkRegistryPut",
@@ -286,7 +286,7 @@ func TestRegistryBench(t *testing.T) {
 			t.Errorf("no hits for %q", q)
 		}
 	}
-	if _, err := app.Put(context.Background(), &mcpregistry.Server{Name: "put-test", Upstream: "http://127.0.0.1:9/mcp", Enabled: true}, 0); err != nil {
+	if _, err := app.Put(context.Background(), &model.Server{Name: "put-test", Upstream: "http://127.0.0.1:9/mcp", Enabled: true}, 0); err != nil {
 		t.Fatal(err)
 	}
 	d, err := e.Load()

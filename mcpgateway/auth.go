@@ -14,6 +14,7 @@ import (
 	"github.com/caddymcp/caddymcp/internal/authn"
 	"github.com/caddymcp/caddymcp/internal/jsonrpc"
 	"github.com/caddymcp/caddymcp/mcpregistry"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // AuthConfig turns on authentication and authorization in mcp_gateway (see
@@ -54,8 +55,8 @@ func provisionAuth(ctx context.Context, a *AuthConfig, logger *zap.Logger, prefi
 
 // authenticate checks the request's credentials. It answers the request itself (401,
 // 503) and returns nil when the request must stop.
-func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server *mcpregistry.Server, mcpPath string, repl *caddy.Replacer) *who {
-	composite := server.GatewayTokenHeader == mcpregistry.GatewayTokenXAuthorization
+func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server *model.Server, mcpPath string, repl *caddy.Replacer) *who {
+	composite := server.GatewayTokenHeader == model.GatewayTokenXAuthorization
 	p, err := st.Principal(r, composite)
 	if err != nil {
 		prm := access.HeaderValue(st.PRMURL(r, mcpPath))
@@ -102,7 +103,7 @@ var notificationsForAnyone = []string{"notifications/cancelled", "notifications/
 // server requests) always pass; requests and notifications need their method (and
 // tool/prompt/resource) granted, except notificationsForAnyone. It answers 403 and
 // returns false on the first denied message.
-func (st *authState) authorize(w http.ResponseWriter, r *http.Request, c *who, server *mcpregistry.Server, mcpPath string, in *jsonrpc.Inspection) bool {
+func (st *authState) authorize(w http.ResponseWriter, r *http.Request, c *who, server *model.Server, mcpPath string, in *jsonrpc.Inspection) bool {
 	for i := range in.Messages {
 		m := &in.Messages[i]
 		switch m.Kind {
@@ -136,7 +137,7 @@ func (st *authState) authorize(w http.ResponseWriter, r *http.Request, c *who, s
 }
 
 // allowStream decides a GET or DELETE: allowed if the caller may use the server at all.
-func (st *authState) allowStream(w http.ResponseWriter, r *http.Request, c *who, server *mcpregistry.Server, mcpPath string) bool {
+func (st *authState) allowStream(w http.ResponseWriter, r *http.Request, c *who, server *model.Server, mcpPath string) bool {
 	if st.AnyOnServer(c, server.Name) {
 		return true
 	}
@@ -144,7 +145,7 @@ func (st *authState) allowStream(w http.ResponseWriter, r *http.Request, c *who,
 	return false
 }
 
-func (st *authState) deny(w http.ResponseWriter, r *http.Request, server *mcpregistry.Server, mcpPath string, scopes []string, id, msg string) {
+func (st *authState) deny(w http.ResponseWriter, r *http.Request, server *model.Server, mcpPath string, scopes []string, id, msg string) {
 	w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+access.HeaderValue(strings.Join(scopes, " "))+`", resource_metadata="`+access.HeaderValue(st.PRMURL(r, mcpPath))+`"`)
 	writeRPCError(w, http.StatusForbidden, id, codeInsufficientScope, msg)
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/caddymcp/caddymcp/mcpregistry"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // Headers on the way to an upstream. Both proxy paths (ReverseProxy's Rewrite and the
@@ -36,7 +36,7 @@ func (c *callerIdentity) String() string { return c.subject }
 //     client-sent value of the same name.
 func (g *Gateway) prepareOutbound(in *http.Request, h http.Header) {
 	repl, _ := in.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	var server *mcpregistry.Server
+	var server *model.Server
 	if repl != nil {
 		if name, ok := repl.GetString("http.mcp.server"); ok && g.registry != nil {
 			server = g.registry.Server(name)
@@ -44,7 +44,7 @@ func (g *Gateway) prepareOutbound(in *http.Request, h http.Header) {
 	}
 	if g.auth != nil {
 		h.Del("X-Api-Key")
-		if server != nil && server.GatewayTokenHeader == mcpregistry.GatewayTokenXAuthorization {
+		if server != nil && server.GatewayTokenHeader == model.GatewayTokenXAuthorization {
 			h.Del("X-Authorization")
 		} else {
 			h.Del("Authorization")
@@ -52,8 +52,8 @@ func (g *Gateway) prepareOutbound(in *http.Request, h http.Header) {
 	}
 	// Client-sent identity headers never pass: the default names always go, a
 	// server's own names below.
-	h.Del(mcpregistry.DefaultUserHeader)
-	h.Del(mcpregistry.DefaultGroupsHeader)
+	h.Del(model.DefaultUserHeader)
+	h.Del(model.DefaultGroupsHeader)
 	if server == nil {
 		return
 	}

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/internal/sse"
-	"github.com/caddymcp/caddymcp/mcpregistry"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // The gateway proxies with the standard library's ReverseProxy over Caddy's own upstream
@@ -99,7 +99,7 @@ func (c *targetCache) get(raw string) (*target, error) {
 }
 
 // forward sends r to the server's upstream and streams the answer back.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, server *mcpregistry.Server, segment, sub string, ep endpoint) error {
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, server *model.Server, segment, sub string, ep endpoint) error {
 	t, err := g.targets.get(server.Upstream)
 	if err != nil {
 		writeRPCError(w, http.StatusBadGateway, "", codeUpstreamUnreachable, "MCP server "+quote(server.Name)+" has an invalid upstream URL")

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddymcp/caddymcp/mcpregistry"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // A server registered, disabled and removed at runtime through the registry's App is
@@ -51,7 +52,7 @@ func TestRegistryLiveRouting(t *testing.T) {
 		t.Fatalf("before registration: %d", code)
 	}
 	ctx := context.Background()
-	s, err := reg.Put(ctx, &mcpregistry.Server{Name: "live", Upstream: up + "/mcp", Enabled: true}, 0)
+	s, err := reg.Put(ctx, &model.Server{Name: "live", Upstream: up + "/mcp", Enabled: true}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/jsonrpc"
 	"github.com/caddymcp/caddymcp/internal/principal"
-	"github.com/caddymcp/caddymcp/mcpregistry"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // exchange is the per-request state of the gateway, pooled so the hot path allocates
@@ -163,7 +163,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer lw.finish()
 	}
 
-	if name, ok := strings.CutPrefix(server.Upstream, mcpregistry.BuiltinScheme+":"); ok {
+	if name, ok := strings.CutPrefix(server.Upstream, model.BuiltinScheme+":"); ok {
 		h := g.registry.Builtin(name)
 		if h == nil {
 			writeRPCError(w, http.StatusBadGateway, "", codeUpstreamUnreachable, "builtin MCP server "+quote(name)+" is not running")
@@ -292,8 +292,8 @@ func readBounded(r io.Reader, buf []byte, limit int64) ([]byte, error) {
 	}
 }
 
-func transportServes(t mcpregistry.Transport, ep endpoint) bool {
-	if t == mcpregistry.TransportSSE {
+func transportServes(t model.Transport, ep endpoint) bool {
+	if t == model.TransportSSE {
 		return ep == endpointSSE || ep == endpointMessage
 	}
 	return ep == endpointMCP

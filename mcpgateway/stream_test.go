@@ -20,7 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/caddymcp/caddymcp/mcpregistry"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // Bounds for every wait in these tests.
@@ -96,15 +96,15 @@ func (u *sseUpstream) send(t *testing.T, ev string) {
 type gatewayFixture struct {
 	g      *Gateway
 	srv    *httptest.Server
-	server *mcpregistry.Server
+	server *model.Server
 }
 
-func newGatewayFixture(t *testing.T, upstream string, transport mcpregistry.Transport, wrap func(http.ResponseWriter) http.ResponseWriter) *gatewayFixture {
+func newGatewayFixture(t *testing.T, upstream string, transport model.Transport, wrap func(http.ResponseWriter) http.ResponseWriter) *gatewayFixture {
 	t.Helper()
 	g := &Gateway{Prefix: "/gw", DialTimeout: caddy.Duration(2 * time.Second), logger: zap.NewNop()}
 	g.proxy = g.newReverseProxy()
 	g.proxy.Transport = &http.Transport{}
-	f := &gatewayFixture{g: g, server: &mcpregistry.Server{Name: "srv", Upstream: upstream, Transport: transport, Enabled: true}}
+	f := &gatewayFixture{g: g, server: &model.Server{Name: "srv", Upstream: upstream, Transport: transport, Enabled: true}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if wrap != nil {
 			w = wrap(w)
@@ -229,7 +229,7 @@ func readEnd(t *testing.T, body io.Reader) (string, error) {
 // the hijacked connection; a clean end upstream is a clean end for the client.
 func TestStreamEventsFlushedOneByOne(t *testing.T) {
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+	f := newGatewayFixture(t, up.URL+"/mcp", model.TransportStreamableHTTP, nil)
 
 	resp, _ := openGet(t, f.url("mcp"), http.Header{"Accept": {"text/event-stream"}})
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || resp.Header.Get("X-Upstream") != "sse" {
@@ -265,7 +265,7 @@ func TestStreamEventsFlushedOneByOne(t *testing.T) {
 // sees an error, not a clean end).
 func TestStreamUpstreamKilled(t *testing.T) {
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+	f := newGatewayFixture(t, up.URL+"/mcp", model.TransportStreamableHTTP, nil)
 	resp, _ := openGet(t, f.url("mcp"), nil)
 	br := bufio.NewReader(resp.Body)
 	up.send(t, "data: one\n\n")
@@ -283,7 +283,7 @@ func TestStreamUpstreamKilled(t *testing.T) {
 // A client that goes away closes the upstream connection.
 func TestStreamClientDisconnect(t *testing.T) {
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+	f := newGatewayFixture(t, up.URL+"/mcp", model.TransportStreamableHTTP, nil)
 	resp, cancel := openGet(t, f.url("mcp"), nil)
 	br := bufio.NewReader(resp.Body)
 	up.send(t, "data: one\n\n")
@@ -306,7 +306,7 @@ func TestStreamClientDisconnect(t *testing.T) {
 // Mcp-Session-Id), plus Connection: close.
 func TestStreamOutboundRequest(t *testing.T) {
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/base/mcp?fixed=1", mcpregistry.TransportStreamableHTTP, nil)
+	f := newGatewayFixture(t, up.URL+"/base/mcp?fixed=1", model.TransportStreamableHTTP, nil)
 	h := http.Header{
 		"Accept":               {"text/event-stream"},
 		"Last-Event-Id":        {"42"},
@@ -414,7 +414,7 @@ func TestStreamRelaysOtherResponses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			up := httptest.NewServer(tc.handler)
 			defer up.Close()
-			f := newGatewayFixture(t, up.URL+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+			f := newGatewayFixture(t, up.URL+"/mcp", model.TransportStreamableHTTP, nil)
 			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true}}
 			type answer struct {
 				status  int
@@ -450,7 +450,7 @@ func TestStreamRelaysOtherResponses(t *testing.T) {
 // upstream's message path remembered.
 func TestStreamLegacyEndpointRewrite(t *testing.T) {
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/legacy/sse", mcpregistry.TransportSSE, nil)
+	f := newGatewayFixture(t, up.URL+"/legacy/sse", model.TransportSSE, nil)
 	resp, _ := openGet(t, f.url("sse"), nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /sse: %d", resp.StatusCode)
@@ -485,7 +485,7 @@ func TestStreamLegacyRelayRewrite(t *testing.T) {
 		io.WriteString(w, body)
 	}))
 	defer up.Close()
-	f := newGatewayFixture(t, up.URL+"/sse", mcpregistry.TransportSSE, nil)
+	f := newGatewayFixture(t, up.URL+"/sse", model.TransportSSE, nil)
 	resp, _ := openGet(t, f.url("sse"), nil)
 	rest, err := readEnd(t, resp.Body)
 	if err != nil || rest != "event: endpoint\ndata: /gw/seg/message?s=1\n\n" {
@@ -497,7 +497,7 @@ func TestStreamLegacyRelayRewrite(t *testing.T) {
 // stream ends cleanly.
 func TestStreamLegacyHeldBytesAtEnd(t *testing.T) {
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/sse", mcpregistry.TransportSSE, nil)
+	f := newGatewayFixture(t, up.URL+"/sse", model.TransportSSE, nil)
 	resp, _ := openGet(t, f.url("sse"), nil)
 	up.send(t, "event: endpoint\ndata: /m")
 	close(up.events)
@@ -511,7 +511,7 @@ func TestStreamLegacyHeldBytesAtEnd(t *testing.T) {
 // (no hijack), still flushing every event.
 func TestStreamUnknownWrapperNotHijacked(t *testing.T) {
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/mcp", mcpregistry.TransportStreamableHTTP, func(w http.ResponseWriter) http.ResponseWriter {
+	f := newGatewayFixture(t, up.URL+"/mcp", model.TransportStreamableHTTP, func(w http.ResponseWriter) http.ResponseWriter {
 		return &opaqueWriter{w}
 	})
 	resp, _ := openGet(t, f.url("mcp"), nil)
@@ -539,7 +539,7 @@ func (w *opaqueWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // An HTTP/1.0 client gets the stream close-delimited (no chunks).
 func TestStreamHTTP10Client(t *testing.T) {
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+	f := newGatewayFixture(t, up.URL+"/mcp", model.TransportStreamableHTTP, nil)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -567,7 +567,7 @@ func TestStreamHTTP10Client(t *testing.T) {
 // Gateway.Cleanup (config unload) cuts the streams it carries.
 func TestStreamCleanupClosesStreams(t *testing.T) {
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+	f := newGatewayFixture(t, up.URL+"/mcp", model.TransportStreamableHTTP, nil)
 	resp, _ := openGet(t, f.url("mcp"), nil)
 	br := bufio.NewReader(resp.Body)
 	up.send(t, "data: one\n\n")
@@ -595,7 +595,7 @@ func TestStreamCleanupClosesStreams(t *testing.T) {
 
 // Unreachable and slow upstreams get the gateway's JSON-RPC errors naming the server.
 func TestStreamUpstreamErrors(t *testing.T) {
-	f := newGatewayFixture(t, "http://"+freeAddr(t)+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+	f := newGatewayFixture(t, "http://"+freeAddr(t)+"/mcp", model.TransportStreamableHTTP, nil)
 	resp, err := http.Get(f.url("mcp"))
 	if err != nil {
 		t.Fatal(err)
@@ -615,7 +615,7 @@ func TestStreamUpstreamErrors(t *testing.T) {
 	}))
 	defer slow.Close()
 	defer close(release)
-	f = newGatewayFixture(t, slow.URL+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+	f = newGatewayFixture(t, slow.URL+"/mcp", model.TransportStreamableHTTP, nil)
 	f.g.ResponseHeaderTimeout = caddy.Duration(200 * time.Millisecond)
 	resp, err = http.Get(f.url("mcp"))
 	if err != nil {
@@ -631,7 +631,7 @@ func TestStreamUpstreamErrors(t *testing.T) {
 // Opening and ending many streams, from either side, leaves no goroutine behind.
 func TestStreamGoroutinesReturnToBaseline(t *testing.T) {
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+	f := newGatewayFixture(t, up.URL+"/mcp", model.TransportStreamableHTTP, nil)
 	// Warm up once, then take the baseline.
 	resp, cancel := openGet(t, f.url("mcp"), nil)
 	cancel()
@@ -685,7 +685,7 @@ func TestStreamCurl(t *testing.T) {
 		t.Skip("no curl")
 	}
 	up := startSSEUpstream(t)
-	f := newGatewayFixture(t, up.URL+"/mcp", mcpregistry.TransportStreamableHTTP, nil)
+	f := newGatewayFixture(t, up.URL+"/mcp", model.TransportStreamableHTTP, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), streamTestTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, curl, "-sS", "-N", "-H", "Accept: text/event-stream", f.url("mcp"))

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func init() {
@@ -142,7 +144,7 @@ func (a *App) Stats() (*RegistryStats, error) {
 		h, _ := a.Health(s.Name)
 		status := string(h.Status)
 		if status == "" {
-			status = string(HealthUnknown)
+			status = string(model.HealthUnknown)
 		}
 		st.ByStatus[status]++
 		st.Tools += len(h.Tools)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func freeLoopback(t *testing.T) string {
@@ -48,7 +50,7 @@ func TestAdminRoutes(t *testing.T) {
 		caddy.Stop()
 	})
 	app := runningApp(t)
-	if _, err := app.Put(context.Background(), &Server{Name: "rt", Upstream: "http://127.0.0.1:4000/sse", Transport: TransportSSE}, 0); err != nil {
+	if _, err := app.Put(context.Background(), &model.Server{Name: "rt", Upstream: "http://127.0.0.1:4000/sse", Transport: model.TransportSSE}, 0); err != nil {
 		t.Fatal(err)
 	}
 	base := "http://" + addr
@@ -80,13 +82,13 @@ func TestAdminRoutes(t *testing.T) {
 	if code != 200 || !strings.Contains(string(export), `"rt"`) {
 		t.Fatalf("export: %d %s", code, export)
 	}
-	if err := app.Delete(context.Background(), "rt", AnyRevision); err != nil {
+	if err := app.Delete(context.Background(), "rt", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := do("POST", "/mcp_registry/import?mode=replace", export); code != 200 || !strings.Contains(string(body), `"servers":3`) {
 		t.Fatalf("import: %d %s", code, body)
 	}
-	if s := app.Lookup("rt"); s == nil || s.Transport != TransportSSE {
+	if s := app.Lookup("rt"); s == nil || s.Transport != model.TransportSSE {
 		t.Fatalf("imported server not routed: %+v", s)
 	}
 
@@ -110,7 +112,7 @@ func TestAdminRoutes(t *testing.T) {
 // Through Caddy's admin endpoint: import_server_json and sync.
 func TestAdminImportServerJSONAndSync(t *testing.T) {
 	src := newSourceRegistry(t)
-	src.put(t, &Server{Name: "remote", Upstream: "http://127.0.0.1:6301/mcp", Description: "from the source"})
+	src.put(t, &model.Server{Name: "remote", Upstream: "http://127.0.0.1:6301/mcp", Description: "from the source"})
 
 	addr := freeLoopback(t)
 	cfg, _ := json.Marshal(map[string]any{
@@ -168,7 +170,7 @@ func TestAdminImportServerJSONAndSync(t *testing.T) {
 	if s := app.Lookup("src-remote"); s == nil || s.Upstream != src.url+"/gw/remote/mcp" {
 		t.Fatalf("src-remote: %+v", s)
 	}
-	if err := src.app.Delete(context.Background(), "remote", AnyRevision); err != nil {
+	if err := src.app.Delete(context.Background(), "remote", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := do("POST", "/mcp_registry/sync?from="+url.QueryEscape(src.url)+"&name_prefix=src-", ""); code != 200 || body["deleted"] != float64(1) {

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // The registry's REST API, served by mcp_registry_api under <prefix>/api:
@@ -97,7 +98,7 @@ func (h *RegistryAPI) serveREST(w http.ResponseWriter, r *http.Request, rest str
 	}
 	type route struct {
 		methods string
-		serve   func(http.ResponseWriter, *http.Request, *Server)
+		serve   func(http.ResponseWriter, *http.Request, *model.Server)
 	}
 	var routes map[string]route
 	switch sub {
@@ -148,8 +149,8 @@ func (h *RegistryAPI) restAllowed(w http.ResponseWriter, r *http.Request, perm p
 
 // restWriteError answers the error of an App write.
 func (h *RegistryAPI) restWriteError(w http.ResponseWriter, r *http.Request, name string, err error) {
-	var fe *FieldError
-	var rm *RevisionMismatchError
+	var fe *model.FieldError
+	var rm *model.RevisionMismatchError
 	switch {
 	case errors.As(err, &fe):
 		restError(w, http.StatusBadRequest, "invalid_field", fe.Field, "invalid "+fe.Field+": "+fe.Reason)
@@ -160,11 +161,11 @@ func (h *RegistryAPI) restWriteError(w http.ResponseWriter, r *http.Request, nam
 			w.Header().Set("ETag", etagOf(rm.Current))
 		}
 		restError(w, http.StatusPreconditionFailed, "precondition_failed", "", err.Error()+"; GET it again, reapply your change and send the new ETag in If-Match")
-	case errors.Is(err, ErrPathConflict):
+	case errors.Is(err, model.ErrPathConflict):
 		restError(w, http.StatusConflict, "conflict", "path", err.Error())
 	case errors.Is(err, ErrConfigManaged):
 		restError(w, http.StatusConflict, "conflict", "", err.Error()+"; change it in the Caddy config")
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		restError(w, http.StatusNotFound, "not_found", "", errNoServer(name).Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		restError(w, http.StatusServiceUnavailable, "unavailable", "", "the request ended before the registry answered")
@@ -186,7 +187,7 @@ func ifMatch(r *http.Request) (rev uint64, present bool, err error) {
 	}
 	v := strings.TrimSpace(strings.Join(vals, ","))
 	if v == "*" {
-		return AnyRevision, true, nil
+		return model.AnyRevision, true, nil
 	}
 	if !strings.HasPrefix(v, `"`) || !strings.HasSuffix(v, `"`) || len(v) < 3 {
 		return 0, true, errors.New(`If-Match must be one strong ETag as returned by GET, e.g. "12", or *`)
@@ -206,7 +207,7 @@ func optionalIfMatch(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 		return 0, false
 	}
 	if !present {
-		return AnyRevision, true
+		return model.AnyRevision, true
 	}
 	return rev, true
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/caddymcp/caddymcp/internal/authn"
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/internal/principal"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // provisionAuth sets up the REST API's authentication from h.Auth; the accepted
@@ -29,8 +30,8 @@ func (h *RegistryAPI) provisionAuth(ctx context.Context) error {
 }
 
 // endpointOf is the last path segment of a server's gateway URL.
-func endpointOf(s *Server) string {
-	if s.Transport == TransportSSE {
+func endpointOf(s *model.Server) string {
+	if s.Transport == model.TransportSSE {
 		return "/sse"
 	}
 	return "/mcp"

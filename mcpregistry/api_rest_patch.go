@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // patchAttempts bounds how often a PATCH without If-Match is re-applied to a record
@@ -18,7 +19,7 @@ const patchAttempts = 8
 // forward_identity, credential) merge. With If-Match the patch applies only to that
 // revision (412 otherwise); without it, it applies to the current record, and is
 // re-applied if another write lands in between, so no concurrent change is lost.
-func (h *RegistryAPI) restPatch(w http.ResponseWriter, r *http.Request, s *Server) {
+func (h *RegistryAPI) restPatch(w http.ResponseWriter, r *http.Request, s *model.Server) {
 	rev, present, err := ifMatch(r)
 	if err != nil {
 		restError(w, http.StatusBadRequest, "invalid_field", "If-Match", err.Error())
@@ -42,11 +43,11 @@ func (h *RegistryAPI) restPatch(w http.ResponseWriter, r *http.Request, s *Serve
 			return
 		}
 		stored, err := h.update(r, s, &in, expected)
-		if err != nil && !present && attempt < patchAttempts && errors.Is(err, ErrRevisionMismatch) {
+		if err != nil && !present && attempt < patchAttempts && errors.Is(err, model.ErrRevisionMismatch) {
 			if s = h.app.visible(r.Context(), s.Name); s != nil {
 				continue
 			}
-			err = ErrNotFound
+			err = model.ErrNotFound
 		}
 		if err != nil {
 			h.restWriteError(w, r, s.Name, err)
@@ -60,21 +61,21 @@ func (h *RegistryAPI) restPatch(w http.ResponseWriter, r *http.Request, s *Serve
 
 // writableFields is the server as a PATCH sees it: the fields apiServerInput writes.
 type writableFields struct {
-	Name               string           `json:"name"`
-	Path               string           `json:"path"`
-	Upstream           string           `json:"upstream"`
-	Transport          Transport        `json:"transport"`
-	Description        string           `json:"description,omitempty"`
-	Tags               []string         `json:"tags,omitempty"`
-	Enabled            bool             `json:"enabled"`
-	BackendAuth        BackendAuth      `json:"backend_auth"`
-	GatewayTokenHeader string           `json:"gateway_token_header,omitempty"`
-	ForwardIdentity    *ForwardIdentity `json:"forward_identity,omitempty"`
+	Name               string                 `json:"name"`
+	Path               string                 `json:"path"`
+	Upstream           string                 `json:"upstream"`
+	Transport          model.Transport        `json:"transport"`
+	Description        string                 `json:"description,omitempty"`
+	Tags               []string               `json:"tags,omitempty"`
+	Enabled            bool                   `json:"enabled"`
+	BackendAuth        model.BackendAuth      `json:"backend_auth"`
+	GatewayTokenHeader string                 `json:"gateway_token_header,omitempty"`
+	ForwardIdentity    *model.ForwardIdentity `json:"forward_identity,omitempty"`
 }
 
 // mergedInput applies patch to s's writable fields and decodes the result into in, with
 // the same checks as a PUT body (unknown fields and wrong types name the field).
-func mergedInput(s *Server, patch map[string]any, in *apiServerInput) error {
+func mergedInput(s *model.Server, patch map[string]any, in *apiServerInput) error {
 	cur, err := json.Marshal(writableFields{
 		Name: s.Name, Path: s.Path, Upstream: s.Upstream, Transport: s.Transport, Description: s.Description,
 		Tags: s.Tags, Enabled: s.Enabled, BackendAuth: s.BackendAuth, GatewayTokenHeader: s.GatewayTokenHeader,
@@ -96,12 +97,12 @@ func mergedInput(s *Server, patch map[string]any, in *apiServerInput) error {
 	if err := dec.Decode(in); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return &FieldError{typeErr.Field, "want a JSON " + jsonKind(typeErr.Type.Kind().String()) + ", got " + typeErr.Value}
+			return &model.FieldError{Field: typeErr.Field, Reason: "want a JSON " + jsonKind(typeErr.Type.Kind().String()) + ", got " + typeErr.Value}
 		}
 		if field, ok := unknownField(err); ok {
-			return &FieldError{field, "unknown field"}
+			return &model.FieldError{Field: field, Reason: "unknown field"}
 		}
-		return &FieldError{"body", err.Error()}
+		return &model.FieldError{Field: "body", Reason: err.Error()}
 	}
 	return nil
 }

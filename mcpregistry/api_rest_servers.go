@@ -15,48 +15,49 @@ import (
 	"time"
 
 	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // apiServer is a server as the REST API shows it. The upstream URL is shown only to
 // callers who may modify the server; credentials never.
 type apiServer struct {
-	Name               string           `json:"name"`
-	Path               string           `json:"path"`
-	URL                string           `json:"url"`
-	Upstream           string           `json:"upstream,omitempty"`
-	Transport          Transport        `json:"transport"`
-	Description        string           `json:"description,omitempty"`
-	Tags               []string         `json:"tags"`
-	Enabled            bool             `json:"enabled"`
-	BackendAuth        BackendAuth      `json:"backend_auth"`
-	HasCredential      bool             `json:"has_credential"`
-	GatewayTokenHeader string           `json:"gateway_token_header,omitempty"`
-	ForwardIdentity    *ForwardIdentity `json:"forward_identity,omitempty"`
-	Source             Source           `json:"source"`
-	Origin             string           `json:"origin,omitempty"`
-	Revision           uint64           `json:"revision"`
-	CreatedAt          time.Time        `json:"created_at"`
-	UpdatedAt          time.Time        `json:"updated_at"`
-	Health             apiHealth        `json:"health"`
-	ToolCount          int              `json:"tool_count"`
+	Name               string                 `json:"name"`
+	Path               string                 `json:"path"`
+	URL                string                 `json:"url"`
+	Upstream           string                 `json:"upstream,omitempty"`
+	Transport          model.Transport        `json:"transport"`
+	Description        string                 `json:"description,omitempty"`
+	Tags               []string               `json:"tags"`
+	Enabled            bool                   `json:"enabled"`
+	BackendAuth        model.BackendAuth      `json:"backend_auth"`
+	HasCredential      bool                   `json:"has_credential"`
+	GatewayTokenHeader string                 `json:"gateway_token_header,omitempty"`
+	ForwardIdentity    *model.ForwardIdentity `json:"forward_identity,omitempty"`
+	Source             model.Source           `json:"source"`
+	Origin             string                 `json:"origin,omitempty"`
+	Revision           uint64                 `json:"revision"`
+	CreatedAt          time.Time              `json:"created_at"`
+	UpdatedAt          time.Time              `json:"updated_at"`
+	Health             apiHealth              `json:"health"`
+	ToolCount          int                    `json:"tool_count"`
 }
 
 // apiHealth is the health summary inside apiServer.
 type apiHealth struct {
-	Status          HealthStatus `json:"status"`
-	LatencyMS       float64      `json:"latency_ms,omitempty"`
-	LastError       string       `json:"last_error,omitempty"`
-	ProtocolVersion string       `json:"protocol_version,omitempty"`
-	CheckedAt       time.Time    `json:"checked_at,omitzero"`
-	LastHealthyAt   time.Time    `json:"last_healthy_at,omitzero"`
+	Status          model.HealthStatus `json:"status"`
+	LatencyMS       float64            `json:"latency_ms,omitempty"`
+	LastError       string             `json:"last_error,omitempty"`
+	ProtocolVersion string             `json:"protocol_version,omitempty"`
+	CheckedAt       time.Time          `json:"checked_at,omitzero"`
+	LastHealthyAt   time.Time          `json:"last_healthy_at,omitzero"`
 }
 
-func healthSummary(hl ServerHealth) apiHealth {
+func healthSummary(hl model.ServerHealth) apiHealth {
 	return apiHealth{Status: hl.Status, LatencyMS: hl.LatencyMS, LastError: hl.LastError,
 		ProtocolVersion: hl.ProtocolVersion, CheckedAt: hl.CheckedAt, LastHealthyAt: hl.LastHealthyAt}
 }
 
-func (h *RegistryAPI) view(r *http.Request, s *Server) apiServer {
+func (h *RegistryAPI) view(r *http.Request, s *model.Server) apiServer {
 	hl, _ := h.app.Health(s.Name)
 	v := apiServer{
 		Name: s.Name, Path: s.Path, URL: h.publicOrigin(r) + h.GatewayPrefix + "/" + s.Path + endpointOf(s),
@@ -90,16 +91,16 @@ func (h *RegistryAPI) publicOrigin(r *http.Request) string {
 // apiServerInput is the body of register (POST) and update (PUT). Read-only fields of
 // apiServer are accepted and ignored, so a client can PUT back what it got.
 type apiServerInput struct {
-	Name               string           `json:"name"`
-	Path               string           `json:"path"`
-	Upstream           string           `json:"upstream"`
-	Transport          Transport        `json:"transport"`
-	Description        string           `json:"description"`
-	Tags               []string         `json:"tags"`
-	Enabled            *bool            `json:"enabled"`
-	BackendAuth        *BackendAuth     `json:"backend_auth"`
-	GatewayTokenHeader string           `json:"gateway_token_header"`
-	ForwardIdentity    *ForwardIdentity `json:"forward_identity"`
+	Name               string                 `json:"name"`
+	Path               string                 `json:"path"`
+	Upstream           string                 `json:"upstream"`
+	Transport          model.Transport        `json:"transport"`
+	Description        string                 `json:"description"`
+	Tags               []string               `json:"tags"`
+	Enabled            *bool                  `json:"enabled"`
+	BackendAuth        *model.BackendAuth     `json:"backend_auth"`
+	GatewayTokenHeader string                 `json:"gateway_token_header"`
+	ForwardIdentity    *model.ForwardIdentity `json:"forward_identity"`
 	// Credential is write-only: sealed and never returned.
 	Credential *Credential `json:"credential"`
 
@@ -176,11 +177,11 @@ func jsonKind(goKind string) string {
 }
 
 // record builds the server record an input asks for, over cur (nil when registering).
-func (in *apiServerInput) record(cur *Server) *Server {
-	s := &Server{
+func (in *apiServerInput) record(cur *model.Server) *model.Server {
+	s := &model.Server{
 		Name: in.Name, Path: in.Path, Upstream: in.Upstream, Transport: in.Transport,
 		Description: in.Description, Tags: in.Tags, Enabled: true,
-		GatewayTokenHeader: in.GatewayTokenHeader, ForwardIdentity: in.ForwardIdentity, Source: SourceAPI,
+		GatewayTokenHeader: in.GatewayTokenHeader, ForwardIdentity: in.ForwardIdentity, Source: model.SourceAPI,
 	}
 	if cur != nil {
 		s.Enabled = cur.Enabled
@@ -225,9 +226,9 @@ func (h *RegistryAPI) restList(w http.ResponseWriter, r *http.Request) {
 		}
 		enabled = &b
 	}
-	health := HealthStatus(q.Get("health"))
+	health := model.HealthStatus(q.Get("health"))
 	switch health {
-	case "", HealthHealthy, HealthUnhealthy, HealthUnknown:
+	case "", model.HealthHealthy, model.HealthUnhealthy, model.HealthUnknown:
 	default:
 		restError(w, http.StatusBadRequest, "invalid_field", "health", "health must be one of healthy, unhealthy, unknown")
 		return
@@ -240,7 +241,7 @@ func (h *RegistryAPI) restList(w http.ResponseWriter, r *http.Request) {
 	}
 
 	all := h.app.ListServers() // sorted by name
-	i, _ := slices.BinarySearchFunc(all, after, func(s *Server, name string) int { return strings.Compare(s.Name, name) })
+	i, _ := slices.BinarySearchFunc(all, after, func(s *model.Server, name string) int { return strings.Compare(s.Name, name) })
 	if i < len(all) && all[i].Name == after {
 		i++
 	}
@@ -279,7 +280,7 @@ func hasAllTags(have, want []string) bool {
 }
 
 // matchesText: lower-case text is in the name, description or a tag.
-func matchesText(s *Server, text string) bool {
+func matchesText(s *model.Server, text string) bool {
 	if strings.Contains(s.Name, text) || strings.Contains(strings.ToLower(s.Description), text) {
 		return true
 	}
@@ -291,7 +292,7 @@ func matchesText(s *Server, text string) bool {
 	return false
 }
 
-func (h *RegistryAPI) restGet(w http.ResponseWriter, r *http.Request, s *Server) {
+func (h *RegistryAPI) restGet(w http.ResponseWriter, r *http.Request, s *model.Server) {
 	etag := etagOf(s.Revision)
 	w.Header().Set("ETag", etag)
 	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || slices.Contains(strings.Split(strings.ReplaceAll(inm, " ", ""), ","), etag)) {
@@ -331,7 +332,7 @@ func (h *RegistryAPI) restRegister(w http.ResponseWriter, r *http.Request) {
 // checkWrite normalizes and validates a runtime record before it is written: the
 // fields (Normalize), the upstream (runtime_upstreams), and that a backend_auth that
 // needs a secret comes with one. cur is the record being replaced (nil when registering).
-func (h *RegistryAPI) checkWrite(r *http.Request, rec *Server, cred *Credential, cur *Server) error {
+func (h *RegistryAPI) checkWrite(r *http.Request, rec *model.Server, cred *Credential, cur *model.Server) error {
 	if err := rec.Normalize(); err != nil {
 		return err
 	}
@@ -342,13 +343,13 @@ func (h *RegistryAPI) checkWrite(r *http.Request, rec *Server, cred *Credential,
 	}
 	// A credential sent along is validated and sealed by the write itself, before its
 	// transaction.
-	if cred == nil && rec.BackendAuth.Scheme != BackendAuthNone && (cur == nil || cur.BackendAuth != rec.BackendAuth) {
-		return &FieldError{"credential", fmt.Sprintf("backend_auth %s needs a credential: send {\"credential\": {\"value\": …}} with it (write-only)", rec.BackendAuth.Scheme)}
+	if cred == nil && rec.BackendAuth.Scheme != model.BackendAuthNone && (cur == nil || cur.BackendAuth != rec.BackendAuth) {
+		return &model.FieldError{Field: "credential", Reason: fmt.Sprintf("backend_auth %s needs a credential: send {\"credential\": {\"value\": …}} with it (write-only)", rec.BackendAuth.Scheme)}
 	}
 	return nil
 }
 
-func (h *RegistryAPI) restUpdate(w http.ResponseWriter, r *http.Request, s *Server) {
+func (h *RegistryAPI) restUpdate(w http.ResponseWriter, r *http.Request, s *model.Server) {
 	rev, present, err := ifMatch(r)
 	switch {
 	case err != nil:
@@ -376,11 +377,11 @@ func (h *RegistryAPI) restUpdate(w http.ResponseWriter, r *http.Request, s *Serv
 }
 
 // update writes in over s (PUT and PATCH), conditional on rev.
-func (h *RegistryAPI) update(r *http.Request, s *Server, in *apiServerInput, rev uint64) (*Server, error) {
+func (h *RegistryAPI) update(r *http.Request, s *model.Server, in *apiServerInput, rev uint64) (*model.Server, error) {
 	if in.Name != "" && in.Name != s.Name {
-		return nil, &FieldError{"name", "a server cannot be renamed (the body says " + strconv.Quote(in.Name) + "); register the new name and delete the old one"}
+		return nil, &model.FieldError{Field: "name", Reason: "a server cannot be renamed (the body says " + strconv.Quote(in.Name) + "); register the new name and delete the old one"}
 	}
-	if s.Source == SourceConfig {
+	if s.Source == model.SourceConfig {
 		return nil, fmt.Errorf("server %q is %w", s.Name, ErrConfigManaged)
 	}
 	in.Name = s.Name
@@ -388,19 +389,19 @@ func (h *RegistryAPI) update(r *http.Request, s *Server, in *apiServerInput, rev
 	if err := h.checkWrite(r, rec, in.Credential, s); err != nil {
 		return nil, err
 	}
-	if rec.BackendAuth.Scheme == BackendAuthNone && in.Credential == nil && s.BackendAuth.Scheme != BackendAuthNone {
+	if rec.BackendAuth.Scheme == model.BackendAuthNone && in.Credential == nil && s.BackendAuth.Scheme != model.BackendAuthNone {
 		// Going to no authentication: the old secret has nothing left to do.
 		in.Credential = &Credential{}
 	}
 	return h.app.putWithCredential(r.Context(), rec, rev, in.Credential, in.Credential != nil)
 }
 
-func (h *RegistryAPI) restDelete(w http.ResponseWriter, r *http.Request, s *Server) {
+func (h *RegistryAPI) restDelete(w http.ResponseWriter, r *http.Request, s *model.Server) {
 	rev, ok := optionalIfMatch(w, r)
 	if !ok || !h.restAllowed(w, r, policy.ModifyService, s.Name) {
 		return
 	}
-	if s.Source == SourceConfig {
+	if s.Source == model.SourceConfig {
 		h.restWriteError(w, r, s.Name, fmt.Errorf("server %q is %w", s.Name, ErrConfigManaged))
 		return
 	}
@@ -411,7 +412,7 @@ func (h *RegistryAPI) restDelete(w http.ResponseWriter, r *http.Request, s *Serv
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (h *RegistryAPI) restToggle(w http.ResponseWriter, r *http.Request, s *Server) {
+func (h *RegistryAPI) restToggle(w http.ResponseWriter, r *http.Request, s *model.Server) {
 	rev, ok := optionalIfMatch(w, r)
 	if !ok || !h.restAllowed(w, r, policy.ToggleService, s.Name) {
 		return
@@ -426,7 +427,7 @@ func (h *RegistryAPI) restToggle(w http.ResponseWriter, r *http.Request, s *Serv
 	apiWriteJSON(w, http.StatusOK, h.view(r, stored))
 }
 
-func (h *RegistryAPI) restCredential(w http.ResponseWriter, r *http.Request, s *Server) {
+func (h *RegistryAPI) restCredential(w http.ResponseWriter, r *http.Request, s *model.Server) {
 	if !h.restAllowed(w, r, policy.ModifyService, s.Name) {
 		return
 	}
@@ -450,40 +451,40 @@ func (h *RegistryAPI) restCredential(w http.ResponseWriter, r *http.Request, s *
 
 // apiTools is the answer of GET /tools and POST /tools/refresh.
 type apiTools struct {
-	Server    string         `json:"server"`
-	Health    apiHealth      `json:"health"`
-	Tools     []ToolInfo     `json:"tools"`
-	Prompts   []PromptInfo   `json:"prompts"`
-	Resources []ResourceInfo `json:"resources"`
+	Server    string               `json:"server"`
+	Health    apiHealth            `json:"health"`
+	Tools     []model.ToolInfo     `json:"tools"`
+	Prompts   []model.PromptInfo   `json:"prompts"`
+	Resources []model.ResourceInfo `json:"resources"`
 }
 
-func (h *RegistryAPI) tools(s *Server, hl ServerHealth) apiTools {
+func (h *RegistryAPI) tools(s *model.Server, hl model.ServerHealth) apiTools {
 	out := apiTools{Server: s.Name, Health: healthSummary(hl), Tools: h.app.toolsOf(s), Prompts: hl.Prompts, Resources: hl.Resources}
 	if out.Tools == nil {
-		out.Tools = []ToolInfo{}
+		out.Tools = []model.ToolInfo{}
 	}
 	if out.Prompts == nil {
-		out.Prompts = []PromptInfo{}
+		out.Prompts = []model.PromptInfo{}
 	}
 	if out.Resources == nil {
-		out.Resources = []ResourceInfo{}
+		out.Resources = []model.ResourceInfo{}
 	}
 	return out
 }
 
-func (h *RegistryAPI) restTools(w http.ResponseWriter, r *http.Request, s *Server) {
+func (h *RegistryAPI) restTools(w http.ResponseWriter, r *http.Request, s *model.Server) {
 	hl, _ := h.app.Health(s.Name)
 	apiWriteJSON(w, http.StatusOK, h.tools(s, hl))
 }
 
-func (h *RegistryAPI) restHealth(w http.ResponseWriter, r *http.Request, s *Server) {
+func (h *RegistryAPI) restHealth(w http.ResponseWriter, r *http.Request, s *model.Server) {
 	hl, _ := h.app.Health(s.Name)
 	apiWriteJSON(w, http.StatusOK, map[string]any{"server": s.Name, "health": healthSummary(hl)})
 }
 
 // restCheckNow serves tools/refresh and health/check: both run one full check (health,
 // then tools, prompts and resources) at once.
-func (h *RegistryAPI) restCheckNow(w http.ResponseWriter, r *http.Request, s *Server) {
+func (h *RegistryAPI) restCheckNow(w http.ResponseWriter, r *http.Request, s *model.Server) {
 	if !h.restAllowed(w, r, policy.HealthCheckService, s.Name) {
 		return
 	}

@@ -1,8 +1,6 @@
 package mcpregistry
 
 import (
-	"github.com/caddymcp/caddymcp/internal/policy"
-
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -12,6 +10,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // ServerJSONSchema is the server.json schema the v0.1 API's documents follow
@@ -165,7 +166,7 @@ func splitV01Path(rest string) (name, version string, ok bool) {
 }
 
 // v01Lookup returns the enabled server published as name (<namespace>/<server>), or nil.
-func (h *RegistryAPI) v01Lookup(name string) *Server {
+func (h *RegistryAPI) v01Lookup(name string) *model.Server {
 	local, ok := strings.CutPrefix(name, h.Namespace+"/")
 	if !ok {
 		return nil
@@ -179,7 +180,7 @@ func (h *RegistryAPI) v01Lookup(name string) *Server {
 
 // v01LookupDeleted returns the tombstone of the server published as name when the
 // request asks for deleted servers (include_deleted=true) and there is one, or nil.
-func (h *RegistryAPI) v01LookupDeleted(name string, r *http.Request) *Tombstone {
+func (h *RegistryAPI) v01LookupDeleted(name string, r *http.Request) *model.Tombstone {
 	if ok, _ := strconv.ParseBool(r.URL.Query().Get("include_deleted")); !ok {
 		return nil
 	}
@@ -187,7 +188,7 @@ func (h *RegistryAPI) v01LookupDeleted(name string, r *http.Request) *Tombstone 
 	if !ok || h.app.store == nil {
 		return nil
 	}
-	var t *Tombstone
+	var t *model.Tombstone
 	if err := h.app.store.View(func(tx StoreTx) (err error) { t, err = tx.GetTombstone(local); return }); err != nil {
 		return nil
 	}
@@ -248,7 +249,7 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 
 	servers := h.app.ListServers() // ordered by name, so cursors are stable
 	full := servers
-	var tombs []*Tombstone // ordered by name too
+	var tombs []*model.Tombstone // ordered by name too
 	if includeDeleted && h.app.store != nil {
 		if err := h.app.store.View(func(tx StoreTx) (err error) { tombs, err = tx.ListTombstones(); return }); err != nil {
 			apiWriteError(w, http.StatusInternalServerError, "reading deleted servers: "+err.Error())
@@ -258,12 +259,12 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 	if rest, ok := strings.CutPrefix(after, h.Namespace+"/"); ok {
 		// Every published name is <namespace>/<name>: skip to the first name after the
 		// cursor's at once rather than comparing each.
-		i, found := slices.BinarySearchFunc(servers, rest, func(s *Server, name string) int { return strings.Compare(s.Name, name) })
+		i, found := slices.BinarySearchFunc(servers, rest, func(s *model.Server, name string) int { return strings.Compare(s.Name, name) })
 		if found {
 			i++
 		}
 		servers = servers[i:]
-		j, found := slices.BinarySearchFunc(tombs, rest, func(t *Tombstone, name string) int { return strings.Compare(t.Name, name) })
+		j, found := slices.BinarySearchFunc(tombs, rest, func(t *model.Tombstone, name string) int { return strings.Compare(t.Name, name) })
 		if found {
 			j++
 		}
@@ -315,7 +316,7 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 	} else {
 		out.Servers = []v01ServerResponse{}
 	}
-	addLive := func(i int, s *Server) { // s = full[i]
+	addLive := func(i int, s *model.Server) { // s = full[i]
 		if cache {
 			if count > 0 {
 				buf = append(buf, ',')
@@ -334,7 +335,7 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 		count++
 		last = s.Name
 	}
-	addDeleted := func(t *Tombstone) {
+	addDeleted := func(t *model.Tombstone) {
 		if cache {
 			if count > 0 {
 				buf = append(buf, ',')
@@ -411,20 +412,20 @@ func v01ComparePub(prefix, name, s string) int {
 
 // v01Version is the server.json version of a record: 1.0.<revision>, so every change
 // of the record (which bumps its revision) publishes a new, higher version.
-func v01Version(s *Server) string {
+func v01Version(s *model.Server) string {
 	return "1.0." + strconv.FormatUint(s.Revision, 10)
 }
 
 // v01TombstoneVersion is the server.json version of a deleted server: its tombstone's
 // revision (the deleted record's plus one), so the deletion is a new, higher version.
-func v01TombstoneVersion(t *Tombstone) string {
+func v01TombstoneVersion(t *model.Tombstone) string {
 	return "1.0." + strconv.FormatUint(t.Revision, 10)
 }
 
 // v01Deleted renders the tombstone t as a ServerResponse of status "deleted": a
 // server.json with no remotes (there is nothing to connect to), updatedAt the time of
 // the deletion.
-func (h *RegistryAPI) v01Deleted(t *Tombstone) v01ServerResponse {
+func (h *RegistryAPI) v01Deleted(t *model.Tombstone) v01ServerResponse {
 	return v01ServerResponse{
 		Server: v01ServerJSON{
 			Schema:      ServerJSONSchema,
@@ -453,19 +454,19 @@ func (h *RegistryAPI) v01Origin(r *http.Request) string {
 }
 
 // v01Response renders s as a ServerResponse.
-func (h *RegistryAPI) v01Response(s *Server, r *http.Request) v01ServerResponse {
+func (h *RegistryAPI) v01Response(s *model.Server, r *http.Request) v01ServerResponse {
 	return h.v01ResponseAt(s, h.v01Origin(r))
 }
 
 // v01ResponseAt renders s as a ServerResponse whose remote URL starts with origin.
-func (h *RegistryAPI) v01ResponseAt(s *Server, origin string) v01ServerResponse {
-	remote := v01Remote{Type: string(TransportStreamableHTTP), URL: origin + h.GatewayPrefix + "/" + s.Path + "/mcp"}
-	if s.Transport == TransportSSE {
-		remote = v01Remote{Type: string(TransportSSE), URL: origin + h.GatewayPrefix + "/" + s.Path + "/sse"}
+func (h *RegistryAPI) v01ResponseAt(s *model.Server, origin string) v01ServerResponse {
+	remote := v01Remote{Type: string(model.TransportStreamableHTTP), URL: origin + h.GatewayPrefix + "/" + s.Path + "/mcp"}
+	if s.Transport == model.TransportSSE {
+		remote = v01Remote{Type: string(model.TransportSSE), URL: origin + h.GatewayPrefix + "/" + s.Path + "/sse"}
 	}
 	if h.AuthHeaderRequired {
 		hdr := v01Header{Name: "Authorization", Description: "Bearer token for the MCP gateway: Authorization: Bearer <token>", IsRequired: true, IsSecret: true}
-		if s.GatewayTokenHeader == GatewayTokenXAuthorization {
+		if s.GatewayTokenHeader == model.GatewayTokenXAuthorization {
 			hdr = v01Header{Name: "X-Authorization", Description: "Bearer token for the MCP gateway: X-Authorization: Bearer <token>", IsRequired: true, IsSecret: true}
 		}
 		remote.Headers = []v01Header{hdr}

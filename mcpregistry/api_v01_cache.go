@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // v01Cache holds, for each published server, its ServerResponse as the JSON that
@@ -41,7 +43,7 @@ type v01Cache struct {
 
 // v01Table is the cache's entries for one snapshot of the index.
 type v01Table struct {
-	servers []*Server                  // the snapshot (App.ListServers)
+	servers []*model.Server            // the snapshot (App.ListServers)
 	entries []atomic.Pointer[v01Entry] // entries[i] renders servers[i], or nil
 }
 
@@ -54,7 +56,7 @@ type v01CacheKey struct {
 // v01Entry is one server's rendered ServerResponse, split around the origin.
 type v01Entry struct {
 	key        *v01CacheKey
-	srv        *Server
+	srv        *model.Server
 	rev        uint64
 	head, tail []byte
 }
@@ -99,7 +101,7 @@ func (h *RegistryAPI) v01CacheKeyOf() *v01CacheKey {
 
 // tableFor returns the table of the snapshot servers, building it if the cache's is
 // of another snapshot.
-func (c *v01Cache) tableFor(servers []*Server) *v01Table {
+func (c *v01Cache) tableFor(servers []*model.Server) *v01Table {
 	old := c.table.Load()
 	if old != nil && len(old.servers) == len(servers) && (len(servers) == 0 || &old.servers[0] == &servers[0]) {
 		return old
@@ -133,7 +135,7 @@ func (c *v01Cache) tableFor(servers []*Server) *v01Table {
 // entry returns the entry of s = t.servers[i] rendered under key k: the cached one if
 // it is of this very record, else a new rendering (then cached). ok is false if the
 // rendering cannot be split around its origin (not expected).
-func (t *v01Table) entry(h *RegistryAPI, k *v01CacheKey, i int, s *Server) (*v01Entry, bool) {
+func (t *v01Table) entry(h *RegistryAPI, k *v01CacheKey, i int, s *model.Server) (*v01Entry, bool) {
 	if e := t.entries[i].Load(); e != nil && e.srv == s && e.rev == s.Revision && e.key == k {
 		return e, true
 	}

@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // v01Body GETs target from h and returns the status and the body's bytes.
@@ -46,10 +48,10 @@ func TestV01CacheIdenticalBytes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := v01Fixture(t, tc.h)
 			ctx := context.Background()
-			if err := tc.h.app.Delete(ctx, "a2", AnyRevision); err != nil {
+			if err := tc.h.app.Delete(ctx, "a2", model.AnyRevision); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := tc.h.app.Put(ctx, &Server{Name: "b-escape", Upstream: "http://127.0.0.1:4000/mcp", Description: "quote \" and \\ and <tag> &amp; \u2028 " + strings.Repeat("ü", 120), Enabled: true}, 0); err != nil {
+			if _, err := tc.h.app.Put(ctx, &model.Server{Name: "b-escape", Upstream: "http://127.0.0.1:4000/mcp", Description: "quote \" and \\ and <tag> &amp; \u2028 " + strings.Repeat("ü", 120), Enabled: true}, 0); err != nil {
 				t.Fatal(err)
 			}
 			// Add the pages a cursor walk visits.
@@ -125,7 +127,7 @@ func TestV01CacheUpdateVisible(t *testing.T) {
 	cur := api.app.Server("a1")
 	upd := *cur
 	upd.Description = "Updated description"
-	upd.Transport = TransportSSE
+	upd.Transport = model.TransportSSE
 	upd.Upstream = "http://127.0.0.1:3001/sse"
 	if _, err := api.app.Put(ctx, &upd, cur.Revision); err != nil {
 		t.Fatal(err)
@@ -133,17 +135,17 @@ func TestV01CacheUpdateVisible(t *testing.T) {
 	p = page("two.example")
 	a1 = entry(p, "a1")
 	if a1 == nil || a1.Server.Description != "Updated description" || a1.Server.Version == version ||
-		a1.Server.Remotes[0].URL != "http://two.example/a1/sse" || a1.Server.Remotes[0].Type != string(TransportSSE) {
+		a1.Server.Remotes[0].URL != "http://two.example/a1/sse" || a1.Server.Remotes[0].Type != string(model.TransportSSE) {
 		t.Fatalf("after the update, a1 = %+v", a1)
 	}
 	if e := entry(p, "a2"); e == nil || e.Server.Remotes[0].URL != "http://two.example/a2/mcp" {
 		t.Fatalf("a2 = %+v", e)
 	}
 
-	if _, err := api.app.SetEnabled(ctx, "a2", false, AnyRevision); err != nil {
+	if _, err := api.app.SetEnabled(ctx, "a2", false, model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
-	if err := api.app.Delete(ctx, "a6", AnyRevision); err != nil {
+	if err := api.app.Delete(ctx, "a6", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	p = page("two.example")
@@ -181,11 +183,11 @@ func TestV01CacheBounded(t *testing.T) {
 	}
 	for i := range 40 {
 		name := fmt.Sprintf("tmp%d", i)
-		if _, err := api.app.Put(ctx, &Server{Name: name, Upstream: "http://127.0.0.1:4000/mcp", Enabled: true}, 0); err != nil {
+		if _, err := api.app.Put(ctx, &model.Server{Name: name, Upstream: "http://127.0.0.1:4000/mcp", Enabled: true}, 0); err != nil {
 			t.Fatal(err)
 		}
 		get()
-		if err := api.app.Delete(ctx, name, AnyRevision); err != nil {
+		if err := api.app.Delete(ctx, name, model.AnyRevision); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/google/jsonschema-go/jsonschema"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // v01Fixture loads a registry with servers a1…a7 (a3 on SSE, a4 with x-authorization,
@@ -437,7 +439,7 @@ func TestV01IncludeDeleted(t *testing.T) {
 	before := time.Now()
 	time.Sleep(5 * time.Millisecond)
 	for _, n := range []string{"a2", "a6", "off"} { // "off" was disabled: its deletion is published too
-		if err := app.Delete(ctx, n, AnyRevision); err != nil {
+		if err := app.Delete(ctx, n, model.AnyRevision); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -536,7 +538,7 @@ func TestV01IncludeDeleted(t *testing.T) {
 	}
 
 	// Registered again: active, the tombstone gone, the version continuing upwards.
-	if _, err := app.Put(ctx, &Server{Name: "a2", Upstream: "http://127.0.0.1:3002/mcp", Enabled: true}, 0); err != nil {
+	if _, err := app.Put(ctx, &model.Server{Name: "a2", Upstream: "http://127.0.0.1:3002/mcp", Enabled: true}, 0); err != nil {
 		t.Fatal(err)
 	}
 	_, body, _ = c.get("/v0.1/servers?include_deleted=true&search=a2")

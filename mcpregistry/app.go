@@ -18,6 +18,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func init() {
@@ -126,7 +128,7 @@ type ServerConfig struct {
 	// Upstream is the server's MCP endpoint URL (or SSE stream URL), or builtin:<name>.
 	Upstream string `json:"upstream"`
 	// Transport is streamable-http (default) or sse.
-	Transport Transport `json:"transport,omitempty"`
+	Transport model.Transport `json:"transport,omitempty"`
 	// Description is shown to people choosing servers.
 	Description string `json:"description,omitempty"`
 	// Tags group servers for search and filters.
@@ -134,7 +136,7 @@ type ServerConfig struct {
 	// Disabled servers are kept but answer 503.
 	Disabled bool `json:"disabled,omitempty"`
 	// BackendAuth is how the gateway authenticates to the upstream.
-	BackendAuth BackendAuth `json:"backend_auth,omitempty"`
+	BackendAuth model.BackendAuth `json:"backend_auth,omitempty"`
 	// BackendCredential is the secret of BackendAuth (the bearer token or the API key),
 	// normally a placeholder: {env.GITHUB_TOKEN} or {file./run/secrets/github_token}.
 	// Resolved when the config loads and stored only encrypted (see EncryptionKey).
@@ -150,7 +152,7 @@ type ServerConfig struct {
 	GatewayTokenHeader string `json:"gateway_token_header,omitempty"`
 	// ForwardIdentity sends the caller's subject and groups to the upstream as headers
 	// (default X-MCP-User and X-MCP-Groups).
-	ForwardIdentity *ForwardIdentity `json:"forward_identity,omitempty"`
+	ForwardIdentity *model.ForwardIdentity `json:"forward_identity,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -260,12 +262,12 @@ const builtinRegistryName = "registry"
 
 // declaredServers normalises the config's servers (plus the builtin one) and checks
 // that names and paths are unique.
-func (a *App) declaredServers() ([]*Server, error) {
+func (a *App) declaredServers() ([]*model.Server, error) {
 	repl := caddy.NewReplacer()
-	var out []*Server
+	var out []*model.Server
 	names := map[string]bool{}
 	paths := map[string]string{}
-	add := func(s *Server) error {
+	add := func(s *model.Server) error {
 		if err := s.Normalize(); err != nil {
 			return fmt.Errorf("server %q: %w", s.Name, err)
 		}
@@ -282,14 +284,14 @@ func (a *App) declaredServers() ([]*Server, error) {
 	for _, c := range a.Servers {
 		ba := c.BackendAuth
 		if ba.Scheme == "" && c.BackendCredential != "" {
-			ba.Scheme = BackendAuthBearer
+			ba.Scheme = model.BackendAuthBearer
 		}
-		var fi *ForwardIdentity
+		var fi *model.ForwardIdentity
 		if c.ForwardIdentity != nil {
 			f := *c.ForwardIdentity
 			fi = &f
 		}
-		s := &Server{
+		s := &model.Server{
 			Name:        c.Name,
 			Path:        c.Path,
 			Upstream:    repl.ReplaceKnown(c.Upstream, ""),
@@ -298,7 +300,7 @@ func (a *App) declaredServers() ([]*Server, error) {
 			Tags:        c.Tags,
 			Enabled:     !c.Disabled,
 			BackendAuth: ba,
-			Source:      SourceConfig,
+			Source:      model.SourceConfig,
 
 			GatewayTokenHeader: c.GatewayTokenHeader,
 			ForwardIdentity:    fi,
@@ -308,13 +310,13 @@ func (a *App) declaredServers() ([]*Server, error) {
 		}
 	}
 	if !a.DisableBuiltinServer && !names[builtinRegistryName] {
-		if err := add(&Server{
+		if err := add(&model.Server{
 			Name:        builtinRegistryName,
-			Upstream:    BuiltinScheme + ":" + builtinRegistryName,
+			Upstream:    model.BuiltinScheme + ":" + builtinRegistryName,
 			Description: "The MCP registry itself: list the approved MCP servers and search their tools.",
 			Tags:        []string{"registry", "builtin"},
 			Enabled:     true,
-			Source:      SourceConfig,
+			Source:      model.SourceConfig,
 		}); err != nil {
 			return nil, err
 		}
@@ -324,8 +326,8 @@ func (a *App) declaredServers() ([]*Server, error) {
 
 // reconcile writes the declared servers into the store in one transaction, removes
 // config-owned records no longer declared, and returns every stored server.
-func reconcile(store Store, declared []*Server) ([]*Server, error) {
-	var all []*Server
+func reconcile(store Store, declared []*model.Server) ([]*model.Server, error) {
+	var all []*model.Server
 	err := store.Update(func(tx StoreTx) error {
 		existing, err := tx.List()
 		if err != nil {
@@ -336,7 +338,7 @@ func reconcile(store Store, declared []*Server) ([]*Server, error) {
 			keep[s.Name] = true
 		}
 		for _, old := range existing {
-			if old.Source == SourceConfig && !keep[old.Name] {
+			if old.Source == model.SourceConfig && !keep[old.Name] {
 				if err := tx.Delete(old.Name); err != nil {
 					return err
 				}
@@ -344,10 +346,10 @@ func reconcile(store Store, declared []*Server) ([]*Server, error) {
 		}
 		for _, s := range declared {
 			prev, err := tx.Get(s.Name)
-			if err != nil && !errors.Is(err, ErrNotFound) {
+			if err != nil && !errors.Is(err, model.ErrNotFound) {
 				return err
 			}
-			if prev != nil && sameDefinition(prev, s) {
+			if prev != nil && model.SameDefinition(prev, s) {
 				continue
 			}
 			if err := tx.Put(s); err != nil {
@@ -366,7 +368,7 @@ func reconcile(store Store, declared []*Server) ([]*Server, error) {
 	return all, nil
 }
 
-func checkUniquePaths(all []*Server) error {
+func checkUniquePaths(all []*model.Server) error {
 	seen := make(map[string]string, len(all))
 	for _, s := range all {
 		if other, ok := seen[s.Path]; ok {
@@ -406,14 +408,14 @@ func (a *App) Cleanup() error {
 
 // Lookup returns the server routed at path segment seg, or nil. It is safe for
 // concurrent use and allocation-free: the gateway calls it on every request.
-func (a *App) Lookup(seg string) *Server { return a.index.lookup(seg) }
+func (a *App) Lookup(seg string) *model.Server { return a.index.lookup(seg) }
 
 // ListServers returns every server known to the index, ordered by name. The slice is
 // shared: callers must not modify it.
-func (a *App) ListServers() []*Server { return a.index.list() }
+func (a *App) ListServers() []*model.Server { return a.index.list() }
 
 // Server returns the server with the given name, or nil.
-func (a *App) Server(name string) *Server { return a.index.byName(name) }
+func (a *App) Server(name string) *model.Server { return a.index.byName(name) }
 
 // Builtin returns the in-process handler for builtin:<name>, or nil.
 func (a *App) Builtin(name string) http.Handler { return a.builtins[name] }
@@ -426,10 +428,10 @@ type Index struct {
 	names  sync.Map   // name → *Server
 	// sorted is every server ordered by name, replaced (never modified) by writers,
 	// so that listing is free for readers.
-	sorted atomic.Pointer[[]*Server]
+	sorted atomic.Pointer[[]*model.Server]
 }
 
-func newIndex(servers []*Server) *Index {
+func newIndex(servers []*model.Server) *Index {
 	ix := new(Index)
 	for _, s := range servers {
 		ix.byPath.Store(s.Path, s)
@@ -437,30 +439,30 @@ func newIndex(servers []*Server) *Index {
 	}
 	sorted := slices.Clone(servers)
 	sortServers(sorted)
-	sorted = slices.CompactFunc(sorted, func(a, b *Server) bool { return a.Name == b.Name })
+	sorted = slices.CompactFunc(sorted, func(a, b *model.Server) bool { return a.Name == b.Name })
 	ix.sorted.Store(&sorted)
 	return ix
 }
 
-func (ix *Index) lookup(seg string) *Server {
+func (ix *Index) lookup(seg string) *model.Server {
 	v, ok := ix.byPath.Load(seg)
 	if !ok {
 		return nil
 	}
-	return v.(*Server)
+	return v.(*model.Server)
 }
 
-func (ix *Index) byName(name string) *Server {
+func (ix *Index) byName(name string) *model.Server {
 	v, ok := ix.names.Load(name)
 	if !ok {
 		return nil
 	}
-	return v.(*Server)
+	return v.(*model.Server)
 }
 
 // list returns the servers ordered by name: a shared snapshot that callers must not
 // modify (writers replace it, never change it).
-func (ix *Index) list() []*Server {
+func (ix *Index) list() []*model.Server {
 	if p := ix.sorted.Load(); p != nil {
 		return *p
 	}
@@ -469,10 +471,10 @@ func (ix *Index) list() []*Server {
 
 // setSorted puts s into the sorted snapshot (replacing the record of the same name),
 // copying it. Callers hold ix.mu.
-func (ix *Index) setSorted(s *Server) {
+func (ix *Index) setSorted(s *model.Server) {
 	cur := ix.list()
-	i, found := slices.BinarySearchFunc(cur, s.Name, func(x *Server, name string) int { return strings.Compare(x.Name, name) })
-	next := make([]*Server, 0, len(cur)+1)
+	i, found := slices.BinarySearchFunc(cur, s.Name, func(x *model.Server, name string) int { return strings.Compare(x.Name, name) })
+	next := make([]*model.Server, 0, len(cur)+1)
 	next = append(next, cur[:i]...)
 	next = append(next, s)
 	if found {
@@ -486,7 +488,7 @@ func (ix *Index) setSorted(s *Server) {
 // Callers hold ix.mu.
 func (ix *Index) removeSorted(name string) {
 	cur := ix.list()
-	i, found := slices.BinarySearchFunc(cur, name, func(x *Server, name string) int { return strings.Compare(x.Name, name) })
+	i, found := slices.BinarySearchFunc(cur, name, func(x *model.Server, name string) int { return strings.Compare(x.Name, name) })
 	if !found {
 		return
 	}

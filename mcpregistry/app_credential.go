@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/caddymcp/caddymcp/internal/policy"
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // ErrConfigManaged is matched (errors.Is) when a runtime write targets something the
@@ -25,7 +27,7 @@ type Credential struct {
 }
 
 // errNoEncryptionKey refuses a runtime credential the registry could not seal.
-var errNoEncryptionKey = &FieldError{"credential", "the registry has no encryption_key, and credentials are only stored encrypted: set encryption_key in the mcp_registry options"}
+var errNoEncryptionKey = &model.FieldError{Field: "credential", Reason: "the registry has no encryption_key, and credentials are only stored encrypted: set encryption_key in the mcp_registry options"}
 
 // Limits on a runtime credential.
 const (
@@ -35,23 +37,23 @@ const (
 
 // plain validates c against auth and returns what is sealed. Errors are *FieldError
 // under "credential".
-func (c *Credential) plain(auth BackendAuth) (*credentialPlain, error) {
+func (c *Credential) plain(auth model.BackendAuth) (*credentialPlain, error) {
 	p := &credentialPlain{Scheme: auth.Scheme, Header: auth.Header, Value: c.Value}
 	switch auth.Scheme {
-	case BackendAuthBearer, BackendAuthAPIKey:
+	case model.BackendAuthBearer, model.BackendAuthAPIKey:
 		if c.Value == "" {
-			return nil, &FieldError{"credential.value", fmt.Sprintf("required: backend_auth %s sends it to the upstream", auth.Scheme)}
+			return nil, &model.FieldError{Field: "credential.value", Reason: fmt.Sprintf("required: backend_auth %s sends it to the upstream", auth.Scheme)}
 		}
 	default:
 		if c.Value != "" {
-			return nil, &FieldError{"credential.value", "backend_auth is none, so there is nothing to send it in: set backend_auth bearer, or api_key with a header"}
+			return nil, &model.FieldError{Field: "credential.value", Reason: "backend_auth is none, so there is nothing to send it in: set backend_auth bearer, or api_key with a header"}
 		}
 	}
 	if len(c.Value) > maxCredentialBytes || !validHeaderValue(c.Value) {
-		return nil, &FieldError{"credential.value", fmt.Sprintf("must be at most %d bytes without control characters", maxCredentialBytes)}
+		return nil, &model.FieldError{Field: "credential.value", Reason: fmt.Sprintf("must be at most %d bytes without control characters", maxCredentialBytes)}
 	}
 	if len(c.Headers) > maxCredentialHeaders {
-		return nil, &FieldError{"credential.headers", fmt.Sprintf("at most %d headers", maxCredentialHeaders)}
+		return nil, &model.FieldError{Field: "credential.headers", Reason: fmt.Sprintf("at most %d headers", maxCredentialHeaders)}
 	}
 	if len(c.Headers) > 0 {
 		p.Headers = make(map[string]string, len(c.Headers))
@@ -59,12 +61,12 @@ func (c *Credential) plain(auth BackendAuth) (*credentialPlain, error) {
 	for name, v := range c.Headers {
 		canon := http.CanonicalHeaderKey(name)
 		switch {
-		case !validHeaderName(name):
-			return nil, &FieldError{"credential.headers", fmt.Sprintf("%q is not a valid header name", name)}
+		case !model.ValidHeaderName(name):
+			return nil, &model.FieldError{Field: "credential.headers", Reason: fmt.Sprintf("%q is not a valid header name", name)}
 		case hopOrProtocolHeader(canon):
-			return nil, &FieldError{"credential.headers", fmt.Sprintf("%s is set by the gateway and cannot be a backend header", canon)}
+			return nil, &model.FieldError{Field: "credential.headers", Reason: fmt.Sprintf("%s is set by the gateway and cannot be a backend header", canon)}
 		case len(v) > maxCredentialBytes || !validHeaderValue(v):
-			return nil, &FieldError{"credential.headers", fmt.Sprintf("the value of %s must be at most %d bytes without control characters", canon, maxCredentialBytes)}
+			return nil, &model.FieldError{Field: "credential.headers", Reason: fmt.Sprintf("the value of %s must be at most %d bytes without control characters", canon, maxCredentialBytes)}
 		}
 		p.Headers[canon] = v
 	}
@@ -97,9 +99,9 @@ func (a *App) SetCredential(ctx context.Context, name string, c *Credential) err
 	}
 	cur := a.Server(name)
 	if cur == nil {
-		return ErrNotFound
+		return model.ErrNotFound
 	}
-	if cur.Source == SourceConfig {
+	if cur.Source == model.SourceConfig {
 		return fmt.Errorf("server %q: its credential is %w (backend_credential)", name, ErrConfigManaged)
 	}
 	cw, err := a.sealCredential(cur, c)
@@ -113,7 +115,7 @@ func (a *App) SetCredential(ctx context.Context, name string, c *Credential) err
 		}
 		if s.BackendAuth != cur.BackendAuth {
 			// The record changed under us: what we validated against is gone.
-			return &RevisionMismatchError{Name: name, Expected: cur.Revision, Current: s.Revision}
+			return &model.RevisionMismatchError{Name: name, Expected: cur.Revision, Current: s.Revision}
 		}
 		if cw.sealed == nil {
 			return tx.DeleteCredential(name)
@@ -137,17 +139,17 @@ func (a *App) HasCredential(name string) bool { return len(a.BackendHeaders(name
 
 // putWithCredential is Put that, when setCred, also replaces the server's backend
 // credential (c nil or empty: removes it) in the same store transaction.
-func (a *App) putWithCredential(ctx context.Context, s *Server, expectedRevision uint64, c *Credential, setCred bool) (*Server, error) {
+func (a *App) putWithCredential(ctx context.Context, s *model.Server, expectedRevision uint64, c *Credential, setCred bool) (*model.Server, error) {
 	if !setCred {
 		return a.Put(ctx, s, expectedRevision)
 	}
-	return a.put(ctx, s, expectedRevision, func(rec *Server) (*credentialWrite, error) {
+	return a.put(ctx, s, expectedRevision, func(rec *model.Server) (*credentialWrite, error) {
 		return a.sealCredential(rec, c)
 	})
 }
 
 // sealCredential validates c against rec's backend_auth and seals it for rec.Name.
-func (a *App) sealCredential(rec *Server, c *Credential) (*credentialWrite, error) {
+func (a *App) sealCredential(rec *model.Server, c *Credential) (*credentialWrite, error) {
 	if c == nil {
 		return &credentialWrite{}, nil
 	}
@@ -166,6 +168,6 @@ func (a *App) sealCredential(rec *Server, c *Credential) (*credentialWrite, erro
 }
 
 // visibleServer reports whether the context's caller may list s.
-func (a *App) visibleServer(ctx context.Context, s *Server) bool {
+func (a *App) visibleServer(ctx context.Context, s *model.Server) bool {
 	return allowUI(ctx, policy.ListService, s.Name)
 }

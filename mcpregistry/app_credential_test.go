@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/caddymcp/caddymcp/internal/principal"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func TestActor(t *testing.T) {
@@ -19,10 +20,10 @@ func TestActor(t *testing.T) {
 
 func TestCredentialWithoutEncryptionKey(t *testing.T) {
 	a := &App{}
-	if cw, err := a.sealCredential(&Server{Name: "s"}, &Credential{}); err != nil || cw.sealed != nil {
+	if cw, err := a.sealCredential(&model.Server{Name: "s"}, &Credential{}); err != nil || cw.sealed != nil {
 		t.Errorf("an empty credential needs no key: %v %v", cw, err)
 	}
-	rec := &Server{Name: "s", BackendAuth: BackendAuth{Scheme: BackendAuthBearer}}
+	rec := &model.Server{Name: "s", BackendAuth: model.BackendAuth{Scheme: model.BackendAuthBearer}}
 	if _, err := a.sealCredential(rec, &Credential{Value: "x"}); err != errNoEncryptionKey {
 		t.Errorf("sealCredential: %v", err)
 	}

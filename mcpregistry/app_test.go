@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func loadConfig(t *testing.T, registry map[string]any) {
@@ -59,7 +61,7 @@ func TestReloadKeepsStoreAndRoutes(t *testing.T) {
 	}})
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)
-	if s := app.Lookup("one"); s == nil || !s.Enabled || s.Source != SourceConfig {
+	if s := app.Lookup("one"); s == nil || !s.Enabled || s.Source != model.SourceConfig {
 		t.Fatalf("server one not routed: %+v", s)
 	}
 	if app.Lookup("registry") == nil {
@@ -74,7 +76,7 @@ func TestReloadKeepsStoreAndRoutes(t *testing.T) {
 		t.Fatal("servers removed from the config are still routed")
 	}
 	s := app.Lookup("second")
-	if s == nil || s.Name != "two" || s.Enabled || s.Transport != TransportSSE {
+	if s == nil || s.Name != "two" || s.Enabled || s.Transport != model.TransportSSE {
 		t.Fatalf("server two: %+v", s)
 	}
 }
@@ -126,10 +128,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 	gh, legacy := app.Servers[0], app.Servers[1]
 	if gh.Name != "gh" || gh.Upstream != "https://gh.example.com/mcp" || gh.Path != "github" || gh.Description != "GitHub tools" ||
-		strings.Join(gh.Tags, ",") != "scm,code" || gh.BackendAuth != (BackendAuth{Scheme: BackendAuthAPIKey, Header: "X-Key"}) {
+		strings.Join(gh.Tags, ",") != "scm,code" || gh.BackendAuth != (model.BackendAuth{Scheme: model.BackendAuthAPIKey, Header: "X-Key"}) {
 		t.Fatalf("server gh: %+v", gh)
 	}
-	if legacy.Upstream != "http://127.0.0.1:3001/sse" || legacy.Transport != TransportSSE || !legacy.Disabled {
+	if legacy.Upstream != "http://127.0.0.1:3001/sse" || legacy.Transport != model.TransportSSE || !legacy.Disabled {
 		t.Fatalf("server legacy: %+v", legacy)
 	}
 

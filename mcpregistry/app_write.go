@@ -11,8 +11,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/caddymcp/caddymcp/internal/principal"
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/internal/principal"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // Events emitted by runtime writes (with data "server", "path", "revision").
@@ -35,7 +37,7 @@ const (
 //
 // Concurrent writes commit together (Store.Batch: one fsync for every write queued
 // behind a commit) and never hold the index lock while the store works.
-func (a *App) Put(ctx context.Context, s *Server, expectedRevision uint64) (*Server, error) {
+func (a *App) Put(ctx context.Context, s *model.Server, expectedRevision uint64) (*model.Server, error) {
 	return a.put(ctx, s, expectedRevision, nil)
 }
 
@@ -49,22 +51,22 @@ type credentialWrite struct {
 // put is Put, also writing cred (when not nil; built by seal from the normalized
 // record) in the same transaction, so a record and its secret change together or not
 // at all.
-func (a *App) put(ctx context.Context, s *Server, expectedRevision uint64, cred func(*Server) (*credentialWrite, error)) (*Server, error) {
+func (a *App) put(ctx context.Context, s *model.Server, expectedRevision uint64, cred func(*model.Server) (*credentialWrite, error)) (*model.Server, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if s == nil {
-		return nil, &FieldError{"server", "required"}
+		return nil, &model.FieldError{Field: "server", Reason: "required"}
 	}
 	rec := cloneServer(s)
 	if rec.Source == "" {
-		rec.Source = SourceAPI
+		rec.Source = model.SourceAPI
 	}
 	if err := rec.Normalize(); err != nil {
 		return nil, err
 	}
-	if name, ok := strings.CutPrefix(rec.Upstream, BuiltinScheme+":"); ok && a.builtins[name] == nil {
-		return nil, &FieldError{"upstream", fmt.Sprintf("there is no builtin server %q", name)}
+	if name, ok := strings.CutPrefix(rec.Upstream, model.BuiltinScheme+":"); ok && a.builtins[name] == nil {
+		return nil, &model.FieldError{Field: "upstream", Reason: fmt.Sprintf("there is no builtin server %q", name)}
 	}
 	var cw *credentialWrite
 	if cred != nil {
@@ -76,11 +78,11 @@ func (a *App) put(ctx context.Context, s *Server, expectedRevision uint64, cred 
 
 	// fn may run more than once (Batch): it writes a fresh copy each time and keeps
 	// only what its last (committed) run saw.
-	var prev, stored *Server
+	var prev, stored *model.Server
 	err := a.store.Batch(func(tx StoreTx) error {
 		prev, stored = nil, nil
 		p, err := tx.Get(rec.Name)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		if err != nil && !errors.Is(err, model.ErrNotFound) {
 			return err
 		}
 		w := cloneServer(rec)
@@ -127,21 +129,21 @@ func (a *App) put(ctx context.Context, s *Server, expectedRevision uint64, cred 
 
 // SetEnabled enables or disables the named server (a disabled one stays routed and
 // answers 503) under the same rules as Put, and returns the stored record.
-func (a *App) SetEnabled(ctx context.Context, name string, enabled bool, expectedRevision uint64) (*Server, error) {
+func (a *App) SetEnabled(ctx context.Context, name string, enabled bool, expectedRevision uint64) (*model.Server, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var cur *Server
+	var cur *model.Server
 	err := a.store.View(func(tx StoreTx) (err error) { cur, err = tx.Get(name); return })
 	if err != nil {
 		return nil, err
 	}
-	if expectedRevision == AnyRevision {
+	if expectedRevision == model.AnyRevision {
 		// Condition on what we read, so that a concurrent edit is not overwritten.
 		expectedRevision = cur.Revision
 	}
 	if cur.Revision != expectedRevision {
-		return nil, &RevisionMismatchError{Name: name, Expected: expectedRevision, Current: cur.Revision}
+		return nil, &model.RevisionMismatchError{Name: name, Expected: expectedRevision, Current: cur.Revision}
 	}
 	cur.Enabled = enabled
 	return a.Put(ctx, cur, expectedRevision)
@@ -154,15 +156,15 @@ func (a *App) Delete(ctx context.Context, name string, expectedRevision uint64) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var prev *Server
+	var prev *model.Server
 	err := a.store.Batch(func(tx StoreTx) error {
 		prev = nil // fn may run more than once (Batch)
 		p, err := tx.Get(name)
 		if err != nil {
 			return err
 		}
-		if expectedRevision != AnyRevision && p.Revision != expectedRevision {
-			return &RevisionMismatchError{Name: name, Expected: expectedRevision, Current: p.Revision}
+		if expectedRevision != model.AnyRevision && p.Revision != expectedRevision {
+			return &model.RevisionMismatchError{Name: name, Expected: expectedRevision, Current: p.Revision}
 		}
 		if err := tx.Delete(name); err != nil {
 			return err
@@ -197,7 +199,7 @@ func (a *App) Delete(ctx context.Context, name string, expectedRevision uint64) 
 // Updates are combined: whoever gets ix.mu applies every update queued so far, with
 // one read transaction and one copy of the sorted list, so that concurrent writers
 // do not each copy the 20,000-entry list.
-func (a *App) syncIndex(name string, committed *Server, tombRev uint64) {
+func (a *App) syncIndex(name string, committed *model.Server, tombRev uint64) {
 	r := &indexSync{name: name, committed: committed, tombRev: tombRev}
 	q := &a.writes.indexQueue
 	q.mu.Lock()
@@ -220,7 +222,7 @@ func (a *App) syncIndex(name string, committed *Server, tombRev uint64) {
 // indexSync is one committed write waiting for its index update.
 type indexSync struct {
 	name      string
-	committed *Server // nil: deleted
+	committed *model.Server // nil: deleted
 	tombRev   uint64
 	done      bool // guarded by the index's mu
 }
@@ -238,11 +240,11 @@ func (a *App) applyIndexSyncs(reqs []*indexSync) {
 	for _, r := range reqs {
 		byName[r.name] = r
 	}
-	latest := make(map[string]*Server, len(byName)) // nil: not stored
+	latest := make(map[string]*model.Server, len(byName)) // nil: not stored
 	err := a.store.View(func(tx StoreTx) error {
 		for name := range byName {
 			s, err := tx.Get(name)
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, model.ErrNotFound) {
 				latest[name] = nil
 				continue
 			}
@@ -272,7 +274,7 @@ func (a *App) applyIndexSyncs(reqs []*indexSync) {
 		}
 	}
 
-	changed := make(map[string]*Server, len(latest)) // name → new record, nil: removed
+	changed := make(map[string]*model.Server, len(latest)) // name → new record, nil: removed
 	for name, s := range latest {
 		cur := ix.byName(name)
 		switch {
@@ -302,24 +304,24 @@ func (a *App) applyIndexSyncs(reqs []*indexSync) {
 // setSortedMany replaces, inserts (value non-nil) and removes (nil) the named
 // records in the sorted snapshot with one copy (runs of unchanged records are copied
 // whole). Callers hold ix.mu.
-func (ix *Index) setSortedMany(changed map[string]*Server) {
+func (ix *Index) setSortedMany(changed map[string]*model.Server) {
 	cur := ix.list()
 	type op struct {
 		name  string
-		s     *Server
+		s     *model.Server
 		at    int
 		found bool
 	}
 	ops := make([]op, 0, len(changed))
 	for name, s := range changed {
-		at, found := slices.BinarySearchFunc(cur, name, func(x *Server, name string) int { return strings.Compare(x.Name, name) })
+		at, found := slices.BinarySearchFunc(cur, name, func(x *model.Server, name string) int { return strings.Compare(x.Name, name) })
 		if s == nil && !found {
 			continue
 		}
 		ops = append(ops, op{name, s, at, found})
 	}
 	slices.SortFunc(ops, func(x, y op) int { return strings.Compare(x.name, y.name) })
-	next := make([]*Server, 0, len(cur)+len(ops))
+	next := make([]*model.Server, 0, len(cur)+len(ops))
 	pos := 0
 	for _, o := range ops {
 		next = append(next, cur[pos:o.at]...)
@@ -351,7 +353,7 @@ func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*Import
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	var (
-		servers []*Server
+		servers []*model.Server
 		creds   map[string]http.Header
 	)
 	res, err := ImportStore(a.store, r, mode, func(tx StoreTx) error {
@@ -360,7 +362,7 @@ func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*Import
 			return err
 		}
 		for _, s := range servers {
-			if name, ok := strings.CutPrefix(s.Upstream, BuiltinScheme+":"); ok && a.builtins[name] == nil {
+			if name, ok := strings.CutPrefix(s.Upstream, model.BuiltinScheme+":"); ok && a.builtins[name] == nil {
 				return fmt.Errorf("server %q: there is no builtin server %q", s.Name, name)
 			}
 		}
@@ -436,13 +438,13 @@ func (a *App) setCredential(name string, h http.Header) {
 }
 
 // set replaces prev (nil when new) with s in the index. Callers hold ix.mu.
-func (ix *Index) set(prev, s *Server) {
+func (ix *Index) set(prev, s *model.Server) {
 	ix.setRoutes(prev, s)
 	ix.setSorted(s)
 }
 
 // setRoutes is set without the sorted snapshot.
-func (ix *Index) setRoutes(prev, s *Server) {
+func (ix *Index) setRoutes(prev, s *model.Server) {
 	if prev != nil && prev.Path != s.Path {
 		if cur := ix.lookup(prev.Path); cur != nil && cur.Name == s.Name {
 			ix.byPath.Delete(prev.Path)
@@ -453,7 +455,7 @@ func (ix *Index) setRoutes(prev, s *Server) {
 }
 
 // remove drops s from the index. Callers hold ix.mu.
-func (ix *Index) remove(s *Server) {
+func (ix *Index) remove(s *model.Server) {
 	if ix.removeRoutes(s) {
 		ix.removeSorted(s.Name)
 	}
@@ -461,7 +463,7 @@ func (ix *Index) remove(s *Server) {
 
 // removeRoutes is remove without the sorted snapshot; it reports whether the name
 // was indexed.
-func (ix *Index) removeRoutes(s *Server) bool {
+func (ix *Index) removeRoutes(s *model.Server) bool {
 	if cur := ix.lookup(s.Path); cur != nil && cur.Name == s.Name {
 		ix.byPath.Delete(s.Path)
 	}
@@ -478,7 +480,7 @@ func (ix *Index) removeRoutes(s *Server) bool {
 	return true
 }
 
-func cloneServer(s *Server) *Server {
+func cloneServer(s *model.Server) *model.Server {
 	c := *s
 	c.Tags = append([]string(nil), s.Tags...)
 	if len(s.Tags) == 0 {

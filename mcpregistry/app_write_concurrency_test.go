@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // Two App.Put calls race for one path under different names: exactly one wins, and
@@ -24,12 +26,12 @@ func TestAppPutConcurrentPathConflict(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				name := fmt.Sprintf("r%d-w%d", round, w)
-				_, err := app.Put(ctx, &Server{Name: name, Path: path, Upstream: "http://h/mcp"}, 0)
+				_, err := app.Put(ctx, &model.Server{Name: name, Path: path, Upstream: "http://h/mcp"}, 0)
 				switch {
 				case err == nil:
 					wins.Add(1)
 					winner.Store(name)
-				case errors.Is(err, ErrPathConflict):
+				case errors.Is(err, model.ErrPathConflict):
 					conflicts.Add(1)
 				default:
 					t.Error(err)
@@ -53,7 +55,7 @@ func TestAppIndexNeverRegresses(t *testing.T) {
 	app := loadWritableRegistry(t)
 	ctx := context.Background()
 	const name = "hot"
-	if _, err := app.Put(ctx, &Server{Name: name, Upstream: "http://h/mcp"}, 0); err != nil {
+	if _, err := app.Put(ctx, &model.Server{Name: name, Upstream: "http://h/mcp"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
@@ -88,7 +90,7 @@ func TestAppIndexNeverRegresses(t *testing.T) {
 			defer writers.Done()
 			for i := range 25 {
 				if w%4 == 3 && i%5 == 4 {
-					if err := app.Delete(ctx, name, AnyRevision); err != nil && !errors.Is(err, ErrNotFound) {
+					if err := app.Delete(ctx, name, model.AnyRevision); err != nil && !errors.Is(err, model.ErrNotFound) {
 						t.Error(err)
 					}
 					continue
@@ -97,7 +99,7 @@ func TestAppIndexNeverRegresses(t *testing.T) {
 				if i%2 == 1 {
 					path = name + "-alt"
 				}
-				got, err := app.Put(ctx, &Server{Name: name, Path: path, Upstream: "http://h/mcp", Description: fmt.Sprint(w, i)}, AnyRevision)
+				got, err := app.Put(ctx, &model.Server{Name: name, Path: path, Upstream: "http://h/mcp", Description: fmt.Sprint(w, i)}, model.AnyRevision)
 				if err != nil {
 					t.Error(err)
 					return
@@ -113,10 +115,10 @@ func TestAppIndexNeverRegresses(t *testing.T) {
 	close(stop)
 	readers.Wait()
 
-	var stored *Server
+	var stored *model.Server
 	err := app.store.View(func(tx StoreTx) error {
 		s, err := tx.Get(name)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			return nil
 		}
 		stored = s
@@ -145,14 +147,14 @@ func TestAppIndexNeverRegresses(t *testing.T) {
 }
 
 func TestIndexSetSortedMany(t *testing.T) {
-	mk := func(names ...string) []*Server {
-		var out []*Server
+	mk := func(names ...string) []*model.Server {
+		var out []*model.Server
 		for _, n := range names {
-			out = append(out, &Server{Name: n, Path: n})
+			out = append(out, &model.Server{Name: n, Path: n})
 		}
 		return out
 	}
-	names := func(l []*Server) string {
+	names := func(l []*model.Server) string {
 		s := ""
 		for _, x := range l {
 			s += x.Name + ","
@@ -161,13 +163,13 @@ func TestIndexSetSortedMany(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		start   []string
-		changed map[string]*Server
+		changed map[string]*model.Server
 		want    string
 	}{
-		{nil, map[string]*Server{"b": {Name: "b"}, "a": {Name: "a"}}, "a,b,"},
-		{[]string{"b", "d"}, map[string]*Server{"a": {Name: "a"}, "c": {Name: "c"}, "e": {Name: "e"}}, "a,b,c,d,e,"},
-		{[]string{"a", "b", "c"}, map[string]*Server{"a": nil, "c": nil, "x": nil}, "b,"},
-		{[]string{"a", "b", "c"}, map[string]*Server{"b": {Name: "b", Description: "new"}, "bb": {Name: "bb"}, "a": nil}, "b,bb,c,"},
+		{nil, map[string]*model.Server{"b": {Name: "b"}, "a": {Name: "a"}}, "a,b,"},
+		{[]string{"b", "d"}, map[string]*model.Server{"a": {Name: "a"}, "c": {Name: "c"}, "e": {Name: "e"}}, "a,b,c,d,e,"},
+		{[]string{"a", "b", "c"}, map[string]*model.Server{"a": nil, "c": nil, "x": nil}, "b,"},
+		{[]string{"a", "b", "c"}, map[string]*model.Server{"b": {Name: "b", Description: "new"}, "bb": {Name: "bb"}, "a": nil}, "b,bb,c,"},
 	} {
 		ix := newIndex(mk(tc.start...))
 		ix.setSortedMany(tc.changed)

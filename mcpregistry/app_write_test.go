@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func loadWritableRegistry(t *testing.T) *App {
@@ -36,11 +38,11 @@ func TestAppPutDeleteLive(t *testing.T) {
 	app.search.checkCost.Store(int64(time.Second))
 	app.search.checkedAt.Store(time.Now().UnixNano())
 
-	s, err := app.Put(ctx, &Server{Name: "live", Upstream: "http://127.0.0.1:4000/mcp", Enabled: true, Description: "Quasar telemetry archive"}, 0)
+	s, err := app.Put(ctx, &model.Server{Name: "live", Upstream: "http://127.0.0.1:4000/mcp", Enabled: true, Description: "Quasar telemetry archive"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Revision != 1 || s.Source != SourceAPI {
+	if s.Revision != 1 || s.Source != model.SourceAPI {
 		t.Fatalf("registered: %+v", s)
 	}
 	if got := app.Lookup("live"); got == nil || got.Upstream != "http://127.0.0.1:4000/mcp" {
@@ -49,17 +51,17 @@ func TestAppPutDeleteLive(t *testing.T) {
 	if hits := app.Search("quasar telemetry", 5); len(hits) == 0 || hits[0].Server != "live" {
 		t.Fatalf("a server registered at runtime must be searchable at once: %+v", hits)
 	}
-	if _, err := app.Put(ctx, &Server{Name: "live", Upstream: "http://127.0.0.1:4000/mcp"}, 0); !errors.Is(err, ErrRevisionMismatch) {
+	if _, err := app.Put(ctx, &model.Server{Name: "live", Upstream: "http://127.0.0.1:4000/mcp"}, 0); !errors.Is(err, model.ErrRevisionMismatch) {
 		t.Fatalf("second registration: %v", err)
 	}
-	if _, err := app.Put(ctx, &Server{Name: "other", Path: "cfg", Upstream: "http://h/mcp"}, 0); !errors.Is(err, ErrPathConflict) {
+	if _, err := app.Put(ctx, &model.Server{Name: "other", Path: "cfg", Upstream: "http://h/mcp"}, 0); !errors.Is(err, model.ErrPathConflict) {
 		t.Fatalf("path conflict: %v", err)
 	}
-	var fe *FieldError
-	if _, err := app.Put(ctx, &Server{Name: "Bad Name", Upstream: "http://h/mcp"}, 0); !errors.As(err, &fe) || fe.Field != "name" {
+	var fe *model.FieldError
+	if _, err := app.Put(ctx, &model.Server{Name: "Bad Name", Upstream: "http://h/mcp"}, 0); !errors.As(err, &fe) || fe.Field != "name" {
 		t.Fatalf("invalid: %v", err)
 	}
-	if _, err := app.Put(ctx, &Server{Name: "bi", Upstream: "builtin:nothing"}, 0); !errors.As(err, &fe) {
+	if _, err := app.Put(ctx, &model.Server{Name: "bi", Upstream: "builtin:nothing"}, 0); !errors.As(err, &fe) {
 		t.Fatalf("unknown builtin: %v", err)
 	}
 
@@ -73,7 +75,7 @@ func TestAppPutDeleteLive(t *testing.T) {
 	if app.Lookup("live") != nil || app.Lookup("elsewhere") == nil {
 		t.Fatal("index not updated on path change")
 	}
-	if _, err := app.Put(ctx, &moved, 1); !errors.Is(err, ErrRevisionMismatch) {
+	if _, err := app.Put(ctx, &moved, 1); !errors.Is(err, model.ErrRevisionMismatch) {
 		t.Fatalf("stale update: %v", err)
 	}
 
@@ -81,11 +83,11 @@ func TestAppPutDeleteLive(t *testing.T) {
 	if err != nil || s3.Enabled || s3.Revision != 3 || app.Lookup("elsewhere").Enabled {
 		t.Fatalf("disable: %+v %v", s3, err)
 	}
-	if _, err := app.SetEnabled(ctx, "live", true, 2); !errors.Is(err, ErrRevisionMismatch) {
+	if _, err := app.SetEnabled(ctx, "live", true, 2); !errors.Is(err, model.ErrRevisionMismatch) {
 		t.Fatalf("stale toggle: %v", err)
 	}
 
-	if err := app.Delete(ctx, "live", 2); !errors.Is(err, ErrRevisionMismatch) {
+	if err := app.Delete(ctx, "live", 2); !errors.Is(err, model.ErrRevisionMismatch) {
 		t.Fatalf("stale delete: %v", err)
 	}
 	if err := app.Delete(ctx, "live", 3); err != nil {
@@ -94,11 +96,11 @@ func TestAppPutDeleteLive(t *testing.T) {
 	if app.Lookup("elsewhere") != nil || app.Server("live") != nil {
 		t.Fatal("deleted server still routed")
 	}
-	if err := app.Delete(ctx, "live", AnyRevision); !errors.Is(err, ErrNotFound) {
+	if err := app.Delete(ctx, "live", model.AnyRevision); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("delete missing: %v", err)
 	}
 	// Re-created: the revision continues past the tombstone (3 → tombstone 4 → 5).
-	s4, err := app.Put(ctx, &Server{Name: "live", Upstream: "http://127.0.0.1:4000/mcp"}, 0)
+	s4, err := app.Put(ctx, &model.Server{Name: "live", Upstream: "http://127.0.0.1:4000/mcp"}, 0)
 	if err != nil || s4.Revision != 5 || app.Lookup("live") == nil {
 		t.Fatalf("re-create: %+v %v", s4, err)
 	}
@@ -109,7 +111,7 @@ func TestAppPutDeleteLive(t *testing.T) {
 func TestAppConcurrentWriters(t *testing.T) {
 	app := loadWritableRegistry(t)
 	ctx := context.Background()
-	if _, err := app.Put(ctx, &Server{Name: "c", Upstream: "http://h/mcp", Description: "0"}, 0); err != nil {
+	if _, err := app.Put(ctx, &model.Server{Name: "c", Upstream: "http://h/mcp", Description: "0"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	const writers = 20
@@ -120,11 +122,11 @@ func TestAppConcurrentWriters(t *testing.T) {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				_, err := app.Put(ctx, &Server{Name: "c", Upstream: "http://h/mcp", Description: fmt.Sprint(i)}, round)
+				_, err := app.Put(ctx, &model.Server{Name: "c", Upstream: "http://h/mcp", Description: fmt.Sprint(i)}, round)
 				switch {
 				case err == nil:
 					wins.Add(1)
-				case errors.Is(err, ErrRevisionMismatch):
+				case errors.Is(err, model.ErrRevisionMismatch):
 					conflicts.Add(1)
 				default:
 					t.Error(err)
@@ -139,7 +141,7 @@ func TestAppConcurrentWriters(t *testing.T) {
 
 	// Counter: each writer adds 1 five times, retrying on conflict.
 	start := app.Server("c")
-	if _, err := app.Put(ctx, &Server{Name: "c", Upstream: "http://h/mcp", Description: "0"}, start.Revision); err != nil {
+	if _, err := app.Put(ctx, &model.Server{Name: "c", Upstream: "http://h/mcp", Description: "0"}, start.Revision); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -153,7 +155,7 @@ func TestAppConcurrentWriters(t *testing.T) {
 				next := *cur
 				next.Description = strconv.Itoa(v + 1)
 				_, err := app.Put(ctx, &next, cur.Revision)
-				if errors.Is(err, ErrRevisionMismatch) {
+				if errors.Is(err, model.ErrRevisionMismatch) {
 					continue
 				}
 				if err != nil {

@@ -3,6 +3,8 @@ package mcpregistry
 import (
 	"path/filepath"
 	"testing"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func TestMCPAudience(t *testing.T) {
@@ -34,7 +36,7 @@ func TestMCPAudience(t *testing.T) {
 			t.Errorf("%s: %v, want %v", aud, got, want)
 		}
 	}
-	if _, err := app.Put(t.Context(), &Server{Name: "runtime", Upstream: "http://127.0.0.1:3003/mcp", Enabled: true}, 0); err != nil {
+	if _, err := app.Put(t.Context(), &model.Server{Name: "runtime", Upstream: "http://127.0.0.1:3003/mcp", Enabled: true}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if !match("https://mcp.example.com/servers/runtime/mcp") {

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/caddymcp/caddymcp/internal/cfargs"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func init() {
@@ -235,7 +236,7 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 		case "transport":
 			var t string
 			t, err = cfargs.One(d)
-			s.Transport = Transport(t)
+			s.Transport = model.Transport(t)
 		case "description":
 			s.Description, err = cfargs.One(d)
 		case "tags":
@@ -253,7 +254,7 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 			if len(args) == 0 || len(args) > 2 {
 				return nil, d.ArgErr()
 			}
-			s.BackendAuth.Scheme = BackendAuthScheme(args[0])
+			s.BackendAuth.Scheme = model.BackendAuthScheme(args[0])
 			if len(args) == 2 {
 				s.BackendAuth.Header = args[1]
 			}
@@ -281,7 +282,7 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 			if len(args) > 2 {
 				return nil, d.ArgErr()
 			}
-			s.ForwardIdentity = new(ForwardIdentity)
+			s.ForwardIdentity = new(model.ForwardIdentity)
 			if len(args) > 0 {
 				s.ForwardIdentity.UserHeader = args[0]
 			}

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // Backend credentials: the secret a server's upstream wants (a bearer token or an API
@@ -37,10 +39,10 @@ type sealedCredential struct {
 
 // credentialPlain is what is sealed.
 type credentialPlain struct {
-	Scheme  BackendAuthScheme `json:"scheme,omitempty"`
-	Header  string            `json:"header,omitempty"`
-	Value   string            `json:"value,omitempty"`
-	Headers map[string]string `json:"headers,omitempty"`
+	Scheme  model.BackendAuthScheme `json:"scheme,omitempty"`
+	Header  string                  `json:"header,omitempty"`
+	Value   string                  `json:"value,omitempty"`
+	Headers map[string]string       `json:"headers,omitempty"`
 }
 
 // keyring holds the current encryption key and the previous ones still readable.
@@ -191,9 +193,9 @@ func (kr *keyring) ids() string {
 
 // declaredCredential resolves the placeholders of a config server's credential. It
 // returns nil when the server declares none.
-func declaredCredential(c *ServerConfig, s *Server) (*credentialPlain, error) {
+func declaredCredential(c *ServerConfig, s *model.Server) (*credentialPlain, error) {
 	if c.BackendCredential == "" && len(c.BackendHeaders) == 0 {
-		if s.BackendAuth.Scheme == BackendAuthBearer || s.BackendAuth.Scheme == BackendAuthAPIKey {
+		if s.BackendAuth.Scheme == model.BackendAuthBearer || s.BackendAuth.Scheme == model.BackendAuthAPIKey {
 			return nil, fmt.Errorf("server %q: backend_auth %s needs backend_credential", s.Name, s.BackendAuth.Scheme)
 		}
 		return nil, nil
@@ -201,7 +203,7 @@ func declaredCredential(c *ServerConfig, s *Server) (*credentialPlain, error) {
 	repl := caddy.NewReplacer()
 	p := &credentialPlain{Scheme: s.BackendAuth.Scheme, Header: s.BackendAuth.Header}
 	if c.BackendCredential != "" {
-		if p.Scheme == BackendAuthNone {
+		if p.Scheme == model.BackendAuthNone {
 			return nil, fmt.Errorf("server %q: backend_credential needs backend_auth bearer or api_key <header>", s.Name)
 		}
 		p.Value = trimNewline(repl.ReplaceKnown(c.BackendCredential, ""))
@@ -211,14 +213,14 @@ func declaredCredential(c *ServerConfig, s *Server) (*credentialPlain, error) {
 		if !validHeaderValue(p.Value) {
 			return nil, fmt.Errorf("server %q: backend_credential contains characters not allowed in a header", s.Name)
 		}
-	} else if p.Scheme == BackendAuthBearer || p.Scheme == BackendAuthAPIKey {
+	} else if p.Scheme == model.BackendAuthBearer || p.Scheme == model.BackendAuthAPIKey {
 		return nil, fmt.Errorf("server %q: backend_auth %s needs backend_credential", s.Name, p.Scheme)
 	}
 	if len(c.BackendHeaders) > 0 {
 		p.Headers = make(map[string]string, len(c.BackendHeaders))
 	}
 	for name, v := range c.BackendHeaders {
-		if !validHeaderName(name) {
+		if !model.ValidHeaderName(name) {
 			return nil, fmt.Errorf("server %q: backend_header %q is not a valid header name", s.Name, name)
 		}
 		v = trimNewline(repl.ReplaceKnown(v, ""))
@@ -260,9 +262,9 @@ func (c *credentialPlain) headers() http.Header {
 		h.Set(k, v)
 	}
 	switch c.Scheme {
-	case BackendAuthBearer:
+	case model.BackendAuthBearer:
 		h.Set("Authorization", "Bearer "+c.Value)
-	case BackendAuthAPIKey:
+	case model.BackendAuthAPIKey:
 		h.Set(c.Header, c.Value)
 	}
 	return h
@@ -283,7 +285,7 @@ func reconcileCredentials(store Store, kr *keyring, declared map[string]*credent
 		for name := range configServers {
 			want := declared[name]
 			raw, err := tx.GetCredential(name)
-			if err != nil && !errors.Is(err, ErrNotFound) {
+			if err != nil && !errors.Is(err, model.ErrNotFound) {
 				return err
 			}
 			if want == nil {
@@ -369,7 +371,7 @@ func (t credentialTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 }
 
 // healthClientFor returns the HTTP client the health checker uses for s.
-func (a *App) healthClientFor(s *Server) *http.Client {
+func (a *App) healthClientFor(s *model.Server) *http.Client {
 	h := a.BackendHeaders(s.Name)
 	if len(h) == 0 {
 		return a.healthClient

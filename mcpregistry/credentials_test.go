@@ -18,6 +18,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func newTestKey(t *testing.T) ([]byte, string) {
@@ -43,7 +45,7 @@ func TestKeyringSealOpen(t *testing.T) {
 	if _, err := newKeyring("c2hvcnQ=", nil); err == nil || !strings.Contains(err.Error(), "openssl rand -base64 32") {
 		t.Fatalf("short key: %v", err)
 	}
-	want := &credentialPlain{Scheme: BackendAuthAPIKey, Header: "X-Key", Value: "s3cr3t-value", Headers: map[string]string{"X-Tenant": "t1"}}
+	want := &credentialPlain{Scheme: model.BackendAuthAPIKey, Header: "X-Key", Value: "s3cr3t-value", Headers: map[string]string{"X-Tenant": "t1"}}
 	sealed, err := kr.seal("gh", want)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +152,7 @@ func TestBackendCredentialsEncryptedAtRest(t *testing.T) {
 		t.Fatalf("backend headers not loaded (Authorization %t, X-Tenant %t)", h.Get("Authorization") != "", h.Get("X-Tenant") != "")
 	}
 	s := app.Server("gh")
-	if s.BackendAuth.Scheme != BackendAuthBearer {
+	if s.BackendAuth.Scheme != model.BackendAuthBearer {
 		t.Fatalf("scheme %q, want bearer implied by backend_credential", s.BackendAuth.Scheme)
 	}
 	for what, v := range map[string]any{"server": s, "summary": app.summarize(s), "list": app.ListServers()} {
@@ -265,7 +267,7 @@ func TestCaddyfileBackendCredential(t *testing.T) {
 	}
 	s := a.Servers[0]
 	if a.EncryptionKey != "{env.MCP_REGISTRY_KEY}" || len(a.PreviousEncryptionKeys) != 2 ||
-		s.BackendAuth.Scheme != BackendAuthAPIKey || s.BackendAuth.Header != "X-GitHub-Token" ||
+		s.BackendAuth.Scheme != model.BackendAuthAPIKey || s.BackendAuth.Header != "X-GitHub-Token" ||
 		s.BackendCredential != "{env.GITHUB_TOKEN}" || s.BackendHeaders["X-Tenant"] != "{file./run/secrets/tenant}" ||
 		s.BackendHeaders["X-Static"] != "yes" || s.GatewayTokenHeader != "x-authorization" ||
 		s.ForwardIdentity == nil || s.ForwardIdentity.UserHeader != "X-User" || s.ForwardIdentity.GroupsHeader != "" {
@@ -290,17 +292,17 @@ func TestCaddyfileBackendCredential(t *testing.T) {
 }
 
 func TestNormalizeGatewayOptions(t *testing.T) {
-	s := &Server{Name: "a", Upstream: "http://x/mcp", GatewayTokenHeader: "X-Authorization", ForwardIdentity: &ForwardIdentity{}}
+	s := &model.Server{Name: "a", Upstream: "http://x/mcp", GatewayTokenHeader: "X-Authorization", ForwardIdentity: &model.ForwardIdentity{}}
 	if err := s.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	if s.GatewayTokenHeader != GatewayTokenXAuthorization || s.ForwardIdentity.UserHeader != DefaultUserHeader || s.ForwardIdentity.GroupsHeader != DefaultGroupsHeader {
+	if s.GatewayTokenHeader != model.GatewayTokenXAuthorization || s.ForwardIdentity.UserHeader != model.DefaultUserHeader || s.ForwardIdentity.GroupsHeader != model.DefaultGroupsHeader {
 		t.Fatalf("%+v %+v", s, s.ForwardIdentity)
 	}
-	for _, bad := range []*Server{
+	for _, bad := range []*model.Server{
 		{Name: "a", Upstream: "http://x/mcp", GatewayTokenHeader: "cookie"},
-		{Name: "a", Upstream: "http://x/mcp", ForwardIdentity: &ForwardIdentity{UserHeader: "Bad Header"}},
-		{Name: "a", Upstream: "http://x/mcp", BackendAuth: BackendAuth{Scheme: BackendAuthAPIKey, Header: "X:Y"}},
+		{Name: "a", Upstream: "http://x/mcp", ForwardIdentity: &model.ForwardIdentity{UserHeader: "Bad Header"}},
+		{Name: "a", Upstream: "http://x/mcp", BackendAuth: model.BackendAuth{Scheme: model.BackendAuthAPIKey, Header: "X:Y"}},
 	} {
 		if err := bad.Normalize(); err == nil {
 			t.Errorf("accepted %+v", bad)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // eventsFor returns the recorded events about server, in order.
@@ -42,10 +44,10 @@ func TestRegistryEvents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	if _, err := app.Put(ctx, &Server{Name: "ev", Path: "ev-path", Upstream: g.URL, Enabled: true}, 0); err != nil {
+	if _, err := app.Put(ctx, &model.Server{Name: "ev", Path: "ev-path", Upstream: g.URL, Enabled: true}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if h, err := app.RefreshNow(ctx, "ev"); err != nil || h.Status != HealthHealthy {
+	if h, err := app.RefreshNow(ctx, "ev"); err != nil || h.Status != model.HealthHealthy {
 		t.Fatalf("RefreshNow: %+v %v", h, err)
 	}
 	// A check that finds the same lists announces no change.
@@ -59,7 +61,7 @@ func TestRegistryEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.Stop()
-	if h, _ := app.RefreshNow(ctx, "ev"); h.Status != HealthUnhealthy {
+	if h, _ := app.RefreshNow(ctx, "ev"); h.Status != model.HealthUnhealthy {
 		t.Fatalf("after stop: %+v", h)
 	}
 	if err := app.Delete(ctx, "ev", 2); err != nil {

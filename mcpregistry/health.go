@@ -19,6 +19,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // HealthConfig configures the registry's background health checks and tool discovery.
@@ -79,7 +81,7 @@ const (
 	// EventToolsChanged is emitted when a check finds a server's tools, prompts or
 	// resources changed since the previous check (data "server", "tools": the count).
 	EventToolsChanged  = "server_tools_changed"
-	builtinUpstreamPfx = BuiltinScheme + ":"
+	builtinUpstreamPfx = model.BuiltinScheme + ":"
 )
 
 func (c *HealthConfig) provision() {
@@ -120,87 +122,30 @@ func (c *HealthConfig) validate() error {
 	return nil
 }
 
-// HealthStatus is a server's health as last checked.
-type HealthStatus string
-
-const (
-	// HealthUnknown: never checked (or disabled and never checked).
-	HealthUnknown HealthStatus = "unknown"
-	// HealthHealthy: the last check connected, pinged and listed successfully.
-	HealthHealthy HealthStatus = "healthy"
-	// HealthUnhealthy: the last check failed; LastError says why.
-	HealthUnhealthy HealthStatus = "unhealthy"
-)
-
-// ServerHealth is what the registry knows about a server's health and capabilities.
-// Values handed out are never modified afterwards; a new check replaces them.
-type ServerHealth struct {
-	// Server is the server's name.
-	Server string `json:"server"`
-	// Status is healthy, unhealthy or unknown.
-	Status HealthStatus `json:"status"`
-	// LatencyMS is how long the last check took, in milliseconds.
-	LatencyMS float64 `json:"latency_ms,omitempty"`
-	// LastError is why the last check failed (bounded, without credentials or query
-	// strings); empty when it succeeded.
-	LastError string `json:"last_error,omitempty"`
-	// ProtocolVersion is the MCP version negotiated by the last successful check.
-	ProtocolVersion string `json:"protocol_version,omitempty"`
-	// ServerName and ServerVersion are what the server said about itself.
-	ServerName    string `json:"server_name,omitempty"`
-	ServerVersion string `json:"server_version,omitempty"`
-	// CheckedAt is when the last check finished; LastHealthyAt when one last succeeded.
-	CheckedAt     time.Time `json:"checked_at,omitzero"`
-	LastHealthyAt time.Time `json:"last_healthy_at,omitzero"`
-	// ConsecutiveFailures counts failed checks since the last success.
-	ConsecutiveFailures int `json:"consecutive_failures,omitempty"`
-	// Tools, Prompts and Resources are the lists from the last successful check; a
-	// failed check keeps them.
-	Tools     []ToolInfo     `json:"tools,omitempty"`
-	Prompts   []PromptInfo   `json:"prompts,omitempty"`
-	Resources []ResourceInfo `json:"resources,omitempty"`
-
-	// notifies: the last successful check's capabilities announce a list_changed
-	// notification, so the server is worth watching (memory only).
-	notifies bool
-}
-
-// PromptInfo is a prompt a server offers.
-type PromptInfo struct {
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
-}
-
-// ResourceInfo is a resource a server offers.
-type ResourceInfo struct {
-	URI  string `json:"uri"`
-	Name string `json:"name,omitempty"`
-}
-
 // Health returns what is known of the named server's health. The builtin registry
 // server is always healthy with its own tools. ok is false for an unknown name.
-func (a *App) Health(name string) (ServerHealth, bool) {
+func (a *App) Health(name string) (model.ServerHealth, bool) {
 	s := a.Server(name)
 	switch {
 	case s == nil:
-		return ServerHealth{}, false
+		return model.ServerHealth{}, false
 	case isBuiltin(s):
 		return a.builtinHealth(s), true
 	}
 	if v, ok := a.health.Load(name); ok {
-		return *v.(*ServerHealth), true
+		return *v.(*model.ServerHealth), true
 	}
-	return ServerHealth{Server: name, Status: HealthUnknown}, true
+	return model.ServerHealth{Server: name, Status: model.HealthUnknown}, true
 }
 
 // RefreshNow checks the named server at once (also when it is disabled or the
 // background checks are off), records the result and returns it. A failed check is
 // not an error: it is reported as an unhealthy ServerHealth. The error is for an
 // unknown name or a ctx that ends first.
-func (a *App) RefreshNow(ctx context.Context, name string) (ServerHealth, error) {
+func (a *App) RefreshNow(ctx context.Context, name string) (model.ServerHealth, error) {
 	s := a.Server(name)
 	if s == nil {
-		return ServerHealth{}, ErrNotFound
+		return model.ServerHealth{}, model.ErrNotFound
 	}
 	if isBuiltin(s) {
 		return a.builtinHealth(s), nil
@@ -212,13 +157,13 @@ func (a *App) RefreshNow(ctx context.Context, name string) (ServerHealth, error)
 	return h, nil
 }
 
-func isBuiltin(s *Server) bool { return strings.HasPrefix(s.Upstream, builtinUpstreamPfx) }
+func isBuiltin(s *model.Server) bool { return strings.HasPrefix(s.Upstream, builtinUpstreamPfx) }
 
-func (a *App) builtinHealth(s *Server) ServerHealth {
-	return ServerHealth{Server: s.Name, Status: HealthHealthy, Tools: a.builtinTools(s), CheckedAt: a.startedAt}
+func (a *App) builtinHealth(s *model.Server) model.ServerHealth {
+	return model.ServerHealth{Server: s.Name, Status: model.HealthHealthy, Tools: a.builtinTools(s), CheckedAt: a.startedAt}
 }
 
-func (a *App) builtinTools(s *Server) []ToolInfo {
+func (a *App) builtinTools(s *model.Server) []model.ToolInfo {
 	if s.Upstream == builtinUpstreamPfx+builtinRegistryName {
 		return registryTools
 	}
@@ -311,7 +256,7 @@ func (a *App) healthRound(ctx context.Context) {
 			continue
 		}
 		wg.Add(1)
-		go func(s *Server) {
+		go func(s *model.Server) {
 			defer wg.Done()
 			defer func() {
 				if r := recover(); r != nil {
@@ -339,19 +284,19 @@ func (a *App) healthRound(ctx context.Context) {
 
 // checkAndRecord checks s, stores the result (memory and store) and emits an event when
 // the status changed. Checks of the same server are serialised.
-func (a *App) checkAndRecord(ctx context.Context, s *Server) ServerHealth {
+func (a *App) checkAndRecord(ctx context.Context, s *model.Server) model.ServerHealth {
 	mu, _ := a.checkLocks.LoadOrStore(s.Name, new(sync.Mutex))
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
 
 	prev, _ := a.Health(s.Name)
 	res := a.checkServer(ctx, s)
-	if ctx.Err() != nil && res.Status == HealthUnhealthy {
+	if ctx.Err() != nil && res.Status == model.HealthUnhealthy {
 		// Shutting down (or the caller gave up): that says nothing about the server.
 		return prev
 	}
 
-	h := &ServerHealth{
+	h := &model.ServerHealth{
 		Server:              s.Name,
 		Status:              res.Status,
 		LatencyMS:           res.LatencyMS,
@@ -365,15 +310,15 @@ func (a *App) checkAndRecord(ctx context.Context, s *Server) ServerHealth {
 		Prompts:             prev.Prompts,
 		Resources:           prev.Resources,
 		ConsecutiveFailures: prev.ConsecutiveFailures + 1,
-		notifies:            prev.notifies,
+		Notifies:            prev.Notifies,
 	}
 	listsChanged := false
-	if res.Status == HealthHealthy {
+	if res.Status == model.HealthHealthy {
 		h.LastHealthyAt = res.CheckedAt
 		h.ProtocolVersion, h.ServerName, h.ServerVersion = res.ProtocolVersion, res.ServerName, res.ServerVersion
 		h.Tools, h.Prompts, h.Resources = res.Tools, res.Prompts, res.Resources
 		h.ConsecutiveFailures = 0
-		h.notifies = res.notifies
+		h.Notifies = res.Notifies
 		// Only a change against lists seen before counts (not the first discovery).
 		listsChanged = !prev.LastHealthyAt.IsZero() && !sameLists(&prev, h)
 	}
@@ -383,7 +328,7 @@ func (a *App) checkAndRecord(ctx context.Context, s *Server) ServerHealth {
 	stale := false
 	err := a.store.Update(func(tx StoreTx) error {
 		cur, err := tx.Get(s.Name)
-		if errors.Is(err, ErrNotFound) || (err == nil && cur.Upstream != s.Upstream) {
+		if errors.Is(err, model.ErrNotFound) || (err == nil && cur.Upstream != s.Upstream) {
 			stale = true
 			return nil
 		}
@@ -400,7 +345,7 @@ func (a *App) checkAndRecord(ctx context.Context, s *Server) ServerHealth {
 	}
 	a.health.Store(s.Name, h)
 	a.searchToolsRecorded(s.Name, prev.Tools, h.Tools)
-	if h.notifies != prev.notifies {
+	if h.Notifies != prev.Notifies {
 		a.kickWatches()
 	}
 	if listsChanged {
@@ -411,7 +356,7 @@ func (a *App) checkAndRecord(ctx context.Context, s *Server) ServerHealth {
 
 	if prev.Status != h.Status {
 		level := a.logger.Info
-		if h.Status == HealthUnhealthy {
+		if h.Status == model.HealthUnhealthy {
 			level = a.logger.Warn
 		}
 		level("server health changed", zap.String("server", s.Name),
@@ -448,7 +393,7 @@ func (h startedHook) Handle(context.Context, caddy.Event) error {
 
 // checkServer connects to s with the MCP client, pings it and lists its tools, prompts
 // and resources, all within the configured timeout.
-func (a *App) checkServer(ctx context.Context, s *Server) (h ServerHealth) {
+func (a *App) checkServer(ctx context.Context, s *model.Server) (h model.ServerHealth) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(a.HealthChecks.Timeout))
 	defer cancel()
 	start := time.Now()
@@ -457,15 +402,15 @@ func (a *App) checkServer(ctx context.Context, s *Server) (h ServerHealth) {
 		h.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
 		h.CheckedAt = time.Now().UTC()
 	}()
-	fail := func(step string, err error) ServerHealth {
-		h.Status = HealthUnhealthy
+	fail := func(step string, err error) model.ServerHealth {
+		h.Status = model.HealthUnhealthy
 		h.LastError = sanitizeError(step+": "+err.Error(), s.Upstream)
 		return h
 	}
 
 	var transport mcp.Transport
 	switch s.Transport {
-	case TransportSSE:
+	case model.TransportSSE:
 		transport = &mcp.SSEClientTransport{Endpoint: s.Upstream, HTTPClient: a.healthClientFor(s)}
 	default:
 		transport = &mcp.StreamableClientTransport{
@@ -493,13 +438,13 @@ func (a *App) checkServer(ctx context.Context, s *Server) (h ServerHealth) {
 	if init != nil {
 		h.ProtocolVersion = init.ProtocolVersion
 		caps = init.Capabilities
-		h.notifies = announcesListChanged(caps)
+		h.Notifies = announcesListChanged(caps)
 		if init.ServerInfo != nil {
 			h.ServerName, h.ServerVersion = bound(init.ServerInfo.Name, 256), bound(init.ServerInfo.Version, 256)
 		}
 	}
 	if caps == nil || caps.Tools != nil {
-		h.Tools = []ToolInfo{}
+		h.Tools = []model.ToolInfo{}
 		for tool, err := range session.Tools(ctx, nil) {
 			if err != nil {
 				return fail("tools/list", err)
@@ -507,7 +452,7 @@ func (a *App) checkServer(ctx context.Context, s *Server) (h ServerHealth) {
 			if len(h.Tools) >= maxListedItems {
 				break
 			}
-			ti := ToolInfo{Name: bound(tool.Name, 256), Description: bound(tool.Description, maxDescriptionLen)}
+			ti := model.ToolInfo{Name: bound(tool.Name, 256), Description: bound(tool.Description, maxDescriptionLen)}
 			if tool.InputSchema != nil {
 				if raw, err := json.Marshal(tool.InputSchema); err == nil && len(raw) <= maxSchemaLen {
 					ti.InputSchema = raw
@@ -517,7 +462,7 @@ func (a *App) checkServer(ctx context.Context, s *Server) (h ServerHealth) {
 		}
 	}
 	if caps != nil && caps.Prompts != nil {
-		h.Prompts = []PromptInfo{}
+		h.Prompts = []model.PromptInfo{}
 		for p, err := range session.Prompts(ctx, nil) {
 			if err != nil {
 				return fail("prompts/list", err)
@@ -525,11 +470,11 @@ func (a *App) checkServer(ctx context.Context, s *Server) (h ServerHealth) {
 			if len(h.Prompts) >= maxListedItems {
 				break
 			}
-			h.Prompts = append(h.Prompts, PromptInfo{Name: bound(p.Name, 256), Description: bound(p.Description, maxDescriptionLen)})
+			h.Prompts = append(h.Prompts, model.PromptInfo{Name: bound(p.Name, 256), Description: bound(p.Description, maxDescriptionLen)})
 		}
 	}
 	if caps != nil && caps.Resources != nil {
-		h.Resources = []ResourceInfo{}
+		h.Resources = []model.ResourceInfo{}
 		for r, err := range session.Resources(ctx, nil) {
 			if err != nil {
 				return fail("resources/list", err)
@@ -537,10 +482,10 @@ func (a *App) checkServer(ctx context.Context, s *Server) (h ServerHealth) {
 			if len(h.Resources) >= maxListedItems {
 				break
 			}
-			h.Resources = append(h.Resources, ResourceInfo{URI: bound(r.URI, 2048), Name: bound(r.Name, 256)})
+			h.Resources = append(h.Resources, model.ResourceInfo{URI: bound(r.URI, 2048), Name: bound(r.Name, 256)})
 		}
 	}
-	h.Status = HealthHealthy
+	h.Status = model.HealthHealthy
 	return h
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddymcp/caddymcp/internal/testenv"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // TestRegisteredServerCheckedAtOnce: with an hour between rounds, a server registered
@@ -25,13 +26,13 @@ func TestRegisteredServerCheckedAtOnce(t *testing.T) {
 	// The first round (at start, over no servers) is done; the next is an hour away.
 	time.Sleep(100 * time.Millisecond)
 
-	s, err := app.Put(t.Context(), &Server{Name: "fresh", Upstream: up.URL, Enabled: true}, 0)
+	s, err := app.Put(t.Context(), &model.Server{Name: "fresh", Upstream: up.URL, Enabled: true}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the new server checked", 10*time.Second, func() bool {
 		h, _ := app.Health("fresh")
-		return h.Status == HealthHealthy && len(h.Tools) > 0
+		return h.Status == model.HealthHealthy && len(h.Tools) > 0
 	})
 	first, _ := app.Health("fresh")
 
@@ -41,15 +42,15 @@ func TestRegisteredServerCheckedAtOnce(t *testing.T) {
 	}
 	waitFor(t, "the re-pointed server checked", 10*time.Second, func() bool {
 		h, _ := app.Health("fresh")
-		return h.Status == HealthHealthy && h.CheckedAt.After(first.CheckedAt)
+		return h.Status == model.HealthHealthy && h.CheckedAt.After(first.CheckedAt)
 	})
 
 	// A disabled registration is not checked.
-	if _, err := app.Put(t.Context(), &Server{Name: "parked", Upstream: up.URL}, 0); err != nil {
+	if _, err := app.Put(t.Context(), &model.Server{Name: "parked", Upstream: up.URL}, 0); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if h, _ := app.Health("parked"); h.Status != HealthUnknown {
+	if h, _ := app.Health("parked"); h.Status != model.HealthUnknown {
 		t.Errorf("a disabled server was checked: %+v", h)
 	}
 }

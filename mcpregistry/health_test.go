@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddymcp/caddymcp/internal/testenv"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddymcp/caddymcp/internal/testenv"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func init() { caddy.RegisterModule(eventRecorder{}) }
@@ -87,7 +89,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-func toolNames(h ServerHealth) []string {
+func toolNames(h model.ServerHealth) []string {
 	var names []string
 	for _, t := range h.Tools {
 		names = append(names, t.Name)
@@ -126,7 +128,7 @@ func TestHealthChecksRealServers(t *testing.T) {
 	app := runningApp(t)
 
 	healthy := func(name string) func() bool {
-		return func() bool { h, _ := app.Health(name); return h.Status == HealthHealthy }
+		return func() bool { h, _ := app.Health(name); return h.Status == model.HealthHealthy }
 	}
 	for _, name := range []string{"full", "lite", "legacy"} {
 		waitFor(t, name+" healthy", 15*time.Second, func() bool {
@@ -161,10 +163,10 @@ func TestHealthChecksRealServers(t *testing.T) {
 	if h, _ := app.Health("legacy"); len(h.Prompts) == 0 || len(h.Resources) == 0 {
 		t.Errorf("legacy: prompts %v resources %v", h.Prompts, h.Resources)
 	}
-	if h, ok := app.Health("off"); !ok || h.Status != HealthUnknown {
+	if h, ok := app.Health("off"); !ok || h.Status != model.HealthUnknown {
 		t.Errorf("disabled server must stay unknown: %+v", h)
 	}
-	if h, ok := app.Health("registry"); !ok || h.Status != HealthHealthy || !slices.Contains(toolNames(h), "server_health") {
+	if h, ok := app.Health("registry"); !ok || h.Status != model.HealthHealthy || !slices.Contains(toolNames(h), "server_health") {
 		t.Errorf("builtin registry: %+v", h)
 	}
 	if _, ok := app.Health("nope"); ok {
@@ -183,7 +185,7 @@ func TestHealthChecksRealServers(t *testing.T) {
 
 	// A crash: marked unhealthy with a reason, tools kept, still routed.
 	stateful.Kill()
-	waitFor(t, "full unhealthy", 10*time.Second, func() bool { h, _ := app.Health("full"); return h.Status == HealthUnhealthy })
+	waitFor(t, "full unhealthy", 10*time.Second, func() bool { h, _ := app.Health("full"); return h.Status == model.HealthUnhealthy })
 	h, _ := app.Health("full")
 	if h.LastError == "" || len(h.LastError) > maxLastErrorLen+len("…") || h.ConsecutiveFailures < 1 || len(h.Tools) == 0 {
 		t.Errorf("unhealthy record: %+v", h)
@@ -205,7 +207,7 @@ func TestHealthChecksRealServers(t *testing.T) {
 	// Manual refresh.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if h, err := app.RefreshNow(ctx, "legacy"); err != nil || h.Status != HealthHealthy {
+	if h, err := app.RefreshNow(ctx, "legacy"); err != nil || h.Status != model.HealthHealthy {
 		t.Errorf("RefreshNow legacy: %+v %v", h, err)
 	}
 	if _, err := app.RefreshNow(ctx, "nope"); err == nil {
@@ -230,7 +232,7 @@ func TestHealthChecksRealServers(t *testing.T) {
 	})
 	app = runningApp(t)
 	for _, name := range []string{"full", "lite", "legacy"} {
-		if h, _ := app.Health(name); h.Status != HealthHealthy || len(h.Tools) == 0 {
+		if h, _ := app.Health(name); h.Status != model.HealthHealthy || len(h.Tools) == 0 {
 			t.Errorf("%s after restart: %+v", name, h)
 		}
 	}
@@ -267,7 +269,7 @@ func TestHealthDownFromStart(t *testing.T) {
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)
-	waitFor(t, "down unhealthy", 5*time.Second, func() bool { h, _ := app.Health("down"); return h.Status == HealthUnhealthy })
+	waitFor(t, "down unhealthy", 5*time.Second, func() bool { h, _ := app.Health("down"); return h.Status == model.HealthUnhealthy })
 	h, _ := app.Health("down")
 	if strings.Contains(h.LastError, "s3cret") || h.LastError == "" {
 		t.Errorf("last error: %q", h.LastError)
@@ -345,12 +347,12 @@ func mustJSON(t *testing.T, v any) []byte {
 // with the server when it is deleted.
 func TestStatusBucket(t *testing.T) {
 	store, _ := openTestStore(t)
-	s := &Server{Name: "a", Upstream: "http://127.0.0.1:1/mcp"}
+	s := &model.Server{Name: "a", Upstream: "http://127.0.0.1:1/mcp"}
 	if err := s.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	h := &ServerHealth{Server: "a", Status: HealthHealthy, ProtocolVersion: "2025-11-25",
-		Tools: []ToolInfo{{Name: "t", InputSchema: json.RawMessage(`{"type":"object"}`)}}}
+	h := &model.ServerHealth{Server: "a", Status: model.HealthHealthy, ProtocolVersion: "2025-11-25",
+		Tools: []model.ToolInfo{{Name: "t", InputSchema: json.RawMessage(`{"type":"object"}`)}}}
 	err := store.Update(func(tx StoreTx) error {
 		if err := tx.Put(s); err != nil {
 			return err
@@ -362,7 +364,7 @@ func TestStatusBucket(t *testing.T) {
 	}
 	store.View(func(tx StoreTx) error {
 		got, err := tx.GetStatus("a")
-		if err != nil || got.Status != HealthHealthy || string(got.Tools[0].InputSchema) != `{"type":"object"}` {
+		if err != nil || got.Status != model.HealthHealthy || string(got.Tools[0].InputSchema) != `{"type":"object"}` {
 			t.Errorf("GetStatus: %+v %v", got, err)
 		}
 		srv, _ := tx.Get("a")
@@ -372,19 +374,19 @@ func TestStatusBucket(t *testing.T) {
 		if list, _ := tx.ListStatus(); len(list) != 1 {
 			t.Errorf("ListStatus: %v", list)
 		}
-		if _, err := tx.GetStatus("b"); !errors.Is(err, ErrNotFound) {
+		if _, err := tx.GetStatus("b"); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("GetStatus of a missing name: %v", err)
 		}
 		return nil
 	})
 	store.Update(func(tx StoreTx) error { return tx.Delete("a") })
 	store.View(func(tx StoreTx) error {
-		if _, err := tx.GetStatus("a"); !errors.Is(err, ErrNotFound) {
+		if _, err := tx.GetStatus("a"); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("status survived the server's deletion: %v", err)
 		}
 		return nil
 	})
-	if err := store.Update(func(tx StoreTx) error { return tx.PutStatus(&ServerHealth{}) }); err == nil {
+	if err := store.Update(func(tx StoreTx) error { return tx.PutStatus(&model.ServerHealth{}) }); err == nil {
 		t.Error("PutStatus without a name accepted")
 	}
 }

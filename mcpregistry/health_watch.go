@@ -15,6 +15,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // Watching servers for list_changed notifications.
@@ -71,13 +73,13 @@ type watcher struct {
 	watches map[string]*watch // server name → running watch
 	// gaveUp: records (by pointer; records are immutable) that opened no notification
 	// stream; not retried until the record changes.
-	gaveUp   map[*Server]bool
+	gaveUp   map[*model.Server]bool
 	sessions atomic.Int64 // sessions currently connected (for tests and metrics)
 	limitLog bool
 }
 
 type watch struct {
-	s      *Server
+	s      *model.Server
 	cancel context.CancelFunc
 }
 
@@ -95,7 +97,7 @@ func (a *App) startWatches(ctx context.Context) {
 	if a.HealthChecks.WatchLimit < 0 {
 		return
 	}
-	w := &watcher{a: a, ctx: ctx, kick: make(chan struct{}, 1), watches: map[string]*watch{}, gaveUp: map[*Server]bool{}}
+	w := &watcher{a: a, ctx: ctx, kick: make(chan struct{}, 1), watches: map[string]*watch{}, gaveUp: map[*model.Server]bool{}}
 	a.HealthChecks.w.Store(w)
 	w.wg.Add(1)
 	go func() {
@@ -173,7 +175,7 @@ func (w *watcher) loop() {
 func (w *watcher) reconcile() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	want := map[string]*Server{}
+	want := map[string]*model.Server{}
 	limit := w.a.HealthChecks.WatchLimit
 	over := 0
 	for _, s := range w.a.ListServers() {
@@ -181,7 +183,7 @@ func (w *watcher) reconcile() {
 			continue
 		}
 		v, ok := w.a.health.Load(s.Name)
-		if !ok || !v.(*ServerHealth).notifies {
+		if !ok || !v.(*model.ServerHealth).Notifies {
 			continue
 		}
 		if len(want) >= limit {
@@ -223,7 +225,7 @@ func (w *watcher) reconcile() {
 }
 
 // run keeps a watch session to s open until ctx ends, reconnecting with backoff.
-func (w *watcher) run(ctx context.Context, s *Server) {
+func (w *watcher) run(ctx context.Context, s *model.Server) {
 	defer func() {
 		if r := recover(); r != nil {
 			w.a.logger.Error("watch panicked", zap.String("server", s.Name), zap.Any("panic", r), zap.Stack("stack"))
@@ -271,13 +273,13 @@ func errString(err error) string {
 // session connects one watch session to s and serves its notifications until the
 // session or its notification stream ends, or ctx. recheck runs a check once connected
 // (after a reconnection, notifications may have been missed).
-func (w *watcher) session(ctx context.Context, s *Server, recheck bool) error {
+func (w *watcher) session(ctx context.Context, s *model.Server, recheck bool) error {
 	a := w.a
 	tracker := newStreamTracker(a.healthClientFor(s).Transport)
 	httpClient := &http.Client{Transport: tracker}
 	var transport mcp.Transport
 	switch s.Transport {
-	case TransportSSE:
+	case model.TransportSSE:
 		transport = &mcp.SSEClientTransport{Endpoint: s.Upstream, HTTPClient: httpClient}
 	default:
 		transport = &mcp.StreamableClientTransport{Endpoint: s.Upstream, HTTPClient: httpClient, MaxRetries: -1}
@@ -405,8 +407,8 @@ func (b *trackedBody) Close() error {
 }
 
 // sameLists reports whether two checks found the same tools, prompts and resources.
-func sameLists(a, b *ServerHealth) bool {
-	return slices.EqualFunc(a.Tools, b.Tools, func(x, y ToolInfo) bool {
+func sameLists(a, b *model.ServerHealth) bool {
+	return slices.EqualFunc(a.Tools, b.Tools, func(x, y model.ToolInfo) bool {
 		return x.Name == y.Name && x.Description == y.Description && bytes.Equal(x.InputSchema, y.InputSchema)
 	}) && slices.Equal(a.Prompts, b.Prompts) && slices.Equal(a.Resources, b.Resources)
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // growingServer is a real MCP server (go-sdk, in this process, on a real TCP port)
@@ -224,12 +226,12 @@ func TestWatchListChanged(t *testing.T) {
 
 	// Disabled: its watch session closes; enabled again: it reopens.
 	ctx := context.Background()
-	if _, err := app.SetEnabled(ctx, "stateful", false, AnyRevision); err != nil {
+	if _, err := app.SetEnabled(ctx, "stateful", false, model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "watch closed on disable", 5*time.Second, func() bool { return app.watchSessions() == 2 })
 	waitFor(t, "the server's session closed on disable", 5*time.Second, func() bool { return servers["stateful"].Sessions() == 0 })
-	if _, err := app.SetEnabled(ctx, "stateful", true, AnyRevision); err != nil {
+	if _, err := app.SetEnabled(ctx, "stateful", true, model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "watch reopened on enable", 5*time.Second, func() bool { return app.watchSessions() == 3 })
@@ -240,11 +242,11 @@ func TestWatchListChanged(t *testing.T) {
 	moved := startGrowingServer(t, "stateful")
 	rec := cloneServer(app.Server("stateful"))
 	rec.Upstream = moved.URL
-	if _, err := app.Put(ctx, rec, AnyRevision); err != nil {
+	if _, err := app.Put(ctx, rec, model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "old upstream's session closed", 5*time.Second, func() bool { return servers["stateful"].Sessions() == 0 })
-	if h, err := app.RefreshNow(ctx, "stateful"); err != nil || h.Status != HealthHealthy {
+	if h, err := app.RefreshNow(ctx, "stateful"); err != nil || h.Status != model.HealthHealthy {
 		t.Fatalf("RefreshNow: %+v %v", h, err)
 	}
 	waitFor(t, "new upstream watched", 5*time.Second, func() bool { return moved.Sessions() == 1 && app.watchSessions() == 3 })
@@ -252,7 +254,7 @@ func TestWatchListChanged(t *testing.T) {
 	waitFor(t, "the new upstream's tool", 5*time.Second, hasTool(app, "stateful", "moved"))
 	// Removed: closed for good. (Put from the API drops the config server only until
 	// the next config load; that is enough here.)
-	if err := app.Delete(ctx, "sse", AnyRevision); err != nil {
+	if err := app.Delete(ctx, "sse", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "watch closed on removal", 5*time.Second, func() bool { return app.watchSessions() == 2 })

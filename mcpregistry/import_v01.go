@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // Import from the official MCP registry format: server.json documents (posted to the
@@ -109,7 +111,7 @@ func (r *V01ImportResult) warn(msg string) {
 func ImportedName(official, prefix string) (string, error) {
 	_, part, ok := strings.Cut(official, "/")
 	if !ok || part == "" || strings.Contains(part, "/") {
-		return "", &FieldError{"name", fmt.Sprintf("%q is not an official server name <namespace>/<server>", official)}
+		return "", &model.FieldError{Field: "name", Reason: fmt.Sprintf("%q is not an official server name <namespace>/<server>", official)}
 	}
 	var b strings.Builder
 	for _, c := range strings.ToLower(part) {
@@ -124,24 +126,24 @@ func ImportedName(official, prefix string) (string, error) {
 	if len(name) > 63 {
 		name = name[:63]
 	}
-	if !namePattern.MatchString(name) {
-		return "", &FieldError{"name", fmt.Sprintf("%q (from %q with prefix %q) is not a valid server name: 1-63 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit", name, official, prefix)}
+	if !model.ValidName(name) {
+		return "", &model.FieldError{Field: "name", Reason: fmt.Sprintf("%q (from %q with prefix %q) is not a valid server name: 1-63 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit", name, official, prefix)}
 	}
 	return name, nil
 }
 
 // validNamePrefix reports whether p can start a server name ("" included).
 func validNamePrefix(p string) bool {
-	return p == "" || namePattern.MatchString(p)
+	return p == "" || model.ValidName(p)
 }
 
 // serverFromV01 maps a server.json to a new Server record of the given origin prefix
 // ("server.json" or a registry base URL). It returns the headers the chosen remote
 // expects from its client (which the gateway cannot send), or an error naming the
 // server and the field that makes it unusable.
-func serverFromV01(doc *v01InServerJSON, prefix, originBase string) (*Server, []string, error) {
+func serverFromV01(doc *v01InServerJSON, prefix, originBase string) (*model.Server, []string, error) {
 	if doc.Name == "" {
-		return nil, nil, &FieldError{"name", "required"}
+		return nil, nil, &model.FieldError{Field: "name", Reason: "required"}
 	}
 	name, err := ImportedName(doc.Name, prefix)
 	if err != nil {
@@ -151,20 +153,20 @@ func serverFromV01(doc *v01InServerJSON, prefix, originBase string) (*Server, []
 	if err != nil {
 		return nil, nil, fmt.Errorf("server %q: %w", doc.Name, err)
 	}
-	s := &Server{
+	s := &model.Server{
 		Name:        name,
 		Path:        name,
 		Upstream:    remote.URL,
-		Transport:   Transport(remote.Type),
+		Transport:   model.Transport(remote.Type),
 		Description: doc.Description,
 		Enabled:     true,
-		Source:      SourceAPI,
+		Source:      model.SourceAPI,
 		Origin:      originBase + "#" + doc.Name,
 	}
 	if err := s.Normalize(); err != nil {
-		var fe *FieldError
+		var fe *model.FieldError
 		if errors.As(err, &fe) && fe.Field == "upstream" {
-			err = &FieldError{"remotes[].url", fe.Reason}
+			err = &model.FieldError{Field: "remotes[].url", Reason: fe.Reason}
 		}
 		return nil, nil, fmt.Errorf("server %q: %w", doc.Name, err)
 	}
@@ -180,20 +182,20 @@ func serverFromV01(doc *v01InServerJSON, prefix, originBase string) (*Server, []
 func pickRemote(doc *v01InServerJSON) (*v01InRemote, error) {
 	if len(doc.Remotes) == 0 {
 		if len(doc.Packages) > 0 {
-			return nil, &FieldError{"packages", "a packages-only server runs on the client's machine and cannot be proxied by the gateway; it needs remotes[] of type streamable-http or sse"}
+			return nil, &model.FieldError{Field: "packages", Reason: "a packages-only server runs on the client's machine and cannot be proxied by the gateway; it needs remotes[] of type streamable-http or sse"}
 		}
-		return nil, &FieldError{"remotes", "required: a remote of type streamable-http or sse"}
+		return nil, &model.FieldError{Field: "remotes", Reason: "required: a remote of type streamable-http or sse"}
 	}
 	var sse *v01InRemote
 	var reasons []string
 	for i := range doc.Remotes {
 		r := &doc.Remotes[i]
 		switch {
-		case r.Type != string(TransportStreamableHTTP) && r.Type != string(TransportSSE):
+		case r.Type != string(model.TransportStreamableHTTP) && r.Type != string(model.TransportSSE):
 			reasons = append(reasons, fmt.Sprintf("remotes[%d].type %q is not streamable-http or sse", i, r.Type))
 		case strings.ContainsAny(r.URL, "{}"):
 			reasons = append(reasons, fmt.Sprintf("remotes[%d].url %q is a template; URL variables are not supported", i, r.URL))
-		case r.Type == string(TransportStreamableHTTP):
+		case r.Type == string(model.TransportStreamableHTTP):
 			return r, nil
 		case sse == nil:
 			sse = r
@@ -202,7 +204,7 @@ func pickRemote(doc *v01InServerJSON) (*v01InRemote, error) {
 	if sse != nil {
 		return sse, nil
 	}
-	return nil, &FieldError{"remotes", strings.Join(reasons, "; ")}
+	return nil, &model.FieldError{Field: "remotes", Reason: strings.Join(reasons, "; ")}
 }
 
 // applyImported creates s (a record mapped by serverFromV01) or updates the record of
@@ -210,7 +212,7 @@ func pickRemote(doc *v01InServerJSON) (*v01InRemote, error) {
 // (upstream, transport, description) change; path, enabled, tags and the backend
 // settings an operator may have set are kept. A name held by any other record is
 // skipped with the reason.
-func (a *App) applyImported(ctx context.Context, s *Server, headers []string, res *V01ImportResult) error {
+func (a *App) applyImported(ctx context.Context, s *model.Server, headers []string, res *V01ImportResult) error {
 	official := s.Origin[strings.LastIndexByte(s.Origin, '#')+1:]
 	if len(headers) > 0 {
 		msg := fmt.Sprintf("server %q (%s): the upstream expects header(s) %s from its client, which the gateway does not send; add them as a backend credential or backend headers",
@@ -249,7 +251,7 @@ func (a *App) applyImported(ctx context.Context, s *Server, headers []string, re
 	}
 	next := cloneServer(cur)
 	next.Upstream, next.Transport, next.Description = s.Upstream, s.Transport, s.Description
-	if sameDefinition(cur, next) {
+	if model.SameDefinition(cur, next) {
 		res.Unchanged++
 		return nil
 	}
@@ -273,7 +275,7 @@ func (a *App) removeImported(ctx context.Context, name, origin string, res *V01I
 		return nil
 	}
 	err := a.Delete(ctx, name, cur.Revision)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		res.Unchanged++
 		return nil
 	}
@@ -283,14 +285,14 @@ func (a *App) removeImported(ctx context.Context, name, origin string, res *V01I
 // countWrite counts a successful write in n; a rejected one (conflict, validation) is a
 // skip; a context or store error is returned.
 func (a *App) countWrite(err error, official string, n *int, res *V01ImportResult) error {
-	var fe *FieldError
+	var fe *model.FieldError
 	switch {
 	case err == nil:
 		*n++
 		return nil
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
-	case errors.Is(err, ErrPathConflict), errors.Is(err, ErrRevisionMismatch), errors.As(err, &fe):
+	case errors.Is(err, model.ErrPathConflict), errors.Is(err, model.ErrRevisionMismatch), errors.As(err, &fe):
 		res.skip(official, err.Error())
 		return nil
 	default:
@@ -336,14 +338,14 @@ func parseServerJSONDocuments(data []byte) ([]v01InServerJSON, error) {
 // nothing is written. Names held by other records are skipped with the reason.
 func (a *App) ImportServerJSON(ctx context.Context, body []byte, namePrefix string) (*V01ImportResult, error) {
 	if !validNamePrefix(namePrefix) {
-		return nil, &FieldError{"name_prefix", fmt.Sprintf("%q must be characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit", namePrefix)}
+		return nil, &model.FieldError{Field: "name_prefix", Reason: fmt.Sprintf("%q must be characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit", namePrefix)}
 	}
 	docs, err := parseServerJSONDocuments(body)
 	if err != nil {
 		return nil, err
 	}
 	type mapped struct {
-		s       *Server
+		s       *model.Server
 		headers []string
 	}
 	var all []mapped

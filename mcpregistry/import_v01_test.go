@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func TestImportedName(t *testing.T) {
@@ -58,8 +60,8 @@ func TestImportServerJSON(t *testing.T) {
 		t.Fatalf("import: %+v %v", res, err)
 	}
 	s := app.Lookup("github_server")
-	if s == nil || s.Upstream != "http://127.0.0.1:5001/mcp" || s.Transport != TransportStreamableHTTP || !s.Enabled ||
-		s.Source != SourceAPI || s.Origin != "server.json#io.github.Foo/GitHub_Server" || s.Description != "GitHub tools" {
+	if s == nil || s.Upstream != "http://127.0.0.1:5001/mcp" || s.Transport != model.TransportStreamableHTTP || !s.Enabled ||
+		s.Source != model.SourceAPI || s.Origin != "server.json#io.github.Foo/GitHub_Server" || s.Description != "GitHub tools" {
 		t.Fatalf("imported record: %+v", s)
 	}
 
@@ -68,7 +70,7 @@ func TestImportServerJSON(t *testing.T) {
 	if res, err := app.ImportServerJSON(ctx, []byte(good), ""); err != nil || res.Unchanged != 1 || res.Created+res.Updated != 0 {
 		t.Fatalf("re-import: %+v %v", res, err)
 	}
-	if _, err := app.SetEnabled(ctx, "github_server", false, AnyRevision); err != nil {
+	if _, err := app.SetEnabled(ctx, "github_server", false, model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	changed := strings.Replace(good, "GitHub tools", "GitHub tools, v2", 1)
@@ -85,14 +87,14 @@ func TestImportServerJSON(t *testing.T) {
 	if res, err := app.ImportServerJSON(ctx, []byte(arr), "imp-"); err != nil || res.Created != 2 {
 		t.Fatalf("array: %+v %v", res, err)
 	}
-	if s := app.Lookup("imp-one"); s == nil || s.Transport != TransportSSE {
+	if s := app.Lookup("imp-one"); s == nil || s.Transport != model.TransportSSE {
 		t.Errorf("imp-one: %+v", s)
 	}
 	res, err = app.ImportServerJSON(ctx, []byte(arr), "")
 	if err != nil || res.Created != 1 || res.Skipped != 1 || !strings.Contains(res.Skips[0].Reason, "not imported") {
 		t.Fatalf("collision: %+v %v", res, err)
 	}
-	if s := app.Server("taken"); s.Source != SourceConfig || s.Upstream != "http://127.0.0.1:3000/mcp" {
+	if s := app.Server("taken"); s.Source != model.SourceConfig || s.Upstream != "http://127.0.0.1:3000/mcp" {
 		t.Errorf("the config record was changed: %+v", s)
 	}
 
@@ -126,7 +128,7 @@ func TestImportServerJSON(t *testing.T) {
 	if app.Server("fine") != nil {
 		t.Error("a failed import wrote a record")
 	}
-	var fe *FieldError
+	var fe *model.FieldError
 	if _, err := app.ImportServerJSON(ctx, []byte(good), "Bad"); !errors.As(err, &fe) || fe.Field != "name_prefix" {
 		t.Errorf("bad prefix: %v", err)
 	}

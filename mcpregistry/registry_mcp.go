@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/internal/principal"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // ServerSummary is what the registry's MCP tools tell a client about a server. It never
@@ -29,7 +30,7 @@ type ServerSummary struct {
 	Health string `json:"health,omitempty"`
 }
 
-func (a *App) summarize(s *Server) ServerSummary {
+func (a *App) summarize(s *model.Server) ServerSummary {
 	h, _ := a.Health(s.Name)
 	return ServerSummary{
 		Name: s.Name, Path: s.Path, Description: s.Description, Tags: s.Tags,
@@ -87,7 +88,7 @@ type searchToolsOutput struct {
 }
 
 // registryTools describes the builtin server's own tools; search_tools finds them too.
-var registryTools = []ToolInfo{
+var registryTools = []model.ToolInfo{
 	{Name: "list_servers", Description: "List the MCP servers approved in this registry, optionally by tag."},
 	{Name: "get_server", Description: "Describe one MCP server of the registry: path, description, tags, status."},
 	{Name: "search_tools", Description: "Search MCP servers and their tools in plain words (names, descriptions, tags, argument names), best matches first."},
@@ -143,7 +144,7 @@ func allowUI(ctx context.Context, perm policy.UIPermission, server string) bool 
 }
 
 // visible returns the named server if the context's caller may list it, else nil.
-func (a *App) visible(ctx context.Context, name string) *Server {
+func (a *App) visible(ctx context.Context, name string) *model.Server {
 	s := a.Server(name)
 	if s == nil || !allowUI(ctx, policy.ListService, s.Name) {
 		return nil
@@ -160,26 +161,18 @@ func errDenied(perm policy.UIPermission, name string) error {
 // writeError turns an error of App.Put or App.SetEnabled into a tool error message
 // that names the field at fault.
 func writeError(name string, err error) error {
-	var fe *FieldError
+	var fe *model.FieldError
 	switch {
 	case errors.As(err, &fe):
 		return fmt.Errorf("invalid %s: %s", fe.Field, fe.Reason)
-	case errors.Is(err, ErrRevisionMismatch):
+	case errors.Is(err, model.ErrRevisionMismatch):
 		return fmt.Errorf("name: a server named %q already exists", name)
-	case errors.Is(err, ErrPathConflict):
+	case errors.Is(err, model.ErrPathConflict):
 		return fmt.Errorf("invalid path: %v", err)
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return errNoServer(name)
 	}
 	return err
-}
-
-// ToolInfo is a tool a server offers.
-type ToolInfo struct {
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
-	// InputSchema is the tool's JSON Schema for its arguments, as the server sent it.
-	InputSchema json.RawMessage `json:"input_schema,omitempty"`
 }
 
 func newRegistryMCPHandler(a *App) http.Handler {
@@ -258,15 +251,15 @@ func newRegistryMCPHandler(a *App) http.Handler {
 			if !allowUI(ctx, policy.RegisterService, in.Name) {
 				return nil, ServerSummary{}, errDenied(policy.RegisterService, in.Name)
 			}
-			if strings.HasPrefix(in.Upstream, BuiltinScheme+":") {
+			if strings.HasPrefix(in.Upstream, model.BuiltinScheme+":") {
 				return nil, ServerSummary{}, fmt.Errorf("invalid upstream: builtin servers cannot be registered through this tool")
 			}
 			if err := a.CheckRuntimeUpstream(ctx, in.Upstream); err != nil {
 				return nil, ServerSummary{}, writeError(in.Name, err)
 			}
-			rec, err := a.Put(ctx, &Server{
-				Name: in.Name, Upstream: in.Upstream, Transport: Transport(in.Transport), Description: in.Description,
-				Tags: in.Tags, Path: in.Path, Enabled: true, Source: SourceAPI,
+			rec, err := a.Put(ctx, &model.Server{
+				Name: in.Name, Upstream: in.Upstream, Transport: model.Transport(in.Transport), Description: in.Description,
+				Tags: in.Tags, Path: in.Path, Enabled: true, Source: model.SourceAPI,
 			}, 0)
 			if err != nil {
 				return nil, ServerSummary{}, writeError(in.Name, err)
@@ -281,7 +274,7 @@ func newRegistryMCPHandler(a *App) http.Handler {
 			if !allowUI(ctx, policy.ToggleService, in.Name) {
 				return nil, ServerSummary{}, errDenied(policy.ToggleService, in.Name)
 			}
-			rec, err := a.SetEnabled(ctx, in.Name, in.Enabled, AnyRevision)
+			rec, err := a.SetEnabled(ctx, in.Name, in.Enabled, model.AnyRevision)
 			if err != nil {
 				return nil, ServerSummary{}, writeError(in.Name, err)
 			}
@@ -297,7 +290,7 @@ func newRegistryMCPHandler(a *App) http.Handler {
 
 // toolsOf returns the tools known for s: the builtin server's own, or those found by
 // the last successful health check.
-func (a *App) toolsOf(s *Server) []ToolInfo {
+func (a *App) toolsOf(s *model.Server) []model.ToolInfo {
 	if isBuiltin(s) {
 		return a.builtinTools(s)
 	}
@@ -305,8 +298,8 @@ func (a *App) toolsOf(s *Server) []ToolInfo {
 	return h.Tools
 }
 
-func sortServers(s []*Server) {
-	slices.SortFunc(s, func(a, b *Server) int { return strings.Compare(a.Name, b.Name) })
+func sortServers(s []*model.Server) {
+	slices.SortFunc(s, func(a, b *model.Server) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // searchVisible is Search limited to the servers the context's caller may list: it asks

@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/internal/principal"
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // registryClient talks to the builtin registry server as caller (nil: auth off), the
@@ -121,10 +122,10 @@ func TestRegistryMCPCallerScopes(t *testing.T) {
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)
-	app.health.Store("postgres", &ServerHealth{Server: "postgres", Status: HealthHealthy, Tools: []ToolInfo{
+	app.health.Store("postgres", &model.ServerHealth{Server: "postgres", Status: model.HealthHealthy, Tools: []model.ToolInfo{
 		{Name: "run_query", Description: "Run a SQL query", InputSchema: []byte(`{"type":"object","properties":{"sql":{"type":"string"}},"required":["sql"]}`)},
 	}})
-	app.health.Store("secret", &ServerHealth{Server: "secret", Status: HealthHealthy, Tools: []ToolInfo{{Name: "read_secret"}}})
+	app.health.Store("secret", &model.ServerHealth{Server: "secret", Status: model.HealthHealthy, Tools: []model.ToolInfo{{Name: "read_secret"}}})
 	app.invalidateSearch()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -213,7 +214,7 @@ func TestRegistryMCPCallerScopes(t *testing.T) {
 		t.Errorf("registrar lists %q", got)
 	}
 	admin.ok("register_server", map[string]any{"name": "side", "upstream": "http://127.0.0.1:9/sse", "transport": "sse", "path": "side-path"})
-	if s := app.Lookup("side-path"); s == nil || s.Name != "side" || s.Transport != TransportSSE {
+	if s := app.Lookup("side-path"); s == nil || s.Name != "side" || s.Transport != model.TransportSSE {
 		t.Fatalf("side not routed: %+v", s)
 	}
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // searchState is an App's search index and what is needed to keep it current.
@@ -84,7 +86,7 @@ func (a *App) invalidateSearch() {
 
 // searchToolsRecorded announces that a health check recorded tools for the named
 // server; nothing happens when the list's content is unchanged.
-func (a *App) searchToolsRecorded(name string, prev, cur []ToolInfo) {
+func (a *App) searchToolsRecorded(name string, prev, cur []model.ToolInfo) {
 	if sameTools(prev, cur) {
 		return
 	}

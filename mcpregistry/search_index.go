@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // The index is split into shards of consecutive servers (by name): about
@@ -26,8 +28,8 @@ func searchShardTarget(n int) int { return max(searchMinShard, (n+searchShards-1
 // searchSource is one server and its tools as last indexed; a segment keeps them to
 // tell whether anything changed.
 type searchSource struct {
-	server *Server
-	tools  []ToolInfo
+	server *model.Server
+	tools  []model.ToolInfo
 }
 
 type posting struct {
@@ -575,7 +577,7 @@ func sameSource(a, b searchSource) bool {
 }
 
 // sameTools reports whether two tool lists have equal content (for the index).
-func sameTools(x, y []ToolInfo) bool {
+func sameTools(x, y []model.ToolInfo) bool {
 	if len(x) != len(y) {
 		return false
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // sortedSources returns src ordered by server name, as the App indexes them.
@@ -83,7 +85,7 @@ func TestSearchIndexIncrementalMatchesRebuild(t *testing.T) {
 	rng := rand.New(rand.NewPCG(42, 7))
 	// live: name → source; pool: tools to draw from.
 	live := map[string]searchSource{}
-	var pool []ToolInfo
+	var pool []model.ToolInfo
 	for _, s := range corpus[:len(corpus)/2] {
 		live[s.server.Name] = s
 	}
@@ -97,9 +99,9 @@ func TestSearchIndexIncrementalMatchesRebuild(t *testing.T) {
 		}
 		return sortedSources(out)
 	}
-	randomTools := func() []ToolInfo {
+	randomTools := func() []model.ToolInfo {
 		n := rng.IntN(12)
-		out := make([]ToolInfo, n)
+		out := make([]model.ToolInfo, n)
 		for i := range out {
 			out[i] = pool[rng.IntN(len(pool))]
 			if rng.IntN(4) == 0 {
@@ -273,7 +275,7 @@ func TestSearchReadyAfterStart(t *testing.T) {
 
 	// A write is seen by the next search.
 	ctx := context.Background()
-	if _, err := app.Put(ctx, &Server{Name: "nebula", Upstream: "http://127.0.0.1:9/nebula/mcp",
+	if _, err := app.Put(ctx, &model.Server{Name: "nebula", Upstream: "http://127.0.0.1:9/nebula/mcp",
 		Description: "Nebula spectrograph archive", Enabled: true}, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -281,19 +283,19 @@ func TestSearchReadyAfterStart(t *testing.T) {
 		t.Fatalf("after Put: %+v", hits)
 	}
 	// A tool list recorded by a health check is seen by the next search.
-	tools := []ToolInfo{{Name: "capture_spectrum", Description: "Capture a spectrum of a star"}}
-	app.health.Store("nebula", &ServerHealth{Server: "nebula", Status: HealthHealthy, Tools: tools})
+	tools := []model.ToolInfo{{Name: "capture_spectrum", Description: "Capture a spectrum of a star"}}
+	app.health.Store("nebula", &model.ServerHealth{Server: "nebula", Status: model.HealthHealthy, Tools: tools})
 	app.searchToolsRecorded("nebula", nil, tools)
 	if hits := app.Search("capture spectrum", 5); len(hits) == 0 || hits[0].Tool != "capture_spectrum" {
 		t.Fatalf("after new tools: %+v", hits)
 	}
-	if _, err := app.SetEnabled(ctx, "nebula", false, AnyRevision); err != nil {
+	if _, err := app.SetEnabled(ctx, "nebula", false, model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	if hits := app.Search("spectrograph spectrum", 5); len(hits) != 0 {
 		t.Fatalf("after disabling: %+v", hits)
 	}
-	if err := app.Delete(ctx, "svc-007", AnyRevision); err != nil {
+	if err := app.Delete(ctx, "svc-007", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range app.Search("quasar telemetry 7", 50) {
@@ -308,13 +310,13 @@ func TestSearchReadyAfterStart(t *testing.T) {
 func TestSearchConcurrentWithUpdates(t *testing.T) {
 	app := new(App)
 	src := sortedSources(loadSearchCorpus(t))
-	var servers []*Server
+	var servers []*model.Server
 	for _, s := range src {
 		servers = append(servers, s.server)
 	}
 	app.index = newIndex(servers)
 	for _, s := range src {
-		app.health.Store(s.server.Name, &ServerHealth{Server: s.server.Name, Tools: s.tools})
+		app.health.Store(s.server.Name, &model.ServerHealth{Server: s.server.Name, Tools: s.tools})
 	}
 	done := make(chan struct{})
 	errs := make(chan error, 4)
@@ -341,8 +343,8 @@ func TestSearchConcurrentWithUpdates(t *testing.T) {
 			tools[0].Description += fmt.Sprintf(" v%d", i)
 		}
 		old, _ := app.health.Load(s.server.Name)
-		app.health.Store(s.server.Name, &ServerHealth{Server: s.server.Name, Tools: tools})
-		app.searchToolsRecorded(s.server.Name, old.(*ServerHealth).Tools, tools)
+		app.health.Store(s.server.Name, &model.ServerHealth{Server: s.server.Name, Tools: tools})
+		app.searchToolsRecorded(s.server.Name, old.(*model.ServerHealth).Tools, tools)
 		if i%20 == 0 {
 			app.invalidateSearch()
 		}

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func TestStem(t *testing.T) {
@@ -53,10 +55,10 @@ func TestQueryTermsSynonyms(t *testing.T) {
 
 type corpusFile struct {
 	Servers []struct {
-		Name        string     `json:"name"`
-		Description string     `json:"description"`
-		Tags        []string   `json:"tags"`
-		Tools       []ToolInfo `json:"tools"`
+		Name        string           `json:"name"`
+		Description string           `json:"description"`
+		Tags        []string         `json:"tags"`
+		Tools       []model.ToolInfo `json:"tools"`
 	} `json:"servers"`
 }
 
@@ -77,7 +79,7 @@ func loadSearchCorpus(t testing.TB) []searchSource {
 	var src []searchSource
 	for _, s := range c.Servers {
 		src = append(src, searchSource{
-			server: &Server{Name: s.Name, Path: s.Name, Description: s.Description, Tags: s.Tags, Enabled: true},
+			server: &model.Server{Name: s.Name, Path: s.Name, Description: s.Description, Tags: s.Tags, Enabled: true},
 			tools:  s.Tools,
 		})
 	}
@@ -156,12 +158,12 @@ func synthetic20k() []searchSource {
 	src := make([]searchSource, 0, 20000)
 	for i := range 20000 {
 		d := domains[i%len(domains)]
-		s := &Server{Name: fmt.Sprintf("server-%05d-%s", i, d), Description: fmt.Sprintf("Team %d %s service for %s work", i%300, d, nouns[i%len(nouns)]),
+		s := &model.Server{Name: fmt.Sprintf("server-%05d-%s", i, d), Description: fmt.Sprintf("Team %d %s service for %s work", i%300, d, nouns[i%len(nouns)]),
 			Tags: []string{d, fmt.Sprintf("team%d", i%300)}, Enabled: true}
-		tools := make([]ToolInfo, 20)
+		tools := make([]model.ToolInfo, 20)
 		for j := range tools {
 			v, n := verbs[(i+j)%len(verbs)], nouns[(i*7+j)%len(nouns)]
-			tools[j] = ToolInfo{Name: fmt.Sprintf("%s_%s_%d", v, n, j),
+			tools[j] = model.ToolInfo{Name: fmt.Sprintf("%s_%s_%d", v, n, j),
 				Description: fmt.Sprintf("%s a %s in the %s of team %d", v, n, d, i%300),
 				InputSchema: json.RawMessage(fmt.Sprintf(`{"type":"object","properties":{"%s_id":{"type":"string"},"limit":{"type":"integer"},"project":{"type":"string"}}}`, n))}
 		}

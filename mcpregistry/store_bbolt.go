@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 var (
@@ -165,17 +167,17 @@ type boltTx struct {
 	touched map[string]string
 }
 
-func (t boltTx) Get(name string) (*Server, error) {
+func (t boltTx) Get(name string) (*model.Server, error) {
 	raw := t.tx.Bucket(bucketServers).Get([]byte(name))
 	if raw == nil {
-		return nil, ErrNotFound
+		return nil, model.ErrNotFound
 	}
 	return decodeServer(raw)
 }
 
-func (t boltTx) List() ([]*Server, error) {
+func (t boltTx) List() ([]*model.Server, error) {
 	b := t.tx.Bucket(bucketServers)
-	var out []*Server
+	var out []*model.Server
 	err := b.ForEach(func(k, v []byte) error {
 		s, err := decodeServer(v)
 		if err != nil {
@@ -187,27 +189,27 @@ func (t boltTx) List() ([]*Server, error) {
 	return out, err
 }
 
-func (t boltTx) Put(s *Server) error { return t.PutIfRevision(s, AnyRevision) }
+func (t boltTx) Put(s *model.Server) error { return t.PutIfRevision(s, model.AnyRevision) }
 
-func (t boltTx) PutIfRevision(s *Server, expected uint64) error {
+func (t boltTx) PutIfRevision(s *model.Server, expected uint64) error {
 	if s.Name == "" {
 		return errors.New("server without a name")
 	}
 	prev, err := t.Get(s.Name)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if err != nil && !errors.Is(err, model.ErrNotFound) {
 		return err
 	}
 	var cur uint64
 	if prev != nil {
 		cur = prev.Revision
 	}
-	if expected != AnyRevision && expected != cur {
-		return &RevisionMismatchError{Name: s.Name, Expected: expected, Current: cur}
+	if expected != model.AnyRevision && expected != cur {
+		return &model.RevisionMismatchError{Name: s.Name, Expected: expected, Current: cur}
 	}
 	var tombRev uint64
 	if prev == nil {
 		tomb, err := t.GetTombstone(s.Name)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		if err != nil && !errors.Is(err, model.ErrNotFound) {
 			return err
 		}
 		if tomb != nil {
@@ -222,7 +224,7 @@ func (t boltTx) PutIfRevision(s *Server, expected uint64) error {
 	return t.write(s, prevPath)
 }
 
-func (t boltTx) Restore(s *Server) error {
+func (t boltTx) Restore(s *model.Server) error {
 	if s.Name == "" {
 		return errors.New("server without a name")
 	}
@@ -244,7 +246,7 @@ func (t boltTx) storedPath(name string) (string, error) {
 
 // write stores s (whose stored record, if any, is at prevPath), drops its tombstone and
 // moves its entry in the path index.
-func (t boltTx) write(s *Server, prevPath string) error {
+func (t boltTx) write(s *model.Server, prevPath string) error {
 	if t.touched == nil {
 		return bolterrors.ErrTxNotWritable
 	}
@@ -276,7 +278,7 @@ func (t boltTx) write(s *Server, prevPath string) error {
 func (t boltTx) NameAtPath(path string) (string, error) {
 	names := t.namesAtPath(path, 1)
 	if len(names) == 0 {
-		return "", ErrNotFound
+		return "", model.ErrNotFound
 	}
 	return names[0], nil
 }
@@ -303,14 +305,14 @@ func (t boltTx) checkPaths() error {
 		if other == name {
 			other = names[1]
 		}
-		return fmt.Errorf("%w: path %q is used by server %q", ErrPathConflict, path, other)
+		return fmt.Errorf("%w: path %q is used by server %q", model.ErrPathConflict, path, other)
 	}
 	return nil
 }
 
 func (t boltTx) Delete(name string) error {
 	prev, err := t.Get(name)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -319,7 +321,7 @@ func (t boltTx) Delete(name string) error {
 	if err := t.removeRecord(name); err != nil {
 		return err
 	}
-	return t.RestoreTombstone(&Tombstone{Name: name, Revision: prev.Revision + 1, DeletedAt: time.Now().UTC()})
+	return t.RestoreTombstone(&model.Tombstone{Name: name, Revision: prev.Revision + 1, DeletedAt: time.Now().UTC()})
 }
 
 func (t boltTx) removeRecord(name string) error {
@@ -348,16 +350,16 @@ func (t boltTx) Purge(name string) error {
 	return t.tx.Bucket(bucketTombstones).Delete([]byte(name))
 }
 
-func (t boltTx) GetTombstone(name string) (*Tombstone, error) {
+func (t boltTx) GetTombstone(name string) (*model.Tombstone, error) {
 	raw := t.tx.Bucket(bucketTombstones).Get([]byte(name))
 	if raw == nil {
-		return nil, ErrNotFound
+		return nil, model.ErrNotFound
 	}
 	return decodeTombstone(raw)
 }
 
-func (t boltTx) ListTombstones() ([]*Tombstone, error) {
-	var out []*Tombstone
+func (t boltTx) ListTombstones() ([]*model.Tombstone, error) {
+	var out []*model.Tombstone
 	err := t.tx.Bucket(bucketTombstones).ForEach(func(k, v []byte) error {
 		ts, err := decodeTombstone(v)
 		if err != nil {
@@ -369,7 +371,7 @@ func (t boltTx) ListTombstones() ([]*Tombstone, error) {
 	return out, err
 }
 
-func (t boltTx) RestoreTombstone(ts *Tombstone) error {
+func (t boltTx) RestoreTombstone(ts *model.Tombstone) error {
 	if ts.Name == "" {
 		return errors.New("tombstone without a server name")
 	}
@@ -384,24 +386,24 @@ func (t boltTx) DeleteTombstone(name string) error {
 	return t.tx.Bucket(bucketTombstones).Delete([]byte(name))
 }
 
-func decodeTombstone(raw []byte) (*Tombstone, error) {
-	ts := new(Tombstone)
+func decodeTombstone(raw []byte) (*model.Tombstone, error) {
+	ts := new(model.Tombstone)
 	if err := json.Unmarshal(raw, ts); err != nil {
 		return nil, fmt.Errorf("decoding tombstone: %v", err)
 	}
 	return ts, nil
 }
 
-func (t boltTx) GetStatus(name string) (*ServerHealth, error) {
+func (t boltTx) GetStatus(name string) (*model.ServerHealth, error) {
 	raw := t.tx.Bucket(bucketStatus).Get([]byte(name))
 	if raw == nil {
-		return nil, ErrNotFound
+		return nil, model.ErrNotFound
 	}
 	return decodeStatus(raw)
 }
 
-func (t boltTx) ListStatus() ([]*ServerHealth, error) {
-	var out []*ServerHealth
+func (t boltTx) ListStatus() ([]*model.ServerHealth, error) {
+	var out []*model.ServerHealth
 	err := t.tx.Bucket(bucketStatus).ForEach(func(k, v []byte) error {
 		h, err := decodeStatus(v)
 		if err != nil {
@@ -413,7 +415,7 @@ func (t boltTx) ListStatus() ([]*ServerHealth, error) {
 	return out, err
 }
 
-func (t boltTx) PutStatus(h *ServerHealth) error {
+func (t boltTx) PutStatus(h *model.ServerHealth) error {
 	if h.Server == "" {
 		return errors.New("status without a server name")
 	}
@@ -424,16 +426,16 @@ func (t boltTx) PutStatus(h *ServerHealth) error {
 	return t.tx.Bucket(bucketStatus).Put([]byte(h.Server), raw)
 }
 
-func decodeStatus(raw []byte) (*ServerHealth, error) {
-	h := new(ServerHealth)
+func decodeStatus(raw []byte) (*model.ServerHealth, error) {
+	h := new(model.ServerHealth)
 	if err := json.Unmarshal(raw, h); err != nil {
 		return nil, fmt.Errorf("decoding health record: %v", err)
 	}
 	return h, nil
 }
 
-func decodeServer(raw []byte) (*Server, error) {
-	s := new(Server)
+func decodeServer(raw []byte) (*model.Server, error) {
+	s := new(model.Server)
 	if err := json.Unmarshal(raw, s); err != nil {
 		return nil, fmt.Errorf("decoding server record: %v", err)
 	}
@@ -443,7 +445,7 @@ func decodeServer(raw []byte) (*Server, error) {
 func (t boltTx) GetCredential(name string) ([]byte, error) {
 	raw := t.tx.Bucket(bucketCredentials).Get([]byte(name))
 	if raw == nil {
-		return nil, ErrNotFound
+		return nil, model.ErrNotFound
 	}
 	return append([]byte(nil), raw...), nil // bbolt's slice is only valid in the tx
 }

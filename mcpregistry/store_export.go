@@ -8,6 +8,8 @@ import (
 	"io"
 	"sort"
 	"time"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // ExportFormat identifies the JSON document written by Export.
@@ -25,12 +27,12 @@ const MaxImportBytes int64 = 64 << 20
 // useful for credentials to a registry that has the same encryption_key (or lists it in
 // previous_encryption_keys); it still must be guarded like a backup.
 type Export struct {
-	Format     string          `json:"format"`
-	Version    int             `json:"version"`
-	ExportedAt time.Time       `json:"exported_at"`
-	Servers    []*Server       `json:"servers"`
-	Status     []*ServerHealth `json:"status,omitempty"`
-	Tombstones []*Tombstone    `json:"tombstones,omitempty"`
+	Format     string                `json:"format"`
+	Version    int                   `json:"version"`
+	ExportedAt time.Time             `json:"exported_at"`
+	Servers    []*model.Server       `json:"servers"`
+	Status     []*model.ServerHealth `json:"status,omitempty"`
+	Tombstones []*model.Tombstone    `json:"tombstones,omitempty"`
 	// Credentials maps server names to their sealed credential (base64 in JSON).
 	Credentials map[string][]byte `json:"credentials,omitempty"`
 }
@@ -86,7 +88,7 @@ func ExportStore(store Store, w io.Writer) error {
 		return fmt.Errorf("exporting registry: %w", err)
 	}
 	if doc.Servers == nil {
-		doc.Servers = []*Server{}
+		doc.Servers = []*model.Server{}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -135,7 +137,7 @@ func decodeExport(r io.Reader) (*Export, error) {
 	}
 	tombs := map[string]bool{}
 	for i, t := range doc.Tombstones {
-		if t == nil || !namePattern.MatchString(t.Name) {
+		if t == nil || !model.ValidName(t.Name) {
 			return nil, fmt.Errorf("tombstones[%d]: invalid server name", i)
 		}
 		if names[t.Name] || tombs[t.Name] {
@@ -181,16 +183,16 @@ func ImportStore(store Store, r io.Reader, mode ImportMode, check func(tx StoreT
 	}
 	res := &ImportResult{Mode: mode}
 	err = store.Update(func(tx StoreTx) error {
-		current := func(name string) (uint64, *Server, error) {
+		current := func(name string) (uint64, *model.Server, error) {
 			s, err := tx.Get(name)
 			if err == nil {
 				return s.Revision, s, nil
 			}
-			if !errors.Is(err, ErrNotFound) {
+			if !errors.Is(err, model.ErrNotFound) {
 				return 0, nil, err
 			}
 			t, err := tx.GetTombstone(name)
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, model.ErrNotFound) {
 				return 0, nil, nil
 			}
 			if err != nil {
@@ -235,7 +237,7 @@ func ImportStore(store Store, r io.Reader, mode ImportMode, check func(tx StoreT
 			if err != nil {
 				return fmt.Errorf("server %q: %w", s.Name, err)
 			}
-			if prev != nil && prev.Revision == s.Revision && sameDefinition(prev, s) {
+			if prev != nil && prev.Revision == s.Revision && model.SameDefinition(prev, s) {
 				res.Servers++
 				continue
 			}

@@ -7,14 +7,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func seedStore(t *testing.T, store Store) {
 	t.Helper()
 	err := store.Update(func(tx StoreTx) error {
-		for _, s := range []*Server{
+		for _, s := range []*model.Server{
 			{Name: "alpha", Upstream: "http://127.0.0.1:1/mcp", Tags: []string{"db"}, Enabled: true},
-			{Name: "beta", Path: "b", Upstream: "http://127.0.0.1:2/sse", Transport: TransportSSE},
+			{Name: "beta", Path: "b", Upstream: "http://127.0.0.1:2/sse", Transport: model.TransportSSE},
 			{Name: "gone", Upstream: "http://127.0.0.1:3/mcp"},
 		} {
 			if err := s.Normalize(); err != nil {
@@ -27,7 +29,7 @@ func seedStore(t *testing.T, store Store) {
 		if err := tx.Delete("gone"); err != nil {
 			return err
 		}
-		if err := tx.PutStatus(&ServerHealth{Server: "alpha", Status: HealthHealthy, Tools: []ToolInfo{{Name: "query"}}, CheckedAt: time.Now().UTC()}); err != nil {
+		if err := tx.PutStatus(&model.ServerHealth{Server: "alpha", Status: model.HealthHealthy, Tools: []model.ToolInfo{{Name: "query"}}, CheckedAt: time.Now().UTC()}); err != nil {
 			return err
 		}
 		return tx.PutCredential("alpha", []byte("sealed-bytes-not-plaintext"))
@@ -101,12 +103,12 @@ func TestImportReplaceAndMerge(t *testing.T) {
 
 	dst, _ := openTestStore(t)
 	err := dst.Update(func(tx StoreTx) error {
-		s := &Server{Name: "other", Upstream: "http://127.0.0.1:9/mcp"}
+		s := &model.Server{Name: "other", Upstream: "http://127.0.0.1:9/mcp"}
 		s.Normalize()
 		if err := tx.Put(s); err != nil {
 			return err
 		}
-		a := &Server{Name: "alpha", Upstream: "http://127.0.0.1:8/mcp"}
+		a := &model.Server{Name: "alpha", Upstream: "http://127.0.0.1:8/mcp"}
 		a.Normalize()
 		for i := 0; i < 5; i++ { // alpha at revision 5, above the imported 1
 			if err := tx.Put(a); err != nil {
@@ -136,7 +138,7 @@ func TestImportReplaceAndMerge(t *testing.T) {
 		t.Fatalf("replace: %+v %v", res, err)
 	}
 	dst.View(func(tx StoreTx) error {
-		if _, err := tx.Get("other"); !errors.Is(err, ErrNotFound) {
+		if _, err := tx.Get("other"); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("replace kept a record: %v", err)
 		}
 		return nil
@@ -164,7 +166,7 @@ func TestImportFailsWhole(t *testing.T) {
 
 	// A path conflict with an existing record fails the merge, naming both servers.
 	err = dst.Update(func(tx StoreTx) error {
-		s := &Server{Name: "squatter", Path: "b", Upstream: "http://127.0.0.1:9/mcp"}
+		s := &model.Server{Name: "squatter", Path: "b", Upstream: "http://127.0.0.1:9/mcp"}
 		s.Normalize()
 		return tx.Put(s)
 	})

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
-func normalized(t *testing.T, s *Server) *Server {
+func normalized(t *testing.T, s *model.Server) *model.Server {
 	t.Helper()
 	if err := s.Normalize(); err != nil {
 		t.Fatal(err)
@@ -24,7 +26,7 @@ func nameAt(t *testing.T, store Store, path string) string {
 	t.Helper()
 	var name string
 	err := store.View(func(tx StoreTx) (err error) { name, err = tx.NameAtPath(path); return })
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return ""
 	}
 	if err != nil {
@@ -41,7 +43,7 @@ func TestBoltPathIndexBuiltForOldFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = store.Update(func(tx StoreTx) error {
-		for _, s := range []*Server{
+		for _, s := range []*model.Server{
 			{Name: "a", Upstream: "http://h/mcp"},
 			{Name: "b", Path: "bee", Upstream: "http://h/mcp"},
 			{Name: "c", Path: "sea", Upstream: "http://h/mcp"},
@@ -79,9 +81,9 @@ func TestBoltPathIndexBuiltForOldFile(t *testing.T) {
 		}
 	}
 	err = store.Update(func(tx StoreTx) error {
-		return tx.Put(normalized(t, &Server{Name: "d", Path: "bee", Upstream: "http://h/mcp"}))
+		return tx.Put(normalized(t, &model.Server{Name: "d", Path: "bee", Upstream: "http://h/mcp"}))
 	})
-	if !errors.Is(err, ErrPathConflict) {
+	if !errors.Is(err, model.ErrPathConflict) {
 		t.Fatalf("taking b's path after the rebuild: %v", err)
 	}
 	var n int
@@ -93,49 +95,49 @@ func TestBoltPathIndexBuiltForOldFile(t *testing.T) {
 
 func TestBoltPathIndexFollowsWrites(t *testing.T) {
 	store, _ := openTestStore(t)
-	put := func(s *Server) error {
+	put := func(s *model.Server) error {
 		return store.Update(func(tx StoreTx) error { return tx.Put(normalized(t, s)) })
 	}
-	if err := put(&Server{Name: "a", Upstream: "http://h/mcp"}); err != nil {
+	if err := put(&model.Server{Name: "a", Upstream: "http://h/mcp"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := put(&Server{Name: "b", Path: "a", Upstream: "http://h/mcp"}); !errors.Is(err, ErrPathConflict) {
+	if err := put(&model.Server{Name: "b", Path: "a", Upstream: "http://h/mcp"}); !errors.Is(err, model.ErrPathConflict) {
 		t.Fatalf("second server at a path: %v", err)
 	}
 	if nameAt(t, store, "a") != "a" {
 		t.Fatal("a failed write changed the path index")
 	}
 	store.View(func(tx StoreTx) error {
-		if _, err := tx.Get("b"); !errors.Is(err, ErrNotFound) {
+		if _, err := tx.Get("b"); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("the conflicting record was kept: %v", err)
 		}
 		return nil
 	})
 	// Moving frees the old path.
-	if err := put(&Server{Name: "a", Path: "a2", Upstream: "http://h/mcp"}); err != nil {
+	if err := put(&model.Server{Name: "a", Path: "a2", Upstream: "http://h/mcp"}); err != nil {
 		t.Fatal(err)
 	}
 	if nameAt(t, store, "a") != "" || nameAt(t, store, "a2") != "a" {
 		t.Fatal("path index not moved")
 	}
-	if err := put(&Server{Name: "b", Path: "a", Upstream: "http://h/mcp"}); err != nil {
+	if err := put(&model.Server{Name: "b", Path: "a", Upstream: "http://h/mcp"}); err != nil {
 		t.Fatalf("taking a freed path: %v", err)
 	}
 	// Swapping two paths inside one transaction is fine: only the end state counts.
 	err := store.Update(func(tx StoreTx) error {
-		if err := tx.Put(normalized(t, &Server{Name: "a", Path: "a", Upstream: "http://h/mcp"})); err != nil {
+		if err := tx.Put(normalized(t, &model.Server{Name: "a", Path: "a", Upstream: "http://h/mcp"})); err != nil {
 			return err
 		}
-		return tx.Put(normalized(t, &Server{Name: "b", Path: "a2", Upstream: "http://h/mcp"}))
+		return tx.Put(normalized(t, &model.Server{Name: "b", Path: "a2", Upstream: "http://h/mcp"}))
 	})
 	if err != nil || nameAt(t, store, "a") != "a" || nameAt(t, store, "a2") != "b" {
 		t.Fatalf("swap: %v", err)
 	}
 	// Restore (import) is checked too.
 	err = store.Update(func(tx StoreTx) error {
-		return tx.Restore(normalized(t, &Server{Name: "c", Path: "a2", Upstream: "http://h/mcp", Revision: 7}))
+		return tx.Restore(normalized(t, &model.Server{Name: "c", Path: "a2", Upstream: "http://h/mcp", Revision: 7}))
 	})
-	if !errors.Is(err, ErrPathConflict) {
+	if !errors.Is(err, model.ErrPathConflict) {
 		t.Fatalf("restore at a used path: %v", err)
 	}
 	// Delete and Purge free the path.
@@ -164,12 +166,12 @@ func TestBoltBatchPathConflict(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				err := store.Batch(func(tx StoreTx) error {
-					return tx.Put(&Server{Name: fmt.Sprintf("r%d-w%d", round, w), Path: path, Upstream: "http://h/mcp"})
+					return tx.Put(&model.Server{Name: fmt.Sprintf("r%d-w%d", round, w), Path: path, Upstream: "http://h/mcp"})
 				})
 				switch {
 				case err == nil:
 					wins.Add(1)
-				case errors.Is(err, ErrPathConflict):
+				case errors.Is(err, model.ErrPathConflict):
 					conflicts.Add(1)
 				default:
 					t.Error(err)
@@ -211,7 +213,7 @@ func TestBoltBatchIsolatesFailures(t *testing.T) {
 			defer wg.Done()
 			errs[i] = store.Batch(func(tx StoreTx) error {
 				revs[i] = 0
-				s := &Server{Name: fmt.Sprintf("s%d", i), Path: fmt.Sprintf("s%d", i), Upstream: "http://h/mcp"}
+				s := &model.Server{Name: fmt.Sprintf("s%d", i), Path: fmt.Sprintf("s%d", i), Upstream: "http://h/mcp"}
 				if err := tx.Put(s); err != nil {
 					return err
 				}
@@ -228,7 +230,7 @@ func TestBoltBatchIsolatesFailures(t *testing.T) {
 		for i := range calls {
 			_, err := tx.Get(fmt.Sprintf("s%d", i))
 			if i%5 == 0 {
-				if !errors.Is(errs[i], boom) || !errors.Is(err, ErrNotFound) {
+				if !errors.Is(errs[i], boom) || !errors.Is(err, model.ErrNotFound) {
 					t.Errorf("call %d: err %v, stored %v", i, errs[i], err)
 				}
 				continue
@@ -248,7 +250,7 @@ func TestBoltBatchPanicReachesCaller(t *testing.T) {
 			t.Fatal("no panic")
 		}
 		// The store still works.
-		if err := store.Batch(func(tx StoreTx) error { return tx.Put(&Server{Name: "ok", Path: "ok", Upstream: "http://h/mcp"}) }); err != nil {
+		if err := store.Batch(func(tx StoreTx) error { return tx.Put(&model.Server{Name: "ok", Path: "ok", Upstream: "http://h/mcp"}) }); err != nil {
 			t.Fatal(err)
 		}
 	}()

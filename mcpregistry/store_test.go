@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func openTestStore(t *testing.T) (*boltStore, string) {
@@ -20,7 +22,7 @@ func openTestStore(t *testing.T) (*boltStore, string) {
 
 func TestBoltStoreRevisions(t *testing.T) {
 	store, _ := openTestStore(t)
-	s := &Server{Name: "a", Upstream: "http://127.0.0.1:1/mcp"}
+	s := &model.Server{Name: "a", Upstream: "http://127.0.0.1:1/mcp"}
 	if err := s.Normalize(); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +42,7 @@ func TestBoltStoreRevisions(t *testing.T) {
 	if s2.Revision != 2 || !s2.CreatedAt.Equal(created) || !s2.UpdatedAt.After(created) {
 		t.Fatalf("second write: %+v", s2)
 	}
-	var got *Server
+	var got *model.Server
 	store.View(func(tx StoreTx) (err error) { got, err = tx.Get("a"); return })
 	if got.Description != "changed" || got.Revision != 2 {
 		t.Fatalf("read back %+v", got)
@@ -51,7 +53,7 @@ func TestBoltStoreUpdateIsAtomic(t *testing.T) {
 	store, _ := openTestStore(t)
 	boom := errors.New("boom")
 	err := store.Update(func(tx StoreTx) error {
-		if err := tx.Put(&Server{Name: "x", Path: "x", Upstream: "http://h/mcp"}); err != nil {
+		if err := tx.Put(&model.Server{Name: "x", Path: "x", Upstream: "http://h/mcp"}); err != nil {
 			return err
 		}
 		return boom
@@ -60,7 +62,7 @@ func TestBoltStoreUpdateIsAtomic(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	store.View(func(tx StoreTx) error {
-		if _, err := tx.Get("x"); !errors.Is(err, ErrNotFound) {
+		if _, err := tx.Get("x"); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("a failed transaction left a record behind: %v", err)
 		}
 		return nil
@@ -93,16 +95,16 @@ func TestOpenBoltSharesHandleAcrossOverlappingConfigs(t *testing.T) {
 
 func TestReconcile(t *testing.T) {
 	store, _ := openTestStore(t)
-	mk := func(name, upstream string, src Source) *Server {
-		s := &Server{Name: name, Upstream: upstream, Enabled: true, Source: src}
+	mk := func(name, upstream string, src model.Source) *model.Server {
+		s := &model.Server{Name: name, Upstream: upstream, Enabled: true, Source: src}
 		if err := s.Normalize(); err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
 	// A runtime registration survives reconciliation; config records follow the config.
-	store.Update(func(tx StoreTx) error { return tx.Put(mk("runtime", "http://r/mcp", SourceAPI)) })
-	all, err := reconcile(store, []*Server{mk("a", "http://a/mcp", SourceConfig), mk("b", "http://b/mcp", SourceConfig)})
+	store.Update(func(tx StoreTx) error { return tx.Put(mk("runtime", "http://r/mcp", model.SourceAPI)) })
+	all, err := reconcile(store, []*model.Server{mk("a", "http://a/mcp", model.SourceConfig), mk("b", "http://b/mcp", model.SourceConfig)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +113,7 @@ func TestReconcile(t *testing.T) {
 	}
 	revA := findServer(all, "a").Revision
 
-	all, err = reconcile(store, []*Server{mk("a", "http://a/mcp", SourceConfig)})
+	all, err = reconcile(store, []*model.Server{mk("a", "http://a/mcp", model.SourceConfig)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,15 +126,15 @@ func TestReconcile(t *testing.T) {
 	if got := findServer(all, "a").Revision; got != revA {
 		t.Errorf("an unchanged config server was rewritten: revision %d -> %d", revA, got)
 	}
-	all, _ = reconcile(store, []*Server{mk("a", "http://a2/mcp", SourceConfig)})
+	all, _ = reconcile(store, []*model.Server{mk("a", "http://a2/mcp", model.SourceConfig)})
 	if s := findServer(all, "a"); s.Revision != revA+1 || s.Upstream != "http://a2/mcp" {
 		t.Errorf("a changed config server: %+v", s)
 	}
 
 	// Two servers on one path: the whole reconciliation is refused and nothing changes.
-	clash := mk("c", "http://c/mcp", SourceConfig)
+	clash := mk("c", "http://c/mcp", model.SourceConfig)
 	clash.Path = "runtime"
-	if _, err := reconcile(store, []*Server{clash}); err == nil {
+	if _, err := reconcile(store, []*model.Server{clash}); err == nil {
 		t.Fatal("a path clash with a stored server must fail")
 	}
 	store.View(func(tx StoreTx) error {
@@ -143,7 +145,7 @@ func TestReconcile(t *testing.T) {
 	})
 }
 
-func findServer(all []*Server, name string) *Server {
+func findServer(all []*model.Server, name string) *model.Server {
 	for _, s := range all {
 		if s.Name == name {
 			return s
@@ -154,18 +156,18 @@ func findServer(all []*Server, name string) *Server {
 
 func TestBoltStoreTombstonesAndConditionalWrites(t *testing.T) {
 	store, _ := openTestStore(t)
-	put := func(s *Server, expected uint64) error {
+	put := func(s *model.Server, expected uint64) error {
 		return store.Update(func(tx StoreTx) error { return tx.PutIfRevision(s, expected) })
 	}
-	s := &Server{Name: "a", Upstream: "http://127.0.0.1:1/mcp"}
+	s := &model.Server{Name: "a", Upstream: "http://127.0.0.1:1/mcp"}
 	if err := s.Normalize(); err != nil {
 		t.Fatal(err)
 	}
 	if err := put(s, 0); err != nil || s.Revision != 1 {
 		t.Fatalf("create: %v %d", err, s.Revision)
 	}
-	var mm *RevisionMismatchError
-	if err := put(&Server{Name: "a", Path: "a", Upstream: "http://h/mcp"}, 0); !errors.As(err, &mm) || mm.Current != 1 || !errors.Is(err, ErrRevisionMismatch) {
+	var mm *model.RevisionMismatchError
+	if err := put(&model.Server{Name: "a", Path: "a", Upstream: "http://h/mcp"}, 0); !errors.As(err, &mm) || mm.Current != 1 || !errors.Is(err, model.ErrRevisionMismatch) {
 		t.Fatalf("create over existing: %v", err)
 	}
 	s2 := *s
@@ -179,7 +181,7 @@ func TestBoltStoreTombstonesAndConditionalWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	store.View(func(tx StoreTx) error {
-		if _, err := tx.Get("a"); !errors.Is(err, ErrNotFound) {
+		if _, err := tx.Get("a"); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("deleted server still readable: %v", err)
 		}
 		if l, _ := tx.List(); len(l) != 0 {
@@ -195,12 +197,12 @@ func TestBoltStoreTombstonesAndConditionalWrites(t *testing.T) {
 	if err := put(&s2, 2); !errors.As(err, &mm) || mm.Current != 0 {
 		t.Fatalf("update of deleted: %v", err)
 	}
-	s3 := &Server{Name: "a", Path: "a", Upstream: "http://h/mcp"}
+	s3 := &model.Server{Name: "a", Path: "a", Upstream: "http://h/mcp"}
 	if err := put(s3, 0); err != nil || s3.Revision != 4 {
 		t.Fatalf("re-create: %v %d", err, s3.Revision)
 	}
 	store.View(func(tx StoreTx) error {
-		if _, err := tx.GetTombstone("a"); !errors.Is(err, ErrNotFound) {
+		if _, err := tx.GetTombstone("a"); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("tombstone kept after re-create: %v", err)
 		}
 		return nil
@@ -210,7 +212,7 @@ func TestBoltStoreTombstonesAndConditionalWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	store.View(func(tx StoreTx) error {
-		if _, err := tx.GetTombstone("ghost"); !errors.Is(err, ErrNotFound) {
+		if _, err := tx.GetTombstone("ghost"); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("tombstone for a name that never existed: %v", err)
 		}
 		return nil

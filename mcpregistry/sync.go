@@ -14,6 +14,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // SyncConfig makes the registry pull the servers of another registry's v0.1 API
@@ -197,7 +199,7 @@ func (a *App) SyncFrom(ctx context.Context, opts SyncOptions) (*V01ImportResult,
 		return nil, err
 	}
 	if !validNamePrefix(opts.NamePrefix) {
-		return nil, &FieldError{"name_prefix", fmt.Sprintf("%q must be characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit", opts.NamePrefix)}
+		return nil, &model.FieldError{Field: "name_prefix", Reason: fmt.Sprintf("%q must be characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit", opts.NamePrefix)}
 	}
 	a.syncer.mu.Lock()
 	defer a.syncer.mu.Unlock()

@@ -16,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // sourceRegistry is a second, real registry in the test process: an mcp_registry App
@@ -106,10 +108,10 @@ func newSourceRegistry(t *testing.T) *sourceRegistry {
 	return src
 }
 
-func (s *sourceRegistry) put(t *testing.T, srv *Server) {
+func (s *sourceRegistry) put(t *testing.T, srv *model.Server) {
 	t.Helper()
 	srv.Enabled = true
-	if _, err := s.app.Put(context.Background(), srv, AnyRevision); err != nil {
+	if _, err := s.app.Put(context.Background(), srv, model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -119,9 +121,9 @@ func (s *sourceRegistry) put(t *testing.T, srv *Server) {
 // and uses updated_since after the first, full sync.
 func TestSyncBetweenRegistries(t *testing.T) {
 	src := newSourceRegistry(t)
-	src.put(t, &Server{Name: "s1", Upstream: "http://127.0.0.1:6001/mcp", Description: "one"})
-	src.put(t, &Server{Name: "s2", Upstream: "http://127.0.0.1:6002/sse", Transport: TransportSSE, Description: "two"})
-	src.put(t, &Server{Name: "s3", Upstream: "http://127.0.0.1:6003/mcp", Description: "three"})
+	src.put(t, &model.Server{Name: "s1", Upstream: "http://127.0.0.1:6001/mcp", Description: "one"})
+	src.put(t, &model.Server{Name: "s2", Upstream: "http://127.0.0.1:6002/sse", Transport: model.TransportSSE, Description: "two"})
+	src.put(t, &model.Server{Name: "s3", Upstream: "http://127.0.0.1:6003/mcp", Description: "three"})
 
 	loadConfig(t, map[string]any{
 		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "target.db")},
@@ -131,16 +133,16 @@ func TestSyncBetweenRegistries(t *testing.T) {
 	target := runningApp(t)
 	ctx := context.Background()
 	// Registered directly at the target under the name s3 would be imported as.
-	if _, err := target.Put(ctx, &Server{Name: "src-s3", Upstream: "http://127.0.0.1:7003/mcp", Enabled: true}, 0); err != nil {
+	if _, err := target.Put(ctx, &model.Server{Name: "src-s3", Upstream: "http://127.0.0.1:7003/mcp", Enabled: true}, 0); err != nil {
 		t.Fatal(err)
 	}
 	// An earlier import from the source under another prefix: not this sync's record.
-	if _, err := target.Put(ctx, &Server{Name: "old-s1", Upstream: "http://127.0.0.1:7001/mcp", Enabled: true,
+	if _, err := target.Put(ctx, &model.Server{Name: "old-s1", Upstream: "http://127.0.0.1:7001/mcp", Enabled: true,
 		Origin: src.url + "#com.source/s1"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	// An import from the source that the source no longer lists (its tombstone purged).
-	if _, err := target.Put(ctx, &Server{Name: "src-ghost", Upstream: "http://127.0.0.1:7002/mcp", Enabled: true,
+	if _, err := target.Put(ctx, &model.Server{Name: "src-ghost", Upstream: "http://127.0.0.1:7002/mcp", Enabled: true,
 		Origin: src.url + "#com.source/ghost"}, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -159,11 +161,11 @@ func TestSyncBetweenRegistries(t *testing.T) {
 		t.Errorf("first sync queries: %v", q)
 	}
 	s1 := target.Lookup("src-s1")
-	if s1 == nil || s1.Upstream != src.url+"/gw/s1/mcp" || s1.Transport != TransportStreamableHTTP || !s1.Enabled ||
+	if s1 == nil || s1.Upstream != src.url+"/gw/s1/mcp" || s1.Transport != model.TransportStreamableHTTP || !s1.Enabled ||
 		s1.Origin != src.url+"#com.source/s1" || s1.Description != "one" {
 		t.Fatalf("src-s1: %+v", s1)
 	}
-	if s2 := target.Lookup("src-s2"); s2 == nil || s2.Upstream != src.url+"/gw/s2/sse" || s2.Transport != TransportSSE {
+	if s2 := target.Lookup("src-s2"); s2 == nil || s2.Upstream != src.url+"/gw/s2/sse" || s2.Transport != model.TransportSSE {
 		t.Fatalf("src-s2: %+v", s2)
 	}
 	if s := target.Server("src-s3"); s == nil || s.Upstream != "http://127.0.0.1:7003/mcp" || s.Origin != "" {
@@ -175,13 +177,13 @@ func TestSyncBetweenRegistries(t *testing.T) {
 
 	// At the source: s1 deleted, s2 changed, s3 deleted. The next sync asks for changes
 	// only, and applies them.
-	if err := src.app.Delete(ctx, "s1", AnyRevision); err != nil {
+	if err := src.app.Delete(ctx, "s1", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
-	if err := src.app.Delete(ctx, "s3", AnyRevision); err != nil {
+	if err := src.app.Delete(ctx, "s3", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
-	src.put(t, &Server{Name: "s2", Upstream: "http://127.0.0.1:6002/sse", Transport: TransportSSE, Description: "two, changed"})
+	src.put(t, &model.Server{Name: "s2", Upstream: "http://127.0.0.1:6002/sse", Transport: model.TransportSSE, Description: "two, changed"})
 	res, err = target.SyncFrom(ctx, opts)
 	if err != nil || res.Deleted != 1 || res.Updated != 1 || res.Skipped != 1 {
 		t.Fatalf("second sync: %+v %v", res, err)
@@ -211,7 +213,7 @@ func TestSyncBetweenRegistries(t *testing.T) {
 	if target.Server("src-s2").Revision != before {
 		t.Error("an idle sync rewrote src-s2")
 	}
-	src.put(t, &Server{Name: "s1", Upstream: "http://127.0.0.1:6001/mcp", Description: "one again"})
+	src.put(t, &model.Server{Name: "s1", Upstream: "http://127.0.0.1:6001/mcp", Description: "one again"})
 	if res, err := target.SyncFrom(ctx, opts); err != nil || res.Created != 1 {
 		t.Fatalf("re-created s1: %+v %v", res, err)
 	}
@@ -287,7 +289,7 @@ func TestSyncPagesAndFailures(t *testing.T) {
 	if !strings.Contains(res.Warnings[0], "Authorization") {
 		t.Errorf("header warning: %v", res.Warnings)
 	}
-	if s := target.Lookup("remote-two"); s == nil || s.Transport != TransportSSE {
+	if s := target.Lookup("remote-two"); s == nil || s.Transport != model.TransportSSE {
 		t.Errorf("remote-two: %+v", s)
 	}
 
@@ -305,7 +307,7 @@ func TestSyncPagesAndFailures(t *testing.T) {
 // every interval.
 func TestSyncConfigured(t *testing.T) {
 	src := newSourceRegistry(t)
-	src.put(t, &Server{Name: "p1", Upstream: "http://127.0.0.1:6201/mcp"})
+	src.put(t, &model.Server{Name: "p1", Upstream: "http://127.0.0.1:6201/mcp"})
 	loadConfig(t, map[string]any{
 		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "target.db")},
 		"health":  map[string]any{"disabled": true},
@@ -327,8 +329,8 @@ func TestSyncConfigured(t *testing.T) {
 		}
 	}
 	waitFor("p-p1", func() bool { return target.Lookup("p-p1") != nil })
-	src.put(t, &Server{Name: "p2", Upstream: "http://127.0.0.1:6202/mcp"})
-	if err := src.app.Delete(context.Background(), "p1", AnyRevision); err != nil {
+	src.put(t, &model.Server{Name: "p2", Upstream: "http://127.0.0.1:6202/mcp"})
+	if err := src.app.Delete(context.Background(), "p1", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	waitFor("p-p2 and p-p1 gone", func() bool { return target.Lookup("p-p2") != nil && target.Lookup("p-p1") == nil })

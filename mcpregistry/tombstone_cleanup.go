@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // defaultTombstoneRetention is how long tombstones are kept when TombstoneRetention is 0.
@@ -66,7 +68,7 @@ func (a *App) purgeTombstones(now time.Time) (int, error) {
 			// (no tombstone) or deleted anew since the scan.
 			t, err := tx.GetTombstone(name)
 			if err != nil {
-				if errors.Is(err, ErrNotFound) {
+				if errors.Is(err, model.ErrNotFound) {
 					continue
 				}
 				return err

@@ -9,13 +9,15 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
-func tombstone(t *testing.T, app *App, name string) *Tombstone {
+func tombstone(t *testing.T, app *App, name string) *model.Tombstone {
 	t.Helper()
-	var ts *Tombstone
+	var ts *model.Tombstone
 	err := app.store.View(func(tx StoreTx) (err error) { ts, err = tx.GetTombstone(name); return })
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -36,14 +38,14 @@ func TestPurgeTombstones(t *testing.T) {
 	app := runningApp(t)
 	ctx := context.Background()
 	for _, n := range []string{"old", "kept"} {
-		if _, err := app.Put(ctx, &Server{Name: n, Upstream: "http://h/mcp"}, 0); err != nil {
+		if _, err := app.Put(ctx, &model.Server{Name: n, Upstream: "http://h/mcp"}, 0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := app.Put(ctx, &Server{Name: n, Upstream: "http://h/mcp", Description: "v2"}, 1); err != nil {
+		if _, err := app.Put(ctx, &model.Server{Name: n, Upstream: "http://h/mcp", Description: "v2"}, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := app.Delete(ctx, "old", AnyRevision); err != nil {
+	if err := app.Delete(ctx, "old", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	deleted := tombstone(t, app, "old").DeletedAt
@@ -63,7 +65,7 @@ func TestPurgeTombstones(t *testing.T) {
 		t.Fatal("purge touched a live server")
 	}
 	// The name is valid again; its revisions start over.
-	s, err := app.Put(ctx, &Server{Name: "old", Upstream: "http://h/mcp"}, 0)
+	s, err := app.Put(ctx, &model.Server{Name: "old", Upstream: "http://h/mcp"}, 0)
 	if err != nil || s.Revision != 1 || app.Lookup("old") == nil || app.Lookup("old").Revision != 1 {
 		t.Fatalf("re-registered after purge: %+v %v", s, err)
 	}
@@ -81,10 +83,10 @@ func TestTombstoneCleanupRunsAtStart(t *testing.T) {
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)
 	ctx := context.Background()
-	if _, err := app.Put(ctx, &Server{Name: "gone", Upstream: "http://h/mcp"}, 0); err != nil {
+	if _, err := app.Put(ctx, &model.Server{Name: "gone", Upstream: "http://h/mcp"}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := app.Delete(ctx, "gone", AnyRevision); err != nil {
+	if err := app.Delete(ctx, "gone", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // UpstreamRules restrict the upstream URLs of servers registered at runtime (the REST
@@ -68,7 +70,7 @@ func (u *UpstreamRules) provision(adminListen string) error {
 	}
 	for i, sc := range u.Schemes {
 		sc = strings.ToLower(sc)
-		if sc != "http" && sc != "https" && sc != BuiltinScheme {
+		if sc != "http" && sc != "https" && sc != model.BuiltinScheme {
 			return fmt.Errorf("runtime_upstreams: scheme %q is not one of http, https, builtin", sc)
 		}
 		u.Schemes[i] = sc
@@ -112,7 +114,7 @@ func (u *UpstreamRules) provision(adminListen string) error {
 // check reports why raw may not be registered at runtime, as a *FieldError on field.
 func (u *UpstreamRules) check(ctx context.Context, field, raw string, lookup func(context.Context, string) ([]netip.Addr, error)) error {
 	fail := func(format string, args ...any) error {
-		return &FieldError{field, fmt.Sprintf(format, args...)}
+		return &model.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
 	parsed, err := url.Parse(raw)
 	if err != nil {
@@ -122,7 +124,7 @@ func (u *UpstreamRules) check(ctx context.Context, field, raw string, lookup fun
 	if !slices.Contains(u.Schemes, scheme) {
 		return fail("scheme %q is not allowed for servers registered at runtime (allowed: %s)", parsed.Scheme, strings.Join(u.Schemes, ", "))
 	}
-	if scheme == BuiltinScheme {
+	if scheme == model.BuiltinScheme {
 		return nil
 	}
 	host := strings.ToLower(strings.TrimSuffix(parsed.Hostname(), "."))

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 func TestUpstreamRules(t *testing.T) {
@@ -72,7 +74,7 @@ func TestUpstreamRules(t *testing.T) {
 		case tc.want != "" && !strings.Contains(err.Error(), tc.want):
 			t.Errorf("%s: error %q does not mention %q", tc.upstream, err, tc.want)
 		}
-		var fe *FieldError
+		var fe *model.FieldError
 		if err != nil && (!errors.As(err, &fe) || fe.Field != "upstream") {
 			t.Errorf("%s: %T is not a FieldError on upstream", tc.upstream, err)
 		}

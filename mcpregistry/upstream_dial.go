@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // DialFunc is the shape of http.Transport.DialContext.
@@ -42,7 +44,7 @@ func (a *App) GuardDial(dial DialFunc) DialFunc {
 }
 
 // trustedDialTargets are the host:port dial addresses of the config's own servers.
-func trustedDialTargets(declared []*Server) map[string]bool {
+func trustedDialTargets(declared []*model.Server) map[string]bool {
 	out := map[string]bool{}
 	for _, s := range declared {
 		u, err := url.Parse(s.Upstream)

@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // remoteConn is a connection that claims to be connected to remote.
@@ -23,7 +25,7 @@ func TestGuardDial(t *testing.T) {
 	if err := rules.provision("localhost:2019"); err != nil {
 		t.Fatal(err)
 	}
-	a := &App{RuntimeUpstreams: rules, trustedDials: trustedDialTargets([]*Server{
+	a := &App{RuntimeUpstreams: rules, trustedDials: trustedDialTargets([]*model.Server{
 		{Upstream: "http://metadata.internal.example/mcp"}, {Upstream: "builtin:registry"},
 	})}
 	for _, tc := range []struct {

@@ -1,4 +1,4 @@
-package mcpregistry
+package model
 
 import (
 	"errors"

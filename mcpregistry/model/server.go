@@ -1,4 +1,4 @@
-package mcpregistry
+package model
 
 import (
 	"fmt"
@@ -119,6 +119,10 @@ const maxTags = 64
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
+// ValidName reports whether name can name a server (and be its path segment): 1-63
+// characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit.
+func ValidName(name string) bool { return namePattern.MatchString(name) }
+
 // FieldError names the field of a server record that is wrong and why.
 type FieldError struct {
 	Field  string
@@ -172,7 +176,7 @@ func (s *Server) Normalize() error {
 	default:
 		return &FieldError{"gateway_token_header", fmt.Sprintf("%q is not one of authorization, x-authorization", s.GatewayTokenHeader)}
 	}
-	if s.BackendAuth.Header != "" && !validHeaderName(s.BackendAuth.Header) {
+	if s.BackendAuth.Header != "" && !ValidHeaderName(s.BackendAuth.Header) {
 		return &FieldError{"backend_auth.header", fmt.Sprintf("%q is not a valid header name", s.BackendAuth.Header)}
 	}
 	if f := s.ForwardIdentity; f != nil {
@@ -182,7 +186,7 @@ func (s *Server) Normalize() error {
 		if f.GroupsHeader == "" {
 			f.GroupsHeader = DefaultGroupsHeader
 		}
-		if !validHeaderName(f.UserHeader) || !validHeaderName(f.GroupsHeader) || strings.EqualFold(f.UserHeader, f.GroupsHeader) {
+		if !ValidHeaderName(f.UserHeader) || !ValidHeaderName(f.GroupsHeader) || strings.EqualFold(f.UserHeader, f.GroupsHeader) {
 			return &FieldError{"forward_identity", fmt.Sprintf("header names %q and %q must be two different valid header names", f.UserHeader, f.GroupsHeader)}
 		}
 	}
@@ -232,8 +236,8 @@ func validateUpstream(raw string) error {
 	return nil
 }
 
-// sameDefinition reports whether a and b differ only in bookkeeping fields.
-func sameDefinition(a, b *Server) bool {
+// SameDefinition reports whether a and b differ only in bookkeeping fields.
+func SameDefinition(a, b *Server) bool {
 	return a.Name == b.Name && a.Path == b.Path && a.Upstream == b.Upstream &&
 		a.Transport == b.Transport && a.Description == b.Description &&
 		slices.Equal(a.Tags, b.Tags) && a.Enabled == b.Enabled &&
@@ -243,8 +247,8 @@ func sameDefinition(a, b *Server) bool {
 		(a.ForwardIdentity == nil || *a.ForwardIdentity == *b.ForwardIdentity)
 }
 
-// validHeaderName reports whether name is an RFC 9110 token.
-func validHeaderName(name string) bool {
+// ValidHeaderName reports whether name is an RFC 9110 token.
+func ValidHeaderName(name string) bool {
 	if name == "" {
 		return false
 	}
