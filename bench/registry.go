@@ -21,6 +21,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // Registry scale benchmarks (see registry_test.go): an in-process Caddy whose
@@ -110,9 +111,9 @@ func registryServer(i, tools int, now time.Time) (*model.Server, *model.ServerHe
 
 // RegistryExport is the export document of a generated registry of servers servers
 // with tools tools each (deterministic).
-func RegistryExport(servers, tools int) *mcpregistry.Export {
+func RegistryExport(servers, tools int) *store.Backup {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	doc := &mcpregistry.Export{Format: mcpregistry.ExportFormat, Version: mcpregistry.ExportVersion, ExportedAt: now}
+	doc := &store.Backup{Format: store.BackupFormat, Version: store.BackupVersion, ExportedAt: now}
 	for i := range servers {
 		s, h := registryServer(i, tools, now)
 		doc.Servers = append(doc.Servers, s)
@@ -181,7 +182,7 @@ func StartRegistry(servers, tools int) (*RegistryEnv, error) {
 	if err := json.NewEncoder(&raw).Encode(RegistryExport(servers, tools)); err != nil {
 		return nil, err
 	}
-	if int64(raw.Len()) > mcpregistry.MaxImportBytes {
+	if int64(raw.Len()) > store.MaxBackupBytes {
 		return nil, fmt.Errorf("bench: registry export is %d bytes, above the import limit", raw.Len())
 	}
 	if _, err := e.Load(); err != nil {
@@ -192,7 +193,7 @@ func StartRegistry(servers, tools int) (*RegistryEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := app.Import(context.Background(), &raw, mcpregistry.ImportReplace); err != nil {
+	if _, err := app.Restore(context.Background(), &raw, store.RestoreReplace); err != nil {
 		return nil, fmt.Errorf("bench: importing the registry: %w", err)
 	}
 	e.Generate = time.Since(start)

@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/caddymcp/caddymcp/mcpregistry"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // Out-of-process registry load: the real caddy binary (./cmd/caddy) runs as its own
@@ -148,8 +148,8 @@ func StartRegistryProcess(bin string, servers, tools int, env ...string) (*Regis
 		return nil, err
 	}
 	p.ExportBytes = raw.Len()
-	if int64(raw.Len()) > mcpregistry.MaxImportBytes {
-		return nil, fmt.Errorf("bench: registry export is %d bytes, above the import limit %d", raw.Len(), mcpregistry.MaxImportBytes)
+	if int64(raw.Len()) > store.MaxBackupBytes {
+		return nil, fmt.Errorf("bench: registry export is %d bytes, above the import limit %d", raw.Len(), store.MaxBackupBytes)
 	}
 	start := time.Now()
 	req, _ := http.NewRequest(http.MethodPost, p.AdminURL+"/mcp_registry/import?mode=replace", &raw)

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 func init() {
@@ -39,8 +40,8 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 // Routes implements caddy.AdminRouter.
 func (AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
-		{Pattern: "/mcp_registry/export", Handler: caddy.AdminHandlerFunc(handleAdminExport)},
-		{Pattern: "/mcp_registry/import", Handler: caddy.AdminHandlerFunc(handleAdminImport)},
+		{Pattern: "/mcp_registry/export", Handler: caddy.AdminHandlerFunc(handleAdminBackup)},
+		{Pattern: "/mcp_registry/import", Handler: caddy.AdminHandlerFunc(handleAdminRestore)},
 		{Pattern: "/mcp_registry/stats", Handler: caddy.AdminHandlerFunc(handleAdminStats)},
 		{Pattern: "/mcp_registry/import_server_json", Handler: caddy.AdminHandlerFunc(handleAdminImportServerJSON)},
 		{Pattern: "/mcp_registry/sync", Handler: caddy.AdminHandlerFunc(handleAdminSync)},
@@ -65,7 +66,7 @@ func methodNotAllowed(w http.ResponseWriter, allow string) error {
 	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed; use %s", allow)}
 }
 
-func handleAdminExport(w http.ResponseWriter, r *http.Request) error {
+func handleAdminBackup(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, http.MethodGet)
 	}
@@ -76,10 +77,10 @@ func handleAdminExport(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Disposition", `attachment; filename="mcp-registry-export.json"`)
-	return a.Export(w)
+	return a.Backup(w)
 }
 
-func handleAdminImport(w http.ResponseWriter, r *http.Request) error {
+func handleAdminRestore(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, http.MethodPost)
 	}
@@ -87,18 +88,18 @@ func handleAdminImport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	mode := ImportMode(r.URL.Query().Get("mode"))
+	mode := store.RestoreMode(r.URL.Query().Get("mode"))
 	if mode == "" {
-		mode = ImportMerge
+		mode = store.RestoreMerge
 	}
-	if mode != ImportMerge && mode != ImportReplace {
+	if mode != store.RestoreMerge && mode != store.RestoreReplace {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("mode %q is not one of merge, replace", mode)}
 	}
-	if r.ContentLength > MaxImportBytes {
-		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("import is larger than %d bytes", MaxImportBytes)}
+	if r.ContentLength > store.MaxBackupBytes {
+		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("import is larger than %d bytes", store.MaxBackupBytes)}
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxImportBytes+1)
-	res, err := a.Import(r.Context(), body, mode)
+	body := http.MaxBytesReader(w, r.Body, store.MaxBackupBytes+1)
+	res, err := a.Restore(r.Context(), body, mode)
 	if err != nil {
 		status := http.StatusBadRequest
 		var mbe *http.MaxBytesError
@@ -149,7 +150,7 @@ func (a *App) Stats() (*RegistryStats, error) {
 		st.ByStatus[status]++
 		st.Tools += len(h.Tools)
 	}
-	err := a.store.View(func(tx StoreTx) error {
+	err := a.store.View(func(tx store.Tx) error {
 		ts, err := tx.ListTombstones()
 		if err != nil {
 			return err
@@ -162,7 +163,7 @@ func (a *App) Stats() (*RegistryStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sr, ok := a.store.(SizeReporter); ok {
+	if sr, ok := a.store.(store.SizeReporter); ok {
 		if st.DBSizeBytes, err = sr.SizeBytes(); err != nil {
 			return nil, err
 		}

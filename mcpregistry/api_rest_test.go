@@ -369,7 +369,7 @@ func TestRESTCredentials(t *testing.T) {
 		}
 	}
 	var export bytes.Buffer
-	if err := e.app.Export(&export); err != nil || strings.Contains(export.String(), secret) {
+	if err := e.app.Backup(&export); err != nil || strings.Contains(export.String(), secret) {
 		t.Errorf("export: err %v, leaks %v", err, strings.Contains(export.String(), secret))
 	}
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // ServerJSONSchema is the server.json schema the v0.1 API's documents follow
@@ -189,7 +190,7 @@ func (h *RegistryAPI) v01LookupDeleted(name string, r *http.Request) *model.Tomb
 		return nil
 	}
 	var t *model.Tombstone
-	if err := h.app.store.View(func(tx StoreTx) (err error) { t, err = tx.GetTombstone(local); return }); err != nil {
+	if err := h.app.store.View(func(tx store.Tx) (err error) { t, err = tx.GetTombstone(local); return }); err != nil {
 		return nil
 	}
 	return t
@@ -251,7 +252,7 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 	full := servers
 	var tombs []*model.Tombstone // ordered by name too
 	if includeDeleted && h.app.store != nil {
-		if err := h.app.store.View(func(tx StoreTx) (err error) { tombs, err = tx.ListTombstones(); return }); err != nil {
+		if err := h.app.store.View(func(tx store.Tx) (err error) { tombs, err = tx.ListTombstones(); return }); err != nil {
 			apiWriteError(w, http.StatusInternalServerError, "reading deleted servers: "+err.Error())
 			return
 		}

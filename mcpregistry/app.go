@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 func init() {
@@ -79,7 +80,7 @@ type App struct {
 
 	search    searchState // ranked search index over servers and tools (search.go)
 	syncer    syncRunner  // periodic and admin syncs from other registries (sync.go)
-	store     Store
+	store     store.Store
 	storePath string
 	index     *Index
 	builtins  map[string]http.Handler
@@ -227,27 +228,27 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.builtins[builtinRegistryName] = newRegistryMCPHandler(a)
 	}
 
-	store, err := openBolt(a.storePath, time.Duration(a.Storage.OpenTimeout))
+	st, err := store.OpenBolt(a.storePath, time.Duration(a.Storage.OpenTimeout))
 	if err != nil {
 		return err
 	}
-	a.store = store
-	servers, err := reconcile(store, declared)
+	a.store = st
+	servers, err := reconcile(st, declared)
 	if err != nil {
-		_ = closeBolt(a.storePath)
+		_ = st.Close()
 		a.store = nil
 		return err
 	}
 	a.keys = keys
-	a.credentials, err = reconcileCredentials(store, keys, declaredCreds, configNames)
+	a.credentials, err = reconcileCredentials(st, keys, declaredCreds, configNames)
 	if err != nil {
-		_ = closeBolt(a.storePath)
+		_ = st.Close()
 		a.store = nil
 		return err
 	}
 	a.index = newIndex(servers)
 	if err := a.provisionHealth(ctx); err != nil {
-		_ = closeBolt(a.storePath)
+		_ = st.Close()
 		a.store = nil
 		return err
 	}
@@ -326,9 +327,9 @@ func (a *App) declaredServers() ([]*model.Server, error) {
 
 // reconcile writes the declared servers into the store in one transaction, removes
 // config-owned records no longer declared, and returns every stored server.
-func reconcile(store Store, declared []*model.Server) ([]*model.Server, error) {
+func reconcile(st store.Store, declared []*model.Server) ([]*model.Server, error) {
 	var all []*model.Server
-	err := store.Update(func(tx StoreTx) error {
+	err := st.Update(func(tx store.Tx) error {
 		existing, err := tx.List()
 		if err != nil {
 			return err
@@ -360,23 +361,12 @@ func reconcile(store Store, declared []*model.Server) ([]*model.Server, error) {
 		if err != nil {
 			return err
 		}
-		return checkUniquePaths(all)
+		return model.CheckUniquePaths(all)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reconciling declared servers with the registry: %w", err)
 	}
 	return all, nil
-}
-
-func checkUniquePaths(all []*model.Server) error {
-	seen := make(map[string]string, len(all))
-	for _, s := range all {
-		if other, ok := seen[s.Path]; ok {
-			return fmt.Errorf("servers %q and %q both use path %q", other, s.Name, s.Path)
-		}
-		seen[s.Path] = s.Name
-	}
-	return nil
 }
 
 // Start implements caddy.App: it starts the background health checks (never in
@@ -402,8 +392,9 @@ func (a *App) Cleanup() error {
 	if a.store == nil {
 		return nil
 	}
+	st := a.store
 	a.store = nil
-	return closeBolt(a.storePath)
+	return st.Close()
 }
 
 // Lookup returns the server routed at path segment seg, or nil. It is safe for

@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // ErrConfigManaged is matched (errors.Is) when a runtime write targets something the
@@ -108,7 +109,7 @@ func (a *App) SetCredential(ctx context.Context, name string, c *Credential) err
 	if err != nil {
 		return err
 	}
-	err = a.store.Batch(func(tx StoreTx) error {
+	err = a.store.Batch(func(tx store.Tx) error {
 		s, err := tx.Get(name)
 		if err != nil {
 			return err

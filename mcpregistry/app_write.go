@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/principal"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // Events emitted by runtime writes (with data "server", "path", "revision").
@@ -79,7 +80,7 @@ func (a *App) put(ctx context.Context, s *model.Server, expectedRevision uint64,
 	// fn may run more than once (Batch): it writes a fresh copy each time and keeps
 	// only what its last (committed) run saw.
 	var prev, stored *model.Server
-	err := a.store.Batch(func(tx StoreTx) error {
+	err := a.store.Batch(func(tx store.Tx) error {
 		prev, stored = nil, nil
 		p, err := tx.Get(rec.Name)
 		if err != nil && !errors.Is(err, model.ErrNotFound) {
@@ -134,7 +135,7 @@ func (a *App) SetEnabled(ctx context.Context, name string, enabled bool, expecte
 		return nil, err
 	}
 	var cur *model.Server
-	err := a.store.View(func(tx StoreTx) (err error) { cur, err = tx.Get(name); return })
+	err := a.store.View(func(tx store.Tx) (err error) { cur, err = tx.Get(name); return })
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +158,7 @@ func (a *App) Delete(ctx context.Context, name string, expectedRevision uint64) 
 		return err
 	}
 	var prev *model.Server
-	err := a.store.Batch(func(tx StoreTx) error {
+	err := a.store.Batch(func(tx store.Tx) error {
 		prev = nil // fn may run more than once (Batch)
 		p, err := tx.Get(name)
 		if err != nil {
@@ -241,7 +242,7 @@ func (a *App) applyIndexSyncs(reqs []*indexSync) {
 		byName[r.name] = r
 	}
 	latest := make(map[string]*model.Server, len(byName)) // nil: not stored
-	err := a.store.View(func(tx StoreTx) error {
+	err := a.store.View(func(tx store.Tx) error {
 		for name := range byName {
 			s, err := tx.Get(name)
 			if errors.Is(err, model.ErrNotFound) {
@@ -337,15 +338,15 @@ func (ix *Index) setSortedMany(changed map[string]*model.Server) {
 	ix.sorted.Store(&next)
 }
 
-// Export writes the whole store (servers, health, tombstones, sealed credentials) as
-// JSON; see Export (the type) for what it holds. Credentials are never decrypted.
-func (a *App) Export(w io.Writer) error { return ExportStore(a.store, w) }
+// Backup writes the whole store (servers, health, tombstones, sealed credentials,
+// collections) as one JSON store.Backup. Credentials are never decrypted.
+func (a *App) Backup(w io.Writer) error { return store.WriteBackup(a.store, w) }
 
-// Import loads an export document (at most MaxImportBytes) in one transaction, merging
-// with or replacing what the store holds; every record is validated first and any
-// error fails the whole import. Sealed credentials must open with this registry's
+// Restore loads a backup document (at most store.MaxBackupBytes) in one transaction,
+// merging with or replacing what the store holds; every record is validated first and
+// any error fails the whole restore. Sealed credentials must open with this registry's
 // keys. The index, credentials and health in memory are then rebuilt from the store.
-func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*ImportResult, error) {
+func (a *App) Restore(ctx context.Context, r io.Reader, mode store.RestoreMode) (*store.RestoreResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -356,7 +357,7 @@ func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*Import
 		servers []*model.Server
 		creds   map[string]http.Header
 	)
-	res, err := ImportStore(a.store, r, mode, func(tx StoreTx) error {
+	res, err := store.RestoreBackup(a.store, r, mode, func(tx store.Tx) error {
 		var err error
 		if servers, err = tx.List(); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // Two App.Put calls race for one path under different names: exactly one wins, and
@@ -116,7 +117,7 @@ func TestAppIndexNeverRegresses(t *testing.T) {
 	readers.Wait()
 
 	var stored *model.Server
-	err := app.store.View(func(tx StoreTx) error {
+	err := app.store.View(func(tx store.Tx) error {
 		s, err := tx.Get(name)
 		if errors.Is(err, model.ErrNotFound) {
 			return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // Backend credentials: the secret a server's upstream wants (a bearer token or an API
@@ -273,7 +274,7 @@ func (c *credentialPlain) headers() http.Header {
 // reconcileCredentials writes the config servers' credentials (sealed) into the store,
 // removes those of config servers that no longer declare one, re-seals credentials
 // stored under a previous key, and returns every server's decrypted headers.
-func reconcileCredentials(store Store, kr *keyring, declared map[string]*credentialPlain, configServers map[string]bool) (map[string]http.Header, error) {
+func reconcileCredentials(st store.Store, kr *keyring, declared map[string]*credentialPlain, configServers map[string]bool) (map[string]http.Header, error) {
 	if kr == nil {
 		for name := range declared {
 			return nil, fmt.Errorf("server %q declares a backend credential but the registry has no encryption_key; "+
@@ -281,7 +282,7 @@ func reconcileCredentials(store Store, kr *keyring, declared map[string]*credent
 		}
 	}
 	out := map[string]http.Header{}
-	err := store.Update(func(tx StoreTx) error {
+	err := st.Update(func(tx store.Tx) error {
 		for name := range configServers {
 			want := declared[name]
 			raw, err := tx.GetCredential(name)

@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 func newTestKey(t *testing.T) ([]byte, string) {
@@ -92,13 +93,13 @@ func TestKeyringSealOpen(t *testing.T) {
 
 func storedKeyID(t *testing.T, db, name string) string {
 	t.Helper()
-	s, err := openBolt(db, time.Second)
+	s, err := store.OpenBolt(db, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeBolt(db)
+	defer s.Close()
 	var kid string
-	err = s.View(func(tx StoreTx) error {
+	err = s.View(func(tx store.Tx) error {
 		raw, err := tx.GetCredential(name)
 		if err != nil {
 			return err

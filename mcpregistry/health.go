@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // HealthConfig configures the registry's background health checks and tool discovery.
@@ -172,7 +173,7 @@ func (a *App) builtinTools(s *model.Server) []model.ToolInfo {
 
 // loadHealth fills the in-memory health map from the store (the last known state).
 func (a *App) loadHealth() error {
-	return a.store.View(func(tx StoreTx) error {
+	return a.store.View(func(tx store.Tx) error {
 		list, err := tx.ListStatus()
 		if err != nil {
 			return err
@@ -326,7 +327,7 @@ func (a *App) checkAndRecord(ctx context.Context, s *model.Server) model.ServerH
 	// Persist only while the server still exists with the upstream that was checked;
 	// the status bucket is separate, so the server record itself is never rewritten.
 	stale := false
-	err := a.store.Update(func(tx StoreTx) error {
+	err := a.store.Update(func(tx store.Tx) error {
 		cur, err := tx.Get(s.Name)
 		if errors.Is(err, model.ErrNotFound) || (err == nil && cur.Upstream != s.Upstream) {
 			stale = true

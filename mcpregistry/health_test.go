@@ -3,7 +3,6 @@ package mcpregistry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/testenv"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 func init() { caddy.RegisterModule(eventRecorder{}) }
@@ -216,7 +216,7 @@ func TestHealthChecksRealServers(t *testing.T) {
 
 	// Server records are untouched by status writes.
 	var rev uint64
-	app.store.View(func(tx StoreTx) error { s, err := tx.Get("lite"); rev = s.Revision; return err })
+	app.store.View(func(tx store.Tx) error { s, err := tx.Get("lite"); rev = s.Revision; return err })
 	if rev != 1 {
 		t.Errorf("status writes changed the server record: revision %d", rev)
 	}
@@ -341,52 +341,4 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return raw
-}
-
-// TestStatusBucket: health lives apart from the server record, round-trips, and goes
-// with the server when it is deleted.
-func TestStatusBucket(t *testing.T) {
-	store, _ := openTestStore(t)
-	s := &model.Server{Name: "a", Upstream: "http://127.0.0.1:1/mcp"}
-	if err := s.Normalize(); err != nil {
-		t.Fatal(err)
-	}
-	h := &model.ServerHealth{Server: "a", Status: model.HealthHealthy, ProtocolVersion: "2025-11-25",
-		Tools: []model.ToolInfo{{Name: "t", InputSchema: json.RawMessage(`{"type":"object"}`)}}}
-	err := store.Update(func(tx StoreTx) error {
-		if err := tx.Put(s); err != nil {
-			return err
-		}
-		return tx.PutStatus(h)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store.View(func(tx StoreTx) error {
-		got, err := tx.GetStatus("a")
-		if err != nil || got.Status != model.HealthHealthy || string(got.Tools[0].InputSchema) != `{"type":"object"}` {
-			t.Errorf("GetStatus: %+v %v", got, err)
-		}
-		srv, _ := tx.Get("a")
-		if srv.Revision != 1 {
-			t.Errorf("PutStatus touched the record: revision %d", srv.Revision)
-		}
-		if list, _ := tx.ListStatus(); len(list) != 1 {
-			t.Errorf("ListStatus: %v", list)
-		}
-		if _, err := tx.GetStatus("b"); !errors.Is(err, model.ErrNotFound) {
-			t.Errorf("GetStatus of a missing name: %v", err)
-		}
-		return nil
-	})
-	store.Update(func(tx StoreTx) error { return tx.Delete("a") })
-	store.View(func(tx StoreTx) error {
-		if _, err := tx.GetStatus("a"); !errors.Is(err, model.ErrNotFound) {
-			t.Errorf("status survived the server's deletion: %v", err)
-		}
-		return nil
-	})
-	if err := store.Update(func(tx StoreTx) error { return tx.PutStatus(&model.ServerHealth{}) }); err == nil {
-		t.Error("PutStatus without a name accepted")
-	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // growingServer is a real MCP server (go-sdk, in this process, on a real TCP port)
@@ -200,7 +201,7 @@ func TestWatchListChanged(t *testing.T) {
 		}
 	}
 	// Also in the store, not only in memory.
-	app.store.View(func(tx StoreTx) error {
+	app.store.View(func(tx store.Tx) error {
 		h, err := tx.GetStatus("stateless")
 		if err != nil || !slices.Contains(toolNames(*h), "grown") {
 			t.Errorf("stored status: %+v %v", h, err)

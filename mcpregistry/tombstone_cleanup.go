@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // defaultTombstoneRetention is how long tombstones are kept when TombstoneRetention is 0.
@@ -45,7 +46,7 @@ func tombstoneCleanupInterval(retention time.Duration) time.Duration {
 func (a *App) purgeTombstones(now time.Time) (int, error) {
 	cutoff := now.Add(-a.tombstoneRetention())
 	var expired []string
-	err := a.store.View(func(tx StoreTx) error {
+	err := a.store.View(func(tx store.Tx) error {
 		tombs, err := tx.ListTombstones()
 		if err != nil {
 			return err
@@ -61,7 +62,7 @@ func (a *App) purgeTombstones(now time.Time) (int, error) {
 		return 0, err
 	}
 	n := 0
-	err = a.store.Update(func(tx StoreTx) error {
+	err = a.store.Update(func(tx store.Tx) error {
 		n = 0
 		for _, name := range expired {
 			// Read again in this transaction: the name may have been registered

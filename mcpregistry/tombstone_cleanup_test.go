@@ -11,12 +11,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 func tombstone(t *testing.T, app *App, name string) *model.Tombstone {
 	t.Helper()
 	var ts *model.Tombstone
-	err := app.store.View(func(tx StoreTx) (err error) { ts, err = tx.GetTombstone(name); return })
+	err := app.store.View(func(tx store.Tx) (err error) { ts, err = tx.GetTombstone(name); return })
 	if errors.Is(err, model.ErrNotFound) {
 		return nil
 	}

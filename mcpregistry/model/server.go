@@ -263,3 +263,16 @@ func ValidHeaderName(name string) bool {
 	}
 	return true
 }
+
+// CheckUniquePaths returns an error naming two servers of all that share a path: a
+// path routes to exactly one server.
+func CheckUniquePaths(all []*Server) error {
+	seen := make(map[string]string, len(all))
+	for _, s := range all {
+		if other, ok := seen[s.Path]; ok {
+			return fmt.Errorf("servers %q and %q both use path %q", other, s.Name, s.Path)
+		}
+		seen[s.Path] = s.Name
+	}
+	return nil
+}

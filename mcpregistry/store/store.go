@@ -1,4 +1,4 @@
-package mcpregistry
+package store
 
 import (
 	"time"
@@ -6,16 +6,17 @@ import (
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
-// Store persists server records. Implementations keep their own types to themselves:
-// callers see only Server values. Every Update is one atomic transaction: when fn returns
+// Store persists the registry: server records with their health, sealed credentials and
+// tombstones, and Collections of records of other kinds. Implementations keep their own
+// types to themselves: callers see only model values and bytes. Every Update is one atomic transaction: when fn returns
 // an error nothing it wrote is kept. A transaction whose writes leave two servers at one
 // path fails with an error matching ErrPathConflict (checked when fn returns, so a
 // transaction may move paths around as long as it ends consistent).
 type Store interface {
 	// View runs fn in a read-only transaction.
-	View(fn func(StoreTx) error) error
+	View(fn func(Tx) error) error
 	// Update runs fn in a read-write transaction.
-	Update(fn func(StoreTx) error) error
+	Update(fn func(Tx) error) error
 	// Batch is Update for many concurrent writers: calls that arrive while a commit is
 	// in flight are run together in the next transaction, so they share one commit
 	// (one fsync). Each fn is still atomic on its own: an error (or a path conflict)
@@ -24,11 +25,14 @@ type Store interface {
 	// idempotent and have no effects outside the transaction except on its own
 	// variables, which it must reset on every run; what it saw in its last run is
 	// what was committed.
-	Batch(fn func(StoreTx) error) error
+	Batch(fn func(Tx) error) error
+	// Close releases this handle. Handles opened on the same backend by overlapping
+	// configs share it; the backend closes with the last handle.
+	Close() error
 }
 
-// StoreTx is the view of the store inside one transaction.
-type StoreTx interface {
+// Tx is the view of the store inside one transaction.
+type Tx interface {
 	// Get returns the named server or ErrNotFound.
 	Get(name string) (*model.Server, error)
 	// List returns every server, ordered by name.
@@ -82,6 +86,13 @@ type StoreTx interface {
 	PutCredential(name string, sealed []byte) error
 	// DeleteCredential removes the named server's credential; a missing one is not an error.
 	DeleteCredential(name string) error
+
+	// Collection returns the namespace ns of records of another kind than servers;
+	// ns must pass ValidNamespace. Collections are independent of servers: deleting or
+	// purging a server leaves them alone.
+	Collection(ns string) (Collection, error)
+	// Collections returns the names of the collections that hold a record, sorted.
+	Collections() ([]string, error)
 }
 
 // SizeReporter is implemented by stores that can tell how large they are on disk.

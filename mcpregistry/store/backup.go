@@ -1,4 +1,4 @@
-package mcpregistry
+package store
 
 import (
 	"bytes"
@@ -12,21 +12,22 @@ import (
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
-// ExportFormat identifies the JSON document written by Export.
-const ExportFormat = "caddymcp-registry-export"
+// BackupFormat identifies the JSON document written by WriteBackup. Its value predates
+// the word "backup" and stays so that existing backups restore.
+const BackupFormat = "caddymcp-registry-export"
 
-// ExportVersion is the version of the export document.
-const ExportVersion = 1
+// BackupVersion is the version of the backup document.
+const BackupVersion = 1
 
-// MaxImportBytes bounds the size of an import document.
-const MaxImportBytes int64 = 64 << 20
+// MaxBackupBytes bounds the size of a backup document that RestoreBackup reads.
+const MaxBackupBytes int64 = 64 << 20
 
-// Export is the JSON document of a whole registry store. Credentials are exported as
+// Backup is the JSON document of a whole registry store. Credentials are written as
 // stored: sealed (AES-256-GCM under the registry's encryption key, bound to the server
-// name), base64 in JSON. They are never decrypted by an export, so an export is only
-// useful for credentials to a registry that has the same encryption_key (or lists it in
-// previous_encryption_keys); it still must be guarded like a backup.
-type Export struct {
+// name), base64 in JSON. They are never decrypted by a backup, so a backup restores
+// credentials only into a registry that has the same encryption_key (or lists it in
+// previous_encryption_keys); it still must be guarded like a secret.
+type Backup struct {
 	Format     string                `json:"format"`
 	Version    int                   `json:"version"`
 	ExportedAt time.Time             `json:"exported_at"`
@@ -35,32 +36,36 @@ type Export struct {
 	Tombstones []*model.Tombstone    `json:"tombstones,omitempty"`
 	// Credentials maps server names to their sealed credential (base64 in JSON).
 	Credentials map[string][]byte `json:"credentials,omitempty"`
+	// Collections holds every Collection: namespace → key → value (base64 in JSON).
+	Collections map[string]map[string][]byte `json:"collections,omitempty"`
 }
 
-// ImportMode says how Import treats what the store already holds.
-type ImportMode string
+// RestoreMode says how RestoreBackup treats what the store already holds.
+type RestoreMode string
 
 const (
-	// ImportMerge upserts the imported records and leaves the others alone.
-	ImportMerge ImportMode = "merge"
-	// ImportReplace makes the store hold exactly the imported records.
-	ImportReplace ImportMode = "replace"
+	// RestoreMerge upserts the backup's records and leaves the others alone.
+	RestoreMerge RestoreMode = "merge"
+	// RestoreReplace makes the store hold exactly the backup's records.
+	RestoreReplace RestoreMode = "replace"
 )
 
-// ImportResult counts what an import wrote.
-type ImportResult struct {
-	Mode        ImportMode `json:"mode"`
-	Servers     int        `json:"servers"`
-	Status      int        `json:"status"`
-	Tombstones  int        `json:"tombstones"`
-	Credentials int        `json:"credentials"`
-	Removed     int        `json:"removed"`
+// RestoreResult counts what a restore wrote.
+type RestoreResult struct {
+	Mode        RestoreMode `json:"mode"`
+	Servers     int         `json:"servers"`
+	Status      int         `json:"status"`
+	Tombstones  int         `json:"tombstones"`
+	Credentials int         `json:"credentials"`
+	Removed     int         `json:"removed"`
+	// Records counts the Collection records written.
+	Records int `json:"records,omitempty"`
 }
 
-// ExportStore writes the whole store as one JSON Export, read in one transaction.
-func ExportStore(store Store, w io.Writer) error {
-	doc := &Export{Format: ExportFormat, Version: ExportVersion, ExportedAt: time.Now().UTC(), Credentials: map[string][]byte{}}
-	err := store.View(func(tx StoreTx) error {
+// WriteBackup writes the whole store as one JSON Backup, read in one transaction.
+func WriteBackup(st Store, w io.Writer) error {
+	doc := &Backup{Format: BackupFormat, Version: BackupVersion, ExportedAt: time.Now().UTC(), Credentials: map[string][]byte{}}
+	err := st.View(func(tx Tx) error {
 		var err error
 		if doc.Servers, err = tx.List(); err != nil {
 			return err
@@ -82,7 +87,7 @@ func ExportStore(store Store, w io.Writer) error {
 			}
 			doc.Credentials[n] = raw
 		}
-		return nil
+		return backupCollections(tx, doc)
 	})
 	if err != nil {
 		return fmt.Errorf("exporting registry: %w", err)
@@ -95,26 +100,26 @@ func ExportStore(store Store, w io.Writer) error {
 	return enc.Encode(doc)
 }
 
-// decodeExport reads and validates an export document of at most MaxImportBytes.
-func decodeExport(r io.Reader) (*Export, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxImportBytes+1))
+// decodeBackup reads and validates a backup document of at most MaxBackupBytes.
+func decodeBackup(r io.Reader) (*Backup, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxBackupBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading import: %v", err)
 	}
-	if int64(len(data)) > MaxImportBytes {
-		return nil, fmt.Errorf("import is larger than %d bytes", MaxImportBytes)
+	if int64(len(data)) > MaxBackupBytes {
+		return nil, fmt.Errorf("import is larger than %d bytes", MaxBackupBytes)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	doc := new(Export)
+	doc := new(Backup)
 	if err := dec.Decode(doc); err != nil {
 		return nil, fmt.Errorf("decoding import: %v", err)
 	}
-	if doc.Format != ExportFormat {
-		return nil, fmt.Errorf("import format %q is not %q", doc.Format, ExportFormat)
+	if doc.Format != BackupFormat {
+		return nil, fmt.Errorf("import format %q is not %q", doc.Format, BackupFormat)
 	}
-	if doc.Version != ExportVersion {
-		return nil, fmt.Errorf("import version %d is not supported (%d)", doc.Version, ExportVersion)
+	if doc.Version != BackupVersion {
+		return nil, fmt.Errorf("import version %d is not supported (%d)", doc.Version, BackupVersion)
 	}
 	names := map[string]bool{}
 	for i, s := range doc.Servers {
@@ -132,7 +137,7 @@ func decodeExport(r io.Reader) (*Export, error) {
 		}
 		names[s.Name] = true
 	}
-	if err := checkUniquePaths(doc.Servers); err != nil {
+	if err := model.CheckUniquePaths(doc.Servers); err != nil {
 		return nil, fmt.Errorf("servers: %w", err)
 	}
 	tombs := map[string]bool{}
@@ -150,6 +155,11 @@ func decodeExport(r io.Reader) (*Export, error) {
 			return nil, fmt.Errorf("status[%d]: not the status of an imported server", i)
 		}
 	}
+	for ns := range doc.Collections {
+		if err := ValidNamespace(ns); err != nil {
+			return nil, fmt.Errorf("collections: %w", err)
+		}
+	}
 	for n, c := range doc.Credentials {
 		if !names[n] {
 			return nil, fmt.Errorf("credentials[%q]: not an imported server", n)
@@ -161,7 +171,7 @@ func decodeExport(r io.Reader) (*Export, error) {
 	return doc, nil
 }
 
-// ImportStore validates the document read from r, then writes it into store in one
+// RestoreBackup validates the document read from r, then writes it into st in one
 // transaction: any invalid record fails the whole import (the error names it) and
 // nothing is written. check, when not nil, is called inside the transaction before
 // commit with the resulting servers and credentials (the App checks that it can open
@@ -170,19 +180,19 @@ func decodeExport(r io.Reader) (*Export, error) {
 // Revisions stay monotonic: an imported record or tombstone whose revision is not
 // above the stored one of the same name (record or tombstone) gets the stored revision
 // plus one, unless the stored record is identical (then it is left alone).
-func ImportStore(store Store, r io.Reader, mode ImportMode, check func(tx StoreTx) error) (*ImportResult, error) {
+func RestoreBackup(st Store, r io.Reader, mode RestoreMode, check func(tx Tx) error) (*RestoreResult, error) {
 	if mode == "" {
-		mode = ImportMerge
+		mode = RestoreMerge
 	}
-	if mode != ImportMerge && mode != ImportReplace {
+	if mode != RestoreMerge && mode != RestoreReplace {
 		return nil, fmt.Errorf("import mode %q is not one of merge, replace", mode)
 	}
-	doc, err := decodeExport(r)
+	doc, err := decodeBackup(r)
 	if err != nil {
 		return nil, err
 	}
-	res := &ImportResult{Mode: mode}
-	err = store.Update(func(tx StoreTx) error {
+	res := &RestoreResult{Mode: mode}
+	err = st.Update(func(tx Tx) error {
 		current := func(name string) (uint64, *model.Server, error) {
 			s, err := tx.Get(name)
 			if err == nil {
@@ -207,7 +217,7 @@ func ImportStore(store Store, r io.Reader, mode ImportMode, check func(tx StoreT
 		for _, t := range doc.Tombstones {
 			imported[t.Name] = true
 		}
-		if mode == ImportReplace {
+		if mode == RestoreReplace {
 			existing, err := tx.List()
 			if err != nil {
 				return err
@@ -261,7 +271,7 @@ func ImportStore(store Store, r io.Reader, mode ImportMode, check func(tx StoreT
 				return fmt.Errorf("tombstone %q: %w", t.Name, err)
 			}
 			if prev != nil {
-				if mode == ImportMerge {
+				if mode == RestoreMerge {
 					// A deletion from elsewhere removes our record too.
 					if err := tx.Purge(t.Name); err != nil {
 						return err
@@ -299,7 +309,7 @@ func ImportStore(store Store, r io.Reader, mode ImportMode, check func(tx StoreT
 			}
 			res.Credentials++
 		}
-		if mode == ImportReplace {
+		if mode == RestoreReplace {
 			// Imported servers without a credential in the document have none.
 			for _, s := range doc.Servers {
 				if _, ok := doc.Credentials[s.Name]; !ok {
@@ -309,11 +319,16 @@ func ImportStore(store Store, r io.Reader, mode ImportMode, check func(tx StoreT
 				}
 			}
 		}
+		n, err := restoreCollections(tx, doc, mode)
+		if err != nil {
+			return err
+		}
+		res.Records = n
 		all, err := tx.List()
 		if err != nil {
 			return err
 		}
-		if err := checkUniquePaths(all); err != nil {
+		if err := model.CheckUniquePaths(all); err != nil {
 			return err
 		}
 		if check != nil {
@@ -325,4 +340,70 @@ func ImportStore(store Store, r io.Reader, mode ImportMode, check func(tx StoreT
 		return nil, fmt.Errorf("importing registry: %w", err)
 	}
 	return res, nil
+}
+
+// backupCollections copies every Collection of tx into doc.
+func backupCollections(tx Tx, doc *Backup) error {
+	names, err := tx.Collections()
+	if err != nil {
+		return err
+	}
+	for _, ns := range names {
+		c, err := tx.Collection(ns)
+		if err != nil {
+			return err
+		}
+		records := map[string][]byte{}
+		if err := c.ForEach(func(key string, value []byte) error {
+			records[key] = bytes.Clone(value)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("collection %s: %w", ns, err)
+		}
+		if doc.Collections == nil {
+			doc.Collections = map[string]map[string][]byte{}
+		}
+		doc.Collections[ns] = records
+	}
+	return nil
+}
+
+// restoreCollections writes doc's collections into tx; in replace mode it first
+// empties every collection tx holds. It returns the number of records written.
+func restoreCollections(tx Tx, doc *Backup, mode RestoreMode) (int, error) {
+	if mode == RestoreReplace {
+		names, err := tx.Collections()
+		if err != nil {
+			return 0, err
+		}
+		for _, ns := range names {
+			c, err := tx.Collection(ns)
+			if err != nil {
+				return 0, err
+			}
+			var keys []string
+			if err := c.ForEach(func(key string, _ []byte) error { keys = append(keys, key); return nil }); err != nil {
+				return 0, err
+			}
+			for _, k := range keys {
+				if err := c.Delete(k); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	n := 0
+	for ns, records := range doc.Collections {
+		c, err := tx.Collection(ns)
+		if err != nil {
+			return 0, err
+		}
+		for k, v := range records {
+			if err := c.Put(k, v); err != nil {
+				return 0, fmt.Errorf("collection %s, record %q: %w", ns, k, err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }

@@ -1,4 +1,4 @@
-package mcpregistry
+package store
 
 import (
 	"bytes"
@@ -35,6 +35,8 @@ var (
 	// '/') so that a transaction may briefly hold two servers at one path (swapping
 	// paths); runWrite refuses to let it end like that (ErrPathConflict).
 	bucketPaths = []byte("paths")
+	// bucketCollections holds one nested bucket per Collection namespace.
+	bucketCollections = []byte("collections")
 )
 
 // boltPool shares one open database per file between overlapping configs: the new
@@ -42,9 +44,10 @@ var (
 // would otherwise make the second open wait forever.
 var boltPool = caddy.NewUsagePool()
 
-type boltStore struct {
+type Bolt struct {
 	db    *bolt.DB
 	batch *batcher
+	path  string // absolute: the key of boltPool
 }
 
 type boltCloser struct {
@@ -54,8 +57,8 @@ type boltCloser struct {
 
 func (c boltCloser) Destruct() error { return c.db.Close() }
 
-// openBolt opens (or shares) the bbolt database at path. Release it with closeBolt.
-func openBolt(path string, timeout time.Duration) (*boltStore, error) {
+// OpenBolt opens (or shares) the bbolt database at path. Release it with Close.
+func OpenBolt(path string, timeout time.Duration) (*Bolt, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("registry database path %q: %v", path, err)
@@ -72,7 +75,7 @@ func openBolt(path string, timeout time.Duration) (*boltStore, error) {
 			return nil, fmt.Errorf("opening registry database %s: %v", abs, err)
 		}
 		if err := db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bucketServers, bucketStatus, bucketCredentials, bucketTombstones} {
+			for _, b := range [][]byte{bucketServers, bucketStatus, bucketCredentials, bucketTombstones, bucketCollections} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -93,7 +96,7 @@ func openBolt(path string, timeout time.Duration) (*boltStore, error) {
 		return nil, err
 	}
 	c := val.(boltCloser)
-	return &boltStore{db: c.db, batch: c.batch}, nil
+	return &Bolt{db: c.db, batch: c.batch, path: abs}, nil
 }
 
 // buildPathIndex creates bucketPaths and fills it from the server records.
@@ -127,26 +130,23 @@ func decodePath(name string, raw []byte) (string, error) {
 
 func pathKey(path, name string) []byte { return []byte(path + "/" + name) }
 
-func closeBolt(path string) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return err
-	}
-	_, err = boltPool.Delete(abs)
+// Close releases this handle on the shared database; the file closes with the last one.
+func (s *Bolt) Close() error {
+	_, err := boltPool.Delete(s.path)
 	return err
 }
 
-func (s *boltStore) View(fn func(StoreTx) error) error {
+func (s *Bolt) View(fn func(Tx) error) error {
 	return s.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx: tx}) })
 }
 
-func (s *boltStore) Update(fn func(StoreTx) error) error {
+func (s *Bolt) Update(fn func(Tx) error) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return runWrite(tx, fn) })
 }
 
 // runWrite runs fn in the read-write transaction tx and then checks that it left no
 // path with two servers.
-func runWrite(tx *bolt.Tx, fn func(StoreTx) error) error {
+func runWrite(tx *bolt.Tx, fn func(Tx) error) error {
 	t := boltTx{tx: tx, touched: map[string]string{}}
 	if err := fn(t); err != nil {
 		return err
@@ -155,7 +155,7 @@ func runWrite(tx *bolt.Tx, fn func(StoreTx) error) error {
 }
 
 // SizeBytes returns the size of the database in bytes.
-func (s *boltStore) SizeBytes() (n int64, err error) {
+func (s *Bolt) SizeBytes() (n int64, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n, err
 }
@@ -485,7 +485,7 @@ type batcher struct {
 }
 
 type batchCall struct {
-	fn   func(StoreTx) error
+	fn   func(Tx) error
 	done chan error // result, errBatchLead or errBatchSolo; buffered
 }
 
@@ -496,7 +496,7 @@ var (
 	errBatchSolo = errors.New("mcpregistry: run alone")
 )
 
-func (s *boltStore) Batch(fn func(StoreTx) error) error {
+func (s *Bolt) Batch(fn func(Tx) error) error {
 	b := s.batch
 	c := &batchCall{fn: fn, done: make(chan error, 1)}
 	b.mu.Lock()
@@ -522,7 +522,7 @@ func (s *boltStore) Batch(fn func(StoreTx) error) error {
 // runBatches commits the queued calls as one batch, then hands the lead to the first
 // caller that queued meanwhile (or gives it up), so that no caller waits for more
 // than its own batch after it is done.
-func (s *boltStore) runBatches() {
+func (s *Bolt) runBatches() {
 	b := s.batch
 	b.mu.Lock()
 	n := min(len(b.queue), maxBatch)
@@ -545,7 +545,7 @@ func (s *boltStore) runBatches() {
 
 // commitBatch runs calls in one transaction. A call whose fn fails is taken out (its
 // caller reruns it alone) and the rest run again in a fresh transaction.
-func (s *boltStore) commitBatch(calls []*batchCall) {
+func (s *Bolt) commitBatch(calls []*batchCall) {
 	for len(calls) > 0 {
 		failed := -1
 		err := s.db.Update(func(tx *bolt.Tx) error {
@@ -571,11 +571,86 @@ func (s *boltStore) commitBatch(calls []*batchCall) {
 
 // runWriteSafely is runWrite with a panic turned into an error (the caller's solo
 // rerun then panics in the caller's goroutine).
-func runWriteSafely(tx *bolt.Tx, fn func(StoreTx) error) (err error) {
+func runWriteSafely(tx *bolt.Tx, fn func(Tx) error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic in a registry transaction: %v", r)
 		}
 	}()
 	return runWrite(tx, fn)
+}
+
+func (t boltTx) Collection(ns string) (Collection, error) {
+	if err := ValidNamespace(ns); err != nil {
+		return nil, err
+	}
+	return boltCollection{tx: t.tx, ns: ns}, nil
+}
+
+func (t boltTx) Collections() ([]string, error) {
+	var names []string
+	parent := t.tx.Bucket(bucketCollections)
+	err := parent.ForEach(func(k, v []byte) error {
+		if v == nil {
+			if b := parent.Bucket(k); b != nil {
+				if first, _ := b.Cursor().First(); first != nil {
+					names = append(names, string(k))
+				}
+			}
+		}
+		return nil
+	})
+	return names, err
+}
+
+// boltCollection is one nested bucket of bucketCollections, created by its first Put.
+type boltCollection struct {
+	tx *bolt.Tx
+	ns string
+}
+
+func (c boltCollection) bucket() *bolt.Bucket {
+	return c.tx.Bucket(bucketCollections).Bucket([]byte(c.ns))
+}
+
+func (c boltCollection) Get(key string) ([]byte, error) {
+	b := c.bucket()
+	if b == nil {
+		return nil, notFoundError{c.ns, key}
+	}
+	v := b.Get([]byte(key))
+	if v == nil {
+		return nil, notFoundError{c.ns, key}
+	}
+	return v, nil
+}
+
+func (c boltCollection) Put(key string, value []byte) error {
+	if key == "" {
+		return fmt.Errorf("%s: empty key", c.ns)
+	}
+	b, err := c.tx.Bucket(bucketCollections).CreateBucketIfNotExists([]byte(c.ns))
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.ns, err)
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	return b.Put([]byte(key), value)
+}
+
+func (c boltCollection) Delete(key string) error {
+	b := c.bucket()
+	if b == nil {
+		return nil
+	}
+	return b.Delete([]byte(key))
+}
+
+func (c boltCollection) ForEach(fn func(key string, value []byte) error) error {
+	b := c.bucket()
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
 }

@@ -1,17 +1,14 @@
-package mcpregistry
+package storetest
 
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 func normalized(t *testing.T, s *model.Server) *model.Server {
@@ -22,10 +19,10 @@ func normalized(t *testing.T, s *model.Server) *model.Server {
 	return s
 }
 
-func nameAt(t *testing.T, store Store, path string) string {
+func nameAt(t *testing.T, st store.Store, path string) string {
 	t.Helper()
 	var name string
-	err := store.View(func(tx StoreTx) (err error) { name, err = tx.NameAtPath(path); return })
+	err := st.View(func(tx store.Tx) (err error) { name, err = tx.NameAtPath(path); return })
 	if errors.Is(err, model.ErrNotFound) {
 		return ""
 	}
@@ -35,68 +32,10 @@ func nameAt(t *testing.T, store Store, path string) string {
 	return name
 }
 
-// A file written before the path index existed gets it when opened.
-func TestBoltPathIndexBuiltForOldFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "registry.db")
-	store, err := openBolt(path, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = store.Update(func(tx StoreTx) error {
-		for _, s := range []*model.Server{
-			{Name: "a", Upstream: "http://h/mcp"},
-			{Name: "b", Path: "bee", Upstream: "http://h/mcp"},
-			{Name: "c", Path: "sea", Upstream: "http://h/mcp"},
-		} {
-			if err := tx.Put(normalized(t, s)); err != nil {
-				return err
-			}
-		}
-		return tx.Delete("c")
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := closeBolt(path); err != nil {
-		t.Fatal(err)
-	}
-	// The old layout: no paths bucket.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketPaths) }); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-
-	store, err = openBolt(path, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeBolt(path) })
-	for path, want := range map[string]string{"a": "a", "bee": "b", "b": "", "sea": "", "c": ""} {
-		if got := nameAt(t, store, path); got != want {
-			t.Errorf("NameAtPath(%q) = %q, want %q", path, got, want)
-		}
-	}
-	err = store.Update(func(tx StoreTx) error {
-		return tx.Put(normalized(t, &model.Server{Name: "d", Path: "bee", Upstream: "http://h/mcp"}))
-	})
-	if !errors.Is(err, model.ErrPathConflict) {
-		t.Fatalf("taking b's path after the rebuild: %v", err)
-	}
-	var n int
-	store.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketPaths).Stats().KeyN; return nil })
-	if n != 2 {
-		t.Fatalf("path index has %d keys, want 2", n)
-	}
-}
-
-func TestBoltPathIndexFollowsWrites(t *testing.T) {
-	store, _ := openTestStore(t)
+func testPathIndexFollowsWrites(t *testing.T, open Opener) {
+	st := open(t)
 	put := func(s *model.Server) error {
-		return store.Update(func(tx StoreTx) error { return tx.Put(normalized(t, s)) })
+		return st.Update(func(tx store.Tx) error { return tx.Put(normalized(t, s)) })
 	}
 	if err := put(&model.Server{Name: "a", Upstream: "http://h/mcp"}); err != nil {
 		t.Fatal(err)
@@ -104,10 +43,10 @@ func TestBoltPathIndexFollowsWrites(t *testing.T) {
 	if err := put(&model.Server{Name: "b", Path: "a", Upstream: "http://h/mcp"}); !errors.Is(err, model.ErrPathConflict) {
 		t.Fatalf("second server at a path: %v", err)
 	}
-	if nameAt(t, store, "a") != "a" {
+	if nameAt(t, st, "a") != "a" {
 		t.Fatal("a failed write changed the path index")
 	}
-	store.View(func(tx StoreTx) error {
+	st.View(func(tx store.Tx) error {
 		if _, err := tx.Get("b"); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("the conflicting record was kept: %v", err)
 		}
@@ -117,45 +56,45 @@ func TestBoltPathIndexFollowsWrites(t *testing.T) {
 	if err := put(&model.Server{Name: "a", Path: "a2", Upstream: "http://h/mcp"}); err != nil {
 		t.Fatal(err)
 	}
-	if nameAt(t, store, "a") != "" || nameAt(t, store, "a2") != "a" {
+	if nameAt(t, st, "a") != "" || nameAt(t, st, "a2") != "a" {
 		t.Fatal("path index not moved")
 	}
 	if err := put(&model.Server{Name: "b", Path: "a", Upstream: "http://h/mcp"}); err != nil {
 		t.Fatalf("taking a freed path: %v", err)
 	}
 	// Swapping two paths inside one transaction is fine: only the end state counts.
-	err := store.Update(func(tx StoreTx) error {
+	err := st.Update(func(tx store.Tx) error {
 		if err := tx.Put(normalized(t, &model.Server{Name: "a", Path: "a", Upstream: "http://h/mcp"})); err != nil {
 			return err
 		}
 		return tx.Put(normalized(t, &model.Server{Name: "b", Path: "a2", Upstream: "http://h/mcp"}))
 	})
-	if err != nil || nameAt(t, store, "a") != "a" || nameAt(t, store, "a2") != "b" {
+	if err != nil || nameAt(t, st, "a") != "a" || nameAt(t, st, "a2") != "b" {
 		t.Fatalf("swap: %v", err)
 	}
 	// Restore (import) is checked too.
-	err = store.Update(func(tx StoreTx) error {
+	err = st.Update(func(tx store.Tx) error {
 		return tx.Restore(normalized(t, &model.Server{Name: "c", Path: "a2", Upstream: "http://h/mcp", Revision: 7}))
 	})
 	if !errors.Is(err, model.ErrPathConflict) {
 		t.Fatalf("restore at a used path: %v", err)
 	}
 	// Delete and Purge free the path.
-	if err := store.Update(func(tx StoreTx) error { return tx.Delete("a") }); err != nil {
+	if err := st.Update(func(tx store.Tx) error { return tx.Delete("a") }); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Update(func(tx StoreTx) error { return tx.Purge("b") }); err != nil {
+	if err := st.Update(func(tx store.Tx) error { return tx.Purge("b") }); err != nil {
 		t.Fatal(err)
 	}
-	if nameAt(t, store, "a") != "" || nameAt(t, store, "a2") != "" {
+	if nameAt(t, st, "a") != "" || nameAt(t, st, "a2") != "" {
 		t.Fatal("delete or purge left a path behind")
 	}
 }
 
 // Two writers race for one path from different names: exactly one wins each round,
 // through the batching path (they may share one transaction).
-func TestBoltBatchPathConflict(t *testing.T) {
-	store, _ := openTestStore(t)
+func testBatchPathConflict(t *testing.T, open Opener) {
+	st := open(t)
 	const writers = 8
 	for round := range 20 {
 		path := fmt.Sprintf("p%d", round)
@@ -165,7 +104,7 @@ func TestBoltBatchPathConflict(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := store.Batch(func(tx StoreTx) error {
+				err := st.Batch(func(tx store.Tx) error {
 					return tx.Put(&model.Server{Name: fmt.Sprintf("r%d-w%d", round, w), Path: path, Upstream: "http://h/mcp"})
 				})
 				switch {
@@ -183,7 +122,7 @@ func TestBoltBatchPathConflict(t *testing.T) {
 			t.Fatalf("round %d: %d wins, %d conflicts", round, wins.Load(), conflicts.Load())
 		}
 		var n int
-		store.View(func(tx StoreTx) error {
+		st.View(func(tx store.Tx) error {
 			all, err := tx.List()
 			for _, s := range all {
 				if s.Path == path {
@@ -200,8 +139,8 @@ func TestBoltBatchPathConflict(t *testing.T) {
 
 // A failing fn in a batch discards only its own writes; the others commit, and each
 // fn's variables reflect its committed run.
-func TestBoltBatchIsolatesFailures(t *testing.T) {
-	store, _ := openTestStore(t)
+func testBatchIsolatesFailures(t *testing.T, open Opener) {
+	st := open(t)
 	boom := errors.New("boom")
 	const calls = 64
 	var wg sync.WaitGroup
@@ -211,7 +150,7 @@ func TestBoltBatchIsolatesFailures(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = store.Batch(func(tx StoreTx) error {
+			errs[i] = st.Batch(func(tx store.Tx) error {
 				revs[i] = 0
 				s := &model.Server{Name: fmt.Sprintf("s%d", i), Path: fmt.Sprintf("s%d", i), Upstream: "http://h/mcp"}
 				if err := tx.Put(s); err != nil {
@@ -226,7 +165,7 @@ func TestBoltBatchIsolatesFailures(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	store.View(func(tx StoreTx) error {
+	st.View(func(tx store.Tx) error {
 		for i := range calls {
 			_, err := tx.Get(fmt.Sprintf("s%d", i))
 			if i%5 == 0 {
@@ -243,16 +182,18 @@ func TestBoltBatchIsolatesFailures(t *testing.T) {
 	})
 }
 
-func TestBoltBatchPanicReachesCaller(t *testing.T) {
-	store, _ := openTestStore(t)
+func testBatchPanicReachesCaller(t *testing.T, open Opener) {
+	st := open(t)
 	defer func() {
 		if r := recover(); r == nil {
 			t.Fatal("no panic")
 		}
 		// The store still works.
-		if err := store.Batch(func(tx StoreTx) error { return tx.Put(&model.Server{Name: "ok", Path: "ok", Upstream: "http://h/mcp"}) }); err != nil {
+		if err := st.Batch(func(tx store.Tx) error {
+			return tx.Put(&model.Server{Name: "ok", Path: "ok", Upstream: "http://h/mcp"})
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}()
-	store.Batch(func(StoreTx) error { panic("boom") })
+	st.Batch(func(store.Tx) error { panic("boom") })
 }

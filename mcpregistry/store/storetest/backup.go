@@ -1,4 +1,4 @@
-package mcpregistry
+package storetest
 
 import (
 	"bytes"
@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
-func seedStore(t *testing.T, store Store) {
+func seedStore(t *testing.T, st store.Store) {
 	t.Helper()
-	err := store.Update(func(tx StoreTx) error {
+	err := st.Update(func(tx store.Tx) error {
 		for _, s := range []*model.Server{
 			{Name: "alpha", Upstream: "http://127.0.0.1:1/mcp", Tags: []string{"db"}, Enabled: true},
 			{Name: "beta", Path: "b", Upstream: "http://127.0.0.1:2/sse", Transport: model.TransportSSE},
@@ -39,20 +40,20 @@ func seedStore(t *testing.T, store Store) {
 	}
 }
 
-func exportDoc(t *testing.T, store Store) (*Export, []byte) {
+func exportDoc(t *testing.T, st store.Store) (*store.Backup, []byte) {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := ExportStore(store, &buf); err != nil {
+	if err := store.WriteBackup(st, &buf); err != nil {
 		t.Fatal(err)
 	}
-	doc := new(Export)
+	doc := new(store.Backup)
 	if err := json.Unmarshal(buf.Bytes(), doc); err != nil {
 		t.Fatal(err)
 	}
 	return doc, buf.Bytes()
 }
 
-func sameExport(t *testing.T, a, b *Export) {
+func sameExport(t *testing.T, a, b *store.Backup) {
 	t.Helper()
 	a.ExportedAt, b.ExportedAt = time.Time{}, time.Time{}
 	ja, _ := json.Marshal(a)
@@ -62,17 +63,17 @@ func sameExport(t *testing.T, a, b *Export) {
 	}
 }
 
-func TestExportImportRoundTrip(t *testing.T) {
-	src, _ := openTestStore(t)
+func testExportImportRoundTrip(t *testing.T, open Opener) {
+	src := open(t)
 	seedStore(t, src)
 	doc, raw := exportDoc(t, src)
 	if len(doc.Servers) != 2 || len(doc.Tombstones) != 1 || len(doc.Status) != 1 || string(doc.Credentials["alpha"]) != "sealed-bytes-not-plaintext" {
 		t.Fatalf("export: %s", raw)
 	}
 
-	for _, mode := range []ImportMode{ImportReplace, ImportMerge} {
-		dst, _ := openTestStore(t)
-		res, err := ImportStore(dst, bytes.NewReader(raw), mode, nil)
+	for _, mode := range []store.RestoreMode{store.RestoreReplace, store.RestoreMerge} {
+		dst := open(t)
+		res, err := store.RestoreBackup(dst, bytes.NewReader(raw), mode, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", mode, err)
 		}
@@ -84,11 +85,11 @@ func TestExportImportRoundTrip(t *testing.T) {
 	}
 
 	// Importing the same document into its own store changes nothing.
-	if _, err := ImportStore(src, bytes.NewReader(raw), ImportReplace, nil); err != nil {
+	if _, err := store.RestoreBackup(src, bytes.NewReader(raw), store.RestoreReplace, nil); err != nil {
 		t.Fatal(err)
 	}
 	again, _ := exportDoc(t, src)
-	d2 := new(Export)
+	d2 := new(store.Backup)
 	json.Unmarshal(raw, d2)
 	d2.ExportedAt = time.Time{}
 	// The tombstone of "gone" gets a higher revision when it is imported over itself.
@@ -96,13 +97,13 @@ func TestExportImportRoundTrip(t *testing.T) {
 	sameExport(t, d2, again)
 }
 
-func TestImportReplaceAndMerge(t *testing.T) {
-	src, _ := openTestStore(t)
+func testImportReplaceAndMerge(t *testing.T, open Opener) {
+	src := open(t)
 	seedStore(t, src)
 	_, raw := exportDoc(t, src)
 
-	dst, _ := openTestStore(t)
-	err := dst.Update(func(tx StoreTx) error {
+	dst := open(t)
+	err := dst.Update(func(tx store.Tx) error {
 		s := &model.Server{Name: "other", Upstream: "http://127.0.0.1:9/mcp"}
 		s.Normalize()
 		if err := tx.Put(s); err != nil {
@@ -120,10 +121,10 @@ func TestImportReplaceAndMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ImportStore(dst, bytes.NewReader(raw), ImportMerge, nil); err != nil {
+	if _, err := store.RestoreBackup(dst, bytes.NewReader(raw), store.RestoreMerge, nil); err != nil {
 		t.Fatal(err)
 	}
-	dst.View(func(tx StoreTx) error {
+	dst.View(func(tx store.Tx) error {
 		if _, err := tx.Get("other"); err != nil {
 			t.Errorf("merge removed a record: %v", err)
 		}
@@ -133,11 +134,11 @@ func TestImportReplaceAndMerge(t *testing.T) {
 		}
 		return nil
 	})
-	res, err := ImportStore(dst, bytes.NewReader(raw), ImportReplace, nil)
+	res, err := store.RestoreBackup(dst, bytes.NewReader(raw), store.RestoreReplace, nil)
 	if err != nil || res.Removed != 1 {
 		t.Fatalf("replace: %+v %v", res, err)
 	}
-	dst.View(func(tx StoreTx) error {
+	dst.View(func(tx store.Tx) error {
 		if _, err := tx.Get("other"); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("replace kept a record: %v", err)
 		}
@@ -145,19 +146,19 @@ func TestImportReplaceAndMerge(t *testing.T) {
 	})
 }
 
-func TestImportFailsWhole(t *testing.T) {
-	src, _ := openTestStore(t)
+func testImportFailsWhole(t *testing.T, open Opener) {
+	src := open(t)
 	seedStore(t, src)
 	doc, _ := exportDoc(t, src)
 	doc.Servers[1].Upstream = "ftp://nope"
 	bad, _ := json.Marshal(doc)
 
-	dst, _ := openTestStore(t)
-	_, err := ImportStore(dst, bytes.NewReader(bad), ImportReplace, nil)
+	dst := open(t)
+	_, err := store.RestoreBackup(dst, bytes.NewReader(bad), store.RestoreReplace, nil)
 	if err == nil || !strings.Contains(err.Error(), `"beta"`) || !strings.Contains(err.Error(), "upstream") {
 		t.Fatalf("err = %v", err)
 	}
-	dst.View(func(tx StoreTx) error {
+	dst.View(func(tx store.Tx) error {
 		if l, _ := tx.List(); len(l) != 0 {
 			t.Errorf("a failed import wrote %d servers", len(l))
 		}
@@ -165,7 +166,7 @@ func TestImportFailsWhole(t *testing.T) {
 	})
 
 	// A path conflict with an existing record fails the merge, naming both servers.
-	err = dst.Update(func(tx StoreTx) error {
+	err = dst.Update(func(tx store.Tx) error {
 		s := &model.Server{Name: "squatter", Path: "b", Upstream: "http://127.0.0.1:9/mcp"}
 		s.Normalize()
 		return tx.Put(s)
@@ -174,10 +175,10 @@ func TestImportFailsWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, good := exportDoc(t, src)
-	if _, err := ImportStore(dst, bytes.NewReader(good), ImportMerge, nil); err == nil || !strings.Contains(err.Error(), "squatter") {
+	if _, err := store.RestoreBackup(dst, bytes.NewReader(good), store.RestoreMerge, nil); err == nil || !strings.Contains(err.Error(), "squatter") {
 		t.Fatalf("path conflict: %v", err)
 	}
-	dst.View(func(tx StoreTx) error {
+	dst.View(func(tx store.Tx) error {
 		if l, _ := tx.List(); len(l) != 1 {
 			t.Errorf("a failed merge wrote: %d servers", len(l))
 		}
@@ -190,15 +191,15 @@ func TestImportFailsWhole(t *testing.T) {
 		"cred":    `{"format":"caddymcp-registry-export","version":1,"servers":[],"credentials":{"x":"AA=="}}`,
 		"dup":     `{"format":"caddymcp-registry-export","version":1,"servers":[{"name":"a","upstream":"http://h/mcp"},{"name":"a","path":"z","upstream":"http://h/mcp"}]}`,
 	} {
-		if _, err := ImportStore(dst, strings.NewReader(in), ImportMerge, nil); err == nil {
+		if _, err := store.RestoreBackup(dst, strings.NewReader(in), store.RestoreMerge, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := ImportStore(dst, strings.NewReader("{}"), "upsert", nil); err == nil {
+	if _, err := store.RestoreBackup(dst, strings.NewReader("{}"), "upsert", nil); err == nil {
 		t.Error("unknown mode accepted")
 	}
-	huge := strings.NewReader(`{"format":"` + strings.Repeat("x", int(MaxImportBytes)) + `"}`)
-	if _, err := ImportStore(dst, huge, ImportMerge, nil); err == nil || !strings.Contains(err.Error(), "larger than") {
+	huge := strings.NewReader(`{"format":"` + strings.Repeat("x", int(store.MaxBackupBytes)) + `"}`)
+	if _, err := store.RestoreBackup(dst, huge, store.RestoreMerge, nil); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("huge import: %v", err)
 	}
 }
