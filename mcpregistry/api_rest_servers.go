@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/search"
 )
 
 // apiServer is a server as the REST API shows it. The upstream URL is shown only to
@@ -518,7 +519,7 @@ func (h *RegistryAPI) restSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	hits := h.app.searchVisible(r.Context(), text, limit)
 	if hits == nil {
-		hits = []SearchHit{}
+		hits = []search.Hit{}
 	}
 	apiWriteJSON(w, http.StatusOK, map[string]any{"query": text, "hits": hits})
 }

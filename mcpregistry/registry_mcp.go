@@ -15,6 +15,7 @@ import (
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/internal/principal"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/search"
 )
 
 // ServerSummary is what the registry's MCP tools tell a client about a server. It never
@@ -74,17 +75,8 @@ type searchToolsInput struct {
 	Limit int    `json:"limit,omitempty" jsonschema:"at most this many results (default 10, at most 100)"`
 }
 
-// SearchHit is one result of search_tools.
-type SearchHit struct {
-	Server      string `json:"server"`
-	Tool        string `json:"tool,omitempty"`
-	Description string `json:"description,omitempty"`
-	// Score is the hit's BM25 relevance (higher is better; comparable within one search).
-	Score float64 `json:"score"`
-}
-
 type searchToolsOutput struct {
-	Results []SearchHit `json:"results"`
+	Results []search.Hit `json:"results"`
 }
 
 // registryTools describes the builtin server's own tools; search_tools finds them too.
@@ -304,14 +296,14 @@ func sortServers(s []*model.Server) {
 
 // searchVisible is Search limited to the servers the context's caller may list: it asks
 // for more results until limit visible ones are found or the index has no more.
-func (a *App) searchVisible(ctx context.Context, query string, limit int) []SearchHit {
+func (a *App) searchVisible(ctx context.Context, query string, limit int) []search.Hit {
 	if _, ok := principal.FromContext(ctx); !ok {
 		return a.Search(query, limit)
 	}
 	allowed := map[string]bool{}
 	for n := limit; ; n *= 4 {
 		hits := a.Search(query, n)
-		out := make([]SearchHit, 0, limit)
+		out := make([]search.Hit, 0, limit)
 		for _, h := range hits {
 			ok, seen := allowed[h.Server]
 			if !seen {

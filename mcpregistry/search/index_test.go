@@ -1,26 +1,21 @@
-package mcpregistry
+package search
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
 // sortedSources returns src ordered by server name, as the App indexes them.
-func sortedSources(src []searchSource) []searchSource {
+func sortedSources(src []Source) []Source {
 	out := slices.Clone(src)
-	slices.SortFunc(out, func(a, b searchSource) int { return strings.Compare(a.server.Name, b.server.Name) })
+	slices.SortFunc(out, func(a, b Source) int { return strings.Compare(a.Server.Name, b.Server.Name) })
 	return out
 }
 
@@ -29,7 +24,7 @@ type exactHit struct {
 	score        float32
 }
 
-func exactHits(ix *searchIndex, query string, limit int) []exactHit {
+func exactHits(ix *Index, query string, limit int) []exactHit {
 	var out []exactHit
 	for _, sd := range ix.searchScored(query, limit) {
 		d := ix.shards[sd.shard].docs[sd.doc]
@@ -40,7 +35,7 @@ func exactHits(ix *searchIndex, query string, limit int) []exactHit {
 
 // sameIndex fails t unless got answers every query exactly as want does (the same
 // hits in the same order with bit-identical scores) and has the same statistics.
-func sameIndex(t *testing.T, step string, got, want *searchIndex, queries []string) {
+func sameIndex(t *testing.T, step string, got, want *Index, queries []string) {
 	t.Helper()
 	if got.n != want.n || got.total != want.total || got.avgLen != want.avgLen {
 		t.Fatalf("%s: statistics n %d total %v avg %v, full rebuild n %d total %v avg %v",
@@ -61,14 +56,17 @@ func sameIndex(t *testing.T, step string, got, want *searchIndex, queries []stri
 
 // TestSearchIndexIncrementalMatchesRebuild applies a random (fixed seed) sequence of
 // registrations, edits, removals, disablings and tool-list changes to an index, one
-// server at a time (withChanges) or by comparing everything (withSources), and checks
+// server at a time (WithChanges) or by comparing everything (WithSources), and checks
 // after each step that every query gives exactly the hits and scores of an index
 // built from scratch.
 func TestSearchIndexIncrementalMatchesRebuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a long random sequence of index changes; runs without -short")
+	}
 	// The labelled corpus and 500 generated servers: a dozen shards or more.
 	corpus := sortedSources(append(loadSearchCorpus(t), synthetic20k()[:500]...))
 	var queries []string
-	raw, err := os.ReadFile("testdata/search/queries.json")
+	raw, err := os.ReadFile("testdata/queries.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,16 +82,16 @@ func TestSearchIndexIncrementalMatchesRebuild(t *testing.T) {
 
 	rng := rand.New(rand.NewPCG(42, 7))
 	// live: name → source; pool: tools to draw from.
-	live := map[string]searchSource{}
+	live := map[string]Source{}
 	var pool []model.ToolInfo
 	for _, s := range corpus[:len(corpus)/2] {
-		live[s.server.Name] = s
+		live[s.Server.Name] = s
 	}
 	for _, s := range corpus {
-		pool = append(pool, s.tools...)
+		pool = append(pool, s.Tools...)
 	}
-	current := func() []searchSource {
-		var out []searchSource
+	current := func() []Source {
+		var out []Source
 		for _, s := range live {
 			out = append(out, s)
 		}
@@ -110,8 +108,8 @@ func TestSearchIndexIncrementalMatchesRebuild(t *testing.T) {
 		}
 		return out
 	}
-	ix := buildSearchIndex(current())
-	sameIndex(t, "initial", ix, buildSearchIndex(current()), queries)
+	ix := Build(current())
+	sameIndex(t, "initial", ix, Build(current()), queries)
 	shards0, splits := len(ix.shards), 0
 
 	names := func() []string {
@@ -123,35 +121,35 @@ func TestSearchIndexIncrementalMatchesRebuild(t *testing.T) {
 		return out
 	}
 	for step := range 100 {
-		changes := map[string]*searchSource{}
+		changes := map[string]*Source{}
 		var what []string
 		for range 1 + rng.IntN(3) {
 			var name string
-			var src *searchSource
+			var src *Source
 			switch op := rng.IntN(7); {
 			case op == 0 || op == 5 || len(live) == 0: // register a server of the corpus or a new one
 				c := corpus[rng.IntN(len(corpus))]
-				s := *c.server
+				s := *c.Server
 				if rng.IntN(4) != 0 {
 					// new names all in one range: its shard grows and splits
 					s.Name = fmt.Sprintf("new-%03d-%s", step, s.Name)
 				}
-				src = &searchSource{server: &s, tools: c.tools}
+				src = &Source{Server: &s, Tools: c.Tools}
 				name = s.Name
 			case op == 1: // remove (or disable: the same for search)
 				name = names()[rng.IntN(len(live))]
 			case op == 2: // edit the record: description, tags
 				name = names()[rng.IntN(len(live))]
-				s := *live[name].server
+				s := *live[name].Server
 				s.Description = "renamed " + s.Description
 				s.Tags = append(slices.Clone(s.Tags), fmt.Sprintf("tag%d", rng.IntN(5)))
-				src = &searchSource{server: &s, tools: live[name].tools}
+				src = &Source{Server: &s, Tools: live[name].Tools}
 			case op == 3: // a new tool list
 				name = names()[rng.IntN(len(live))]
-				src = &searchSource{server: live[name].server, tools: randomTools()}
+				src = &Source{Server: live[name].Server, Tools: randomTools()}
 			case op == 4: // an equal tool list under new pointers
 				name = names()[rng.IntN(len(live))]
-				src = &searchSource{server: live[name].server, tools: slices.Clone(live[name].tools)}
+				src = &Source{Server: live[name].Server, Tools: slices.Clone(live[name].Tools)}
 			case op == 6: // nothing changed, but announced
 				name = names()[rng.IntN(len(live))]
 				s := live[name]
@@ -168,20 +166,20 @@ func TestSearchIndexIncrementalMatchesRebuild(t *testing.T) {
 		}
 		if step%3 == 2 {
 			var ok bool
-			if ix, ok = ix.withSources(current(), nil); !ok {
-				t.Fatal("withSources stopped without a stop channel")
+			if ix, ok = ix.WithSources(current(), nil); !ok {
+				t.Fatal("WithSources stopped without a stop channel")
 			}
 		} else {
-			ix = ix.withChanges(changes)
+			ix = ix.WithChanges(changes)
 		}
 		if len(ix.shards) > shards0 {
 			splits++
 		}
-		full := buildSearchIndex(current())
+		full := Build(current())
 		sameIndex(t, fmt.Sprintf("step %d %v", step, what), ix, full, queries)
 		if step%10 == 0 {
 			// The precomputed impacts give the same as computing them per search.
-			sameIndex(t, fmt.Sprintf("step %d with impacts", step), ix.withImpacts(), full, queries)
+			sameIndex(t, fmt.Sprintf("step %d with impacts", step), ix.WithImpacts(), full, queries)
 		}
 	}
 	if len(live) == 0 || splits == 0 || len(ix.shards) < 10 {
@@ -195,17 +193,17 @@ func TestSearchIndexIncrementalMatchesRebuild(t *testing.T) {
 // unchanged comparison returns the same shards.
 func TestSearchIndexReusesUnchangedShards(t *testing.T) {
 	src := synthetic20k()[:1000]
-	ix := buildSearchIndex(src)
-	same, ok := ix.withSources(slices.Clone(src), nil)
+	ix := Build(src)
+	same, ok := ix.WithSources(slices.Clone(src), nil)
 	if !ok {
 		t.Fatal("stopped")
 	}
 	if same != ix {
 		t.Fatal("a comparison without changes made a new snapshot")
 	}
-	s := *src[300].server
+	s := *src[300].Server
 	s.Description = "changed"
-	next := ix.withChanges(map[string]*searchSource{s.Name: {server: &s, tools: src[300].tools}})
+	next := ix.WithChanges(map[string]*Source{s.Name: {Server: &s, Tools: src[300].Tools}})
 	if len(next.shards) != len(ix.shards) {
 		t.Fatalf("%d shards, then %d", len(ix.shards), len(next.shards))
 	}
@@ -224,140 +222,9 @@ func TestSearchIndexReusesUnchangedShards(t *testing.T) {
 func TestSearchBuildStops(t *testing.T) {
 	stop := make(chan struct{})
 	close(stop)
-	if ix, ok := buildSearchIndexUnless(loadSearchCorpus(t), stop); ok || ix != nil {
+	if ix, ok := BuildUnless(loadSearchCorpus(t), stop); ok || ix != nil {
 		t.Fatal("build went on after stop")
 	}
-}
-
-// TestSearchReadyAfterStart: the App builds its index in the background when it
-// starts (no search needed), a search right after start answers, and writes and new
-// tool lists are seen by the next search.
-func TestSearchReadyAfterStart(t *testing.T) {
-	var servers []map[string]any
-	for i := range 400 {
-		servers = append(servers, map[string]any{
-			"name":        fmt.Sprintf("svc-%03d", i),
-			"upstream":    fmt.Sprintf("http://127.0.0.1:9/%d/mcp", i),
-			"description": fmt.Sprintf("Quasar telemetry service number %d", i),
-			"tags":        []string{"telemetry"},
-		})
-	}
-	cfg := map[string]any{
-		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-		"health":  map[string]any{"disabled": true},
-		"servers": servers,
-	}
-	// Search at once after start.
-	loadConfig(t, cfg)
-	t.Cleanup(func() { caddy.Stop() })
-	app := runningApp(t)
-	if hits := app.Search("quasar telemetry", 5); len(hits) != 5 || !strings.HasPrefix(hits[0].Server, "svc-") {
-		t.Fatalf("search right after start: %+v", hits)
-	}
-
-	// Reload (the store is now populated) and wait without searching: the worker
-	// builds the index.
-	loadConfig(t, cfg)
-	app = runningApp(t)
-	deadline := time.Now().Add(10 * time.Second)
-	for app.search.index.Load() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the index was not built in the background")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if ix := app.search.index.Load(); ix.n < 401 {
-		t.Fatalf("background index has %d documents", ix.n)
-	}
-	if hits := app.Search("quasar telemetry", 5); len(hits) != 5 {
-		t.Fatalf("search on the populated store: %+v", hits)
-	}
-
-	// A write is seen by the next search.
-	ctx := context.Background()
-	if _, err := app.Put(ctx, &model.Server{Name: "nebula", Upstream: "http://127.0.0.1:9/nebula/mcp",
-		Description: "Nebula spectrograph archive", Enabled: true}, 0); err != nil {
-		t.Fatal(err)
-	}
-	if hits := app.Search("spectrograph", 5); len(hits) != 1 || hits[0].Server != "nebula" {
-		t.Fatalf("after Put: %+v", hits)
-	}
-	// A tool list recorded by a health check is seen by the next search.
-	tools := []model.ToolInfo{{Name: "capture_spectrum", Description: "Capture a spectrum of a star"}}
-	app.health.Store("nebula", &model.ServerHealth{Server: "nebula", Status: model.HealthHealthy, Tools: tools})
-	app.searchToolsRecorded("nebula", nil, tools)
-	if hits := app.Search("capture spectrum", 5); len(hits) == 0 || hits[0].Tool != "capture_spectrum" {
-		t.Fatalf("after new tools: %+v", hits)
-	}
-	if _, err := app.SetEnabled(ctx, "nebula", false, model.AnyRevision); err != nil {
-		t.Fatal(err)
-	}
-	if hits := app.Search("spectrograph spectrum", 5); len(hits) != 0 {
-		t.Fatalf("after disabling: %+v", hits)
-	}
-	if err := app.Delete(ctx, "svc-007", model.AnyRevision); err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range app.Search("quasar telemetry 7", 50) {
-		if h.Server == "svc-007" {
-			t.Fatalf("deleted server still found: %+v", h)
-		}
-	}
-}
-
-// TestSearchConcurrentWithUpdates: searches keep answering while servers change
-// (run with -race).
-func TestSearchConcurrentWithUpdates(t *testing.T) {
-	app := new(App)
-	src := sortedSources(loadSearchCorpus(t))
-	var servers []*model.Server
-	for _, s := range src {
-		servers = append(servers, s.server)
-	}
-	app.index = newIndex(servers)
-	for _, s := range src {
-		app.health.Store(s.server.Name, &model.ServerHealth{Server: s.server.Name, Tools: s.tools})
-	}
-	done := make(chan struct{})
-	errs := make(chan error, 4)
-	for range 3 {
-		go func() {
-			for {
-				select {
-				case <-done:
-					errs <- nil
-					return
-				default:
-				}
-				if hits := app.Search("create a jira ticket", 10); len(hits) == 0 {
-					errs <- fmt.Errorf("no hits during updates")
-					return
-				}
-			}
-		}()
-	}
-	for i := range 200 {
-		s := src[i%len(src)]
-		tools := slices.Clone(s.tools)
-		if len(tools) > 0 {
-			tools[0].Description += fmt.Sprintf(" v%d", i)
-		}
-		old, _ := app.health.Load(s.server.Name)
-		app.health.Store(s.server.Name, &model.ServerHealth{Server: s.server.Name, Tools: tools})
-		app.searchToolsRecorded(s.server.Name, old.(*model.ServerHealth).Tools, tools)
-		if i%20 == 0 {
-			app.invalidateSearch()
-		}
-	}
-	close(done)
-	for range 3 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := buildSearchIndex(app.searchSources())
-	app.invalidateSearch()
-	sameIndex(t, "after updates", app.currentSearchIndex(), want, []string{"create a jira ticket", "v199", "query"})
 }
 
 // BenchmarkSearchIndexUpdate: at 20,000 servers × 20 tools, one server's tool list
@@ -366,19 +233,19 @@ func TestSearchConcurrentWithUpdates(t *testing.T) {
 // gathered). BenchmarkSearchBuild20k is what every change cost before.
 func BenchmarkSearchIndexUpdate(b *testing.B) {
 	src := synthetic20k()
-	ix := buildSearchIndex(src)
-	change := func(i int) (string, searchSource) {
+	ix := Build(src)
+	change := func(i int) (string, Source) {
 		s := src[(i*7919)%len(src)]
-		tools := slices.Clone(s.tools)
+		tools := slices.Clone(s.Tools)
 		tools[i%len(tools)].Description = fmt.Sprintf("changed %d", i)
-		return s.server.Name, searchSource{server: s.server, tools: tools}
+		return s.Server.Name, Source{Server: s.Server, Tools: tools}
 	}
 	b.Run("one-server", func(b *testing.B) {
 		cur := ix
 		i := 0
 		for b.Loop() {
 			name, s := change(i)
-			cur = cur.withChanges(map[string]*searchSource{name: &s})
+			cur = cur.WithChanges(map[string]*Source{name: &s})
 			i++
 		}
 	})
@@ -391,20 +258,20 @@ func BenchmarkSearchIndexUpdate(b *testing.B) {
 			k := (i * 7919) % len(all)
 			_, all[k] = change(i)
 			b.StartTimer()
-			cur, _ = cur.withSources(all, nil)
+			cur, _ = cur.WithSources(all, nil)
 			i++
 		}
 	})
 	b.Run("compare-all-unchanged", func(b *testing.B) {
 		for b.Loop() {
-			ix.withSources(src, nil)
+			ix.WithSources(src, nil)
 		}
 	})
 	// What the background worker then spends to precompute the impacts (searches are
 	// exact without them, only slower).
 	b.Run("impacts-refresh", func(b *testing.B) {
 		for b.Loop() {
-			ix.withImpacts()
+			ix.WithImpacts()
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package mcpregistry
+package search
 
 import (
 	"bytes"
@@ -25,11 +25,20 @@ const (
 // searchShardTarget is the number of servers per shard for n servers.
 func searchShardTarget(n int) int { return max(searchMinShard, (n+searchShards-1)/searchShards) }
 
-// searchSource is one server and its tools as last indexed; a segment keeps them to
+// Hit is one result of a search: a server (Tool empty) or one of its tools.
+type Hit struct {
+	Server      string `json:"server"`
+	Tool        string `json:"tool,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Score is the hit's BM25 relevance (higher is better; comparable within one search).
+	Score float64 `json:"score"`
+}
+
+// Source is one server and its tools as last indexed; a segment keeps them to
 // tell whether anything changed.
-type searchSource struct {
-	server *model.Server
-	tools  []model.ToolInfo
+type Source struct {
+	Server *model.Server
+	Tools  []model.ToolInfo
 }
 
 type posting struct {
@@ -55,7 +64,7 @@ type docStat struct {
 // segment only what tells whether its server changed, so that postings are not kept
 // twice.
 type searchSegment struct {
-	src   searchSource
+	src   Source
 	ndocs int32
 	total float64 // sum of the documents' lengths
 	// Only until merged into a shard:
@@ -66,7 +75,7 @@ type searchSegment struct {
 	posts []posting // doc is an index into docs
 }
 
-func (g *searchSegment) name() string { return g.src.server.Name }
+func (g *searchSegment) name() string { return g.src.Server.Name }
 
 // searchShard is the inverted index of the segments whose server names hash to it.
 // Immutable.
@@ -80,8 +89,8 @@ type searchShard struct {
 	total    float64
 }
 
-// searchIndex is an immutable snapshot of the whole index.
-type searchIndex struct {
+// Index is an immutable snapshot of the whole index.
+type Index struct {
 	shards []*searchShard // ordered: every name in shards[i] is below those in shards[i+1]
 	n      int            // documents
 	total  float64        // sum of the documents' lengths
@@ -95,7 +104,9 @@ type searchIndex struct {
 	// background worker computes it) they compute the impact for each posting; the
 	// result is the same, bit for bit.
 	impacts [][]float32 // parallel to each shard's pdoc
-	gen     uint64      // the invalidations it reflects (searchState.gen)
+	// Gen is the caller's version tag of the snapshot (the registry's count of
+	// invalidations it reflects); the With* methods copy it to the index they return.
+	Gen uint64
 }
 
 type docScoring struct {
@@ -109,7 +120,7 @@ type span struct{ off, n int32 }
 var emptyShard = &searchShard{postings: map[string]span{}}
 
 // buildSegment indexes one server and its tools.
-func buildSegment(src searchSource) *searchSegment {
+func buildSegment(src Source) *searchSegment {
 	seg := &searchSegment{src: src}
 	tf := map[string]float32{}
 	termIdx := map[string]int32{}
@@ -145,12 +156,12 @@ func buildSegment(src searchSource) *searchSegment {
 		seg.docs = append(seg.docs, d)
 		seg.stats = append(seg.stats, st)
 	}
-	s := src.server
+	s := src.Server
 	tags := strings.Join(s.Tags, " ")
 	n := add(weightName, s.Name) + add(weightTags, tags) + add(weightDescription, s.Description)
 	finish(searchDoc{server: s.Name, description: s.Description}, docStat{length: n, factor: serverDocFactor})
 	ctx := append(tokenize(s.Name), tokenize(tags)...) // once per server, not per tool
-	for _, t := range src.tools {
+	for _, t := range src.Tools {
 		n := add(weightName, t.Name) + addTerms(weightServerCtx, ctx) +
 			add(weightDescription, t.Description) + add(weightSchemaProps, schemaProperties(t.InputSchema)...)
 		finish(searchDoc{server: s.Name, tool: t.Name, description: t.Description}, docStat{length: n, factor: 1})
@@ -284,16 +295,16 @@ func buildShard(old *searchShard, refs []segRef) *searchShard {
 
 // rebuildShard returns the shard for srcs (ordered by server name), reusing old's
 // postings of unchanged servers, and old itself when nothing changed.
-func rebuildShard(old *searchShard, srcs []searchSource) *searchShard {
+func rebuildShard(old *searchShard, srcs []Source) *searchShard {
 	refs := make([]segRef, len(srcs))
 	rebuilt := len(srcs) != len(old.segs) // postings change
 	j := 0
 	for i, src := range srcs {
-		for j < len(old.segs) && old.segs[j].name() < src.server.Name {
+		for j < len(old.segs) && old.segs[j].name() < src.Server.Name {
 			j++
 		}
 		var prev *searchSegment
-		if j < len(old.segs) && old.segs[j].name() == src.server.Name {
+		if j < len(old.segs) && old.segs[j].name() == src.Server.Name {
 			prev = old.segs[j]
 		}
 		switch {
@@ -326,25 +337,25 @@ func rebuildShard(old *searchShard, srcs []searchSource) *searchShard {
 	return &sh
 }
 
-// buildSearchIndex indexes sources (ordered by server name) at once.
-func buildSearchIndex(sources []searchSource) *searchIndex {
-	ix, _ := buildSearchIndexUnless(sources, nil)
+// Build indexes sources (ordered by server name) at once.
+func Build(sources []Source) *Index {
+	ix, _ := BuildUnless(sources, nil)
 	return ix
 }
 
-// buildSearchIndexUnless is buildSearchIndex that gives up (ok false) once stop is
+// buildSearchIndexUnless is Build that gives up (ok false) once stop is
 // closed.
-func buildSearchIndexUnless(sources []searchSource, stop <-chan struct{}) (ix *searchIndex, ok bool) {
-	empty := &searchIndex{}
-	ix, ok = empty.withSources(sources, stop)
+func BuildUnless(sources []Source, stop <-chan struct{}) (ix *Index, ok bool) {
+	empty := &Index{}
+	ix, ok = empty.WithSources(sources, stop)
 	if !ok {
 		return nil, false
 	}
-	return ix.withImpacts(), true
+	return ix.WithImpacts(), true
 }
 
-// withImpacts returns ix with every posting's impact precomputed.
-func (ix *searchIndex) withImpacts() *searchIndex {
+// WithImpacts returns ix with every posting's impact precomputed.
+func (ix *Index) WithImpacts() *Index {
 	c := *ix
 	c.impacts = make([][]float32, len(ix.shards))
 	parallelShards(len(ix.shards), nil, func(k int) {
@@ -361,7 +372,14 @@ func (ix *searchIndex) withImpacts() *searchIndex {
 
 // shardFor returns the index of the shard whose range holds name: the last shard
 // whose first server is not above name (0 when name is below them all).
-func (ix *searchIndex) shardFor(name string) int {
+// HasImpacts reports whether the per-posting impacts that speed searches up are
+// computed (see WithImpacts); searches are exact either way.
+func (ix *Index) HasImpacts() bool { return ix.impacts != nil }
+
+// Docs returns the number of documents indexed: one per server plus one per tool.
+func (ix *Index) Docs() int { return ix.n }
+
+func (ix *Index) shardFor(name string) int {
 	i, _ := slices.BinarySearchFunc(ix.shards, name, func(sh *searchShard, name string) int {
 		if strings.Compare(sh.segs[0].name(), name) <= 0 {
 			return -1
@@ -371,13 +389,13 @@ func (ix *searchIndex) shardFor(name string) int {
 	return max(0, i-1)
 }
 
-// withSources returns the index of sources (every enabled server, ordered by name),
+// WithSources returns the index of sources (every enabled server, ordered by name),
 // rebuilding only the shards whose servers changed. ok is false when stop was closed
 // first.
-func (ix *searchIndex) withSources(sources []searchSource, stop <-chan struct{}) (*searchIndex, bool) {
+func (ix *Index) WithSources(sources []Source, stop <-chan struct{}) (*Index, bool) {
 	target := searchShardTarget(len(sources))
-	var groups [][]searchSource // the new shards' servers
-	var olds []*searchShard     // the shard each group comes from, or nil
+	var groups [][]Source   // the new shards' servers
+	var olds []*searchShard // the shard each group comes from, or nil
 	if len(ix.shards) == 0 {
 		for len(sources) > 0 {
 			n := min(target, len(sources))
@@ -385,11 +403,11 @@ func (ix *searchIndex) withSources(sources []searchSource, stop <-chan struct{})
 			sources = sources[n:]
 		}
 	} else {
-		groups = make([][]searchSource, len(ix.shards))
+		groups = make([][]Source, len(ix.shards))
 		olds = ix.shards
 		k := 0
 		for _, src := range sources {
-			for k+1 < len(ix.shards) && ix.shards[k+1].segs[0].name() <= src.server.Name {
+			for k+1 < len(ix.shards) && ix.shards[k+1].segs[0].name() <= src.Server.Name {
 				k++
 			}
 			groups[k] = append(groups[k], src)
@@ -402,7 +420,7 @@ func (ix *searchIndex) withSources(sources []searchSource, stop <-chan struct{})
 	if stopped {
 		return nil, false
 	}
-	next := &searchIndex{gen: ix.gen}
+	next := &Index{Gen: ix.Gen}
 	for _, shs := range built {
 		next.shards = append(next.shards, shs...)
 	}
@@ -434,25 +452,25 @@ func splitShard(sh *searchShard, target int) []*searchShard {
 	return out
 }
 
-// withChanges returns the index with the named servers replaced by their sources (a
+// WithChanges returns the index with the named servers replaced by their sources (a
 // nil source: removed or disabled), rebuilding only their shards.
-func (ix *searchIndex) withChanges(changes map[string]*searchSource) *searchIndex {
+func (ix *Index) WithChanges(changes map[string]*Source) *Index {
 	if len(ix.shards) == 0 {
-		var srcs []searchSource
+		var srcs []Source
 		for _, src := range changes {
 			if src != nil {
 				srcs = append(srcs, *src)
 			}
 		}
-		slices.SortFunc(srcs, func(a, b searchSource) int { return strings.Compare(a.server.Name, b.server.Name) })
-		next, _ := ix.withSources(srcs, nil)
+		slices.SortFunc(srcs, func(a, b Source) int { return strings.Compare(a.Server.Name, b.Server.Name) })
+		next, _ := ix.WithSources(srcs, nil)
 		return next
 	}
-	byShard := map[int]map[string]*searchSource{}
+	byShard := map[int]map[string]*Source{}
 	for name, src := range changes {
 		k := ix.shardFor(name)
 		if byShard[k] == nil {
-			byShard[k] = map[string]*searchSource{}
+			byShard[k] = map[string]*Source{}
 		}
 		byShard[k][name] = src
 	}
@@ -464,7 +482,7 @@ func (ix *searchIndex) withChanges(changes map[string]*searchSource) *searchInde
 	rebuilt := map[int][]*searchShard{}
 	for k, ch := range byShard {
 		old := ix.shards[k]
-		srcs := make([]searchSource, 0, len(old.segs)+len(ch))
+		srcs := make([]Source, 0, len(old.segs)+len(ch))
 		for _, g := range old.segs {
 			if _, changed := ch[g.name()]; !changed {
 				srcs = append(srcs, g.src)
@@ -475,7 +493,7 @@ func (ix *searchIndex) withChanges(changes map[string]*searchSource) *searchInde
 				srcs = append(srcs, *src)
 			}
 		}
-		slices.SortFunc(srcs, func(a, b searchSource) int { return strings.Compare(a.server.Name, b.server.Name) })
+		slices.SortFunc(srcs, func(a, b Source) int { return strings.Compare(a.Server.Name, b.Server.Name) })
 		if sh := rebuildShard(old, srcs); sh != old {
 			rebuilt[k] = splitShard(sh, target)
 		}
@@ -483,7 +501,7 @@ func (ix *searchIndex) withChanges(changes map[string]*searchSource) *searchInde
 	if len(rebuilt) == 0 {
 		return ix // nothing changed
 	}
-	next := &searchIndex{gen: ix.gen}
+	next := &Index{Gen: ix.Gen}
 	for k, sh := range ix.shards {
 		if shs, ok := rebuilt[k]; ok {
 			next.shards = append(next.shards, shs...)
@@ -497,7 +515,7 @@ func (ix *searchIndex) withChanges(changes map[string]*searchSource) *searchInde
 
 // finish sums the shards' statistics and computes each document's length
 // normalisation under the new average length.
-func (ix *searchIndex) finish() {
+func (ix *Index) finish() {
 	ix.n, ix.total = 0, 0
 	for _, sh := range ix.shards {
 		ix.n += len(sh.docs)
@@ -565,19 +583,19 @@ func parallelShards(n int, stop <-chan struct{}, fn func(k int)) (stopped bool) 
 }
 
 // identicalSource reports whether a and b are the very same records.
-func identicalSource(a, b searchSource) bool {
-	return a.server == b.server && len(a.tools) == len(b.tools) &&
-		(len(a.tools) == 0 || &a.tools[0] == &b.tools[0])
+func identicalSource(a, b Source) bool {
+	return a.Server == b.Server && len(a.Tools) == len(b.Tools) &&
+		(len(a.Tools) == 0 || &a.Tools[0] == &b.Tools[0])
 }
 
 // sameSource reports whether a and b index the same: the same server record and tool
 // lists of equal content.
-func sameSource(a, b searchSource) bool {
-	return a.server == b.server && sameTools(a.tools, b.tools)
+func sameSource(a, b Source) bool {
+	return a.Server == b.Server && SameTools(a.Tools, b.Tools)
 }
 
 // sameTools reports whether two tool lists have equal content (for the index).
-func sameTools(x, y []model.ToolInfo) bool {
+func SameTools(x, y []model.ToolInfo) bool {
 	if len(x) != len(y) {
 		return false
 	}
@@ -623,12 +641,12 @@ func better(a, b scoredDoc) bool {
 	return a.doc < b.doc
 }
 
-func (ix *searchIndex) search(query string, limit int) []SearchHit {
+func (ix *Index) Search(query string, limit int) []Hit {
 	top := ix.searchScored(query, limit)
-	out := make([]SearchHit, len(top))
+	out := make([]Hit, len(top))
 	for i, sd := range top {
 		d := ix.shards[sd.shard].docs[sd.doc]
-		out[i] = SearchHit{Server: d.server, Tool: d.tool, Description: d.description,
+		out[i] = Hit{Server: d.server, Tool: d.tool, Description: d.description,
 			Score: math.Round(float64(sd.score)*1000) / 1000}
 	}
 	return out
@@ -636,7 +654,7 @@ func (ix *searchIndex) search(query string, limit int) []SearchHit {
 
 // searchScored returns the best limit documents for query, best first, with their
 // exact scores.
-func (ix *searchIndex) searchScored(query string, limit int) []scoredDoc {
+func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	terms := queryTerms(query)
 	if len(terms) == 0 || ix.n == 0 || limit <= 0 {
 		return nil

@@ -1,0 +1,219 @@
+package search
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
+)
+
+func TestStem(t *testing.T) {
+	for in, want := range map[string]string{
+		"databases": "databas", "database": "databas", "queries": "query", "query": "query",
+		"creates": "creat", "created": "creat", "creating": "creat", "create": "creat",
+		"running": "run", "issues": "issu", "issue": "issu", "pages": "pag", "page": "pag",
+		"searches": "search", "boxes": "box", "classes": "class", "status": "status",
+		"analysis": "analysis", "called": "call", "copied": "copy", "logs": "log", "s3": "s3",
+	} {
+		if got := stem(in); got != want {
+			t.Errorf("stem(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestTokenize(t *testing.T) {
+	for in, want := range map[string][]string{
+		"create_pull_request":          {"creat", "pull", "request"},
+		"getPodLogs":                   {"get", "pod", "log"},
+		"ec2.describe-instances":       {"ec2", "describ", "instanc", "describeinstanc"},
+		"Find tools for the database":  {"find", "tool", "databas"},
+		"page the on-call engineer":    {"pag", "call", "oncall", "engineer"},
+		"S3 bucket/key, HTTPServer v2": {"s3", "bucket", "key", "httpserver", "v2"},
+	} {
+		if got := tokenize(in); !slices.Equal(got, want) {
+			t.Errorf("tokenize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestQueryTermsSynonyms(t *testing.T) {
+	terms := queryTerms("k8s db")
+	got := map[string]float32{}
+	for _, qt := range terms {
+		got[qt.term] = qt.weight
+	}
+	if got["k8s"] != 1 || got["kubernet"] != weightSynonym || got["databas"] != weightSynonym || got["postgr"] != weightSynonym {
+		t.Errorf("queryTerms = %v", terms)
+	}
+}
+
+type corpusFile struct {
+	Servers []struct {
+		Name        string           `json:"name"`
+		Description string           `json:"description"`
+		Tags        []string         `json:"tags"`
+		Tools       []model.ToolInfo `json:"tools"`
+	} `json:"servers"`
+}
+
+type labelledQuery struct {
+	Query    string         `json:"query"`
+	Relevant map[string]int `json:"relevant"` // "server" or "server/tool" → grade 1 or 2
+}
+
+func loadSearchCorpus(t testing.TB) []Source {
+	raw, err := os.ReadFile("testdata/corpus.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c corpusFile
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	var src []Source
+	for _, s := range c.Servers {
+		src = append(src, Source{
+			Server: &model.Server{Name: s.Name, Path: s.Name, Description: s.Description, Tags: s.Tags, Enabled: true},
+			Tools:  s.Tools,
+		})
+	}
+	return src
+}
+
+// TestSearchQuality measures the ranking over the labelled query set: NDCG@10 and MRR.
+// The system this replaced scored NDCG@10 0.686 and MRR 0.717.
+func TestSearchQuality(t *testing.T) {
+	src := loadSearchCorpus(t)
+	tools := 0
+	for _, s := range src {
+		tools += len(s.Tools)
+	}
+	raw, err := os.ReadFile("testdata/queries.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var queries []labelledQuery
+	if err := json.Unmarshal(raw, &queries); err != nil {
+		t.Fatal(err)
+	}
+	if len(src) < 25 || tools < 200 || len(queries) < 30 {
+		t.Fatalf("labelled set too small: %d servers, %d tools, %d queries", len(src), tools, len(queries))
+	}
+	ix := Build(src)
+	var sumNDCG, sumRR float64
+	for _, q := range queries {
+		hits := ix.Search(q.Query, 10)
+		var dcg, rr float64
+		for i, h := range hits {
+			id := h.Server
+			if h.Tool != "" {
+				id += "/" + h.Tool
+			}
+			g := q.Relevant[id]
+			dcg += (math.Pow(2, float64(g)) - 1) / math.Log2(float64(i+2))
+			if g > 0 && rr == 0 {
+				rr = 1 / float64(i+1)
+			}
+		}
+		var grades []int
+		for _, g := range q.Relevant {
+			grades = append(grades, g)
+		}
+		sort.Sort(sort.Reverse(sort.IntSlice(grades)))
+		var idcg float64
+		for i, g := range grades[:min(10, len(grades))] {
+			idcg += (math.Pow(2, float64(g)) - 1) / math.Log2(float64(i+2))
+		}
+		ndcg := dcg / idcg
+		sumNDCG += ndcg
+		sumRR += rr
+		if testing.Verbose() {
+			top := []string{}
+			for _, h := range hits[:min(3, len(hits))] {
+				top = append(top, h.Server+"/"+h.Tool)
+			}
+			t.Logf("ndcg %.3f rr %.2f %-40q %v", ndcg, rr, q.Query, top)
+		}
+	}
+	ndcg, mrr := sumNDCG/float64(len(queries)), sumRR/float64(len(queries))
+	t.Logf("%d queries over %d servers, %d tools: NDCG@10 %.3f, MRR %.3f", len(queries), len(src), tools, ndcg, mrr)
+	// Achieved: NDCG@10 0.861, MRR 0.962 (44 queries). Thresholds sit a little below.
+	const minNDCG, minMRR = 0.85, 0.95
+	if ndcg < minNDCG || mrr < minMRR {
+		t.Errorf("NDCG@10 %.3f, MRR %.3f; want at least %.3f, %.3f", ndcg, mrr, minNDCG, minMRR)
+	}
+}
+
+func synthetic20k() []Source {
+	verbs := []string{"list", "get", "create", "update", "delete", "search", "query", "run", "describe", "export"}
+	nouns := []string{"issue", "pull_request", "table", "pod", "bucket", "invoice", "page", "message", "event", "incident",
+		"record", "file", "deployment", "metric", "log", "ticket", "customer", "branch", "pipeline", "dashboard"}
+	domains := []string{"database", "git", "chat", "cloud", "monitoring", "docs", "payments", "crm", "k8s", "tickets"}
+	src := make([]Source, 0, 20000)
+	for i := range 20000 {
+		d := domains[i%len(domains)]
+		s := &model.Server{Name: fmt.Sprintf("server-%05d-%s", i, d), Description: fmt.Sprintf("Team %d %s service for %s work", i%300, d, nouns[i%len(nouns)]),
+			Tags: []string{d, fmt.Sprintf("team%d", i%300)}, Enabled: true}
+		tools := make([]model.ToolInfo, 20)
+		for j := range tools {
+			v, n := verbs[(i+j)%len(verbs)], nouns[(i*7+j)%len(nouns)]
+			tools[j] = model.ToolInfo{Name: fmt.Sprintf("%s_%s_%d", v, n, j),
+				Description: fmt.Sprintf("%s a %s in the %s of team %d", v, n, d, i%300),
+				InputSchema: json.RawMessage(fmt.Sprintf(`{"type":"object","properties":{"%s_id":{"type":"string"},"limit":{"type":"integer"},"project":{"type":"string"}}}`, n))}
+		}
+		src = append(src, Source{Server: s, Tools: tools})
+	}
+	return src
+}
+
+// BenchmarkSearch20k: one search over 20,000 servers × 20 tools.
+func BenchmarkSearch20k(b *testing.B) {
+	ix := Build(synthetic20k())
+	queries := []string{"find tools for database operations", "open a pull request", "page the on-call engineer",
+		"k8s pod logs", "create an invoice for a customer", "team 42 dashboard metrics"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		ix.Search(queries[i%len(queries)], 10)
+		i++
+	}
+}
+
+func BenchmarkSearchBuild20k(b *testing.B) {
+	src := synthetic20k()
+	b.ReportAllocs()
+	for b.Loop() {
+		Build(src)
+	}
+}
+
+func TestQueryNoiseOnlyWhenOtherWordsRemain(t *testing.T) {
+	terms := func(q string) []string {
+		var out []string
+		for _, qt := range queryTerms(q) {
+			if qt.weight == 1 {
+				out = append(out, qt.term)
+			}
+		}
+		return out
+	}
+	if got := terms("search"); len(got) != 1 || got[0] != stem("search") {
+		t.Errorf(`"search" alone must still search: %v`, got)
+	}
+	if got := terms("tools"); len(got) != 1 {
+		t.Errorf(`"tools" alone must still search: %v`, got)
+	}
+	if got := terms("find tools for database operations"); strings.Join(got, ",") != stem("database")+","+stem("operations") {
+		t.Errorf("asking words must be dropped when the query has others: %v", got)
+	}
+	if got := tokenize("search_repositories"); len(got) != 2 || got[0] != stem("search") {
+		t.Errorf("documents keep the word search: %v", got)
+	}
+}
