@@ -14,79 +14,8 @@ import (
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 	"github.com/caddymcp/caddymcp/mcpregistry/store"
+	"github.com/caddymcp/caddymcp/mcpregistry/v01"
 )
-
-// ServerJSONSchema is the server.json schema the v0.1 API's documents follow
-// (modelcontextprotocol/registry docs/reference/server-json/server.schema.json).
-const ServerJSONSchema = "https://static.modelcontextprotocol.io/schemas/2025-09-29/server.schema.json"
-
-// officialMetaKey is the registry-managed _meta block of a v0.1 ServerResponse.
-const officialMetaKey = "io.modelcontextprotocol.registry/official"
-
-// v0.1 list limits (official registry: default 30, at most 100).
-const (
-	v01DefaultLimit = 30
-	v01MaxLimit     = 100
-	v01MaxDesc      = 100 // server.json description maxLength, in characters
-)
-
-// v01ServerJSON is a server.json document (the subset this registry fills in).
-type v01ServerJSON struct {
-	Schema      string      `json:"$schema"`
-	Name        string      `json:"name"`
-	Description string      `json:"description"`
-	Version     string      `json:"version"`
-	Remotes     []v01Remote `json:"remotes,omitempty"` // none on a deleted entry
-}
-
-// v01Remote is a StreamableHttpTransport or SseTransport of server.json.
-type v01Remote struct {
-	Type    string      `json:"type"`
-	URL     string      `json:"url"`
-	Headers []v01Header `json:"headers,omitempty"`
-}
-
-// v01Header is a KeyValueInput of server.json.
-type v01Header struct {
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
-	IsRequired  bool   `json:"isRequired"`
-	IsSecret    bool   `json:"isSecret"`
-}
-
-// Values of v01Official.Status (the official ServerResponse's lifecycle status).
-const (
-	v01StatusActive     = "active"
-	v01StatusDeprecated = "deprecated"
-	v01StatusDeleted    = "deleted"
-)
-
-// v01Official is the registry-managed metadata of one server version. PublishedAt is
-// omitted on a deleted entry: a tombstone does not remember when the record was created.
-type v01Official struct {
-	Status      string    `json:"status"`
-	PublishedAt time.Time `json:"publishedAt,omitzero"`
-	UpdatedAt   time.Time `json:"updatedAt"`
-	IsLatest    bool      `json:"isLatest"`
-}
-
-// v01ServerResponse is a ServerResponse of the official API.
-type v01ServerResponse struct {
-	Server v01ServerJSON          `json:"server"`
-	Meta   map[string]v01Official `json:"_meta"`
-}
-
-// v01Metadata is the metadata of a ServerList.
-type v01Metadata struct {
-	NextCursor string `json:"nextCursor,omitempty"`
-	Count      int    `json:"count"`
-}
-
-// v01ServerList is a ServerList of the official API.
-type v01ServerList struct {
-	Servers  []v01ServerResponse `json:"servers"`
-	Metadata v01Metadata         `json:"metadata"`
-}
 
 // serveV01 serves <prefix>/v0.1/servers<rest>.
 func (h *RegistryAPI) serveV01(w http.ResponseWriter, r *http.Request, rest string) {
@@ -118,17 +47,17 @@ func (h *RegistryAPI) serveV01(w http.ResponseWriter, r *http.Request, rest stri
 		apiWriteError(w, http.StatusNotFound, "not found: use /v0.1/servers/{name}/versions[/{version}]")
 		return
 	}
-	var resp v01ServerResponse
+	var resp v01.ServerResponse
 	if s := h.v01Lookup(name); s != nil && h.app.visibleServer(r.Context(), s) {
 		resp = h.v01Response(s, r)
 	} else if t := h.v01LookupDeleted(name, r); t != nil && allowUI(r.Context(), policy.ListService, t.Name) {
-		resp = h.v01Deleted(t)
+		resp = h.publisher().Deleted(t)
 	} else {
 		apiWriteError(w, http.StatusNotFound, "Server not found")
 		return
 	}
 	if version == "" {
-		apiWriteJSON(w, http.StatusOK, v01ServerList{Servers: []v01ServerResponse{resp}, Metadata: v01Metadata{Count: 1}})
+		apiWriteJSON(w, http.StatusOK, v01.ServerList{Servers: []v01.ServerResponse{resp}, Metadata: v01.Metadata{Count: 1}})
 		return
 	}
 	if version != "latest" && version != resp.Server.Version {
@@ -209,10 +138,10 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 		apiWriteError(w, http.StatusBadRequest, "query: malformed query string: "+err.Error())
 		return
 	}
-	limit := v01DefaultLimit
+	limit := v01.DefaultLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > v01MaxLimit {
+		if err != nil || n < 1 || n > v01.MaxLimit {
 			apiWriteError(w, http.StatusBadRequest, "limit: "+strconv.Quote(v)+" must be an integer from 1 to 100")
 			return
 		}
@@ -292,7 +221,7 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 	// with the cache off, encoded from structs as a whole; both give the same bytes.
 	cache := !h.v01.off
 	var (
-		out    v01ServerList
+		out    v01.ServerList
 		page   *[]byte
 		buf    []byte
 		table  *v01Table
@@ -315,7 +244,7 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 		oEsc = h.v01.escapedOrigin(origin)
 		buf = append((*page)[:0], `{"servers":[`...)
 	} else {
-		out.Servers = []v01ServerResponse{}
+		out.Servers = []v01.ServerResponse{}
 	}
 	addLive := func(i int, s *model.Server) { // s = full[i]
 		if cache {
@@ -327,7 +256,7 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 				buf = append(buf, oEsc...)
 				buf = append(buf, e.tail...)
 			} else {
-				b, _ := json.Marshal(h.v01ResponseAt(s, origin))
+				b, _ := json.Marshal(h.publisher().Response(s, origin))
 				buf = append(buf, b...)
 			}
 		} else {
@@ -341,10 +270,10 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 			if count > 0 {
 				buf = append(buf, ',')
 			}
-			b, _ := json.Marshal(h.v01Deleted(t))
+			b, _ := json.Marshal(h.publisher().Deleted(t))
 			buf = append(buf, b...)
 		} else {
-			out.Servers = append(out.Servers, h.v01Deleted(t))
+			out.Servers = append(out.Servers, h.publisher().Deleted(t))
 		}
 		count++
 		last = t.Name
@@ -379,7 +308,7 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 		apiWriteJSON(w, http.StatusOK, out)
 		return
 	}
-	// json.Marshal(v01ServerList{...}) + "\n", as apiWriteJSON writes it.
+	// json.Marshal(v01.ServerList{...}) + "\n", as apiWriteJSON writes it.
 	buf = append(buf, `],"metadata":{`...)
 	if out.Metadata.NextCursor != "" {
 		buf = append(buf, `"nextCursor":"`...)
@@ -411,37 +340,6 @@ func v01ComparePub(prefix, name, s string) int {
 	return strings.Compare(name, s[len(prefix):])
 }
 
-// v01Version is the server.json version of a record: 1.0.<revision>, so every change
-// of the record (which bumps its revision) publishes a new, higher version.
-func v01Version(s *model.Server) string {
-	return "1.0." + strconv.FormatUint(s.Revision, 10)
-}
-
-// v01TombstoneVersion is the server.json version of a deleted server: its tombstone's
-// revision (the deleted record's plus one), so the deletion is a new, higher version.
-func v01TombstoneVersion(t *model.Tombstone) string {
-	return "1.0." + strconv.FormatUint(t.Revision, 10)
-}
-
-// v01Deleted renders the tombstone t as a ServerResponse of status "deleted": a
-// server.json with no remotes (there is nothing to connect to), updatedAt the time of
-// the deletion.
-func (h *RegistryAPI) v01Deleted(t *model.Tombstone) v01ServerResponse {
-	return v01ServerResponse{
-		Server: v01ServerJSON{
-			Schema:      ServerJSONSchema,
-			Name:        h.Namespace + "/" + t.Name,
-			Description: truncateRunes("Deleted MCP server "+t.Name, v01MaxDesc),
-			Version:     v01TombstoneVersion(t),
-		},
-		Meta: map[string]v01Official{officialMetaKey: {
-			Status:    v01StatusDeleted,
-			UpdatedAt: t.DeletedAt.UTC(),
-			IsLatest:  true,
-		}},
-	}
-}
-
 // v01Origin is the origin remote URLs start with: public_url, or the request's.
 func (h *RegistryAPI) v01Origin(r *http.Request) string {
 	if h.PublicURL != "" {
@@ -455,55 +353,11 @@ func (h *RegistryAPI) v01Origin(r *http.Request) string {
 }
 
 // v01Response renders s as a ServerResponse.
-func (h *RegistryAPI) v01Response(s *model.Server, r *http.Request) v01ServerResponse {
-	return h.v01ResponseAt(s, h.v01Origin(r))
+func (h *RegistryAPI) v01Response(s *model.Server, r *http.Request) v01.ServerResponse {
+	return h.publisher().Response(s, h.v01Origin(r))
 }
 
-// v01ResponseAt renders s as a ServerResponse whose remote URL starts with origin.
-func (h *RegistryAPI) v01ResponseAt(s *model.Server, origin string) v01ServerResponse {
-	remote := v01Remote{Type: string(model.TransportStreamableHTTP), URL: origin + h.GatewayPrefix + "/" + s.Path + "/mcp"}
-	if s.Transport == model.TransportSSE {
-		remote = v01Remote{Type: string(model.TransportSSE), URL: origin + h.GatewayPrefix + "/" + s.Path + "/sse"}
-	}
-	if h.AuthHeaderRequired {
-		hdr := v01Header{Name: "Authorization", Description: "Bearer token for the MCP gateway: Authorization: Bearer <token>", IsRequired: true, IsSecret: true}
-		if s.GatewayTokenHeader == model.GatewayTokenXAuthorization {
-			hdr = v01Header{Name: "X-Authorization", Description: "Bearer token for the MCP gateway: X-Authorization: Bearer <token>", IsRequired: true, IsSecret: true}
-		}
-		remote.Headers = []v01Header{hdr}
-	}
-	desc := s.Description
-	if strings.TrimSpace(desc) == "" {
-		desc = "MCP server " + s.Name // server.json requires a non-empty description
-	}
-	return v01ServerResponse{
-		Server: v01ServerJSON{
-			Schema:      ServerJSONSchema,
-			Name:        h.Namespace + "/" + s.Name,
-			Description: truncateRunes(desc, v01MaxDesc),
-			Version:     v01Version(s),
-			Remotes:     []v01Remote{remote},
-		},
-		Meta: map[string]v01Official{officialMetaKey: {
-			Status:      v01StatusActive,
-			PublishedAt: s.CreatedAt.UTC(),
-			UpdatedAt:   s.UpdatedAt.UTC(),
-			IsLatest:    true,
-		}},
-	}
-}
-
-// truncateRunes shortens s to at most n characters (runes), ending it with "…" when cut.
-func truncateRunes(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	i, count := 0, 0
-	for i = range s {
-		if count == n-1 {
-			break
-		}
-		count++
-	}
-	return s[:i] + "…"
+// publisher renders records as v0.1 documents under this handler's settings.
+func (h *RegistryAPI) publisher() v01.Publisher {
+	return v01.Publisher{Namespace: h.Namespace, GatewayPrefix: h.GatewayPrefix, AuthHeaderRequired: h.AuthHeaderRequired}
 }

@@ -139,7 +139,7 @@ func (t *v01Table) entry(h *RegistryAPI, k *v01CacheKey, i int, s *model.Server)
 	if e := t.entries[i].Load(); e != nil && e.srv == s && e.rev == s.Revision && e.key == k {
 		return e, true
 	}
-	b, err := json.Marshal(h.v01ResponseAt(s, ""))
+	b, err := json.Marshal(h.publisher().Response(s, ""))
 	if err != nil {
 		return nil, false
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/v01"
 )
 
 // v01Body GETs target from h and returns the status and the body's bytes.
@@ -58,7 +59,7 @@ func TestV01CacheIdenticalBytes(t *testing.T) {
 			qs := append([]string(nil), queries...)
 			code, first := v01Body(t, h, "/v0.1/servers?limit=2&include_deleted=true", tc.host)
 			for code == http.StatusOK {
-				var page v01ServerList
+				var page v01.ServerList
 				if err := json.Unmarshal(first, &page); err != nil {
 					t.Fatal(err)
 				}
@@ -97,19 +98,19 @@ func TestV01CacheUpdateVisible(t *testing.T) {
 	api := &RegistryAPI{Namespace: "com.example"}
 	h := v01Fixture(t, api)
 	ctx := context.Background()
-	page := func(host string) v01ServerList {
+	page := func(host string) v01.ServerList {
 		t.Helper()
 		code, body := v01Body(t, h, "/v0.1/servers?limit=100", host)
 		if code != http.StatusOK {
 			t.Fatalf("HTTP %d: %s", code, body)
 		}
-		var p v01ServerList
+		var p v01.ServerList
 		if err := json.Unmarshal(body, &p); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	entry := func(p v01ServerList, name string) *v01ServerResponse {
+	entry := func(p v01.ServerList, name string) *v01.ServerResponse {
 		for i := range p.Servers {
 			if p.Servers[i].Server.Name == "com.example/"+name {
 				return &p.Servers[i]

@@ -19,6 +19,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/v01"
 )
 
 // v01Fixture loads a registry with servers a1…a7 (a3 on SSE, a4 with x-authorization,
@@ -138,9 +139,9 @@ func (c v01Client) checkEntry(target string, e map[string]any) {
 	if err := c.schema.Validate(srv); err != nil {
 		c.t.Errorf("GET %s: %s does not validate against the official server.json schema: %v", target, srv["name"], err)
 	}
-	off, ok := e["_meta"].(map[string]any)[officialMetaKey].(map[string]any)
+	off, ok := e["_meta"].(map[string]any)[v01.OfficialMetaKey].(map[string]any)
 	if !ok {
-		c.t.Fatalf("GET %s: entry without _meta[%q]: %v", target, officialMetaKey, e)
+		c.t.Fatalf("GET %s: entry without _meta[%q]: %v", target, v01.OfficialMetaKey, e)
 	}
 	switch off["status"] {
 	case "deleted":
@@ -257,7 +258,7 @@ func TestV01ListAndPagination(t *testing.T) {
 		t.Errorf("a3 remote: %v", r)
 	}
 	a1 := byName["com.example/a1"]
-	if a1["$schema"] != ServerJSONSchema || a1["version"] != "1.0.1" || a1["description"] != "Server number 1" {
+	if a1["$schema"] != v01.SchemaURL || a1["version"] != "1.0.1" || a1["description"] != "Server number 1" {
 		t.Errorf("a1 server.json: %v", a1)
 	}
 	d := byName["com.example/a5"]["description"].(string)
@@ -374,23 +375,6 @@ func TestV01CORSPreflight(t *testing.T) {
 	}
 }
 
-func TestV01Truncate(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"short", 100, "short"},
-		{strings.Repeat("x", 100), 100, strings.Repeat("x", 100)},
-		{strings.Repeat("x", 101), 100, strings.Repeat("x", 99) + "…"},
-		{"日本語テキスト", 4, "日本語…"},
-	} {
-		if got := truncateRunes(tc.in, tc.n); got != tc.want {
-			t.Errorf("truncateRunes(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
-		}
-	}
-}
-
 func TestRegistryAPIValidate(t *testing.T) {
 	for _, h := range []*RegistryAPI{
 		{Namespace: "com example"},
@@ -447,7 +431,7 @@ func TestV01IncludeDeleted(t *testing.T) {
 		out := map[string]string{}
 		for _, e := range body["servers"].([]any) {
 			e := e.(map[string]any)
-			off := e["_meta"].(map[string]any)[officialMetaKey].(map[string]any)
+			off := e["_meta"].(map[string]any)[v01.OfficialMetaKey].(map[string]any)
 			out[e["server"].(map[string]any)["name"].(string)] = off["status"].(string)
 		}
 		return out
@@ -529,7 +513,7 @@ func TestV01IncludeDeleted(t *testing.T) {
 		t.Errorf("deleted a2 without include_deleted: %d", code)
 	}
 	code, body, _ := c.get("/v0.1/servers/com.example%2Fa2/versions/latest?include_deleted=true")
-	if off := body["_meta"].(map[string]any)[officialMetaKey].(map[string]any); code != 200 || off["status"] != "deleted" {
+	if off := body["_meta"].(map[string]any)[v01.OfficialMetaKey].(map[string]any); code != 200 || off["status"] != "deleted" {
 		t.Errorf("deleted a2 with include_deleted: %d %v", code, body)
 	}
 	code, body, _ = c.get("/v0.1/servers/com.example%2Fa2/versions?include_deleted=true")

@@ -10,34 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/v01"
 )
-
-func TestImportedName(t *testing.T) {
-	for _, tc := range []struct{ official, prefix, want string }{
-		{"com.example/github", "", "github"},
-		{"io.github.Foo/GitHub_Server", "", "github_server"},
-		{"com.example/My Server!", "x-", "x-my-server-"},
-		{"com.example/-.weird", "", "weird"},
-		{"com.example/" + strings.Repeat("a", 80), "p-", "p-" + strings.Repeat("a", 61)},
-	} {
-		got, err := ImportedName(tc.official, tc.prefix)
-		if err != nil || got != tc.want {
-			t.Errorf("ImportedName(%q, %q) = %q, %v; want %q", tc.official, tc.prefix, got, err, tc.want)
-		}
-	}
-	for _, tc := range []struct{ official, prefix string }{
-		{"noslash", ""},
-		{"com.example/", ""},
-		{"a/b/c", ""},
-		{"com.example/---", ""},  // nothing left
-		{"com.example/ok", "-x"}, // prefix must start with a letter or digit
-		{"com.example/ok", "X"},  // upper case
-	} {
-		if got, err := ImportedName(tc.official, tc.prefix); err == nil {
-			t.Errorf("ImportedName(%q, %q) = %q, want an error", tc.official, tc.prefix, got)
-		}
-	}
-}
 
 func TestImportServerJSON(t *testing.T) {
 	loadConfig(t, map[string]any{
@@ -49,7 +23,7 @@ func TestImportServerJSON(t *testing.T) {
 	app := runningApp(t)
 	ctx := context.Background()
 
-	good := `{"$schema": "` + ServerJSONSchema + `", "name": "io.github.Foo/GitHub_Server", "description": "GitHub tools", "version": "1.2.0",
+	good := `{"$schema": "` + v01.SchemaURL + `", "name": "io.github.Foo/GitHub_Server", "description": "GitHub tools", "version": "1.2.0",
 		"remotes": [
 			{"type": "sse", "url": "http://127.0.0.1:5000/sse"},
 			{"type": "streamable-http", "url": "https://{tenant}.example.com/mcp"},

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/v01"
 )
 
 // SyncConfig makes the registry pull the servers of another registry's v0.1 API
@@ -103,7 +104,7 @@ func (a *App) provisionSync() error {
 		if c.Interval < caddy.Duration(time.Second) {
 			return fmt.Errorf("mcp_registry: sync %s: interval %s is shorter than 1s", c.From, time.Duration(c.Interval))
 		}
-		if !validNamePrefix(c.NamePrefix) {
+		if !v01.ValidNamePrefix(c.NamePrefix) {
 			return fmt.Errorf("mcp_registry: sync %s: name_prefix %q must be characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit", c.From, c.NamePrefix)
 		}
 		key := c.From + "\x00" + c.NamePrefix
@@ -175,14 +176,6 @@ func (a *App) syncLogged(ctx context.Context, c SyncConfig) {
 		zap.Int("unchanged", res.Unchanged), zap.Int("skipped", res.Skipped))
 }
 
-// v01InList is a ServerList read from another registry.
-type v01InList struct {
-	Servers  []v01InResponse `json:"servers"`
-	Metadata struct {
-		NextCursor string `json:"nextCursor"`
-	} `json:"metadata"`
-}
-
 // SyncFrom pulls the latest version of every server of another registry's v0.1 API
 // (GET <from>/v0.1/servers?version=latest&limit=100, following nextCursor; after a
 // first complete sync only updated_since the newest change it applied) into this
@@ -193,12 +186,12 @@ type v01InList struct {
 // an error and the pages before stay applied; the remembered time does not advance.
 // A full sync (the first, or opts.Full) also removes the records imported from From
 // that the source no longer lists.
-func (a *App) SyncFrom(ctx context.Context, opts SyncOptions) (*V01ImportResult, error) {
+func (a *App) SyncFrom(ctx context.Context, opts SyncOptions) (*ImportResult, error) {
 	base, err := normalizeSyncBase(opts.From)
 	if err != nil {
 		return nil, err
 	}
-	if !validNamePrefix(opts.NamePrefix) {
+	if !v01.ValidNamePrefix(opts.NamePrefix) {
 		return nil, &model.FieldError{Field: "name_prefix", Reason: fmt.Sprintf("%q must be characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit", opts.NamePrefix)}
 	}
 	a.syncer.mu.Lock()
@@ -216,7 +209,7 @@ func (a *App) SyncFrom(ctx context.Context, opts SyncOptions) (*V01ImportResult,
 		since = time.Time{}
 	}
 	full := since.IsZero()
-	res := &V01ImportResult{From: base}
+	res := &ImportResult{From: base}
 	newest, failed := since, false
 	listed := map[string]bool{} // local names of the usable servers the source lists (full sync)
 	cursor, seenCursors := "", map[string]bool{}
@@ -280,7 +273,7 @@ func (a *App) SyncFrom(ctx context.Context, opts SyncOptions) (*V01ImportResult,
 			if !ok || listed[s.Name] {
 				continue
 			}
-			if name, err := ImportedName(official, opts.NamePrefix); err != nil || name != s.Name {
+			if name, err := v01.ImportedName(official, opts.NamePrefix); err != nil || name != s.Name {
 				continue // imported from base under another name prefix
 			}
 			if err := a.removeImported(ctx, s.Name, s.Origin, res); err != nil {
@@ -298,9 +291,9 @@ func (a *App) SyncFrom(ctx context.Context, opts SyncOptions) (*V01ImportResult,
 // applySyncEntry applies one entry of a page and returns its updatedAt (zero when it
 // has none). Entries that cannot be imported are counted as skipped; an error is a
 // failure worth retrying (the store, the context).
-func (a *App) applySyncEntry(ctx context.Context, e *v01InResponse, base, prefix string, res *V01ImportResult, listed map[string]bool) (time.Time, error) {
+func (a *App) applySyncEntry(ctx context.Context, e *v01.InResponse, base, prefix string, res *ImportResult, listed map[string]bool) (time.Time, error) {
 	var updated time.Time
-	status := v01StatusActive
+	status := v01.StatusActive
 	if off := e.Meta.Official; off != nil {
 		if off.IsLatest != nil && !*off.IsLatest {
 			return time.Time{}, nil // an older version: only the latest is imported
@@ -315,19 +308,19 @@ func (a *App) applySyncEntry(ctx context.Context, e *v01InResponse, base, prefix
 	origin := base + "#" + e.Server.Name
 	var err error
 	switch status {
-	case v01StatusDeleted:
-		name, nerr := ImportedName(e.Server.Name, prefix)
+	case v01.StatusDeleted:
+		name, nerr := v01.ImportedName(e.Server.Name, prefix)
 		if nerr != nil {
 			res.skip(e.Server.Name, nerr.Error())
 			break
 		}
 		err = a.removeImported(ctx, name, origin, res)
-	case v01StatusActive, v01StatusDeprecated:
-		s, headers, merr := serverFromV01(&e.Server, prefix, base)
+	case v01.StatusActive, v01.StatusDeprecated:
+		s, headers, merr := v01.ToServer(&e.Server, prefix, base)
 		if merr != nil {
 			res.skip(e.Server.Name, merr.Error())
 			// A server that had a usable remote and no longer has one: drop our copy.
-			if name, nerr := ImportedName(e.Server.Name, prefix); nerr == nil {
+			if name, nerr := v01.ImportedName(e.Server.Name, prefix); nerr == nil {
 				if cur := a.Server(name); cur != nil && cur.Origin == origin {
 					err = a.removeImported(ctx, name, origin, res)
 				}
@@ -343,7 +336,7 @@ func (a *App) applySyncEntry(ctx context.Context, e *v01InResponse, base, prefix
 }
 
 // fetchV01Page GETs one page of a v0.1 server list, at most syncMaxPageBytes.
-func fetchV01Page(ctx context.Context, client *http.Client, target string) (*v01InList, error) {
+func fetchV01Page(ctx context.Context, client *http.Client, target string) (*v01.InList, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, err
@@ -369,7 +362,7 @@ func fetchV01Page(ctx context.Context, client *http.Client, target string) (*v01
 		}
 		return nil, fmt.Errorf("GET %s: status %d: %s", target, resp.StatusCode, snippet)
 	}
-	var page v01InList
+	var page v01.InList
 	if err := json.Unmarshal(body, &page); err != nil {
 		return nil, fmt.Errorf("GET %s: not a v0.1 server list: %w", target, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/v01"
 )
 
 // sourceRegistry is a second, real registry in the test process: an mcp_registry App
@@ -91,7 +92,7 @@ func newSourceRegistry(t *testing.T) *sourceRegistry {
 				if err := schema.Validate(e["server"]); err != nil {
 					t.Errorf("source entry %v does not validate: %v", e["server"], err)
 				}
-				off, _ := e["_meta"].(map[string]any)[officialMetaKey].(map[string]any)
+				off, _ := e["_meta"].(map[string]any)[v01.OfficialMetaKey].(map[string]any)
 				if st := off["status"]; st != "active" && st != "deleted" || off["updatedAt"] == nil || off["isLatest"] != true {
 					t.Errorf("source entry meta: %v", off)
 				}
