@@ -5,5 +5,6 @@ package caddymcp
 import (
 	_ "github.com/caddymcp/caddymcp/mcpgateway"
 	_ "github.com/caddymcp/caddymcp/mcpregistry"
+	_ "github.com/caddymcp/caddymcp/mcpregistry/registryapi"
 	_ "github.com/caddymcp/caddymcp/oauthmeta"
 )

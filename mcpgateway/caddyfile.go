@@ -8,11 +8,11 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/access"
 	"github.com/caddymcp/caddymcp/internal/cfargs"
+	_ "github.com/caddymcp/caddymcp/internal/directiveorder"
 )
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("mcp_gateway", parseCaddyfile)
-	httpcaddyfile.RegisterDirectiveOrder("mcp_gateway", httpcaddyfile.Before, "respond")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

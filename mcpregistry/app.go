@@ -397,6 +397,22 @@ func (a *App) Cleanup() error {
 	return st.Close()
 }
 
+// Ready reports whether the app holds its store: it is provisioned and not cleaned up.
+func (a *App) Ready() bool { return a.store != nil }
+
+// Tombstone returns the tombstone of the deleted server name, or an error matching
+// model.ErrNotFound.
+func (a *App) Tombstone(name string) (t *model.Tombstone, err error) {
+	err = a.store.View(func(tx store.Tx) error { t, err = tx.GetTombstone(name); return err })
+	return t, err
+}
+
+// Tombstones returns every tombstone, ordered by name.
+func (a *App) Tombstones() (ts []*model.Tombstone, err error) {
+	err = a.store.View(func(tx store.Tx) error { ts, err = tx.ListTombstones(); return err })
+	return ts, err
+}
+
 // Lookup returns the server routed at path segment seg, or nil. It is safe for
 // concurrent use and allocation-free: the gateway calls it on every request.
 func (a *App) Lookup(seg string) *model.Server { return a.index.lookup(seg) }

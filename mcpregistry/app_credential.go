@@ -138,9 +138,9 @@ func (a *App) SetCredential(ctx context.Context, name string, c *Credential) err
 // HasCredential reports whether the named server has a backend credential.
 func (a *App) HasCredential(name string) bool { return len(a.BackendHeaders(name)) > 0 }
 
-// putWithCredential is Put that, when setCred, also replaces the server's backend
+// PutWithCredential is Put that, when setCred, also replaces the server's backend
 // credential (c nil or empty: removes it) in the same store transaction.
-func (a *App) putWithCredential(ctx context.Context, s *model.Server, expectedRevision uint64, c *Credential, setCred bool) (*model.Server, error) {
+func (a *App) PutWithCredential(ctx context.Context, s *model.Server, expectedRevision uint64, c *Credential, setCred bool) (*model.Server, error) {
 	if !setCred {
 		return a.Put(ctx, s, expectedRevision)
 	}
@@ -168,7 +168,7 @@ func (a *App) sealCredential(rec *model.Server, c *Credential) (*credentialWrite
 	return &credentialWrite{sealed: sealed, headers: p.headers()}, nil
 }
 
-// visibleServer reports whether the context's caller may list s.
-func (a *App) visibleServer(ctx context.Context, s *model.Server) bool {
-	return allowUI(ctx, policy.ListService, s.Name)
+// CanList reports whether the context's caller may list s.
+func (a *App) CanList(ctx context.Context, s *model.Server) bool {
+	return Allowed(ctx, policy.ListService, s.Name)
 }

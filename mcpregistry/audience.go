@@ -22,6 +22,6 @@ func (a *App) MCPAudience(resource, gatewayPrefix string) func(aud string) bool 
 			return false
 		}
 		s := a.Lookup(seg)
-		return s != nil && "/"+ep == endpointOf(s)
+		return s != nil && "/"+ep == s.GatewayEndpoint()
 	}
 }

@@ -129,24 +129,28 @@ type toggleServerInput struct {
 // caller in the context, authentication is off and everything is allowed, like every
 // other request through such a gateway.
 
-// allowUI reports whether the context's caller holds perm on server; true without a caller.
-func allowUI(ctx context.Context, perm policy.UIPermission, server string) bool {
+// Allowed reports whether the context's caller holds the UI permission perm on server;
+// true without a caller (no authentication configured).
+func Allowed(ctx context.Context, perm policy.UIPermission, server string) bool {
 	c, ok := principal.FromContext(ctx)
 	return !ok || c.Grant.AllowUI(perm, server)
 }
 
-// visible returns the named server if the context's caller may list it, else nil.
-func (a *App) visible(ctx context.Context, name string) *model.Server {
+// VisibleServer returns the named server if the context's caller may list it, else nil.
+func (a *App) VisibleServer(ctx context.Context, name string) *model.Server {
 	s := a.Server(name)
-	if s == nil || !allowUI(ctx, policy.ListService, s.Name) {
+	if s == nil || !Allowed(ctx, policy.ListService, s.Name) {
 		return nil
 	}
 	return s
 }
 
-func errNoServer(name string) error { return fmt.Errorf("no server named %q in the registry", name) }
+// NoServerError is the error for a name the registry does not hold (or the caller may
+// not see: the two read alike so that names do not leak).
+func NoServerError(name string) error { return fmt.Errorf("no server named %q in the registry", name) }
 
-func errDenied(perm policy.UIPermission, name string) error {
+// DeniedError explains that the caller lacks perm on the named server and what to ask for.
+func DeniedError(perm policy.UIPermission, name string) error {
 	return fmt.Errorf("permission denied: %s on server %q is not granted to you (ask for a UI scope with %s for it or all)", perm, name, perm)
 }
 
@@ -162,7 +166,7 @@ func writeError(name string, err error) error {
 	case errors.Is(err, model.ErrPathConflict):
 		return fmt.Errorf("invalid path: %v", err)
 	case errors.Is(err, model.ErrNotFound):
-		return errNoServer(name)
+		return NoServerError(name)
 	}
 	return err
 }
@@ -173,7 +177,7 @@ func newRegistryMCPHandler(a *App) http.Handler {
 		func(ctx context.Context, _ *mcp.CallToolRequest, in listServersInput) (*mcp.CallToolResult, listServersOutput, error) {
 			out := listServersOutput{Servers: []ServerSummary{}}
 			for _, s := range a.ListServers() {
-				if (!s.Enabled && !in.IncludeDisabled) || (in.Tag != "" && !slices.Contains(s.Tags, in.Tag)) || !allowUI(ctx, policy.ListService, s.Name) {
+				if (!s.Enabled && !in.IncludeDisabled) || (in.Tag != "" && !slices.Contains(s.Tags, in.Tag)) || !Allowed(ctx, policy.ListService, s.Name) {
 					continue
 				}
 				out.Servers = append(out.Servers, a.summarize(s))
@@ -182,9 +186,9 @@ func newRegistryMCPHandler(a *App) http.Handler {
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "get_server", Description: registryTools[1].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in getServerInput) (*mcp.CallToolResult, ServerSummary, error) {
-			s := a.visible(ctx, in.Name)
+			s := a.VisibleServer(ctx, in.Name)
 			if s == nil {
-				return nil, ServerSummary{}, errNoServer(in.Name)
+				return nil, ServerSummary{}, NoServerError(in.Name)
 			}
 			return nil, a.summarize(s), nil
 		})
@@ -198,16 +202,16 @@ func newRegistryMCPHandler(a *App) http.Handler {
 				limit = 10
 			}
 			limit = min(limit, 100)
-			return nil, searchToolsOutput{Results: a.searchVisible(ctx, in.Query, limit)}, nil
+			return nil, searchToolsOutput{Results: a.SearchVisible(ctx, in.Query, limit)}, nil
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "server_health", Description: registryTools[3].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in serverHealthInput) (*mcp.CallToolResult, ServerHealthSummary, error) {
-			if a.visible(ctx, in.Name) == nil {
-				return nil, ServerHealthSummary{}, errNoServer(in.Name)
+			if a.VisibleServer(ctx, in.Name) == nil {
+				return nil, ServerHealthSummary{}, NoServerError(in.Name)
 			}
 			h, ok := a.Health(in.Name)
 			if !ok {
-				return nil, ServerHealthSummary{}, errNoServer(in.Name)
+				return nil, ServerHealthSummary{}, NoServerError(in.Name)
 			}
 			out := ServerHealthSummary{
 				Server: h.Server, Status: string(h.Status), LatencyMS: h.LatencyMS, LastError: h.LastError,
@@ -221,12 +225,12 @@ func newRegistryMCPHandler(a *App) http.Handler {
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "list_tools_of_server", Description: registryTools[4].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in listToolsOfServerInput) (*mcp.CallToolResult, listToolsOfServerOutput, error) {
-			s := a.visible(ctx, in.Name)
+			s := a.VisibleServer(ctx, in.Name)
 			if s == nil {
-				return nil, listToolsOfServerOutput{}, errNoServer(in.Name)
+				return nil, listToolsOfServerOutput{}, NoServerError(in.Name)
 			}
 			out := listToolsOfServerOutput{Server: s.Name, Tools: []ToolDetail{}}
-			for _, t := range a.toolsOf(s) {
+			for _, t := range a.ToolsOf(s) {
 				d := ToolDetail{Name: t.Name, Description: t.Description}
 				if len(t.InputSchema) > 0 {
 					var schema any
@@ -240,8 +244,8 @@ func newRegistryMCPHandler(a *App) http.Handler {
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "register_server", Description: registryTools[5].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in registerServerInput) (*mcp.CallToolResult, ServerSummary, error) {
-			if !allowUI(ctx, policy.RegisterService, in.Name) {
-				return nil, ServerSummary{}, errDenied(policy.RegisterService, in.Name)
+			if !Allowed(ctx, policy.RegisterService, in.Name) {
+				return nil, ServerSummary{}, DeniedError(policy.RegisterService, in.Name)
 			}
 			if strings.HasPrefix(in.Upstream, model.BuiltinScheme+":") {
 				return nil, ServerSummary{}, fmt.Errorf("invalid upstream: builtin servers cannot be registered through this tool")
@@ -260,11 +264,11 @@ func newRegistryMCPHandler(a *App) http.Handler {
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "toggle_server", Description: registryTools[6].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in toggleServerInput) (*mcp.CallToolResult, ServerSummary, error) {
-			if a.visible(ctx, in.Name) == nil {
-				return nil, ServerSummary{}, errNoServer(in.Name)
+			if a.VisibleServer(ctx, in.Name) == nil {
+				return nil, ServerSummary{}, NoServerError(in.Name)
 			}
-			if !allowUI(ctx, policy.ToggleService, in.Name) {
-				return nil, ServerSummary{}, errDenied(policy.ToggleService, in.Name)
+			if !Allowed(ctx, policy.ToggleService, in.Name) {
+				return nil, ServerSummary{}, DeniedError(policy.ToggleService, in.Name)
 			}
 			rec, err := a.SetEnabled(ctx, in.Name, in.Enabled, model.AnyRevision)
 			if err != nil {
@@ -280,9 +284,9 @@ func newRegistryMCPHandler(a *App) http.Handler {
 	})
 }
 
-// toolsOf returns the tools known for s: the builtin server's own, or those found by
+// ToolsOf returns the tools known for s: the builtin server's own, or those found by
 // the last successful health check.
-func (a *App) toolsOf(s *model.Server) []model.ToolInfo {
+func (a *App) ToolsOf(s *model.Server) []model.ToolInfo {
 	if isBuiltin(s) {
 		return a.builtinTools(s)
 	}
@@ -294,9 +298,9 @@ func sortServers(s []*model.Server) {
 	slices.SortFunc(s, func(a, b *model.Server) int { return strings.Compare(a.Name, b.Name) })
 }
 
-// searchVisible is Search limited to the servers the context's caller may list: it asks
+// SearchVisible is Search limited to the servers the context's caller may list: it asks
 // for more results until limit visible ones are found or the index has no more.
-func (a *App) searchVisible(ctx context.Context, query string, limit int) []search.Hit {
+func (a *App) SearchVisible(ctx context.Context, query string, limit int) []search.Hit {
 	if _, ok := principal.FromContext(ctx); !ok {
 		return a.Search(query, limit)
 	}
@@ -307,7 +311,7 @@ func (a *App) searchVisible(ctx context.Context, query string, limit int) []sear
 		for _, h := range hits {
 			ok, seen := allowed[h.Server]
 			if !seen {
-				ok = allowUI(ctx, policy.ListService, h.Server)
+				ok = Allowed(ctx, policy.ListService, h.Server)
 				allowed[h.Server] = ok
 			}
 			if ok {

@@ -236,7 +236,7 @@ func (a *App) searchSources() []search.Source {
 		if !s.Enabled {
 			continue
 		}
-		out = append(out, search.Source{Server: s, Tools: a.toolsOf(s)})
+		out = append(out, search.Source{Server: s, Tools: a.ToolsOf(s)})
 	}
 	return out
 }
@@ -248,7 +248,7 @@ func (a *App) searchSourceOf(name string) *search.Source {
 	if s == nil || !s.Enabled {
 		return nil
 	}
-	return &search.Source{Server: s, Tools: a.toolsOf(s)}
+	return &search.Source{Server: s, Tools: a.ToolsOf(s)}
 }
 
 // searchWorkerTick is how often the background worker considers a full comparison.

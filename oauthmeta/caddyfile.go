@@ -6,12 +6,11 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddymcp/caddymcp/internal/cfargs"
+	_ "github.com/caddymcp/caddymcp/internal/directiveorder"
 )
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("mcp_oauth_metadata", parseCaddyfile)
-	// Public discovery documents: answered before any authentication handler of the site.
-	httpcaddyfile.RegisterDirectiveOrder("mcp_oauth_metadata", httpcaddyfile.Before, "basic_auth")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

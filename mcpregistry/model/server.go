@@ -276,3 +276,12 @@ func CheckUniquePaths(all []*Server) error {
 	}
 	return nil
 }
+
+// GatewayEndpoint is the last path segment of the server's URL on the gateway: /sse for
+// the legacy SSE transport, else /mcp.
+func (s *Server) GatewayEndpoint() string {
+	if s.Transport == TransportSSE {
+		return "/sse"
+	}
+	return "/mcp"
+}

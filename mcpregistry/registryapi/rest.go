@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
@@ -91,9 +92,9 @@ func (h *RegistryAPI) serveREST(w http.ResponseWriter, r *http.Request, rest str
 		restError(w, http.StatusNotFound, "not_found", "", "no such API endpoint: "+r.URL.Path)
 		return
 	}
-	s := h.app.visible(ctx, name)
+	s := h.app.VisibleServer(ctx, name)
 	if s == nil {
-		restError(w, http.StatusNotFound, "not_found", "", errNoServer(name).Error())
+		restError(w, http.StatusNotFound, "not_found", "", mcpregistry.NoServerError(name).Error())
 		return
 	}
 	type route struct {
@@ -163,10 +164,10 @@ func (h *RegistryAPI) restWriteError(w http.ResponseWriter, r *http.Request, nam
 		restError(w, http.StatusPreconditionFailed, "precondition_failed", "", err.Error()+"; GET it again, reapply your change and send the new ETag in If-Match")
 	case errors.Is(err, model.ErrPathConflict):
 		restError(w, http.StatusConflict, "conflict", "path", err.Error())
-	case errors.Is(err, ErrConfigManaged):
+	case errors.Is(err, mcpregistry.ErrConfigManaged):
 		restError(w, http.StatusConflict, "conflict", "", err.Error()+"; change it in the Caddy config")
 	case errors.Is(err, model.ErrNotFound):
-		restError(w, http.StatusNotFound, "not_found", "", errNoServer(name).Error())
+		restError(w, http.StatusNotFound, "not_found", "", mcpregistry.NoServerError(name).Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		restError(w, http.StatusServiceUnavailable, "unavailable", "", "the request ended before the registry answered")
 	default:

@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"encoding/json"
@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/internal/access"
+	"github.com/caddymcp/caddymcp/mcpregistry"
 )
 
 func init() {
@@ -76,7 +77,7 @@ type RegistryAPI struct {
 	// when Auth is absent: for a laptop or a test setup only.
 	AnonymousWrites bool `json:"anonymous_writes,omitempty"`
 
-	app    *App
+	app    *mcpregistry.App
 	auth   *access.Authenticator
 	logger *zap.Logger
 	v01    v01Cache // rendered v0.1 list entries (api_v01_cache.go)
@@ -107,7 +108,7 @@ func (h *RegistryAPI) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("mcp_registry_api: loading the mcp_registry app: %w", err)
 	}
-	h.app = app.(*App)
+	h.app = app.(*mcpregistry.App)
 	h.logger = ctx.Logger()
 	if h.V01Auth && h.Auth == nil {
 		return fmt.Errorf("mcp_registry_api: v01_auth needs an auth block")

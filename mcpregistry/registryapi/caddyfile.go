@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -7,15 +7,11 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/access"
 	"github.com/caddymcp/caddymcp/internal/cfargs"
+	_ "github.com/caddymcp/caddymcp/internal/directiveorder"
 )
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("mcp_registry_api", parseAPICaddyfile)
-	// Plugins can only be ordered relative to standard directives. This package's init
-	// runs before mcpgateway's (mcpgateway imports it), and both go before respond, so
-	// mcp_registry_api lands just before mcp_gateway: the API's paths are answered
-	// before the gateway could take them.
-	httpcaddyfile.RegisterDirectiveOrder("mcp_registry_api", httpcaddyfile.Before, "respond")
 }
 
 func parseAPICaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"context"
@@ -73,7 +73,7 @@ func v01Fixture(t *testing.T, h *RegistryAPI) http.Handler {
 
 func loadServerSchema(t *testing.T) *jsonschema.Resolved {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "testdata", "registry", "server.schema.json"))
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "registry", "server.schema.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

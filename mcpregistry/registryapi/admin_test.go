@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
@@ -69,7 +70,7 @@ func TestAdminRoutes(t *testing.T) {
 	}
 
 	code, body := do("GET", "/mcp_registry/stats", nil)
-	var st RegistryStats
+	var st mcpregistry.RegistryStats
 	if code != 200 || json.Unmarshal(body, &st) != nil {
 		t.Fatalf("stats: %d %s", code, body)
 	}

@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddymcp/caddymcp/internal/testenv"
+	"github.com/caddymcp/caddymcp/mcpregistry"
 )
 
 // restKeys are the API keys of the REST tests, by group.
@@ -32,7 +33,7 @@ var restKeys = map[string]string{
 type restEnv struct {
 	t    *testing.T
 	base string // http://127.0.0.1:port/reg/api
-	app  *App
+	app  *mcpregistry.App
 }
 
 func startREST(t *testing.T, api map[string]any) *restEnv {

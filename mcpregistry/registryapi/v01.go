@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"encoding/base64"
@@ -12,8 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
-	"github.com/caddymcp/caddymcp/mcpregistry/store"
 	"github.com/caddymcp/caddymcp/mcpregistry/v01"
 )
 
@@ -48,9 +48,9 @@ func (h *RegistryAPI) serveV01(w http.ResponseWriter, r *http.Request, rest stri
 		return
 	}
 	var resp v01.ServerResponse
-	if s := h.v01Lookup(name); s != nil && h.app.visibleServer(r.Context(), s) {
+	if s := h.v01Lookup(name); s != nil && h.app.CanList(r.Context(), s) {
 		resp = h.v01Response(s, r)
-	} else if t := h.v01LookupDeleted(name, r); t != nil && allowUI(r.Context(), policy.ListService, t.Name) {
+	} else if t := h.v01LookupDeleted(name, r); t != nil && mcpregistry.Allowed(r.Context(), policy.ListService, t.Name) {
 		resp = h.publisher().Deleted(t)
 	} else {
 		apiWriteError(w, http.StatusNotFound, "Server not found")
@@ -115,11 +115,11 @@ func (h *RegistryAPI) v01LookupDeleted(name string, r *http.Request) *model.Tomb
 		return nil
 	}
 	local, ok := strings.CutPrefix(name, h.Namespace+"/")
-	if !ok || h.app.store == nil {
+	if !ok || !h.app.Ready() {
 		return nil
 	}
 	var t *model.Tombstone
-	if err := h.app.store.View(func(tx store.Tx) (err error) { t, err = tx.GetTombstone(local); return }); err != nil {
+	if err := func() (err error) { t, err = h.app.Tombstone(local); return }(); err != nil {
 		return nil
 	}
 	return t
@@ -180,8 +180,8 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 	servers := h.app.ListServers() // ordered by name, so cursors are stable
 	full := servers
 	var tombs []*model.Tombstone // ordered by name too
-	if includeDeleted && h.app.store != nil {
-		if err := h.app.store.View(func(tx store.Tx) (err error) { tombs, err = tx.ListTombstones(); return }); err != nil {
+	if includeDeleted && h.app.Ready() {
+		if err := func() (err error) { tombs, err = h.app.Tombstones(); return }(); err != nil {
 			apiWriteError(w, http.StatusInternalServerError, "reading deleted servers: "+err.Error())
 			return
 		}
@@ -287,14 +287,14 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 			if len(tombs) > 0 && tombs[0].Name == s.Name {
 				tombs = tombs[1:]
 			}
-			if s.Enabled && matches(s.Name, s.Description, s.Revision, s.UpdatedAt) && h.app.visibleServer(r.Context(), s) {
+			if s.Enabled && matches(s.Name, s.Description, s.Revision, s.UpdatedAt) && h.app.CanList(r.Context(), s) {
 				addLive(i, s)
 			}
 			continue
 		}
 		t := tombs[0]
 		tombs = tombs[1:]
-		if matches(t.Name, "", t.Revision, t.DeletedAt) && allowUI(r.Context(), policy.ListService, t.Name) {
+		if matches(t.Name, "", t.Revision, t.DeletedAt) && mcpregistry.Allowed(r.Context(), policy.ListService, t.Name) {
 			addDeleted(t)
 		}
 	}

@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"encoding/json"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
@@ -49,13 +49,13 @@ func (AdminAPI) Routes() []caddy.AdminRoute {
 }
 
 // runningRegistry returns the mcp_registry app of the running config.
-func runningRegistry() (*App, error) {
+func runningRegistry() (*mcpregistry.App, error) {
 	app, err := caddy.ActiveContext().AppIfConfigured("mcp_registry")
 	if err != nil || app == nil {
 		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the mcp_registry app is not running")}
 	}
-	a, ok := app.(*App)
-	if !ok || a.store == nil {
+	a, ok := app.(*mcpregistry.App)
+	if !ok || !a.Ready() {
 		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errors.New("the mcp_registry app is not ready")}
 	}
 	return a, nil
@@ -111,66 +111,6 @@ func handleAdminRestore(w http.ResponseWriter, r *http.Request) error {
 	return writeAdminJSON(w, res)
 }
 
-// RegistryStats is the answer of GET /mcp_registry/stats.
-type RegistryStats struct {
-	Servers     int            `json:"servers"`
-	Enabled     int            `json:"enabled"`
-	Disabled    int            `json:"disabled"`
-	ByStatus    map[string]int `json:"by_status"`
-	ByTransport map[string]int `json:"by_transport"`
-	BySource    map[string]int `json:"by_source"`
-	Tools       int            `json:"tools"`
-	Tombstones  int            `json:"tombstones"`
-	Credentials int            `json:"credentials"`
-	DBPath      string         `json:"db_path,omitempty"`
-	DBSizeBytes int64          `json:"db_size_bytes"`
-}
-
-// Stats counts the registry's servers (by health status, enabled, transport and
-// source), their discovered tools, tombstones and credentials, and sizes the store.
-func (a *App) Stats() (*RegistryStats, error) {
-	st := &RegistryStats{
-		ByStatus: map[string]int{}, ByTransport: map[string]int{}, BySource: map[string]int{},
-		DBPath: a.storePath,
-	}
-	for _, s := range a.ListServers() {
-		st.Servers++
-		if s.Enabled {
-			st.Enabled++
-		} else {
-			st.Disabled++
-		}
-		st.ByTransport[string(s.Transport)]++
-		st.BySource[string(s.Source)]++
-		h, _ := a.Health(s.Name)
-		status := string(h.Status)
-		if status == "" {
-			status = string(model.HealthUnknown)
-		}
-		st.ByStatus[status]++
-		st.Tools += len(h.Tools)
-	}
-	err := a.store.View(func(tx store.Tx) error {
-		ts, err := tx.ListTombstones()
-		if err != nil {
-			return err
-		}
-		st.Tombstones = len(ts)
-		cs, err := tx.ListCredentials()
-		st.Credentials = len(cs)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if sr, ok := a.store.(store.SizeReporter); ok {
-		if st.DBSizeBytes, err = sr.SizeBytes(); err != nil {
-			return nil, err
-		}
-	}
-	return st, nil
-}
-
 func handleAdminStats(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, http.MethodGet)
@@ -198,12 +138,12 @@ func handleAdminImportServerJSON(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if r.ContentLength > MaxServerJSONBytes {
-		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("body is larger than %d bytes", MaxServerJSONBytes)}
+	if r.ContentLength > mcpregistry.MaxServerJSONBytes {
+		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("body is larger than %d bytes", mcpregistry.MaxServerJSONBytes)}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxServerJSONBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, mcpregistry.MaxServerJSONBytes))
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("reading the body (at most %d bytes): %w", MaxServerJSONBytes, err)}
+		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("reading the body (at most %d bytes): %w", mcpregistry.MaxServerJSONBytes, err)}
 	}
 	res, err := a.ImportServerJSON(r.Context(), body, r.URL.Query().Get("name_prefix"))
 	if err != nil {
@@ -237,7 +177,7 @@ func handleAdminSync(w http.ResponseWriter, r *http.Request) error {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("full: %q must be true or false", v)}
 		}
 	}
-	res, err := a.SyncFrom(r.Context(), SyncOptions{From: from, NamePrefix: q.Get("name_prefix"), Full: full})
+	res, err := a.SyncFrom(r.Context(), mcpregistry.SyncOptions{From: from, NamePrefix: q.Get("name_prefix"), Full: full})
 	if err != nil {
 		if res == nil {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}

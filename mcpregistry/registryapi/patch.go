@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"bytes"
@@ -44,7 +44,7 @@ func (h *RegistryAPI) restPatch(w http.ResponseWriter, r *http.Request, s *model
 		}
 		stored, err := h.update(r, s, &in, expected)
 		if err != nil && !present && attempt < patchAttempts && errors.Is(err, model.ErrRevisionMismatch) {
-			if s = h.app.visible(r.Context(), s.Name); s != nil {
+			if s = h.app.VisibleServer(r.Context(), s.Name); s != nil {
 				continue
 			}
 			err = model.ErrNotFound

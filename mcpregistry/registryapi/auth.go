@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/caddymcp/caddymcp/internal/authn"
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/internal/principal"
-	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry"
 )
 
 // provisionAuth sets up the REST API's authentication from h.Auth; the accepted
@@ -27,14 +27,6 @@ func (h *RegistryAPI) provisionAuth(ctx context.Context) error {
 	}
 	h.auth = au
 	return nil
-}
-
-// endpointOf is the last path segment of a server's gateway URL.
-func endpointOf(s *model.Server) string {
-	if s.Transport == model.TransportSSE {
-		return "/sse"
-	}
-	return "/mcp"
 }
 
 // authenticate finds the caller of a REST request and puts it in the returned context
@@ -79,7 +71,7 @@ func (h *RegistryAPI) callerMay(ctx context.Context, perm policy.UIPermission, s
 	if _, ok := principal.FromContext(ctx); !ok && h.auth == nil && perm != policy.ListService {
 		return h.AnonymousWrites
 	}
-	return allowUI(ctx, perm, server)
+	return mcpregistry.Allowed(ctx, perm, server)
 }
 
 // deniedMessage explains a 403.
@@ -87,5 +79,5 @@ func (h *RegistryAPI) deniedMessage(ctx context.Context, perm policy.UIPermissio
 	if _, ok := principal.FromContext(ctx); !ok && h.auth == nil {
 		return "the registry API has no auth configured, so it is read-only; configure auth in mcp_registry_api (or anonymous_writes for a local setup)"
 	}
-	return errDenied(perm, server).Error()
+	return mcpregistry.DeniedError(perm, server).Error()
 }

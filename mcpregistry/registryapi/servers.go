@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"encoding/base64"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 	"github.com/caddymcp/caddymcp/mcpregistry/search"
 )
@@ -61,12 +62,12 @@ func healthSummary(hl model.ServerHealth) apiHealth {
 func (h *RegistryAPI) view(r *http.Request, s *model.Server) apiServer {
 	hl, _ := h.app.Health(s.Name)
 	v := apiServer{
-		Name: s.Name, Path: s.Path, URL: h.publicOrigin(r) + h.GatewayPrefix + "/" + s.Path + endpointOf(s),
+		Name: s.Name, Path: s.Path, URL: h.publicOrigin(r) + h.GatewayPrefix + "/" + s.Path + s.GatewayEndpoint(),
 		Transport: s.Transport, Description: s.Description, Tags: s.Tags, Enabled: s.Enabled,
 		BackendAuth: s.BackendAuth, HasCredential: h.app.HasCredential(s.Name),
 		GatewayTokenHeader: s.GatewayTokenHeader, ForwardIdentity: s.ForwardIdentity,
 		Source: s.Source, Origin: s.Origin, Revision: s.Revision, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
-		Health: healthSummary(hl), ToolCount: len(h.app.toolsOf(s)),
+		Health: healthSummary(hl), ToolCount: len(h.app.ToolsOf(s)),
 	}
 	if v.Tags == nil {
 		v.Tags = []string{}
@@ -103,7 +104,7 @@ type apiServerInput struct {
 	GatewayTokenHeader string                 `json:"gateway_token_header"`
 	ForwardIdentity    *model.ForwardIdentity `json:"forward_identity"`
 	// Credential is write-only: sealed and never returned.
-	Credential *Credential `json:"credential"`
+	Credential *mcpregistry.Credential `json:"credential"`
 
 	// Read-only, ignored.
 	URL           json.RawMessage `json:"url"`
@@ -254,7 +255,7 @@ func (h *RegistryAPI) restList(w http.ResponseWriter, r *http.Request) {
 		case enabled != nil && s.Enabled != *enabled,
 			len(tags) > 0 && !hasAllTags(s.Tags, tags),
 			text != "" && !matchesText(s, text),
-			!h.app.visibleServer(r.Context(), s):
+			!h.app.CanList(r.Context(), s):
 			continue
 		}
 		if health != "" {
@@ -320,7 +321,7 @@ func (h *RegistryAPI) restRegister(w http.ResponseWriter, r *http.Request) {
 		h.restWriteError(w, r, in.Name, err)
 		return
 	}
-	stored, err := h.app.putWithCredential(r.Context(), rec, 0, in.Credential, in.Credential != nil)
+	stored, err := h.app.PutWithCredential(r.Context(), rec, 0, in.Credential, in.Credential != nil)
 	if err != nil {
 		h.restWriteError(w, r, in.Name, err)
 		return
@@ -333,7 +334,7 @@ func (h *RegistryAPI) restRegister(w http.ResponseWriter, r *http.Request) {
 // checkWrite normalizes and validates a runtime record before it is written: the
 // fields (Normalize), the upstream (runtime_upstreams), and that a backend_auth that
 // needs a secret comes with one. cur is the record being replaced (nil when registering).
-func (h *RegistryAPI) checkWrite(r *http.Request, rec *model.Server, cred *Credential, cur *model.Server) error {
+func (h *RegistryAPI) checkWrite(r *http.Request, rec *model.Server, cred *mcpregistry.Credential, cur *model.Server) error {
 	if err := rec.Normalize(); err != nil {
 		return err
 	}
@@ -383,7 +384,7 @@ func (h *RegistryAPI) update(r *http.Request, s *model.Server, in *apiServerInpu
 		return nil, &model.FieldError{Field: "name", Reason: "a server cannot be renamed (the body says " + strconv.Quote(in.Name) + "); register the new name and delete the old one"}
 	}
 	if s.Source == model.SourceConfig {
-		return nil, fmt.Errorf("server %q is %w", s.Name, ErrConfigManaged)
+		return nil, fmt.Errorf("server %q is %w", s.Name, mcpregistry.ErrConfigManaged)
 	}
 	in.Name = s.Name
 	rec := in.record(s)
@@ -392,9 +393,9 @@ func (h *RegistryAPI) update(r *http.Request, s *model.Server, in *apiServerInpu
 	}
 	if rec.BackendAuth.Scheme == model.BackendAuthNone && in.Credential == nil && s.BackendAuth.Scheme != model.BackendAuthNone {
 		// Going to no authentication: the old secret has nothing left to do.
-		in.Credential = &Credential{}
+		in.Credential = &mcpregistry.Credential{}
 	}
-	return h.app.putWithCredential(r.Context(), rec, rev, in.Credential, in.Credential != nil)
+	return h.app.PutWithCredential(r.Context(), rec, rev, in.Credential, in.Credential != nil)
 }
 
 func (h *RegistryAPI) restDelete(w http.ResponseWriter, r *http.Request, s *model.Server) {
@@ -403,7 +404,7 @@ func (h *RegistryAPI) restDelete(w http.ResponseWriter, r *http.Request, s *mode
 		return
 	}
 	if s.Source == model.SourceConfig {
-		h.restWriteError(w, r, s.Name, fmt.Errorf("server %q is %w", s.Name, ErrConfigManaged))
+		h.restWriteError(w, r, s.Name, fmt.Errorf("server %q is %w", s.Name, mcpregistry.ErrConfigManaged))
 		return
 	}
 	if err := h.app.Delete(r.Context(), s.Name, rev); err != nil {
@@ -432,9 +433,9 @@ func (h *RegistryAPI) restCredential(w http.ResponseWriter, r *http.Request, s *
 	if !h.restAllowed(w, r, policy.ModifyService, s.Name) {
 		return
 	}
-	var c *Credential
+	var c *mcpregistry.Credential
 	if r.Method == http.MethodPut {
-		c = new(Credential)
+		c = new(mcpregistry.Credential)
 		if !decodeBody(w, r, c) {
 			return
 		}
@@ -460,7 +461,7 @@ type apiTools struct {
 }
 
 func (h *RegistryAPI) tools(s *model.Server, hl model.ServerHealth) apiTools {
-	out := apiTools{Server: s.Name, Health: healthSummary(hl), Tools: h.app.toolsOf(s), Prompts: hl.Prompts, Resources: hl.Resources}
+	out := apiTools{Server: s.Name, Health: healthSummary(hl), Tools: h.app.ToolsOf(s), Prompts: hl.Prompts, Resources: hl.Resources}
 	if out.Tools == nil {
 		out.Tools = []model.ToolInfo{}
 	}
@@ -517,7 +518,7 @@ func (h *RegistryAPI) restSearch(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	hits := h.app.searchVisible(r.Context(), text, limit)
+	hits := h.app.SearchVisible(r.Context(), text, limit)
 	if hits == nil {
 		hits = []search.Hit{}
 	}

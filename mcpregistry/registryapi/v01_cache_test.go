@@ -1,4 +1,4 @@
-package mcpregistry
+package registryapi
 
 import (
 	"bytes"
