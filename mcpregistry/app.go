@@ -4,7 +4,6 @@
 package mcpregistry
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -84,30 +83,20 @@ type App struct {
 	storePath string
 	index     *Index
 	builtins  map[string]http.Handler
-	// credentials: server name → decrypted backend headers (memory only; never logged).
-	// Replaced (copy on write) under credMu by runtime writes (app_write.go).
-	credentials map[string]http.Header
-	credMu      sync.RWMutex
-	keys        *keyring // nil without an encryption_key
+	creds     credentialState // backend credentials in memory (credentials.go)
 	// trustedDials: host:port of the config's servers, exempt from GuardDial.
 	trustedDials map[string]bool
 	logger       *zap.Logger
 
-	// health checks (health.go)
-	ctx             caddy.Context
-	events          *caddyevents.App
-	health          sync.Map // server name → *ServerHealth (replaced, never modified)
-	checkLocks      sync.Map // server name → *sync.Mutex
-	healthClient    *http.Client
-	healthTransport *http.Transport
-	healthCancel    context.CancelFunc
-	healthKicks     atomic.Pointer[chan string] // immediate checks (health_kick.go); nil when off
-	healthWG        sync.WaitGroup
-	startedAt       time.Time
-	appsStarted     chan struct{} // closed once every app of this config has started
-	startedOnce     sync.Once
+	health healthState // background checks, tool discovery and list_changed watches (health.go)
 
-	writes writeState // runtime writes: index update queue, tombstone cleanup (app_write.go, tombstone_cleanup.go)
+	ctx         caddy.Context
+	events      *caddyevents.App
+	startedAt   time.Time
+	appsStarted chan struct{} // closed once every app of this config has started
+	startedOnce sync.Once
+
+	writes writeState // runtime writes: index update queue, tombstone cleanup (write.go, tombstone_cleanup.go)
 }
 
 // StorageConfig selects and configures the registry's store.
@@ -239,8 +228,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.store = nil
 		return err
 	}
-	a.keys = keys
-	a.credentials, err = reconcileCredentials(st, keys, declaredCreds, configNames)
+	a.creds.keys = keys
+	a.creds.headers, err = reconcileCredentials(st, keys, declaredCreds, configNames)
 	if err != nil {
 		_ = st.Close()
 		a.store = nil
@@ -369,11 +358,21 @@ func reconcile(st store.Store, declared []*model.Server) ([]*model.Server, error
 	return all, nil
 }
 
+// Validate implements caddy.Validator: it checks the provisioned health and sync
+// settings and changes nothing. Settings that decide what Provision opens (the storage
+// backend, the encryption keys, the declared servers) are checked by Provision itself.
+func (a *App) Validate() error {
+	if err := a.HealthChecks.validate(); err != nil {
+		return err
+	}
+	return a.validateSync()
+}
+
 // Start implements caddy.App: it starts the background health checks (never in
 // Provision: a provisioned config may never start).
 func (a *App) Start() error {
 	a.startHealth()
-	a.startSearch() // builds the search index in the background (search_app.go)
+	a.startSearch() // builds the search index in the background (search.go)
 	a.startTombstoneCleanup()
 	a.startSync()
 	return nil
@@ -507,5 +506,6 @@ func (ix *Index) removeSorted(name string) {
 var (
 	_ caddy.App          = (*App)(nil)
 	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -348,13 +349,22 @@ func reconcileCredentials(st store.Store, kr *keyring, declared map[string]*cred
 	return out, nil
 }
 
+// credentialState is what the App holds of the backend credentials at run time.
+type credentialState struct {
+	// headers: server name → decrypted backend headers (memory only; never logged),
+	// replaced copy-on-write under mu by runtime writes.
+	headers map[string]http.Header
+	mu      sync.RWMutex
+	keys    *keyring // nil without an encryption_key
+}
+
 // BackendHeaders returns the headers (credential and extra headers) the gateway sets
 // on every request to the named server's upstream, or nil. The returned map is shared:
 // callers must not modify it, log it or put it in an error.
 func (a *App) BackendHeaders(name string) http.Header {
-	a.credMu.RLock()
-	defer a.credMu.RUnlock()
-	return a.credentials[name]
+	a.creds.mu.RLock()
+	defer a.creds.mu.RUnlock()
+	return a.creds.headers[name]
 }
 
 // credentialTransport sets a server's backend headers on the health checker's requests.
@@ -375,7 +385,7 @@ func (t credentialTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 func (a *App) healthClientFor(s *model.Server) *http.Client {
 	h := a.BackendHeaders(s.Name)
 	if len(h) == 0 {
-		return a.healthClient
+		return a.health.client
 	}
-	return &http.Client{Transport: credentialTransport{base: a.healthTransport, h: h}}
+	return &http.Client{Transport: credentialTransport{base: a.health.transport, h: h}}
 }

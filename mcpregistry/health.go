@@ -58,10 +58,20 @@ type HealthConfig struct {
 	// background checks (not Disabled), whose results say which servers notify. In the
 	// Caddyfile: `watch_limit <n>|off`.
 	WatchLimit int `json:"watch_limit,omitempty"`
+}
 
-	// w is the running watcher (health_watch.go); atomic because a manual refresh may
-	// run before Start.
-	w atomic.Pointer[watcher]
+// healthState is the App's health checking at run time (memory only).
+type healthState struct {
+	byServer   sync.Map // server name → *model.ServerHealth (replaced, never modified)
+	checkLocks sync.Map // server name → *sync.Mutex: one check of a server at a time
+	client     *http.Client
+	transport  *http.Transport
+	cancel     context.CancelFunc
+	kicks      atomic.Pointer[chan string] // immediate checks (health_kick.go); nil when off
+	wg         sync.WaitGroup
+	// watcher is the running list_changed watcher (health_watch.go); atomic because a
+	// manual refresh may run before Start.
+	watcher atomic.Pointer[watcher]
 }
 
 const (
@@ -133,7 +143,7 @@ func (a *App) Health(name string) (model.ServerHealth, bool) {
 	case isBuiltin(s):
 		return a.builtinHealth(s), true
 	}
-	if v, ok := a.health.Load(name); ok {
+	if v, ok := a.health.byServer.Load(name); ok {
 		return *v.(*model.ServerHealth), true
 	}
 	return model.ServerHealth{Server: name, Status: model.HealthUnknown}, true
@@ -179,7 +189,7 @@ func (a *App) loadHealth() error {
 			return err
 		}
 		for _, h := range list {
-			a.health.Store(h.Server, h)
+			a.health.byServer.Store(h.Server, h)
 		}
 		return nil
 	})
@@ -196,10 +206,10 @@ func (a *App) startHealth() {
 		return
 	}
 	ctx, cancel := context.WithCancel(a.ctx)
-	a.healthCancel = cancel
-	a.healthWG.Add(1)
+	a.health.cancel = cancel
+	a.health.wg.Add(1)
 	go func() {
-		defer a.healthWG.Done()
+		defer a.health.wg.Done()
 		a.healthLoop(ctx)
 	}()
 	a.startHealthKicks(ctx)
@@ -207,14 +217,14 @@ func (a *App) startHealth() {
 }
 
 func (a *App) stopHealth() {
-	if a.healthCancel != nil {
-		a.healthCancel()
+	if a.health.cancel != nil {
+		a.health.cancel()
 	}
-	a.healthKicks.Store(nil)
-	a.healthWG.Wait()
+	a.health.kicks.Store(nil)
+	a.health.wg.Wait()
 	a.stopWatches()
-	if a.healthTransport != nil {
-		a.healthTransport.CloseIdleConnections()
+	if a.health.transport != nil {
+		a.health.transport.CloseIdleConnections()
 	}
 }
 
@@ -286,7 +296,7 @@ func (a *App) healthRound(ctx context.Context) {
 // checkAndRecord checks s, stores the result (memory and store) and emits an event when
 // the status changed. Checks of the same server are serialised.
 func (a *App) checkAndRecord(ctx context.Context, s *model.Server) model.ServerHealth {
-	mu, _ := a.checkLocks.LoadOrStore(s.Name, new(sync.Mutex))
+	mu, _ := a.health.checkLocks.LoadOrStore(s.Name, new(sync.Mutex))
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
 
@@ -344,7 +354,7 @@ func (a *App) checkAndRecord(ctx context.Context, s *model.Server) model.ServerH
 	if stale {
 		return *h
 	}
-	a.health.Store(s.Name, h)
+	a.health.byServer.Store(s.Name, h)
 	a.searchToolsRecorded(s.Name, prev.Tools, h.Tools)
 	if h.Notifies != prev.Notifies {
 		a.kickWatches()
@@ -524,9 +534,6 @@ func (a *App) provisionHealth(ctx caddy.Context) error {
 		a.HealthChecks = new(HealthConfig)
 	}
 	a.HealthChecks.provision()
-	if err := a.HealthChecks.validate(); err != nil {
-		return err
-	}
 	a.ctx = ctx
 	a.appsStarted = make(chan struct{})
 	if ev, err := ctx.App("events"); err == nil {
@@ -543,8 +550,8 @@ func (a *App) provisionHealth(ctx caddy.Context) error {
 			a.events = nil
 		}
 	}
-	a.healthTransport = http.DefaultTransport.(*http.Transport).Clone()
-	a.healthTransport.DialContext = a.GuardDial((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
-	a.healthClient = &http.Client{Transport: a.healthTransport}
+	a.health.transport = http.DefaultTransport.(*http.Transport).Clone()
+	a.health.transport.DialContext = a.GuardDial((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
+	a.health.client = &http.Client{Transport: a.health.transport}
 	return nil
 }

@@ -18,7 +18,7 @@ const healthKickQueue = 1024
 
 // kickHealth asks for an immediate check of the named server; it never blocks.
 func (a *App) kickHealth(name string) {
-	q := a.healthKicks.Load()
+	q := a.health.kicks.Load()
 	if q == nil {
 		return // checks are off, or the app is not running
 	}
@@ -31,12 +31,12 @@ func (a *App) kickHealth(name string) {
 // startHealthKicks starts the workers; they stop when ctx ends.
 func (a *App) startHealthKicks(ctx context.Context) {
 	q := make(chan string, healthKickQueue)
-	a.healthKicks.Store(&q)
+	a.health.kicks.Store(&q)
 	var pending sync.Map // names queued or being checked: one check at a time is enough
 	for range a.HealthChecks.Concurrency {
-		a.healthWG.Add(1)
+		a.health.wg.Add(1)
 		go func() {
-			defer a.healthWG.Done()
+			defer a.health.wg.Done()
 			select {
 			case <-ctx.Done():
 				return

@@ -98,7 +98,7 @@ func (a *App) startWatches(ctx context.Context) {
 		return
 	}
 	w := &watcher{a: a, ctx: ctx, kick: make(chan struct{}, 1), watches: map[string]*watch{}, gaveUp: map[*model.Server]bool{}}
-	a.HealthChecks.w.Store(w)
+	a.health.watcher.Store(w)
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -112,7 +112,7 @@ func (a *App) stopWatches() {
 	if a.HealthChecks == nil {
 		return
 	}
-	if w := a.HealthChecks.w.Load(); w != nil {
+	if w := a.health.watcher.Load(); w != nil {
 		w.wg.Wait()
 	}
 }
@@ -122,7 +122,7 @@ func (a *App) kickWatches() {
 	if a.HealthChecks == nil {
 		return
 	}
-	if w := a.HealthChecks.w.Load(); w != nil {
+	if w := a.health.watcher.Load(); w != nil {
 		select {
 		case w.kick <- struct{}{}:
 		default:
@@ -135,7 +135,7 @@ func (a *App) watchSessions() int64 {
 	if a.HealthChecks == nil {
 		return 0
 	}
-	if w := a.HealthChecks.w.Load(); w != nil {
+	if w := a.health.watcher.Load(); w != nil {
 		return w.sessions.Load()
 	}
 	return 0
@@ -182,7 +182,7 @@ func (w *watcher) reconcile() {
 		if !s.Enabled || isBuiltin(s) || w.gaveUp[s] {
 			continue
 		}
-		v, ok := w.a.health.Load(s.Name)
+		v, ok := w.a.health.byServer.Load(s.Name)
 		if !ok || !v.(*model.ServerHealth).Notifies {
 			continue
 		}

@@ -261,7 +261,7 @@ func TestWatchListChanged(t *testing.T) {
 	waitFor(t, "watch closed on removal", 5*time.Second, func() bool { return app.watchSessions() == 2 })
 
 	// App stop closes every session and waits for the watch goroutines.
-	w := app.HealthChecks.w.Load()
+	w := app.health.watcher.Load()
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestWatchNoStream(t *testing.T) {
 	app := runningApp(t)
 	waitFor(t, "check", 10*time.Second, hasTool(app, "noget", "seed"))
 	waitFor(t, "watch given up", 10*time.Second, func() bool {
-		w := app.HealthChecks.w.Load()
+		w := app.health.watcher.Load()
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return len(w.gaveUp) == 1 && len(w.watches) == 0
@@ -393,7 +393,7 @@ func TestWatchLimitCaddyfile(t *testing.T) {
 }
 
 func logWatches(t *testing.T, app *App) {
-	w := app.HealthChecks.w.Load()
+	w := app.health.watcher.Load()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var names, gaveUp []string

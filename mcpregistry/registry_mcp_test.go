@@ -122,10 +122,10 @@ func TestRegistryMCPCallerScopes(t *testing.T) {
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)
-	app.health.Store("postgres", &model.ServerHealth{Server: "postgres", Status: model.HealthHealthy, Tools: []model.ToolInfo{
+	app.health.byServer.Store("postgres", &model.ServerHealth{Server: "postgres", Status: model.HealthHealthy, Tools: []model.ToolInfo{
 		{Name: "run_query", Description: "Run a SQL query", InputSchema: []byte(`{"type":"object","properties":{"sql":{"type":"string"}},"required":["sql"]}`)},
 	}})
-	app.health.Store("secret", &model.ServerHealth{Server: "secret", Status: model.HealthHealthy, Tools: []model.ToolInfo{{Name: "read_secret"}}})
+	app.health.byServer.Store("secret", &model.ServerHealth{Server: "secret", Status: model.HealthHealthy, Tools: []model.ToolInfo{{Name: "read_secret"}}})
 	app.invalidateSearch()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

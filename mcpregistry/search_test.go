@@ -101,7 +101,7 @@ func TestSearchReadyAfterStart(t *testing.T) {
 	}
 	// A tool list recorded by a health check is seen by the next search.
 	tools := []model.ToolInfo{{Name: "capture_spectrum", Description: "Capture a spectrum of a star"}}
-	app.health.Store("nebula", &model.ServerHealth{Server: "nebula", Status: model.HealthHealthy, Tools: tools})
+	app.health.byServer.Store("nebula", &model.ServerHealth{Server: "nebula", Status: model.HealthHealthy, Tools: tools})
 	app.searchToolsRecorded("nebula", nil, tools)
 	if hits := app.Search("capture spectrum", 5); len(hits) == 0 || hits[0].Tool != "capture_spectrum" {
 		t.Fatalf("after new tools: %+v", hits)
@@ -133,7 +133,7 @@ func TestSearchConcurrentWithUpdates(t *testing.T) {
 	}
 	app.index = newIndex(servers)
 	for _, s := range src {
-		app.health.Store(s.Server.Name, &model.ServerHealth{Server: s.Server.Name, Tools: s.Tools})
+		app.health.byServer.Store(s.Server.Name, &model.ServerHealth{Server: s.Server.Name, Tools: s.Tools})
 	}
 	done := make(chan struct{})
 	errs := make(chan error, 4)
@@ -159,8 +159,8 @@ func TestSearchConcurrentWithUpdates(t *testing.T) {
 		if len(tools) > 0 {
 			tools[0].Description += fmt.Sprintf(" v%d", i)
 		}
-		old, _ := app.health.Load(s.Server.Name)
-		app.health.Store(s.Server.Name, &model.ServerHealth{Server: s.Server.Name, Tools: tools})
+		old, _ := app.health.byServer.Load(s.Server.Name)
+		app.health.byServer.Store(s.Server.Name, &model.ServerHealth{Server: s.Server.Name, Tools: tools})
 		app.searchToolsRecorded(s.Server.Name, old.(*model.ServerHealth).Tools, tools)
 		if i%20 == 0 {
 			app.invalidateSearch()

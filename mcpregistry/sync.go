@@ -90,7 +90,6 @@ func normalizeSyncBase(raw string) (string, error) {
 func (a *App) provisionSync() error {
 	a.syncer.since = map[string]time.Time{}
 	a.syncer.client = &http.Client{Timeout: syncRequestTimeout}
-	seen := map[string]bool{}
 	for i := range a.Sync {
 		c := &a.Sync[i]
 		base, err := normalizeSyncBase(c.From)
@@ -101,6 +100,15 @@ func (a *App) provisionSync() error {
 		if c.Interval == 0 {
 			c.Interval = caddy.Duration(DefaultSyncInterval)
 		}
+	}
+	return nil
+}
+
+// validateSync checks the provisioned sync configs.
+func (a *App) validateSync() error {
+	seen := map[string]bool{}
+	for i := range a.Sync {
+		c := &a.Sync[i]
 		if c.Interval < caddy.Duration(time.Second) {
 			return fmt.Errorf("mcp_registry: sync %s: interval %s is shorter than 1s", c.From, time.Duration(c.Interval))
 		}

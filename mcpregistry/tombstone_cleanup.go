@@ -19,7 +19,7 @@ const defaultTombstoneRetention = 30 * 24 * time.Hour
 const maxTombstoneCleanupInterval = time.Hour
 
 // writeState is the App's state for runtime writes: the queue of index updates
-// (app_write.go) and the background loop that purges expired tombstones.
+// (write.go) and the background loop that purges expired tombstones.
 type writeState struct {
 	indexQueue indexSyncQueue
 

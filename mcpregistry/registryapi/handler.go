@@ -21,7 +21,7 @@ func init() {
 }
 
 // RegistryAPI is the mcp_registry_api HTTP handler: the registry's HTTP APIs. This
-// handler serves the registry's REST API (api_rest.go) and the read-only official MCP
+// handler serves the registry's REST API (rest.go) and the read-only official MCP
 // Registry API v0.1 (the API VS Code / Copilot and other MCP clients use as their
 // server gallery):
 //
@@ -80,7 +80,7 @@ type RegistryAPI struct {
 	app    *mcpregistry.App
 	auth   *access.Authenticator
 	logger *zap.Logger
-	v01    v01Cache // rendered v0.1 list entries (api_v01_cache.go)
+	v01    v01Cache // rendered v0.1 list entries (v01_cache.go)
 }
 
 // DefaultNamespace is the namespace of published names when none is configured.

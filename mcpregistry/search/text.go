@@ -26,7 +26,7 @@ import (
 // Text is lowercased, split on non-alphanumerics and camelCase, stop words dropped and
 // lightly stemmed (plural s/es/ies, ing, ed, final e) — the same on both sides.
 //
-// The index (search_index.go) is split by server: each enabled server's documents form
+// The index (index.go) is split by server: each enabled server's documents form
 // an immutable segment, and segments are grouped into a fixed number of shards by a
 // hash of the server's name, each shard with its own inverted index. A change to one
 // server rebuilds that server's segment and merges its shard again (a millisecond or
@@ -40,7 +40,7 @@ import (
 // unchanged servers from the shard it replaces.
 //
 // An App builds its index in the background when it starts and keeps it current
-// (search_app.go); searches load an immutable snapshot with an atomic pointer and
+// (the registry app's search.go); searches load an immutable snapshot with an atomic pointer and
 // never wait for the background worker's periodic comparison or precomputation,
 // only for changes announced with invalidateSearch that are not yet applied (a
 // write is seen by the next search), for the first build, and for their turn to

@@ -158,10 +158,10 @@ func (a *App) sealCredential(rec *model.Server, c *Credential) (*credentialWrite
 	if err != nil || p == nil {
 		return &credentialWrite{}, err
 	}
-	if a.keys == nil {
+	if a.creds.keys == nil {
 		return nil, errNoEncryptionKey
 	}
-	sealed, err := a.keys.seal(rec.Name, p)
+	sealed, err := a.creds.keys.seal(rec.Name, p)
 	if err != nil {
 		return nil, err
 	}

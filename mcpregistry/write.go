@@ -111,7 +111,7 @@ func (a *App) put(ctx context.Context, s *model.Server, expectedRevision uint64,
 	}
 	a.syncIndex(stored.Name, stored, 0)
 	if prev != nil && prev.Upstream != stored.Upstream {
-		a.health.Delete(stored.Name) // the last check was of another upstream
+		a.health.byServer.Delete(stored.Name) // the last check was of another upstream
 	}
 	if stored.Enabled && (prev == nil || !prev.Enabled || prev.Upstream != stored.Upstream ||
 		prev.Transport != stored.Transport || cw != nil) {
@@ -177,7 +177,7 @@ func (a *App) Delete(ctx context.Context, name string, expectedRevision uint64) 
 		return err
 	}
 	a.syncIndex(name, nil, prev.Revision+1)
-	a.health.Delete(name)
+	a.health.byServer.Delete(name)
 	a.setCredential(name, nil)
 	a.logger.Info("server removed", actor(ctx), zap.String("server", name), zap.Uint64("revision", prev.Revision+1))
 	a.emit(EventServerRemoved, map[string]any{"server": name, "path": prev.Path, "revision": prev.Revision + 1})
@@ -377,10 +377,10 @@ func (a *App) Restore(ctx context.Context, r io.Reader, mode store.RestoreMode) 
 			if err != nil {
 				return err
 			}
-			if a.keys == nil {
+			if a.creds.keys == nil {
 				return fmt.Errorf("server %q has a credential but the registry has no encryption_key", n)
 			}
-			c, _, err := a.keys.open(n, raw)
+			c, _, err := a.creds.keys.open(n, raw)
 			if err != nil {
 				return err
 			}
@@ -401,18 +401,18 @@ func (a *App) Restore(ctx context.Context, r io.Reader, mode store.RestoreMode) 
 			ix.remove(old)
 		}
 	}
-	a.health.Range(func(k, _ any) bool {
+	a.health.byServer.Range(func(k, _ any) bool {
 		if !keep[k.(string)] {
-			a.health.Delete(k)
+			a.health.byServer.Delete(k)
 		}
 		return true
 	})
 	if err := a.loadHealth(); err != nil {
 		a.logger.Warn("loading imported server health", zap.Error(err))
 	}
-	a.credMu.Lock()
-	a.credentials = creds
-	a.credMu.Unlock()
+	a.creds.mu.Lock()
+	a.creds.headers = creds
+	a.creds.mu.Unlock()
 	a.logger.Info("registry imported", zap.String("mode", string(res.Mode)), zap.Int("servers", res.Servers),
 		zap.Int("removed", res.Removed))
 	a.invalidateSearch()
@@ -421,12 +421,12 @@ func (a *App) Restore(ctx context.Context, r io.Reader, mode store.RestoreMode) 
 
 // setCredential replaces (h nil: removes) the named server's backend headers in memory.
 func (a *App) setCredential(name string, h http.Header) {
-	a.credMu.Lock()
-	defer a.credMu.Unlock()
-	if _, ok := a.credentials[name]; !ok && h == nil {
+	a.creds.mu.Lock()
+	defer a.creds.mu.Unlock()
+	if _, ok := a.creds.headers[name]; !ok && h == nil {
 		return
 	}
-	m := maps.Clone(a.credentials)
+	m := maps.Clone(a.creds.headers)
 	if m == nil {
 		m = map[string]http.Header{}
 	}
@@ -435,7 +435,7 @@ func (a *App) setCredential(name string, h http.Header) {
 	} else {
 		m[name] = h
 	}
-	a.credentials = m
+	a.creds.headers = m
 }
 
 // set replaces prev (nil when new) with s in the index. Callers hold ix.mu.
