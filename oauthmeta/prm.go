@@ -13,6 +13,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddymcp/caddymcp/internal/origin"
 )
 
 func init() {
@@ -114,7 +116,7 @@ func (p *ProtectedResource) ServeHTTP(w http.ResponseWriter, r *http.Request, ne
 	if len(suffix) > maxResourcePath || strings.ContainsAny(suffix, "\\\x00") || strings.Contains(suffix, "//") {
 		return writeJSONError(w, http.StatusNotFound, "not_found", "no protected resource at this path")
 	}
-	doc := p.document(resourceOrigin(p.Resource, r) + strings.TrimSuffix(suffix, "/"))
+	doc := p.document(origin.Resolve(p.Resource, r) + strings.TrimSuffix(suffix, "/"))
 	body, err := json.Marshal(doc)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
@@ -148,18 +150,6 @@ func (p *ProtectedResource) document(resource string) Document {
 		ResourceName:           p.ResourceName,
 		ResourceDocumentation:  p.ResourceDocumentation,
 	}
-}
-
-// resourceOrigin is the configured public origin, else the one the request came to.
-func resourceOrigin(configured string, r *http.Request) string {
-	if configured != "" {
-		return configured
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 func writeJSONError(w http.ResponseWriter, status int, code, description string) error {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/internal/authn"
+	"github.com/caddymcp/caddymcp/internal/origin"
 	"github.com/caddymcp/caddymcp/internal/policy"
 )
 
@@ -218,15 +219,7 @@ func (st *Authenticator) ScopesAllowing(server, method, name string) []string {
 // PRMURL is the protected resource metadata URL of path (RFC 9728 §3.1), on the
 // configured resource's origin or else the request's.
 func (st *Authenticator) PRMURL(r *http.Request, path string) string {
-	origin := st.resource
-	if origin == "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		origin = scheme + "://" + r.Host
-	}
-	return origin + "/.well-known/oauth-protected-resource" + path
+	return origin.Resolve(st.resource, r) + "/.well-known/oauth-protected-resource" + path
 }
 
 // HeaderValue makes s safe inside a quoted-string of WWW-Authenticate.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddymcp/caddymcp/internal/origin"
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
@@ -62,7 +63,7 @@ func healthSummary(hl model.ServerHealth) apiHealth {
 func (h *RegistryAPI) view(r *http.Request, s *model.Server) apiServer {
 	hl, _ := h.app.Health(s.Name)
 	v := apiServer{
-		Name: s.Name, Path: s.Path, URL: h.publicOrigin(r) + h.GatewayPrefix + "/" + s.Path + s.GatewayEndpoint(),
+		Name: s.Name, Path: s.Path, URL: origin.Resolve(h.PublicURL, r) + h.GatewayPrefix + "/" + s.Path + s.GatewayEndpoint(),
 		Transport: s.Transport, Description: s.Description, Tags: s.Tags, Enabled: s.Enabled,
 		BackendAuth: s.BackendAuth, HasCredential: h.app.HasCredential(s.Name),
 		GatewayTokenHeader: s.GatewayTokenHeader, ForwardIdentity: s.ForwardIdentity,
@@ -76,18 +77,6 @@ func (h *RegistryAPI) view(r *http.Request, s *model.Server) apiServer {
 		v.Upstream = s.Upstream
 	}
 	return v
-}
-
-// publicOrigin is the configured public URL or the request's origin.
-func (h *RegistryAPI) publicOrigin(r *http.Request) string {
-	if h.PublicURL != "" {
-		return h.PublicURL
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 // apiServerInput is the body of register (POST) and update (PUT). Read-only fields of

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/caddymcp/caddymcp/internal/origin"
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
@@ -226,7 +227,7 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 		buf    []byte
 		table  *v01Table
 		key    *v01CacheKey
-		origin string
+		base   string // the origin remote URLs start with
 		oEsc   []byte
 		count  int
 		last   string // the local name of the page's last entry
@@ -240,8 +241,8 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 		}()
 		key = h.v01CacheKeyOf()
 		table = h.v01.tableFor(full)
-		origin = h.v01Origin(r)
-		oEsc = h.v01.escapedOrigin(origin)
+		base = origin.Resolve(h.PublicURL, r)
+		oEsc = h.v01.escapedOrigin(base)
 		buf = append((*page)[:0], `{"servers":[`...)
 	} else {
 		out.Servers = []v01.ServerResponse{}
@@ -256,7 +257,7 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 				buf = append(buf, oEsc...)
 				buf = append(buf, e.tail...)
 			} else {
-				b, _ := json.Marshal(h.publisher().Response(s, origin))
+				b, _ := json.Marshal(h.publisher().Response(s, base))
 				buf = append(buf, b...)
 			}
 		} else {
@@ -340,21 +341,9 @@ func v01ComparePub(prefix, name, s string) int {
 	return strings.Compare(name, s[len(prefix):])
 }
 
-// v01Origin is the origin remote URLs start with: public_url, or the request's.
-func (h *RegistryAPI) v01Origin(r *http.Request) string {
-	if h.PublicURL != "" {
-		return h.PublicURL
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
 // v01Response renders s as a ServerResponse.
 func (h *RegistryAPI) v01Response(s *model.Server, r *http.Request) v01.ServerResponse {
-	return h.publisher().Response(s, h.v01Origin(r))
+	return h.publisher().Response(s, origin.Resolve(h.PublicURL, r))
 }
 
 // publisher renders records as v0.1 documents under this handler's settings.

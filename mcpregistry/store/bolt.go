@@ -25,7 +25,7 @@ var (
 	// loop's writes never race with edits of a server.
 	bucketStatus = []byte("status")
 	// bucketCredentials holds each server's sealed backend credential (AES-256-GCM,
-	// see credentials.go) keyed by server name.
+	// sealed by the registry app's keyring) keyed by server name.
 	bucketCredentials = []byte("credentials")
 	// bucketTombstones holds a Tombstone (JSON, keyed by name) for each deleted server.
 	bucketTombstones = []byte("tombstones")
