@@ -14,7 +14,7 @@ func init() {
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	p := new(ProtectedResource)
+	p := new(ProtectedResourceMetadata)
 	return p, p.UnmarshalCaddyfile(h.Dispenser)
 }
 
@@ -27,7 +27,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		resource_name          <text>
 //		resource_documentation <url>
 //	}
-func (p *ProtectedResource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (p *ProtectedResourceMetadata) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.ArgErr()
@@ -61,4 +61,4 @@ func (p *ProtectedResource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-var _ caddyfile.Unmarshaler = (*ProtectedResource)(nil)
+var _ caddyfile.Unmarshaler = (*ProtectedResourceMetadata)(nil)

@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(ProtectedResource))
+	caddy.RegisterModule(new(ProtectedResourceMetadata))
 }
 
 // WellKnownPRM is the RFC 9728 well-known path. Clients ask for it with the MCP endpoint's
@@ -29,12 +29,12 @@ const WellKnownPRM = "/.well-known/oauth-protected-resource"
 // maxResourcePath bounds the path suffix a client may ask metadata for.
 const maxResourcePath = 1024
 
-// ProtectedResource is the mcp_oauth_metadata handler: it answers
+// ProtectedResourceMetadata is the mcp_oauth_metadata handler: it answers
 // GET /.well-known/oauth-protected-resource[/<mcp path>] with the resource's metadata
 // (RFC 9728) and passes every other request on. The document's "resource" is the MCP
 // URL the client asked about, exactly (go-sdk clients refuse anything else); at the root
 // it is the bare origin.
-type ProtectedResource struct {
+type ProtectedResourceMetadata struct {
 	// Resource is the public origin of the gateway, e.g. https://mcp.example.com. Default:
 	// the request's scheme and Host.
 	Resource string `json:"resource,omitempty"`
@@ -49,15 +49,15 @@ type ProtectedResource struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (*ProtectedResource) CaddyModule() caddy.ModuleInfo {
+func (*ProtectedResourceMetadata) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "http.handlers.mcp_oauth_metadata",
-		New: func() caddy.Module { return new(ProtectedResource) },
+		New: func() caddy.Module { return new(ProtectedResourceMetadata) },
 	}
 }
 
 // Provision resolves placeholders in the configured URLs.
-func (p *ProtectedResource) Provision(caddy.Context) error {
+func (p *ProtectedResourceMetadata) Provision(caddy.Context) error {
 	repl := caddy.NewReplacer()
 	p.Resource = strings.TrimRight(repl.ReplaceKnown(p.Resource, ""), "/")
 	for i, s := range p.AuthorizationServers {
@@ -67,7 +67,7 @@ func (p *ProtectedResource) Provision(caddy.Context) error {
 }
 
 // Validate checks that the URLs are absolute.
-func (p *ProtectedResource) Validate() error {
+func (p *ProtectedResourceMetadata) Validate() error {
 	if p.Resource != "" {
 		if err := checkOrigin(p.Resource); err != nil {
 			return fmt.Errorf("resource: %v", err)
@@ -94,7 +94,7 @@ func checkOrigin(s string) error {
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
-func (p *ProtectedResource) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (p *ProtectedResourceMetadata) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	suffix, ok := strings.CutPrefix(r.URL.Path, WellKnownPRM)
 	if !ok || (suffix != "" && suffix[0] != '/') {
 		return next.ServeHTTP(w, r)
@@ -141,7 +141,7 @@ type Document struct {
 	ResourceDocumentation  string   `json:"resource_documentation,omitempty"`
 }
 
-func (p *ProtectedResource) document(resource string) Document {
+func (p *ProtectedResourceMetadata) document(resource string) Document {
 	return Document{
 		Resource:               resource,
 		AuthorizationServers:   p.AuthorizationServers,
@@ -163,7 +163,7 @@ func writeJSONError(w http.ResponseWriter, status int, code, description string)
 
 // Interface guards
 var (
-	_ caddy.Provisioner           = (*ProtectedResource)(nil)
-	_ caddy.Validator             = (*ProtectedResource)(nil)
-	_ caddyhttp.MiddlewareHandler = (*ProtectedResource)(nil)
+	_ caddy.Provisioner           = (*ProtectedResourceMetadata)(nil)
+	_ caddy.Validator             = (*ProtectedResourceMetadata)(nil)
+	_ caddyhttp.MiddlewareHandler = (*ProtectedResourceMetadata)(nil)
 )

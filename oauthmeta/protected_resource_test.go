@@ -19,7 +19,7 @@ var nextHandler = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Requ
 	return nil
 })
 
-func serve(p *ProtectedResource) *httptest.Server {
+func serve(p *ProtectedResourceMetadata) *httptest.Server {
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := p.ServeHTTP(w, r, nextHandler); err != nil {
 			http.Error(w, err.Error(), 500)
@@ -30,7 +30,7 @@ func serve(p *ProtectedResource) *httptest.Server {
 // TestGoSDKClientAcceptsMetadata reads the metadata with go-sdk's own client code, which
 // insists that "resource" equals the MCP URL exactly.
 func TestGoSDKClientAcceptsMetadata(t *testing.T) {
-	p := &ProtectedResource{AuthorizationServers: []string{"http://127.0.0.1:9/realms/corp"}, ScopesSupported: []string{"servers/all"}}
+	p := &ProtectedResourceMetadata{AuthorizationServers: []string{"http://127.0.0.1:9/realms/corp"}, ScopesSupported: []string{"servers/all"}}
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestGoSDKClientAcceptsMetadata(t *testing.T) {
 }
 
 func TestConfiguredResourceAndCORS(t *testing.T) {
-	p := &ProtectedResource{Resource: "https://mcp.example.com/", AuthorizationServers: []string{"https://idp.example.com"}}
+	p := &ProtectedResourceMetadata{Resource: "https://mcp.example.com/", AuthorizationServers: []string{"https://idp.example.com"}}
 	p.Provision(nilContext())
 	srv := serve(p)
 	defer srv.Close()
@@ -95,7 +95,7 @@ func TestConfiguredResourceAndCORS(t *testing.T) {
 }
 
 func TestValidateAndCaddyfile(t *testing.T) {
-	for _, bad := range []*ProtectedResource{
+	for _, bad := range []*ProtectedResourceMetadata{
 		{},
 		{AuthorizationServers: []string{"javascript:alert(1)"}},
 		{AuthorizationServers: []string{"https://idp?x=1"}},
@@ -106,7 +106,7 @@ func TestValidateAndCaddyfile(t *testing.T) {
 			t.Errorf("%+v: want a validation error", bad)
 		}
 	}
-	p := new(ProtectedResource)
+	p := new(ProtectedResourceMetadata)
 	err := p.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`mcp_oauth_metadata {
 		resource https://mcp.example.com
 		authorization_servers https://idp.example.com/realms/a https://gw.example.com
@@ -117,7 +117,7 @@ func TestValidateAndCaddyfile(t *testing.T) {
 	if err != nil || p.Resource != "https://mcp.example.com" || len(p.AuthorizationServers) != 2 || p.ResourceName != "Example MCP gateway" {
 		t.Fatalf("%v %+v", err, p)
 	}
-	if err := new(ProtectedResource).UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_oauth_metadata {\n bogus\n}")); err == nil {
+	if err := new(ProtectedResourceMetadata).UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_oauth_metadata {\n bogus\n}")); err == nil {
 		t.Error("an unknown option must fail")
 	}
 }
