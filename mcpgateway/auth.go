@@ -13,6 +13,7 @@ import (
 	"github.com/caddymcp/caddymcp/internal/access"
 	"github.com/caddymcp/caddymcp/internal/authn"
 	"github.com/caddymcp/caddymcp/internal/jsonrpc"
+	"github.com/caddymcp/caddymcp/internal/principal"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
@@ -27,9 +28,6 @@ type AuthIssuer = access.Issuer
 
 // AuthAPIKey is one machine key (see access.APIKey).
 type AuthAPIKey = access.APIKey
-
-// who is an authenticated caller with its resolved grant.
-type who = access.Caller
 
 // authState is the gateway's use of an access.Authenticator: JSON-RPC challenges and
 // denials on top of the shared authentication.
@@ -55,9 +53,9 @@ func provisionAuth(ctx context.Context, a *AuthConfig, logger *zap.Logger, prefi
 
 // authenticate checks the request's credentials. It answers the request itself (401,
 // 503) and returns nil when the request must stop.
-func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server *model.Server, mcpPath string, repl *caddy.Replacer) *who {
+func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server *model.Server, mcpPath string, repl *caddy.Replacer) *principal.Caller {
 	composite := server.GatewayTokenHeader == model.GatewayTokenXAuthorization
-	p, err := st.Principal(r, composite)
+	p, err := st.Identify(r, composite)
 	if err != nil {
 		prm := access.HeaderValue(st.PRMURL(r, mcpPath))
 		switch {
@@ -103,7 +101,7 @@ var notificationsForAnyone = []string{"notifications/cancelled", "notifications/
 // server requests) always pass; requests and notifications need their method (and
 // tool/prompt/resource) granted, except notificationsForAnyone. It answers 403 and
 // returns false on the first denied message.
-func (st *authState) authorize(w http.ResponseWriter, r *http.Request, c *who, server *model.Server, mcpPath string, in *jsonrpc.Inspection) bool {
+func (st *authState) authorize(w http.ResponseWriter, r *http.Request, c *principal.Caller, server *model.Server, mcpPath string, in *jsonrpc.Inspection) bool {
 	for i := range in.Messages {
 		m := &in.Messages[i]
 		switch m.Kind {
@@ -137,7 +135,7 @@ func (st *authState) authorize(w http.ResponseWriter, r *http.Request, c *who, s
 }
 
 // allowStream decides a GET or DELETE: allowed if the caller may use the server at all.
-func (st *authState) allowStream(w http.ResponseWriter, r *http.Request, c *who, server *model.Server, mcpPath string) bool {
+func (st *authState) allowStream(w http.ResponseWriter, r *http.Request, c *principal.Caller, server *model.Server, mcpPath string) bool {
 	if st.AnyOnServer(c, server.Name) {
 		return true
 	}

@@ -103,7 +103,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	// Authentication runs before the body is read; authorization after inspection.
-	var caller *who
+	var caller *principal.Caller
 	var mcpPath string
 	if g.auth != nil {
 		mcpPath = g.Prefix + "/" + segment + "/mcp"
@@ -172,10 +172,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if caller != nil {
 			// Builtin servers (the registry's own) enforce the caller's UI scopes
 			// themselves; upstream requests are left as they are.
-			p := caller.Principal
-			r = r.WithContext(principal.WithCaller(r.Context(), &principal.Caller{
-				Subject: p.Subject, ClientID: p.ClientID, Groups: p.Groups, Grant: caller.Grant,
-			}))
+			r = r.WithContext(principal.WithCaller(r.Context(), caller))
 		}
 		h.ServeHTTP(w, r)
 		return nil

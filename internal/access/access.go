@@ -19,6 +19,7 @@ import (
 	"github.com/caddymcp/caddymcp/internal/authn"
 	"github.com/caddymcp/caddymcp/internal/origin"
 	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/internal/principal"
 )
 
 // keyMemory carries the last good JWKS from one Validator to the next across config
@@ -39,17 +40,15 @@ type Authenticator struct {
 	scopeNames   []string                   // sorted
 	scopeServers map[string]map[string]bool // scope → servers it has rules for ("" = all)
 	resource     string
-	apiKeys      map[[32]byte]*authn.Principal
-	grants       sync.Map // group-set key → *Caller
+	apiKeys      map[[32]byte]*principal.Caller
+	grants       sync.Map // group-set key → *resolvedGrant
 	grantCount   atomic.Int64
 }
 
-// Caller is an authenticated caller with its resolved grant.
-type Caller struct {
-	Principal *authn.Principal
-	Grant     policy.Grant
-	// Scopes are the names of the granted scopes.
-	Scopes []string
+// resolvedGrant is what the policy grants one set of groups.
+type resolvedGrant struct {
+	grant  policy.Grant
+	scopes []string // the policy scopes that make grant
 }
 
 // New provisions cfg. Issuers that list no audiences of their own accept the
@@ -59,7 +58,7 @@ type Caller struct {
 func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func(string) bool) (*Authenticator, error) {
 	st := &Authenticator{
 		resource: strings.TrimRight(cfg.Resource, "/"),
-		apiKeys:  map[[32]byte]*authn.Principal{},
+		apiKeys:  map[[32]byte]*principal.Caller{},
 	}
 	if cfg.Resource != "" && !strings.HasPrefix(cfg.Resource, "https://") && !strings.HasPrefix(cfg.Resource, "http://") {
 		return nil, fmt.Errorf("auth: resource %q must be an absolute http(s) URL", cfg.Resource)
@@ -122,7 +121,7 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func
 		if _, dup := st.apiKeys[h]; dup {
 			return nil, fmt.Errorf("auth: api key %d is listed twice", i+1)
 		}
-		st.apiKeys[h] = &authn.Principal{Subject: "api-key:" + strings.ToLower(k.SHA256[:12]), Groups: slices.Clone(k.Groups)}
+		st.apiKeys[h] = &principal.Caller{Subject: "api-key:" + strings.ToLower(k.SHA256[:12]), Groups: slices.Clone(k.Groups)}
 	}
 
 	var defaultAudiences []string
@@ -165,27 +164,31 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func
 // Resource is the configured public base URL without a trailing slash ("" if unset).
 func (st *Authenticator) Resource() string { return st.resource }
 
-// Resolve returns the caller's grant, cached per group set.
-func (st *Authenticator) Resolve(p *authn.Principal) *Caller {
+// Resolve returns a copy of p with the policy's grant for its groups (Grant,
+// PolicyScopes), cached per group set; p itself may be shared and is not modified.
+func (st *Authenticator) Resolve(p *principal.Caller) *principal.Caller {
 	key := strings.Join(p.Groups, "\n")
+	c := *p
 	if v, ok := st.grants.Load(key); ok {
-		c := v.(*Caller)
-		return &Caller{Principal: p, Grant: c.Grant, Scopes: c.Scopes}
+		rg := v.(*resolvedGrant)
+		c.Grant, c.PolicyScopes = rg.grant, rg.scopes
+		return &c
 	}
 	g := st.policy.Resolve(p.Groups)
-	c := &Caller{Grant: g, Scopes: g.ScopeNames()}
+	rg := &resolvedGrant{grant: g, scopes: g.ScopeNames()}
 	if st.grantCount.Load() < maxGrantCache {
-		if _, loaded := st.grants.LoadOrStore(key, c); !loaded {
+		if _, loaded := st.grants.LoadOrStore(key, rg); !loaded {
 			st.grantCount.Add(1)
 		}
 	}
-	return &Caller{Principal: p, Grant: g, Scopes: c.Scopes}
+	c.Grant, c.PolicyScopes = rg.grant, rg.scopes
+	return &c
 }
 
 // AnyOnServer reports whether one of the caller's scopes has a rule for server.
-func (st *Authenticator) AnyOnServer(c *Caller, server string) bool {
+func (st *Authenticator) AnyOnServer(c *principal.Caller, server string) bool {
 	server = strings.Trim(server, "/")
-	for _, sc := range c.Scopes {
+	for _, sc := range c.PolicyScopes {
 		if set := st.scopeServers[sc]; set[""] || set[server] {
 			return true
 		}
@@ -234,11 +237,11 @@ func HeaderValue(s string) string {
 
 var errUnknownAPIKey = &authn.InvalidTokenError{Reason: authn.ReasonMalformed}
 
-// Principal finds the caller: an X-API-Key, else the Authorization bearer token (with
+// Identify finds the caller: an X-API-Key, else the Authorization bearer token (with
 // composite, the X-Authorization one) as an API key or a JWT. Tokens in the query string
 // are never looked at. Errors match authn.ErrNoToken, authn.ErrKeysUnavailable or are
 // *authn.InvalidTokenError.
-func (st *Authenticator) Principal(r *http.Request, composite bool) (*authn.Principal, error) {
+func (st *Authenticator) Identify(r *http.Request, composite bool) (*principal.Caller, error) {
 	if vals := r.Header.Values("X-Api-Key"); len(vals) > 0 {
 		if len(vals) == 1 {
 			if p := st.apiKeys[sha256.Sum256([]byte(vals[0]))]; p != nil {

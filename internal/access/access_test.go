@@ -44,7 +44,7 @@ func TestAPIKeysAndGrants(t *testing.T) {
 		return r
 	}
 	for _, r := range []*http.Request{req("Authorization", "Bearer ci-key"), req("X-Api-Key", "ci-key")} {
-		p, err := au.Principal(r, false)
+		p, err := au.Identify(r, false)
 		if err != nil || !slices.Equal(p.Groups, []string{"ci"}) {
 			t.Fatalf("ci key: %v %v", p, err)
 		}
@@ -63,23 +63,23 @@ func TestAPIKeysAndGrants(t *testing.T) {
 		}
 	}
 	// The grant cache gives the same answer for the same group set.
-	p, _ := au.Principal(req("X-Api-Key", "ops-key"), false)
-	if a, b := au.Resolve(p), au.Resolve(p); !slices.Equal(a.Scopes, b.Scopes) || !b.Grant.AllowUI(policy.ListService, "x") {
-		t.Errorf("ops grants %v %v", a.Scopes, b.Scopes)
+	p, _ := au.Identify(req("X-Api-Key", "ops-key"), false)
+	if a, b := au.Resolve(p), au.Resolve(p); !slices.Equal(a.PolicyScopes, b.PolicyScopes) || !b.Grant.AllowUI(policy.ListService, "x") {
+		t.Errorf("ops grants %v %v", a.PolicyScopes, b.PolicyScopes)
 	}
 	// Composite mode reads X-Authorization only.
-	if _, err := au.Principal(req("Authorization", "Bearer ci-key"), true); !errors.Is(err, authn.ErrNoToken) {
+	if _, err := au.Identify(req("Authorization", "Bearer ci-key"), true); !errors.Is(err, authn.ErrNoToken) {
 		t.Errorf("composite with only Authorization: %v", err)
 	}
-	if p, err := au.Principal(req("X-Authorization", "Bearer ci-key"), true); err != nil || p.Groups[0] != "ci" {
+	if p, err := au.Identify(req("X-Authorization", "Bearer ci-key"), true); err != nil || p.Groups[0] != "ci" {
 		t.Errorf("composite: %v %v", p, err)
 	}
 	for _, r := range []*http.Request{req("X-Api-Key", "nope"), req("X-Api-Key", "ci-key", "X-Api-Key", "ci-key"), req("Authorization", "Bearer nope")} {
-		if _, err := au.Principal(r, false); err == nil || authn.Reason(err) == "" {
+		if _, err := au.Identify(r, false); err == nil || authn.Reason(err) == "" {
 			t.Errorf("%v: accepted or no reason: %v", r.Header, err)
 		}
 	}
-	if _, err := au.Principal(req(), false); !errors.Is(err, authn.ErrNoToken) {
+	if _, err := au.Identify(req(), false); !errors.Is(err, authn.ErrNoToken) {
 		t.Errorf("no credentials: %v", err)
 	}
 	if got := au.ScopesFor("github"); !slices.Equal(got, []string{"admin", "read"}) {

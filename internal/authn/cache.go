@@ -3,6 +3,8 @@ package authn
 import (
 	"sync"
 	"time"
+
+	"github.com/caddymcp/caddymcp/internal/principal"
 )
 
 // tokenCache remembers validated tokens by the SHA-256 of the token (the raw token is
@@ -17,7 +19,7 @@ type cacheKey = [32]byte
 
 type cacheEntry struct {
 	key        cacheKey
-	p          *Principal
+	p          *principal.Caller
 	exp        time.Time
 	src        *keySource
 	gen        uint64 // src.gen at validation time: a change of key material invalidates
@@ -58,7 +60,7 @@ func (c *tokenCache) shard(k *cacheKey) *cacheShard {
 
 // get returns the principal for k if present, unexpired at now, and still backed by the
 // same key material.
-func (c *tokenCache) get(k *cacheKey, now time.Time) *Principal {
+func (c *tokenCache) get(k *cacheKey, now time.Time) *principal.Caller {
 	s := c.shard(k)
 	s.mu.Lock()
 	e := s.m[*k]
@@ -81,7 +83,7 @@ func (c *tokenCache) get(k *cacheKey, now time.Time) *Principal {
 	return p
 }
 
-func (c *tokenCache) put(k *cacheKey, p *Principal, src *keySource, gen uint64) {
+func (c *tokenCache) put(k *cacheKey, p *principal.Caller, src *keySource, gen uint64) {
 	s := c.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()

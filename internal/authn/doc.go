@@ -12,7 +12,7 @@
 //		},
 //	})
 //	tok, err := authn.TokenFromHeader(r.Header) // or BearerToken(r.Header.Get("Authorization"))
-//	p, err := v.Validate(r.Context(), tok)      // *Principal: Subject, ClientID, Groups, Scopes, …
+//	p, err := v.Validate(r.Context(), tok)      // *principal.Caller: Subject, ClientID, Groups, TokenScopes, …
 //
 // # What a token must be
 //
@@ -59,7 +59,7 @@
 // Validated tokens are remembered under SHA-256(token) until their exp, at most
 // Config.CacheSize (10 000) entries, LRU-evicted, so a repeated token costs a hash and a
 // map lookup. An entry is dropped as soon as its issuer's key material changes, so a key
-// removed from a JWKS stops validating cached tokens at the next refresh. The *Principal
+// removed from a JWKS stops validating cached tokens at the next refresh. The *principal.Caller
 // returned from the cache is shared between callers: never modify it.
 //
 // # Errors and HTTP responses

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/caddymcp/caddymcp/internal/principal"
 )
 
 // FuzzValidate feeds arbitrary strings to BearerToken and Validate (as a header value and
@@ -44,7 +46,7 @@ func FuzzValidate(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		check := func(in string, pr *Principal, err error) {
+		check := func(in string, pr *principal.Caller, err error) {
 			if err == nil {
 				if pr == nil || pr.Issuer != p.issuer || !clock.Now().Before(pr.ExpiresAt.Add(DefaultSkew)) {
 					t.Fatalf("accepted %q with principal %+v", in, pr)

@@ -25,6 +25,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/caddymcp/caddymcp/internal/principal"
 )
 
 // ---- keys ----
@@ -318,8 +320,8 @@ func wantReason(t testing.TB, err error, reason string) {
 }
 
 // wantOK(t)(v.Validate(…)) fails the test unless the token was accepted.
-func wantOK(t testing.TB) func(*Principal, error) *Principal {
-	return func(p *Principal, err error) *Principal {
+func wantOK(t testing.TB) func(*principal.Caller, error) *principal.Caller {
+	return func(p *principal.Caller, err error) *principal.Caller {
 		t.Helper()
 		if err != nil {
 			t.Fatalf("rejected: %v", err)

@@ -14,27 +14,9 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
-)
 
-// Principal is the authenticated caller. Values returned by Validate may be shared
-// between requests (they come from the validated-token cache): treat them, including the
-// Groups and Scopes slices, as immutable. Copy before modifying.
-type Principal struct {
-	// Subject is the sub claim ("" if the token has none but names a client).
-	Subject string
-	// Issuer is the configured issuer that signed the token (equal to iss).
-	Issuer string
-	// ClientID is client_id (RFC 9068), else azp (OIDC), else appid (Entra v1).
-	ClientID string
-	// Groups from the issuer's GroupsClaim: a string is one group, an array of strings
-	// is taken as is (non-string elements ignored). nil when the claim is absent.
-	Groups []string
-	// Scopes from scope (space-separated string, RFC 8693/9068) or, when absent, scp
-	// (array, or Entra's space-separated string).
-	Scopes []string
-	// ExpiresAt is exp.
-	ExpiresAt time.Time
-}
+	"github.com/caddymcp/caddymcp/internal/principal"
+)
 
 // Validator validates bearer JWTs from a fixed set of trusted issuers. It is safe for
 // concurrent use. Its background work stops when the context given to NewValidator ends.
@@ -267,7 +249,7 @@ func (v *Validator) limited(ctx context.Context, l *limiter, fn func(context.Con
 //
 // Errors match ErrNoToken, ErrInvalidToken (*InvalidTokenError) or ErrKeysUnavailable
 // (*KeysUnavailableError) with errors.Is; nothing else is returned.
-func (v *Validator) Validate(ctx context.Context, token string) (*Principal, error) {
+func (v *Validator) Validate(ctx context.Context, token string) (*principal.Caller, error) {
 	if token == "" {
 		return nil, ErrNoToken
 	}
@@ -291,7 +273,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Principal, err
 	return p, nil
 }
 
-func (v *Validator) validate(ctx context.Context, token string) (*Principal, *keySource, uint64, error) {
+func (v *Validator) validate(ctx context.Context, token string) (*principal.Caller, *keySource, uint64, error) {
 	c, err := parseCompact(token)
 	if err != nil {
 		return nil, nil, 0, &InvalidTokenError{Reason: ReasonMalformed, detail: err}
@@ -357,7 +339,7 @@ func (v *Validator) validate(ctx context.Context, token string) (*Principal, *ke
 
 // principal checks the time and audience claims of a verified token and extracts the
 // caller. It returns a Reason* on rejection.
-func (v *Validator) principal(is *issuer, c *compact) (*Principal, string) {
+func (v *Validator) principal(is *issuer, c *compact) (*principal.Caller, string) {
 	now := v.cfg.Now()
 	skew := v.cfg.Skew
 	rawExp, ok := c.claims["exp"]
@@ -397,7 +379,7 @@ func (v *Validator) principal(is *issuer, c *compact) (*Principal, string) {
 		return nil, ReasonWrongAudience
 	}
 
-	p := &Principal{Issuer: is.issuer, ExpiresAt: exp}
+	p := &principal.Caller{Issuer: is.issuer, ExpiresAt: exp}
 	if raw, ok := c.claims["sub"]; ok {
 		if p.Subject, ok = jsonString(raw); !ok {
 			return nil, ReasonMalformed
@@ -416,9 +398,9 @@ func (v *Validator) principal(is *issuer, c *compact) (*Principal, string) {
 		p.Groups, _ = stringList(raw, false)
 	}
 	if raw, ok := c.claims["scope"]; ok {
-		p.Scopes, _ = stringList(raw, true)
+		p.TokenScopes, _ = stringList(raw, true)
 	} else if raw, ok := c.claims["scp"]; ok {
-		p.Scopes, _ = stringList(raw, true)
+		p.TokenScopes, _ = stringList(raw, true)
 	}
 	return p, ""
 }

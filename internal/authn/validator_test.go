@@ -62,8 +62,8 @@ func TestValidateAlgorithms(t *testing.T) {
 			if !slices.Equal(p.Groups, []string{"platform-admins", "dev"}) {
 				t.Errorf("groups = %q", p.Groups)
 			}
-			if !slices.Equal(p.Scopes, []string{"openid", "mcp:tools"}) {
-				t.Errorf("scopes = %q", p.Scopes)
+			if !slices.Equal(p.TokenScopes, []string{"openid", "mcp:tools"}) {
+				t.Errorf("scopes = %q", p.TokenScopes)
 			}
 			if want := f.clock.Now().Add(time.Hour); !p.ExpiresAt.Equal(want) {
 				t.Errorf("expires = %v, want %v", p.ExpiresAt, want)
@@ -616,8 +616,8 @@ func TestScopesAndClientID(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := wantOK(t)(f.v.Validate(ctx, sign(t, f.rs, with(f.claims(), tc.kv...))))
-			if !slices.Equal(p.Scopes, tc.scopes) {
-				t.Errorf("scopes = %q, want %q", p.Scopes, tc.scopes)
+			if !slices.Equal(p.TokenScopes, tc.scopes) {
+				t.Errorf("scopes = %q, want %q", p.TokenScopes, tc.scopes)
 			}
 			if p.ClientID != tc.client {
 				t.Errorf("client = %q, want %q", p.ClientID, tc.client)

@@ -5,17 +5,40 @@ package principal
 
 import (
 	"context"
+	"time"
 
 	"github.com/caddymcp/caddymcp/internal/policy"
 )
 
-// Caller is who made a request, as the gateway authenticated it, with their resolved
-// permissions.
+// Caller is who made a request: the identity a token or API key proved (set by
+// authn.Validator and access.Authenticator) and, once access.Authenticator.Resolve has
+// run, what the policy grants it. Callers returned by a validator may be shared between
+// requests (they come from the validated-token cache): treat them, slices included, as
+// immutable, and copy before modifying.
 type Caller struct {
-	Subject  string
+	// Subject is the token's sub claim ("" if it has none but names a client), or
+	// "api-key:<hash prefix>" for an API key.
+	Subject string
+	// Issuer is the configured issuer that signed the token (equal to iss); empty for
+	// an API key.
+	Issuer string
+	// ClientID is client_id (RFC 9068), else azp (OIDC), else appid (Entra v1).
 	ClientID string
-	Groups   []string
-	Grant    policy.Grant
+	// Groups from the issuer's groups claim (a string is one group, an array of strings
+	// is taken as is), or an API key's configured groups. nil when there are none.
+	Groups []string
+	// TokenScopes are the OAuth scopes the token carries: its scope claim
+	// (space-separated, RFC 8693/9068) or, when absent, scp. They grant nothing here;
+	// PolicyScopes do.
+	TokenScopes []string
+	// ExpiresAt is the token's exp; zero for an API key.
+	ExpiresAt time.Time
+
+	// Grant is what the policy allows the caller, resolved from Groups.
+	Grant policy.Grant
+	// PolicyScopes name the policy's scopes that Groups map to (the scopes of the
+	// policy file, such as "servers/github-read"), which made Grant.
+	PolicyScopes []string
 }
 
 type ctxKey struct{}

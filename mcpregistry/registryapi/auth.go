@@ -37,7 +37,7 @@ func (h *RegistryAPI) authenticate(w http.ResponseWriter, r *http.Request) (cont
 	if h.auth == nil {
 		return r.Context(), true
 	}
-	p, err := h.auth.Principal(r, false)
+	p, err := h.auth.Identify(r, false)
 	if err != nil {
 		prm := access.HeaderValue(h.auth.PRMURL(r, ""))
 		switch {
@@ -58,10 +58,7 @@ func (h *RegistryAPI) authenticate(w http.ResponseWriter, r *http.Request) (cont
 		}
 		return nil, false
 	}
-	c := h.auth.Resolve(p)
-	return principal.WithCaller(r.Context(), &principal.Caller{
-		Subject: p.Subject, ClientID: p.ClientID, Groups: p.Groups, Grant: c.Grant,
-	}), true
+	return principal.WithCaller(r.Context(), h.auth.Resolve(p)), true
 }
 
 // callerMay reports whether the context's caller holds perm on server. Anonymous
