@@ -222,15 +222,15 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 	// with the cache off, encoded from structs as a whole; both give the same bytes.
 	cache := !h.v01.off
 	var (
-		out    v01.ServerList
-		page   *[]byte
-		buf    []byte
-		table  *v01Table
-		key    *v01CacheKey
-		base   string // the origin remote URLs start with
-		oEsc   []byte
-		count  int
-		last   string // the local name of the page's last entry
+		out   v01.ServerList
+		page  *[]byte
+		buf   []byte
+		table *v01Table
+		key   *v01CacheKey
+		base  string // the origin remote URLs start with
+		oEsc  []byte
+		count int
+		last  string // the local name of the page's last entry
 	)
 	if cache {
 		page = v01PagePool.Get().(*[]byte)
