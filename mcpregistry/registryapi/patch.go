@@ -37,7 +37,7 @@ func (h *RegistryAPI) restPatch(w http.ResponseWriter, r *http.Request, s *model
 		if present {
 			expected = rev
 		}
-		var in apiServerInput
+		var in serverInput
 		if err := mergedInput(s, patch, &in); err != nil {
 			h.restWriteError(w, r, s.Name, err)
 			return
@@ -59,28 +59,11 @@ func (h *RegistryAPI) restPatch(w http.ResponseWriter, r *http.Request, s *model
 	}
 }
 
-// writableFields is the server as a PATCH sees it: the fields apiServerInput writes.
-type writableFields struct {
-	Name               string                 `json:"name"`
-	Path               string                 `json:"path"`
-	Upstream           string                 `json:"upstream"`
-	Transport          model.Transport        `json:"transport"`
-	Description        string                 `json:"description,omitempty"`
-	Tags               []string               `json:"tags,omitempty"`
-	Enabled            bool                   `json:"enabled"`
-	BackendAuth        model.BackendAuth      `json:"backend_auth"`
-	GatewayTokenHeader string                 `json:"gateway_token_header,omitempty"`
-	ForwardIdentity    *model.ForwardIdentity `json:"forward_identity,omitempty"`
-}
-
-// mergedInput applies patch to s's writable fields and decodes the result into in, with
-// the same checks as a PUT body (unknown fields and wrong types name the field).
-func mergedInput(s *model.Server, patch map[string]any, in *apiServerInput) error {
-	cur, err := json.Marshal(writableFields{
-		Name: s.Name, Path: s.Path, Upstream: s.Upstream, Transport: s.Transport, Description: s.Description,
-		Tags: s.Tags, Enabled: s.Enabled, BackendAuth: s.BackendAuth, GatewayTokenHeader: s.GatewayTokenHeader,
-		ForwardIdentity: s.ForwardIdentity,
-	})
+// mergedInput applies patch to s as a PUT body would carry it (inputOf) and decodes the
+// result into in, with the same checks as a PUT body (unknown fields and wrong types
+// name the field).
+func mergedInput(s *model.Server, patch map[string]any, in *serverInput) error {
+	cur, err := json.Marshal(inputOf(s))
 	if err != nil {
 		return err
 	}

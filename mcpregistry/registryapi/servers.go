@@ -79,9 +79,10 @@ func (h *RegistryAPI) view(r *http.Request, s *model.Server) apiServer {
 	return v
 }
 
-// apiServerInput is the body of register (POST) and update (PUT). Read-only fields of
-// apiServer are accepted and ignored, so a client can PUT back what it got.
-type apiServerInput struct {
+// serverInput is the body of register (POST) and update (PUT), and what a PATCH is
+// merged into (inputOf the current record). Read-only fields of apiServer are accepted
+// and ignored, so a client can PUT back what it got.
+type serverInput struct {
 	Name               string                 `json:"name"`
 	Path               string                 `json:"path"`
 	Upstream           string                 `json:"upstream"`
@@ -167,8 +168,19 @@ func jsonKind(goKind string) string {
 	return "number"
 }
 
+// inputOf is s's writable fields as a serverInput: what a PUT of s would carry, minus
+// the credential, which is never read back.
+func inputOf(s *model.Server) *serverInput {
+	enabled, auth := s.Enabled, s.BackendAuth
+	return &serverInput{
+		Name: s.Name, Path: s.Path, Upstream: s.Upstream, Transport: s.Transport, Description: s.Description,
+		Tags: s.Tags, Enabled: &enabled, BackendAuth: &auth, GatewayTokenHeader: s.GatewayTokenHeader,
+		ForwardIdentity: s.ForwardIdentity,
+	}
+}
+
 // record builds the server record an input asks for, over cur (nil when registering).
-func (in *apiServerInput) record(cur *model.Server) *model.Server {
+func (in *serverInput) record(cur *model.Server) *model.Server {
 	s := &model.Server{
 		Name: in.Name, Path: in.Path, Upstream: in.Upstream, Transport: in.Transport,
 		Description: in.Description, Tags: in.Tags, Enabled: true,
@@ -294,7 +306,7 @@ func (h *RegistryAPI) restGet(w http.ResponseWriter, r *http.Request, s *model.S
 }
 
 func (h *RegistryAPI) restRegister(w http.ResponseWriter, r *http.Request) {
-	var in apiServerInput
+	var in serverInput
 	if !decodeBody(w, r, &in) {
 		return
 	}
@@ -354,7 +366,7 @@ func (h *RegistryAPI) restUpdate(w http.ResponseWriter, r *http.Request, s *mode
 	if !h.restAllowed(w, r, policy.ModifyService, s.Name) {
 		return
 	}
-	var in apiServerInput
+	var in serverInput
 	if !decodeBody(w, r, &in) {
 		return
 	}
@@ -368,7 +380,7 @@ func (h *RegistryAPI) restUpdate(w http.ResponseWriter, r *http.Request, s *mode
 }
 
 // update writes in over s (PUT and PATCH), conditional on rev.
-func (h *RegistryAPI) update(r *http.Request, s *model.Server, in *apiServerInput, rev uint64) (*model.Server, error) {
+func (h *RegistryAPI) update(r *http.Request, s *model.Server, in *serverInput, rev uint64) (*model.Server, error) {
 	if in.Name != "" && in.Name != s.Name {
 		return nil, &model.FieldError{Field: "name", Reason: "a server cannot be renamed (the body says " + strconv.Quote(in.Name) + "); register the new name and delete the old one"}
 	}
