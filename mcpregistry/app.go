@@ -29,6 +29,16 @@ func init() {
 // App is the mcp_registry app: the catalogue of approved MCP servers. Handlers that need
 // it (the gateway, the APIs) get it with ctx.App("mcp_registry"); when the config does not
 // mention it, it runs on its defaults.
+//
+// It emits these events (origin mcp_registry) through Caddy's events app:
+//
+//	server_registered      a server registered at run time; data server, path, revision
+//	server_updated         a server changed at run time (also enable/disable); same data
+//	server_removed         a server deleted at run time; data server, path, revision
+//	server_health_changed  a check changed a server's status; data server, status, previous
+//	server_tools_changed   a check found new tools, prompts or resources; data server, tools
+//
+// Servers declared in the config change with the config and emit no event.
 type App struct {
 	// Storage chooses where records are kept. Default: a bbolt file
 	// mcp/registry.db in Caddy's data directory.

@@ -70,10 +70,10 @@ func TestRegistryEvents(t *testing.T) {
 
 	want := []fullEvent{
 		{EventServerRegistered, "mcp_registry", map[string]any{"server": "ev", "path": "ev-path", "revision": uint64(1)}},
-		{healthEventName, "mcp_registry", map[string]any{"server": "ev", "status": "healthy", "previous": "unknown"}},
-		{EventToolsChanged, "mcp_registry", map[string]any{"server": "ev", "tools": 2}},
+		{EventServerHealthChanged, "mcp_registry", map[string]any{"server": "ev", "status": "healthy", "previous": "unknown"}},
+		{EventServerToolsChanged, "mcp_registry", map[string]any{"server": "ev", "tools": 2}},
 		{EventServerUpdated, "mcp_registry", map[string]any{"server": "ev", "path": "ev-path", "revision": uint64(2)}},
-		{healthEventName, "mcp_registry", map[string]any{"server": "ev", "status": "unhealthy", "previous": "healthy"}},
+		{EventServerHealthChanged, "mcp_registry", map[string]any{"server": "ev", "status": "unhealthy", "previous": "healthy"}},
 		{EventServerRemoved, "mcp_registry", map[string]any{"server": "ev", "path": "ev-path", "revision": uint64(3)}},
 	}
 	// Events are delivered synchronously by Emit, so all are recorded by now.

@@ -84,14 +84,10 @@ const (
 
 	// Bounds on what one check records, so that a misbehaving server cannot grow the
 	// store without limit.
-	maxListedItems    = 2000
-	maxDescriptionLen = 4096
-	maxSchemaLen      = 64 << 10
-	maxLastErrorLen   = 512
-	healthEventName   = "server_health_changed"
-	// EventToolsChanged is emitted when a check finds a server's tools, prompts or
-	// resources changed since the previous check (data "server", "tools": the count).
-	EventToolsChanged  = "server_tools_changed"
+	maxListedItems     = 2000
+	maxDescriptionLen  = 4096
+	maxSchemaLen       = 64 << 10
+	maxLastErrorLen    = 512
 	builtinUpstreamPfx = model.BuiltinScheme + ":"
 )
 
@@ -362,7 +358,7 @@ func (a *App) checkAndRecord(ctx context.Context, s *model.Server) model.ServerH
 	if listsChanged {
 		a.logger.Info("server tools changed", zap.String("server", s.Name), zap.Int("tools", len(h.Tools)),
 			zap.Int("prompts", len(h.Prompts)), zap.Int("resources", len(h.Resources)))
-		a.emit(EventToolsChanged, map[string]any{"server": s.Name, "tools": len(h.Tools)})
+		a.emit(EventServerToolsChanged, map[string]any{"server": s.Name, "tools": len(h.Tools)})
 	}
 
 	if prev.Status != h.Status {
@@ -373,25 +369,13 @@ func (a *App) checkAndRecord(ctx context.Context, s *model.Server) model.ServerH
 		level("server health changed", zap.String("server", s.Name),
 			zap.String("status", string(h.Status)), zap.String("previous", string(prev.Status)),
 			zap.String("error", h.LastError))
-		a.emit(healthEventName, map[string]any{
+		a.emit(EventServerHealthChanged, map[string]any{
 			"server":   s.Name,
 			"status":   string(h.Status),
 			"previous": string(prev.Status),
 		})
 	}
 	return *h
-}
-
-func (a *App) emit(name string, data map[string]any) {
-	if a.events == nil {
-		return
-	}
-	select {
-	case <-a.appsStarted:
-		a.events.Emit(a.ctx, name, data)
-	default:
-		// The config's apps are not all started yet (only a manual refresh gets here).
-	}
 }
 
 // startedHook closes appsStarted on Caddy's "started" event for this config.

@@ -72,7 +72,7 @@ func loadWithEvents(t *testing.T, registry map[string]any) {
 	loadConfigApps(t, map[string]any{
 		"mcp_registry": registry,
 		"events": map[string]any{"subscriptions": []map[string]any{{
-			"events":   []string{healthEventName, EventToolsChanged, EventServerRegistered, EventServerUpdated, EventServerRemoved},
+			"events":   []string{EventServerHealthChanged, EventServerToolsChanged, EventServerRegistered, EventServerUpdated, EventServerRemoved},
 			"handlers": []map[string]any{{"handler": "mcp_registry_test_recorder"}},
 		}}},
 	})
@@ -175,7 +175,7 @@ func TestHealthChecksRealServers(t *testing.T) {
 	if hits := app.Search("test_simple_text", 10); len(hits) == 0 || hits[0].Tool != "test_simple_text" {
 		t.Errorf("discovered tools are not searchable: %v", hits)
 	}
-	if !sawEvent(recordedEvent{healthEventName, "mcp_registry", "full", "healthy", "unknown"}) {
+	if !sawEvent(recordedEvent{EventServerHealthChanged, "mcp_registry", "full", "healthy", "unknown"}) {
 		t.Errorf("no unknown→healthy event for full: %v", recordedEvents)
 	}
 
@@ -194,13 +194,13 @@ func TestHealthChecksRealServers(t *testing.T) {
 	if s := app.Lookup("full"); s == nil || !s.Enabled {
 		t.Error("an unhealthy server must stay routable")
 	}
-	if !sawEvent(recordedEvent{healthEventName, "mcp_registry", "full", "unhealthy", "healthy"}) {
+	if !sawEvent(recordedEvent{EventServerHealthChanged, "mcp_registry", "full", "unhealthy", "healthy"}) {
 		t.Error("no healthy→unhealthy event")
 	}
 
 	stateful.Restart()
 	waitFor(t, "full healthy again", 10*time.Second, healthy("full"))
-	if !sawEvent(recordedEvent{healthEventName, "mcp_registry", "full", "healthy", "unhealthy"}) {
+	if !sawEvent(recordedEvent{EventServerHealthChanged, "mcp_registry", "full", "healthy", "unhealthy"}) {
 		t.Error("no unhealthy→healthy event")
 	}
 

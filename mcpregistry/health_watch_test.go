@@ -196,8 +196,8 @@ func TestWatchListChanged(t *testing.T) {
 		t.Logf("%s: new tool recorded after %v", k, time.Since(start))
 	}
 	for _, k := range kinds {
-		if !sawEvent(recordedEvent{name: EventToolsChanged, origin: "mcp_registry", server: k}) {
-			t.Errorf("no %s event for %s", EventToolsChanged, k)
+		if !sawEvent(recordedEvent{name: EventServerToolsChanged, origin: "mcp_registry", server: k}) {
+			t.Errorf("no %s event for %s", EventServerToolsChanged, k)
 		}
 	}
 	// Also in the store, not only in memory.

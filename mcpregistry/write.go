@@ -18,13 +18,6 @@ import (
 	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
-// Events emitted by runtime writes (with data "server", "path", "revision").
-const (
-	EventServerRegistered = "server_registered"
-	EventServerUpdated    = "server_updated"
-	EventServerRemoved    = "server_removed"
-)
-
 // Put registers (expectedRevision 0) or updates (expectedRevision = the stored
 // revision; AnyRevision for no condition) the server s. The store is written in one
 // transaction, which fails when another server uses s's path (the store's path index

@@ -925,17 +925,29 @@ func TestConcurrentValidate(t *testing.T) {
 		sign(t, f.rs, f.claims()), sign(t, f.ec, f.claims()), sign(t, f.ed, f.claims()),
 		sign(t, f.ps, f.claims()), "garbage", sign(t, f.rs, with(f.claims(), "aud", "x")),
 	}
+	// toks[:4] are valid (the clock advances 352 s in all, well within their hour);
+	// "garbage" and the wrong audience never are.
+	valid := func(k int) bool { return k < 4 }
 	var wg sync.WaitGroup
 	for g := range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range 200 {
-				tok := toks[(g+i)%len(toks)]
+				k := (g + i) % len(toks)
+				tok, wantOK := toks[k], valid(k)
 				if i%50 == 0 {
-					tok = sign(t, f.ed, with(f.claims(), "jti", g*1000+i))
+					tok, wantOK = sign(t, f.ed, with(f.claims(), "jti", g*1000+i)), true
 				}
-				_, _ = f.v.Validate(ctx, tok)
+				p, err := f.v.Validate(ctx, tok)
+				switch {
+				case wantOK && (err != nil || p.Subject != "user-123"):
+					t.Errorf("goroutine %d, call %d: a valid token gave %+v, %v", g, i, p, err)
+					return
+				case !wantOK && err == nil:
+					t.Errorf("goroutine %d, call %d: an invalid token (toks[%d]) validated as %+v", g, i, k, p)
+					return
+				}
 				if i%100 == 0 {
 					f.clock.Advance(11 * time.Second)
 					_, _ = f.v.Validate(ctx, sign(t, &signingKey{kid: "k", alg: "EdDSA", priv: f.ed.priv}, f.claims()))
