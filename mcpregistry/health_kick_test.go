@@ -15,6 +15,9 @@ import (
 // at runtime is still checked (health and tools) right after it is registered, and
 // again when it is re-pointed to another upstream.
 func TestRegisteredServerCheckedAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two MCP server processes; runs without -short")
+	}
 	up := testenv.StartEverythingServer(t, false)
 	up2 := testenv.StartEverythingServer(t, true)
 	loadConfig(t, map[string]any{

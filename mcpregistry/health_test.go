@@ -101,6 +101,9 @@ func toolNames(h model.ServerHealth) []string {
 // stateful and stateless, npm server-everything over legacy SSE), lets the loop find them
 // healthy with their tools, kills one, restarts it, and reloads from the store.
 func TestHealthChecksRealServers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three MCP server processes; runs without -short")
+	}
 	var stateful, stateless, sse *testenv.Process
 	var wg sync.WaitGroup
 	wg.Add(3)

@@ -149,6 +149,9 @@ func hasTool(app *App, server, tool string) func() bool {
 // rechecks, and hears the restarted server's notifications), and its session is closed
 // when the server is disabled, re-opened when enabled, and closed on removal.
 func TestWatchListChanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits seconds for watch sessions; runs without -short")
+	}
 	kinds := []string{"stateful", "stateless", "sse"}
 	servers := map[string]*growingServer{}
 	var cfg []map[string]any
@@ -278,6 +281,9 @@ func TestWatchListChanged(t *testing.T) {
 
 // TestWatchLimit: no more sessions than watch_limit; off watches nothing.
 func TestWatchLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits seconds for watch sessions; runs without -short")
+	}
 	a, b := startGrowingServer(t, "stateful"), startGrowingServer(t, "stateful")
 	for _, limit := range []int{1, -1} {
 		loadWithEvents(t, map[string]any{
@@ -303,6 +309,9 @@ func TestWatchLimit(t *testing.T) {
 // (405) cannot notify; the watch gives up instead of reconnecting in a loop, and the
 // regular checks go on.
 func TestWatchNoStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits seconds for watch retries; runs without -short")
+	}
 	srv := mcp.NewServer(&mcp.Implementation{Name: "noget", Version: "1"}, nil)
 	srv.AddTool(&mcp.Tool{Name: "seed", InputSchema: jsonSchemaObject}, noopTool)
 	mh := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)

@@ -225,6 +225,9 @@ func TestRESTAuthAndScopes(t *testing.T) {
 }
 
 func TestRESTLifecycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an MCP server process; runs without -short")
+	}
 	e := startREST(t, map[string]any{"auth": restAuth()})
 	up := testenv.StartEverythingServer(t, false)
 
