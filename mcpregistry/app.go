@@ -1,6 +1,3 @@
-// Package mcpregistry is the bottom layer of caddymcp: the mcp_registry app that owns
-// the store of approved MCP servers, the in-memory index the gateway routes from, and
-// the registry's own MCP server.
 package mcpregistry
 
 import (
