@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 	"github.com/caddymcp/caddymcp/mcpregistry/store"
+	"github.com/caddymcp/caddymcp/mcpregistry/upstream"
 )
 
 func init() {
@@ -82,7 +83,7 @@ type App struct {
 	// RuntimeUpstreams restricts the upstream URLs of servers registered at runtime
 	// (REST API, register_server, sync): by default http(s) only, and never link-local,
 	// cloud metadata, multicast or unspecified addresses, nor Caddy's admin endpoint.
-	RuntimeUpstreams *UpstreamRules `json:"runtime_upstreams,omitempty"`
+	RuntimeUpstreams *upstream.Rules `json:"runtime_upstreams,omitempty"`
 
 	search    searchState // ranked search index over servers and tools (search.go)
 	syncer    syncRunner  // periodic and admin syncs from other registries (sync.go)
@@ -186,9 +187,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	if a.RuntimeUpstreams == nil {
-		a.RuntimeUpstreams = new(UpstreamRules)
+		a.RuntimeUpstreams = new(upstream.Rules)
 	}
-	if err := a.RuntimeUpstreams.provision(caddy.DefaultAdminListen); err != nil {
+	if err := a.RuntimeUpstreams.Provision(caddy.DefaultAdminListen); err != nil {
 		return fmt.Errorf("mcp_registry: %w", err)
 	}
 
@@ -196,7 +197,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.trustedDials = trustedDialTargets(declared)
+	a.trustedDials = upstream.TrustedTargets(declared)
 	if err := a.provisionSync(); err != nil {
 		return err
 	}

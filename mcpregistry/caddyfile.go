@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/cfargs"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/upstream"
 )
 
 func init() {
@@ -385,11 +386,11 @@ func unmarshalHealth(d *caddyfile.Dispenser) (*HealthConfig, error) {
 //		deny    <cidr|address|host...>
 //		resolve_timeout <duration>
 //	}
-func unmarshalUpstreamRules(d *caddyfile.Dispenser) (*UpstreamRules, error) {
+func unmarshalUpstreamRules(d *caddyfile.Dispenser) (*upstream.Rules, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	u := new(UpstreamRules)
+	u := new(upstream.Rules)
 	for n := d.Nesting(); d.NextBlock(n); {
 		opt := d.Val()
 		if opt == "resolve_timeout" {

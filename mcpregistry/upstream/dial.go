@@ -1,4 +1,4 @@
-package mcpregistry
+package upstream
 
 import (
 	"context"
@@ -14,15 +14,13 @@ import (
 // DialFunc is the shape of http.Transport.DialContext.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// GuardDial wraps dial so that the runtime_upstreams rules also hold for the address
+// Guard wraps dial so that rules also hold for the address
 // actually connected to: a host name checked at registration can later resolve
 // elsewhere (DNS rebinding, a changed record), so every new connection's remote address
 // is checked again, and refused connections are closed before a byte is sent. Dials to
-// the host:port of a server declared in the Caddy config are the operator's and pass.
-// The gateway and the health checker wrap their transports' dialers with it; a
-// connection is checked once, when it is made, not per request.
-func (a *App) GuardDial(dial DialFunc) DialFunc {
-	rules, trusted := a.RuntimeUpstreams, a.trustedDials
+// a host:port in trusted (those of the servers declared in the Caddy config: the
+// operator's own) pass. A connection is checked once, when it is made, not per request.
+func Guard(rules *Rules, trusted map[string]bool, dial DialFunc) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := dial(ctx, network, addr)
 		if err != nil || rules == nil || trusted[strings.ToLower(addr)] {
@@ -35,7 +33,7 @@ func (a *App) GuardDial(dial DialFunc) DialFunc {
 		}
 		ip, _ := netip.AddrFromSlice(tcp.IP)
 		host = strings.ToLower(strings.TrimSuffix(host, "."))
-		if reason := rules.refuse(host, port, []netip.Addr{ip.Unmap()}); reason != "" {
+		if reason := rules.Refuse(host, port, []netip.Addr{ip.Unmap()}); reason != "" {
 			conn.Close()
 			return nil, fmt.Errorf("connection to %s refused by runtime_upstreams: %s", addr, reason)
 		}
@@ -43,8 +41,8 @@ func (a *App) GuardDial(dial DialFunc) DialFunc {
 	}
 }
 
-// trustedDialTargets are the host:port dial addresses of the config's own servers.
-func trustedDialTargets(declared []*model.Server) map[string]bool {
+// TrustedTargets are the host:port dial addresses of the config's own servers.
+func TrustedTargets(declared []*model.Server) map[string]bool {
 	out := map[string]bool{}
 	for _, s := range declared {
 		u, err := url.Parse(s.Upstream)

@@ -1,4 +1,4 @@
-package mcpregistry
+package upstream
 
 import (
 	"context"
@@ -29,10 +29,10 @@ func TestUpstreamRules(t *testing.T) {
 		}
 		return out, nil
 	}
-	var u UpstreamRules
+	var u Rules
 	u.Allow = []string{"169.254.10.0/24", "allowed-ll.example"}
 	u.Deny = []string{"10.9.0.0/16", "secret.example"}
-	if err := u.provision("localhost:2019"); err != nil {
+	if err := u.Provision("localhost:2019"); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -65,7 +65,7 @@ func TestUpstreamRules(t *testing.T) {
 		{"ftp://127.0.0.1/mcp", `scheme "ftp" is not allowed`},
 		{"builtin:registry", `scheme "builtin" is not allowed`},
 	} {
-		err := u.check(context.Background(), "upstream", tc.upstream, lookup)
+		err := u.Check(context.Background(), "upstream", tc.upstream, lookup)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: refused: %v", tc.upstream, err)
@@ -80,15 +80,15 @@ func TestUpstreamRules(t *testing.T) {
 		}
 	}
 
-	withBuiltin := UpstreamRules{Schemes: []string{"http", "builtin"}}
-	if err := withBuiltin.provision("localhost:2019"); err != nil {
+	withBuiltin := Rules{Schemes: []string{"http", "builtin"}}
+	if err := withBuiltin.Provision("localhost:2019"); err != nil {
 		t.Fatal(err)
 	}
-	if err := withBuiltin.check(context.Background(), "upstream", "builtin:registry", lookup); err != nil {
+	if err := withBuiltin.Check(context.Background(), "upstream", "builtin:registry", lookup); err != nil {
 		t.Errorf("builtin allowed by schemes: %v", err)
 	}
-	for _, bad := range []UpstreamRules{{Schemes: []string{"gopher"}}, {Allow: []string{"a b"}}, {Deny: []string{"10.0.0.0/33"}}} {
-		if err := bad.provision("localhost:2019"); err == nil {
+	for _, bad := range []Rules{{Schemes: []string{"gopher"}}, {Allow: []string{"a b"}}, {Deny: []string{"10.0.0.0/33"}}} {
+		if err := bad.Provision("localhost:2019"); err == nil {
 			t.Errorf("%+v: no error", bad)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
+	"github.com/caddymcp/caddymcp/mcpregistry/upstream"
 )
 
 // remoteConn is a connection that claims to be connected to remote.
@@ -20,12 +21,12 @@ func (c remoteConn) RemoteAddr() net.Addr { return c.remote }
 func (c remoteConn) Close() error         { *c.closed = true; return c.Conn.Close() }
 
 func TestGuardDial(t *testing.T) {
-	rules := new(UpstreamRules)
+	rules := new(upstream.Rules)
 	rules.Allow = []string{"169.254.10.0/24"}
-	if err := rules.provision("localhost:2019"); err != nil {
+	if err := rules.Provision("localhost:2019"); err != nil {
 		t.Fatal(err)
 	}
-	a := &App{RuntimeUpstreams: rules, trustedDials: trustedDialTargets([]*model.Server{
+	a := &App{RuntimeUpstreams: rules, trustedDials: upstream.TrustedTargets([]*model.Server{
 		{Upstream: "http://metadata.internal.example/mcp"}, {Upstream: "builtin:registry"},
 	})}
 	for _, tc := range []struct {

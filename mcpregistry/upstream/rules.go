@@ -1,4 +1,4 @@
-package mcpregistry
+package upstream
 
 import (
 	"context"
@@ -15,13 +15,13 @@ import (
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
-// UpstreamRules restrict the upstream URLs of servers registered at runtime (the REST
+// Rules restrict the upstream URLs of servers registered at runtime (the REST
 // API, the registry's register_server tool, sync). A registration is a request to make
 // the gateway send traffic somewhere, so an unchecked one is a server-side request
 // forgery: cloud metadata services hand out instance credentials, and Caddy's own admin
 // endpoint reconfigures the server. Servers declared in the Caddy config are the
 // operator's own choice and are not checked.
-type UpstreamRules struct {
+type Rules struct {
 	// Schemes are the URL schemes allowed. Default: http and https. Add "builtin" to
 	// let callers register in-process servers.
 	Schemes []string `json:"schemes,omitempty"`
@@ -61,10 +61,10 @@ var blockedNetworks = []netip.Prefix{
 // blockedHosts are metadata service names.
 var blockedHosts = []string{"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
 
-// provision parses the rules and sets defaults. adminListen is Caddy's default admin
+// Provision parses the rules and sets defaults. adminListen is Caddy's default admin
 // address (host:port; CADDY_ADMIN changes it): its port is refused on loopback. An
 // admin endpoint moved elsewhere in the config belongs in Deny.
-func (u *UpstreamRules) provision(adminListen string) error {
+func (u *Rules) Provision(adminListen string) error {
 	if len(u.Schemes) == 0 {
 		u.Schemes = []string{"http", "https"}
 	}
@@ -111,8 +111,8 @@ func (u *UpstreamRules) provision(adminListen string) error {
 	return nil
 }
 
-// check reports why raw may not be registered at runtime, as a *FieldError on field.
-func (u *UpstreamRules) check(ctx context.Context, field, raw string, lookup func(context.Context, string) ([]netip.Addr, error)) error {
+// Check reports why raw may not be registered at runtime, as a *FieldError on field.
+func (u *Rules) Check(ctx context.Context, field, raw string, lookup func(context.Context, string) ([]netip.Addr, error)) error {
 	fail := func(format string, args ...any) error {
 		return &model.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -143,14 +143,14 @@ func (u *UpstreamRules) check(ctx context.Context, field, raw string, lookup fun
 			return fail("host %q does not resolve, so it cannot be checked; register it once its DNS name exists", host)
 		}
 	}
-	if reason := u.refuse(host, port, addrs); reason != "" {
+	if reason := u.Refuse(host, port, addrs); reason != "" {
 		return fail("%s", reason)
 	}
 	return nil
 }
 
-// refuse says why a connection to host:port at addrs is refused ("" when allowed).
-func (u *UpstreamRules) refuse(host, port string, addrs []netip.Addr) string {
+// Refuse says why a connection to host:port at addrs is refused ("" when allowed).
+func (u *Rules) Refuse(host, port string, addrs []netip.Addr) string {
 	if slices.Contains(u.denyHost, host) {
 		return fmt.Sprintf("host %q is denied by runtime_upstreams", host)
 	}
@@ -185,13 +185,7 @@ func containsAddr(nets []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// resolveHost is the default DNS lookup of the upstream checks.
-func resolveHost(ctx context.Context, host string) ([]netip.Addr, error) {
+// Resolve is the default DNS lookup of the upstream checks.
+func Resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-}
-
-// CheckRuntimeUpstream returns a *FieldError (field "upstream") when raw may not be the
-// upstream of a server registered at runtime; see UpstreamRules.
-func (a *App) CheckRuntimeUpstream(ctx context.Context, raw string) error {
-	return a.RuntimeUpstreams.check(ctx, "upstream", raw, resolveHost)
 }
