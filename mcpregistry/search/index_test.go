@@ -230,7 +230,7 @@ func TestSearchBuildStops(t *testing.T) {
 // BenchmarkSearchIndexUpdate: at 20,000 servers × 20 tools, one server's tool list
 // changes. one-server: the update announced for that server (a health check);
 // compare-all: the comparison of every server after invalidateSearch (sources already
-// gathered). BenchmarkSearchBuild20k is what every change cost before.
+// gathered). BenchmarkSearchBuild20k is what a full rebuild costs instead.
 func BenchmarkSearchIndexUpdate(b *testing.B) {
 	src := synthetic20k()
 	ix := Build(src)

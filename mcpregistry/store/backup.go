@@ -12,8 +12,9 @@ import (
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
-// BackupFormat identifies the JSON document written by WriteBackup. Its value predates
-// the word "backup" and stays so that existing backups restore.
+// BackupFormat identifies the JSON document written by WriteBackup. The value is what
+// every backup written so far carries, so it cannot change without making them
+// unreadable.
 const BackupFormat = "caddymcp-registry-export"
 
 // BackupVersion is the version of the backup document.
