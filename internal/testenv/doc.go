@@ -7,11 +7,14 @@
 // own process group (and, on Linux, with a parent-death signal), is killed in
 // t.Cleanup, and has its exit status and output logged when the test fails, so a
 // failing or panicking test leaks nothing. Missing dependencies fail the test (they
-// never skip it): CI runs scripts/test-deps.sh before go test.
+// never skip it): CI runs scripts/test-deps.sh before go test. The one exception is
+// go test -short, the inner loop: there every starter skips its test with
+// ShortSkipMessage, so -short builds no binaries and starts no processes.
 //
 // # API
 //
 //	RequireTestDeps(t)                        // fail unless scripts/test-deps.sh has run
+//	SkipIfShort(t)                            // skip under -short: the test starts real processes
 //	p := StartEverythingServer(t, stateful)   // *Process; p.URL = http://127.0.0.1:PORT/mcp
 //	p := StartServerEverythingNPM(t, NPMStreamableHTTP) // p.URL = …/mcp
 //	p := StartServerEverythingNPM(t, NPMSSE)  // p.URL = …/sse, p.MessageURL = …/message

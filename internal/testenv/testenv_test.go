@@ -245,3 +245,28 @@ func TestParseConformanceNotScored(t *testing.T) {
 		t.Errorf("FailedChecks = %q", res.FailedChecks)
 	}
 }
+
+// Under go test -short every starter skips its test instead of starting (or failing
+// to start) a process; without -short the same call fails the test, which the other
+// tests of this package show.
+func TestShortSkipsStarters(t *testing.T) {
+	if !testing.Short() {
+		t.Skip("checks the -short inner loop; run with go test -short")
+	}
+	missing := filepath.Join(t.TempDir(), "no-such-binary")
+	for name, start := range map[string]func(t *testing.T){
+		"StartCommand":    func(t *testing.T) { StartCommand(t, Command{Name: "missing", Path: missing}) },
+		"RequireTestDeps": func(t *testing.T) { RequireTestDeps(t) },
+		"RunConformance":  func(t *testing.T) { RunConformance(t, ConformanceStable, "http://127.0.0.1:9/mcp") },
+	} {
+		var skipped bool
+		t.Run(name, func(t *testing.T) {
+			defer func() { skipped = t.Skipped() }()
+			start(t)
+			t.Errorf("%s returned under -short; want the test skipped", name)
+		})
+		if !skipped {
+			t.Errorf("%s did not skip under -short", name)
+		}
+	}
+}
