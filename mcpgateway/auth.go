@@ -82,7 +82,7 @@ func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server
 	repl.Set("http.mcp.auth.subject", p.Subject)
 	repl.Set("http.mcp.auth.groups", strings.Join(p.Groups, ","))
 	repl.Set("http.mcp.auth.client_id", p.ClientID)
-	repl.Set(callerKey, &callerIdentity{subject: p.Subject, groups: p.Groups})
+	repl.Set(callerKey, &callerIdentity{issuer: p.Issuer, subject: p.Subject, clientID: p.ClientID, groups: p.Groups})
 	// No token passthrough: the gateway's credentials never reach an upstream. In
 	// composite mode the client's own Authorization is meant for the upstream.
 	if composite {

@@ -117,6 +117,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return nil
 		}
 	}
+	if !g.checkSession(w, r, repl, ep) {
+		return nil
+	}
 	var lw *listWriter
 
 	if r.Method == http.MethodPost {
