@@ -50,6 +50,7 @@ func (g *Gateway) prepareOutbound(in *http.Request, h http.Header) {
 			h.Del("Authorization")
 		}
 	}
+	stripMethodOverrides(h)
 	// The client's session id is the sealed one; the upstream gets its own back
 	// (checkSession unwrapped it, session.go).
 	if g.sessions != nil {
