@@ -408,7 +408,11 @@ func TestAuthGateway(t *testing.T) {
 				return
 			}
 			prm := strings.Replace(prmE, "/everything/", "/"+strings.TrimSuffix(strings.TrimPrefix(tc.url, base+"/"), "/mcp")+"/", 1)
-			rejected(t, res, n, 403, `Bearer error="insufficient_scope", scope="`+tc.scopes+`", `+prm, codeInsufficientScope)
+			challenge := `Bearer error="insufficient_scope", scope="` + tc.scopes + `", ` + prm
+			if tc.scopes == "" {
+				challenge = "" // no scope cures it: no step-up challenge
+			}
+			rejected(t, res, n, 403, challenge, codeInsufficientScope)
 			if !strings.Contains(res.body, "is not allowed") {
 				t.Errorf("403 body %s does not name the call", res.body)
 			}

@@ -40,6 +40,12 @@ type Authenticator struct {
 	resource     string
 	apiKeys      map[[32]byte]*authn.Principal
 	grants       sync.Map // group-set key → *Caller
+	strict       bool
+	// perServerAudience: a token whose only accepted audience is one server's MCP URL
+	// is accepted on that server only (Config.AudienceScope).
+	perServerAudience bool
+	// globalAudiences are the issuers' own audience lists: accepted on every server.
+	globalAudiences map[string][]string // issuer → audiences
 	grantCount   atomic.Int64
 }
 
@@ -59,6 +65,14 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func
 	st := &Authenticator{
 		resource: strings.TrimRight(cfg.Resource, "/"),
 		apiKeys:  map[[32]byte]*authn.Principal{},
+		strict:   cfg.Strict,
+	}
+	switch cfg.AudienceScope {
+	case "", AudiencePerServer:
+		st.perServerAudience = true
+	case AudienceAny:
+	default:
+		return nil, fmt.Errorf("auth: audience_scope %q: want per_server or any", cfg.AudienceScope)
 	}
 	if cfg.Resource != "" && !strings.HasPrefix(cfg.Resource, "https://") && !strings.HasPrefix(cfg.Resource, "http://") {
 		return nil, fmt.Errorf("auth: resource %q must be an absolute http(s) URL", cfg.Resource)
