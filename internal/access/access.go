@@ -46,7 +46,7 @@ type Authenticator struct {
 	perServerAudience bool
 	// globalAudiences are the issuers' own audience lists: accepted on every server.
 	globalAudiences map[string][]string // issuer → audiences
-	grantCount   atomic.Int64
+	grantCount      atomic.Int64
 }
 
 // Caller is an authenticated caller with its resolved grant.
