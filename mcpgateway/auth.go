@@ -56,6 +56,9 @@ func provisionAuth(ctx context.Context, a *AuthConfig, logger *zap.Logger, prefi
 func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server *mcpregistry.Server, mcpPath string, repl *caddy.Replacer) *who {
 	composite := server.GatewayTokenHeader == mcpregistry.GatewayTokenXAuthorization
 	p, err := st.Principal(r, composite)
+	if err == nil && !st.AudienceAllows(p, st.Resource()+mcpPath) {
+		err = &authn.InvalidTokenError{Reason: authn.ReasonWrongAudience}
+	}
 	if err != nil {
 		prm := access.HeaderValue(st.PRMURL(r, mcpPath))
 		switch {

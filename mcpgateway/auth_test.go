@@ -503,7 +503,7 @@ func TestAuthGateway(t *testing.T) {
 
 	t.Run("list filter fails closed", func(t *testing.T) {
 		// The upstream compresses despite Accept-Encoding: identity: nothing of it passes.
-		res := post(t, base+"/gz/mcp", admins, call(9, "tools/list", ""))
+		res := post(t, base+"/gz/mcp", bearer(good.token(t, testResource, "platform-admins")), call(9, "tools/list", ""))
 		if res.status != 502 || !strings.Contains(res.body, fmt.Sprint(codeFilterFailed)) || strings.Contains(res.body, "echo") {
 			t.Errorf("%d %v %s", res.status, res.header, res.body)
 		}

@@ -151,7 +151,11 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func
 				logger.Warn("fetching token signing keys failed", zap.String("url", url), zap.Error(err))
 			},
 		}
+		st.globalAudiences = map[string][]string{}
 		for _, is := range cfg.Issuers {
+			if len(is.Audiences) > 0 {
+				st.globalAudiences[is.Issuer] = is.Audiences
+			}
 			if len(is.Audiences) == 0 && len(defaultAudiences) == 0 {
 				return nil, fmt.Errorf("auth: issuer %q lists no audience and no resource is set", is.Issuer)
 			}

@@ -1,6 +1,10 @@
 package access
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/caddymcp/caddymcp/internal/authn"
+)
 
 // Audience scopes (Config.AudienceScope).
 const (
@@ -46,4 +50,21 @@ func (st *Authenticator) AllowMessage(c *Caller, server, method, name string, re
 	}
 	ok, _ := c.Grant.Allow(server, method, name)
 	return ok
+}
+
+// AudienceAllows reports whether the token of p may be used on the resource mcpURL
+// (the server's public MCP URL) under Config.AudienceScope. A token from an issuer
+// with its own audience list, a token naming the gateway's resource, and API keys are
+// accepted on every server; with per_server, a token whose audiences are only other
+// servers' MCP URLs is not (RFC 8707: it was issued for those resources).
+func (st *Authenticator) AudienceAllows(p *authn.Principal, mcpURL string) bool {
+	if !st.perServerAudience || p.Issuer == "" || len(st.globalAudiences[p.Issuer]) > 0 {
+		return true
+	}
+	for _, a := range p.Audiences {
+		if a == mcpURL || (st.resource != "" && strings.TrimRight(a, "/") == st.resource) {
+			return true
+		}
+	}
+	return false
 }
