@@ -104,7 +104,7 @@ func (st *authState) authorize(w http.ResponseWriter, r *http.Request, c *who, s
 	for i := range in.Messages {
 		m := &in.Messages[i]
 		response := m.Kind == jsonrpc.KindResponse
-		if st.AllowMessage(c, server.Name, m.Method, m.Name, response) {
+		if st.AllowMessage(c, server.Name, m) {
 			continue
 		}
 		id := m.ID
@@ -123,6 +123,12 @@ func (st *authState) authorize(w http.ResponseWriter, r *http.Request, c *who, s
 			what = "prompt " + quote(m.Name)
 		case "resources/read", "resources/subscribe", "resources/unsubscribe":
 			what = m.Method + " of resource " + quote(m.Name)
+		case "completion/complete":
+			what = "completion of " + quote(m.Name)
+		case "subscriptions/listen":
+			if len(m.Resources) > 0 {
+				what = "subscriptions/listen to resources " + quote(strings.Join(m.Resources, " "))
+			}
 		}
 		st.deny(w, r, server, mcpPath, st.ScopesAllowing(server.Name, m.Method, m.Name), id, what+" on MCP server "+quote(server.Name)+" is not allowed for this caller")
 		return false

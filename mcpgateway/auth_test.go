@@ -279,6 +279,8 @@ func call(id int, method, name string) string {
 		params = `{"name":` + strconvQuote(name) + `}`
 	case "resources/read":
 		params = `{"uri":` + strconvQuote(name) + `}`
+	case "completion/complete":
+		params = `{"ref":{"type":"ref/prompt","name":"simple-prompt"},"argument":{"name":"a","value":""}}`
 	}
 	if strings.HasPrefix(method, "notifications/") {
 		return `{"jsonrpc":"2.0","method":"` + method + `","params":{}}`

@@ -64,8 +64,10 @@ func (g *Gateway) prepareOutbound(in *http.Request, h http.Header) {
 	h.Del(mcpregistry.DefaultUserHeader)
 	h.Del(mcpregistry.DefaultGroupsHeader)
 	if server == nil {
+		delete(h, "Cookie")
 		return
 	}
+	stripClientCredentials(h, "", forwardClientCredentials(server))
 	if fi := server.ForwardIdentity; fi != nil {
 		h.Del(fi.UserHeader)
 		h.Del(fi.GroupsHeader)

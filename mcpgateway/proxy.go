@@ -125,7 +125,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, server *mcpreg
 		// The client's query is the sealed sessionId; the upstream's own is inside.
 		r.URL.RawQuery = joinQuery(t.query, upstreamQueryOf(r))
 	} else {
-		r.URL.RawQuery = joinQuery(t.query, r.URL.RawQuery)
+		r.URL.RawQuery = joinQuery(t.query, stripClientCredentials(nil, r.URL.RawQuery, forwardClientCredentials(server)))
 	}
 	// A stream that must go through the list filter (ServeHTTP wrapped w, auth on)
 	// stays off the hijacked path.

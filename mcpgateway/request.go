@@ -2,7 +2,10 @@ package mcpgateway
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
+
+	"github.com/caddymcp/caddymcp/mcpregistry"
 )
 
 // Every byte that reaches an upstream was inspected, or is known to carry no JSON-RPC.
@@ -53,6 +56,10 @@ func checkRequestShape(w http.ResponseWriter, r *http.Request, ep endpoint, sub 
 		writeRPCError(w, http.StatusBadRequest, "", codeRequestRefused, "protocol upgrades are not part of the MCP transport")
 		return false
 	}
+	if k := duplicatedHeader(r.Header); k != "" {
+		writeRPCError(w, http.StatusBadRequest, "", codeRequestRefused, "header "+k+" sent more than once")
+		return false
+	}
 	if !subPathSafe(sub) {
 		writeRPCError(w, http.StatusBadRequest, "", codeRequestRefused, "path "+quote(r.URL.Path)+" leaves the MCP endpoint: no '.' or '..' segments, empty segments, backslashes, percent signs or control characters")
 		return false
@@ -90,4 +97,56 @@ func stripMethodOverrides(h http.Header) {
 	for _, k := range methodOverrideHeaders {
 		delete(h, k)
 	}
+}
+
+// singleHeaders are the MCP request headers a message may carry once: with two
+// values the gateway and the upstream could each read another one.
+var singleHeaders = [...]string{"Mcp-Name", "Mcp-Method", "Mcp-Protocol-Version"}
+
+// duplicatedHeader names the first of singleHeaders sent more than once, or "".
+func duplicatedHeader(h http.Header) string {
+	for _, k := range singleHeaders {
+		if len(h[k]) > 1 {
+			return k
+		}
+	}
+	return ""
+}
+
+// forwardClientCredentials reports whether a server receives the client's Cookie
+// header and access_token query parameter: never, until the registry has a per-server
+// opt-in (a credential the client meant for the gateway must not reach an upstream).
+func forwardClientCredentials(*mcpregistry.Server) bool { return false }
+
+// stripClientCredentials removes the client's cookies from outbound headers h unless
+// keep, and returns rawQuery without access_token parameters unless keep.
+func stripClientCredentials(h http.Header, rawQuery string, keep bool) string {
+	if keep {
+		return rawQuery
+	}
+	if h != nil {
+		delete(h, "Cookie")
+	}
+	return withoutQueryParam(rawQuery, "access_token")
+}
+
+// withoutQueryParam removes every name=… (or bare name) parameter from rawQuery,
+// leaving the others byte for byte. A name sent percent-encoded (acc%65ss_token) is
+// removed too, so the upstream cannot decode one the gateway missed.
+func withoutQueryParam(rawQuery, name string) string {
+	if rawQuery == "" || (!strings.Contains(rawQuery, name) && !strings.Contains(rawQuery, "%")) {
+		return rawQuery
+	}
+	var b strings.Builder
+	for part := range strings.SplitSeq(rawQuery, "&") {
+		key, _, _ := strings.Cut(part, "=")
+		if dec, err := url.QueryUnescape(key); key == name || (err == nil && dec == name) || err != nil && strings.Contains(key, "%") {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(part)
+	}
+	return b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/caddymcp/caddymcp/internal/authn"
+	"github.com/caddymcp/caddymcp/internal/jsonrpc"
 )
 
 // Audience scopes (Config.AudienceScope).
@@ -35,21 +36,35 @@ func protocolNotification(method string) bool {
 // Strict reports whether housekeeping methods need a grant (Config.Strict).
 func (st *Authenticator) Strict() bool { return st.strict }
 
-// AllowMessage decides one client message (kind: "request", "notification" or
-// "response") naming method and name (tool, prompt or resource URI) on server. A
-// response (an answer to the server's sampling, elicitation or roots request) and
-// housekeeping need some rule on the server; everything else needs a grant.
-func (st *Authenticator) AllowMessage(c *Caller, server, method, name string, response bool) bool {
-	if response {
+// AllowMessage decides one client message m on server. A response (an answer to the
+// server's sampling, elicitation or roots request) and housekeeping need some rule on
+// the server; everything else needs a grant of its method, and of every prompt or
+// resource it names: completion/complete's reference must be one the caller may get
+// or read, and so must each resource a subscriptions/listen subscribes to.
+func (st *Authenticator) AllowMessage(c *Caller, server string, m *jsonrpc.Message) bool {
+	if m.Kind == jsonrpc.KindResponse {
 		return st.AnyOnServer(c, server)
 	}
-	if protocolNotification(method) || (!st.strict && Housekeeping(method)) {
+	if protocolNotification(m.Method) || (!st.strict && Housekeeping(m.Method)) {
 		if st.AnyOnServer(c, server) {
 			return true
 		}
 	}
-	ok, _ := c.Grant.Allow(server, method, name)
-	return ok
+	if ok, _ := c.Grant.Allow(server, m.Method, m.Name); !ok {
+		return false
+	}
+	switch m.Ref {
+	case jsonrpc.RefPrompt:
+		return c.Grant.AllowPrompt(server, m.Name)
+	case jsonrpc.RefResource:
+		return c.Grant.AllowResource(server, m.Name)
+	}
+	for _, uri := range m.Resources {
+		if !c.Grant.AllowResource(server, uri) {
+			return false
+		}
+	}
+	return true
 }
 
 // AudienceAllows reports whether the token of p may be used on the resource mcpURL
