@@ -112,9 +112,9 @@ func TestFailClosed(t *testing.T) {
 		complete(`{"type":"ref/prompt","name":"secret"}`):      false,
 		complete(`{"type":"ref/resource","uri":"ok://1"}`):     true,
 		complete(`{"type":"ref/resource","uri":"secret://x"}`): false,
-		listen(`"ok://1"`):                                     true,
-		listen(`"ok://1","secret://x"`):                        false,
-		listen(``):                                             true,
+		listen(`"ok://1"`):              true,
+		listen(`"ok://1","secret://x"`): false,
+		listen(``):                      true,
 	} {
 		n := count()
 		res := post(t, base+"/everything/mcp", narrow, body)
