@@ -295,6 +295,17 @@ func (g *Gateway) sealResponseSession(in *http.Request, h http.Header) error {
 	if len(vals) > 1 {
 		return errors.New("upstream sent several Mcp-Session-Id headers")
 	}
+	// Servers that echo the session id on every answer (the TypeScript SDK's do) get
+	// the client's own sealed id back: a fresh seal (new nonce) would look like a new
+	// session, which clients reject as a mismatch.
+	if up := upstreamSessionOf(in); up != "" && up == vals[0] {
+		if repl, _ := in.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); repl != nil {
+			if sealed, _ := repl.GetString("http.mcp.session_id"); sealed != "" {
+				h["Mcp-Session-Id"] = []string{sealed}
+				return nil
+			}
+		}
+	}
 	b := bindingFor(in, false)
 	sealed, err := g.sessions.seal(vals[0], &b)
 	if err != nil {

@@ -191,6 +191,7 @@ func startSessionUpstream(t *testing.T) *sessionUpstream {
 			http.Error(w, "session not found", http.StatusNotFound)
 			return
 		}
+		w.Header().Set("Mcp-Session-Id", sid) // echoed on every answer, as TypeScript SDK servers do
 		switch r.Method {
 		case http.MethodPost:
 			w.Header().Set("Content-Type", "application/json")
@@ -319,8 +320,12 @@ func TestSessionsBelongToTheirCaller(t *testing.T) {
 		if m == http.MethodPost {
 			body = listTools
 		}
-		if res := sessionRequest(t, m, url, with(alice, sealed), body); res.status != http.StatusOK {
+		res := sessionRequest(t, m, url, with(alice, sealed), body)
+		if res.status != http.StatusOK {
 			t.Errorf("alice %s: %d %s", m, res.status, res.body)
+		}
+		if got := res.header.Get("Mcp-Session-Id"); got != sealed {
+			t.Errorf("alice %s: the echoed session id came back as %q, not the client's %q", m, got, sealed)
 		}
 	}
 	got := up.requests()[before:]
