@@ -87,9 +87,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		writeRPCError(w, http.StatusForbidden, "", codeForbidden, "origin "+quote(origin)+" is not allowed; list it in the gateway's allowed_origins")
 		return nil
 	}
-	if !checkRequestShape(w, r, ep, sub) {
-		return nil
-	}
 	server := g.registry.Lookup(segment)
 	if server == nil || !transportServes(server.Transport, ep) {
 		writeRPCError(w, http.StatusNotFound, "", codeUnknownServer, "no MCP server at "+quote(r.URL.Path))
@@ -102,6 +99,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if !server.Enabled {
 		writeRPCError(w, http.StatusServiceUnavailable, "", codeServerDisabled, "MCP server "+quote(server.Name)+" is disabled")
+		return nil
+	}
+	if !checkRequestShape(w, r, ep, sub) {
 		return nil
 	}
 
