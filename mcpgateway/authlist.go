@@ -75,7 +75,9 @@ func (w *listWriter) WriteHeader(code int) {
 	}
 	w.status = code
 	h := w.Header()
-	if code < 200 || code > 299 || code == http.StatusNoContent {
+	// 202 and 204 carry no list: the legacy transport accepts a POST with 202 and
+	// answers on its event stream, which is filtered there.
+	if code < 200 || code > 299 || code == http.StatusNoContent || code == http.StatusAccepted {
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
@@ -84,7 +86,8 @@ func (w *listWriter) WriteHeader(code int) {
 	jsonBody := strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "application/json")
 	eventStream := isEventStream(ct)
 	if !jsonBody && !eventStream {
-		w.ResponseWriter.WriteHeader(code)
+		// A list answer the filter cannot read must not pass unfiltered.
+		w.mode, w.why = lwFailed, "unexpected Content-Type "+quote(ct)
 		return
 	}
 	if enc != "" && !strings.EqualFold(enc, "identity") {

@@ -60,12 +60,22 @@ type Gateway struct {
 	// authorization. Absent: no authentication, every request is proxied. See AuthConfig.
 	Auth *AuthConfig `json:"auth,omitempty"`
 
+	// SessionKey seals the session ids clients see (Mcp-Session-Id, the legacy
+	// transport's sessionId) together with the caller, the server and the transport, so
+	// a session answers only the caller who opened it (AES-256-GCM; see session.go): 32
+	// bytes in base64 or hex, normally from {env.*} or {file.*}. Default: derived from
+	// the mcp_registry app's encryption_key when it has one, else random per process.
+	// Several gateway instances behind one name need the same session_key (or the same
+	// encryption_key), or a session opened on one is unknown on the others.
+	SessionKey string `json:"session_key,omitempty"`
+
 	// Audit configures the audit log (logger "mcp.audit", one Info entry per MCP
 	// request). Absent: on, without tool arguments. See AuditConfig.
 	Audit *AuditConfig `json:"audit,omitempty"`
 
 	registry  *mcpregistry.App
 	auth      *authState // nil when Auth is absent
+	sessions  *sessionSealer
 	transport *reverseproxy.HTTPTransport
 	proxy     *httputil.ReverseProxy
 	hosts     hostPolicy
@@ -111,6 +121,15 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading mcp_registry app: %v", err)
 	}
 	g.registry = app.(*mcpregistry.App)
+
+	key, keySource, err := sessionKey(g.SessionKey, g.registry.EncryptionKey)
+	if err != nil {
+		return err
+	}
+	if g.sessions, err = newSessionSealer(key); err != nil {
+		return fmt.Errorf("session_key: %v", err)
+	}
+	g.logger.Debug("session ids sealed", zap.String("key", keySource))
 
 	if g.Auth != nil {
 		// ctx ends when this config is unloaded, stopping the JWKS refresh.

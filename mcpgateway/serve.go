@@ -101,6 +101,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		writeRPCError(w, http.StatusServiceUnavailable, "", codeServerDisabled, "MCP server "+quote(server.Name)+" is disabled")
 		return nil
 	}
+	if !checkRequestShape(w, r, ep, sub) {
+		return nil
+	}
 
 	// Authentication runs before the body is read; authorization after inspection.
 	var caller *who
@@ -116,6 +119,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if r.Method != http.MethodPost && !g.auth.allowStream(w, r, caller, server, mcpPath) {
 			return nil
 		}
+	}
+	if !g.checkSession(w, r, repl, ep) {
+		return nil
 	}
 	var lw *listWriter
 

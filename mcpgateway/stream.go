@@ -137,6 +137,10 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, t *target,
 		return
 	}
 	lr.n = -1 // the head is read: no limit on the body
+	if err := g.sealResponseSession(r, resp.Header); err != nil {
+		g.proxyError(w, r, err)
+		return
+	}
 	_ = keepStreamsUntransformed(resp)
 
 	if resp.StatusCode != http.StatusOK || resp.ContentLength != -1 || len(resp.Trailer) > 0 ||

@@ -40,7 +40,13 @@ type Authenticator struct {
 	resource     string
 	apiKeys      map[[32]byte]*authn.Principal
 	grants       sync.Map // group-set key → *Caller
-	grantCount   atomic.Int64
+	strict       bool
+	// perServerAudience: a token whose only accepted audience is one server's MCP URL
+	// is accepted on that server only (Config.AudienceScope).
+	perServerAudience bool
+	// globalAudiences are the issuers' own audience lists: accepted on every server.
+	globalAudiences map[string][]string // issuer → audiences
+	grantCount      atomic.Int64
 }
 
 // Caller is an authenticated caller with its resolved grant.
@@ -59,6 +65,14 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func
 	st := &Authenticator{
 		resource: strings.TrimRight(cfg.Resource, "/"),
 		apiKeys:  map[[32]byte]*authn.Principal{},
+		strict:   cfg.Strict,
+	}
+	switch cfg.AudienceScope {
+	case "", AudiencePerServer:
+		st.perServerAudience = true
+	case AudienceAny:
+	default:
+		return nil, fmt.Errorf("auth: audience_scope %q: want per_server or any", cfg.AudienceScope)
 	}
 	if cfg.Resource != "" && !strings.HasPrefix(cfg.Resource, "https://") && !strings.HasPrefix(cfg.Resource, "http://") {
 		return nil, fmt.Errorf("auth: resource %q must be an absolute http(s) URL", cfg.Resource)
@@ -137,7 +151,11 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func
 				logger.Warn("fetching token signing keys failed", zap.String("url", url), zap.Error(err))
 			},
 		}
+		st.globalAudiences = map[string][]string{}
 		for _, is := range cfg.Issuers {
+			if len(is.Audiences) > 0 {
+				st.globalAudiences[is.Issuer] = is.Audiences
+			}
 			if len(is.Audiences) == 0 && len(defaultAudiences) == 0 {
 				return nil, fmt.Errorf("auth: issuer %q lists no audience and no resource is set", is.Issuer)
 			}

@@ -34,6 +34,9 @@ type Principal struct {
 	Scopes []string
 	// ExpiresAt is exp.
 	ExpiresAt time.Time
+	// Audiences is aud, as validated (one of them is accepted). Callers that accept
+	// some audiences only for some resources (RFC 8707, per-server tokens) read it.
+	Audiences []string
 }
 
 // Validator validates bearer JWTs from a fixed set of trusted issuers. It is safe for
@@ -397,7 +400,7 @@ func (v *Validator) principal(is *issuer, c *compact) (*Principal, string) {
 		return nil, ReasonWrongAudience
 	}
 
-	p := &Principal{Issuer: is.issuer, ExpiresAt: exp}
+	p := &Principal{Issuer: is.issuer, ExpiresAt: exp, Audiences: auds}
 	if raw, ok := c.claims["sub"]; ok {
 		if p.Subject, ok = jsonString(raw); !ok {
 			return nil, ReasonMalformed
