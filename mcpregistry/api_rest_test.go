@@ -44,9 +44,10 @@ func startREST(t *testing.T, api map[string]any) *restEnv {
 	}
 	loadConfigApps(t, map[string]any{
 		"mcp_registry": map[string]any{
-			"storage":        map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-			"health":         map[string]any{"disabled": true},
-			"encryption_key": strings.Repeat("ab", 32),
+			"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+			"runtime_upstreams": loopbackUpstreams,
+			"health":            map[string]any{"disabled": true},
+			"encryption_key":    strings.Repeat("ab", 32),
 			"servers": []any{
 				map[string]any{"name": "cfg-db", "upstream": "http://127.0.0.1:3001/mcp", "tags": []string{"db"}, "description": "Postgres from the config"},
 				map[string]any{"name": "cfg-git", "upstream": "http://127.0.0.1:3002/mcp", "tags": []string{"scm"}},
@@ -426,7 +427,8 @@ func TestRESTValidation(t *testing.T) {
 		{"bad transport", map[string]any{"name": "a", "upstream": "http://127.0.0.1:1/mcp", "transport": "grpc"}, 400, "invalid_field", "transport"},
 		{"metadata upstream", map[string]any{"name": "a", "upstream": "http://169.254.169.254/latest/meta-data/"}, 400, "invalid_field", "upstream"},
 		{"metadata name", map[string]any{"name": "a", "upstream": "http://metadata.google.internal/computeMetadata/v1/"}, 400, "invalid_field", "upstream"},
-		{"admin endpoint", map[string]any{"name": "a", "upstream": "http://127.0.0.1:2019/load"}, 400, "invalid_field", "upstream"},
+		{"the gateway itself", map[string]any{"name": "a", "upstream": e.base + "/servers"}, 400, "invalid_field", "upstream"},
+		{"zoned address", map[string]any{"name": "a", "upstream": "http://[fe80::1%25eth0]/mcp"}, 400, "invalid_field", "upstream"},
 		{"builtin", map[string]any{"name": "a", "upstream": "builtin:registry"}, 400, "invalid_field", "upstream"},
 		{"ftp", map[string]any{"name": "a", "upstream": "ftp://127.0.0.1/mcp"}, 400, "invalid_field", "upstream"},
 		{"credentials in URL", map[string]any{"name": "a", "upstream": "http://u:p@127.0.0.1:1/mcp"}, 400, "invalid_field", "upstream"},

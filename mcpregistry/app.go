@@ -189,7 +189,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.RuntimeUpstreams == nil {
 		a.RuntimeUpstreams = new(UpstreamRules)
 	}
-	if err := a.RuntimeUpstreams.provision(caddy.DefaultAdminListen); err != nil {
+	var ownOnce sync.Once
+	var own *listenSet
+	ownListeners := func() *listenSet { // the http app is provisioned by the time anything dials
+		ownOnce.Do(func() { own = caddyListeners(ctx, resolveHost) })
+		return own
+	}
+	if err := a.RuntimeUpstreams.provision(ownListeners); err != nil {
 		return fmt.Errorf("mcp_registry: %w", err)
 	}
 

@@ -1,7 +1,9 @@
 package mcpregistry
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -335,6 +337,27 @@ func (ix *Index) setSortedMany(changed map[string]*Server) {
 	ix.sorted.Store(&next)
 }
 
+// checkImportedUpstreams applies the runtime_upstreams rules to the servers of an
+// export document, outside any lock (the checks resolve names). A document that does
+// not decode is left to ImportStore, which names what is wrong with it.
+func (a *App) checkImportedUpstreams(ctx context.Context, data []byte) error {
+	var doc struct {
+		Servers []*Server `json:"servers"`
+	}
+	if json.Unmarshal(data, &doc) != nil || a.RuntimeUpstreams == nil {
+		return nil
+	}
+	for _, s := range doc.Servers {
+		if s == nil || strings.HasPrefix(s.Upstream, BuiltinScheme+":") || a.trustedUpstream(s.Upstream) {
+			continue
+		}
+		if err := a.CheckRuntimeUpstream(ctx, s.Upstream); err != nil {
+			return fmt.Errorf("server %q: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
 // Export writes the whole store (servers, health, tombstones, sealed credentials) as
 // JSON; see Export (the type) for what it holds. Credentials are never decrypted.
 func (a *App) Export(w io.Writer) error { return ExportStore(a.store, w) }
@@ -342,11 +365,25 @@ func (a *App) Export(w io.Writer) error { return ExportStore(a.store, w) }
 // Import loads an export document (at most MaxImportBytes) in one transaction, merging
 // with or replacing what the store holds; every record is validated first and any
 // error fails the whole import. Sealed credentials must open with this registry's
-// keys. The index, credentials and health in memory are then rebuilt from the store.
+// keys. Every imported upstream passes the runtime_upstreams checks, as any other
+// runtime write does (a backup is a way to register servers too), except the
+// config's own targets. The index, credentials and health in memory are then rebuilt
+// from the store.
 func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*ImportResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	data, err := io.ReadAll(io.LimitReader(r, MaxImportBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > MaxImportBytes {
+		return nil, fmt.Errorf("import is larger than %d bytes", MaxImportBytes)
+	}
+	if err := a.checkImportedUpstreams(ctx, data); err != nil {
+		return nil, err
+	}
+	r = bytes.NewReader(data)
 	ix := a.index
 	ix.mu.Lock()
 	defer ix.mu.Unlock()

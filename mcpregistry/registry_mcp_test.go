@@ -111,8 +111,9 @@ func testCallers(t *testing.T) map[string]*principal.Caller {
 
 func TestRegistryMCPCallerScopes(t *testing.T) {
 	loadConfig(t, map[string]any{
-		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-		"health":  map[string]any{"disabled": true},
+		"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+		"runtime_upstreams": loopbackUpstreams,
+		"health":            map[string]any{"disabled": true},
 		"servers": []map[string]any{
 			{"name": "postgres", "upstream": "http://127.0.0.1:5/mcp", "description": "Query the analytics database with SQL", "tags": []string{"database"}},
 			{"name": "github", "upstream": "http://127.0.0.1:6/mcp", "description": "Pull requests and issues"},
@@ -198,7 +199,7 @@ func TestRegistryMCPCallerScopes(t *testing.T) {
 	registrar.fails("register_server", map[string]any{"name": "newone", "upstream": "builtin:registry"}, "upstream")
 	admin.fails("register_server", map[string]any{"name": "bad", "upstream": "ftp://127.0.0.1/x"}, "upstream")
 	admin.fails("register_server", map[string]any{"name": "meta", "upstream": "http://169.254.169.254/latest/meta-data/"}, "invalid upstream: host \"169.254.169.254\" is 169.254.169.254: link-local")
-	admin.fails("register_server", map[string]any{"name": "adm", "upstream": "http://127.0.0.1:2019/load"}, "admin endpoint")
+	admin.fails("register_server", map[string]any{"name": "zoned", "upstream": "http://[fe80::1%25eth0]/mcp"}, "zone")
 	admin.fails("register_server", map[string]any{"name": "Bad Name", "upstream": "http://127.0.0.1:8/mcp"}, "name")
 	admin.fails("register_server", map[string]any{"name": "clash", "upstream": "http://127.0.0.1:8/mcp", "path": "postgres"}, "path")
 	out = registrar.ok("register_server", reg)
