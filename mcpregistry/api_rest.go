@@ -24,6 +24,7 @@ import (
 //	DELETE /api/servers/{name}                 remove (If-Match optional)
 //	POST   /api/servers/{name}/enable|disable  toggle (If-Match optional)
 //	PUT    /api/servers/{name}/credential      rotate the backend credential (write-only); DELETE removes it
+//	POST   /api/servers/{name}/credential/confirm  send a credential suspended by an upstream move to the new origin
 //	GET    /api/servers/{name}/tools           tools, prompts, resources found by discovery
 //	POST   /api/servers/{name}/tools/refresh   discover tools now
 //	GET    /api/servers/{name}/health          last health check
@@ -108,6 +109,8 @@ func (h *RegistryAPI) serveREST(w http.ResponseWriter, r *http.Request, rest str
 		routes = map[string]route{http.MethodPost: {serve: h.restToggle}}
 	case "credential":
 		routes = map[string]route{http.MethodPut: {serve: h.restCredential}, http.MethodDelete: {serve: h.restCredential}}
+	case "credential/confirm":
+		routes = map[string]route{http.MethodPost: {serve: h.restConfirmCredential}}
 	case "tools":
 		routes = map[string]route{http.MethodGet: {serve: h.restTools}, http.MethodHead: {serve: h.restTools}}
 	case "tools/refresh", "health/check":

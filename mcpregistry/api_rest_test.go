@@ -2,17 +2,20 @@ package mcpregistry
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -361,7 +364,7 @@ func TestRESTCredentials(t *testing.T) {
 	if strings.Contains(r.raw, secret) || r.body["has_credential"] != true {
 		t.Fatalf("register answer: %s", r.raw)
 	}
-	if h := e.app.BackendHeaders("gh"); h.Get("Authorization") != "Bearer "+secret || h.Get("X-Tenant") != "t1" {
+	if h := e.app.BackendHeaders(e.app.Server("gh")); h.Get("Authorization") != "Bearer "+secret || h.Get("X-Tenant") != "t1" {
 		t.Fatalf("backend headers after register: %v", h)
 	}
 	for _, p := range []string{"/servers/gh", "/servers?q=gh"} {
@@ -376,7 +379,7 @@ func TestRESTCredentials(t *testing.T) {
 
 	// Rotate: takes effect at once, the record's revision is unchanged.
 	e.do("PUT", "/servers/gh/credential", "admins", map[string]any{"value": "rotated-token"}).want(t, "rotate", 204)
-	if h := e.app.BackendHeaders("gh"); h.Get("Authorization") != "Bearer rotated-token" || h.Get("X-Tenant") != "" {
+	if h := e.app.BackendHeaders(e.app.Server("gh")); h.Get("Authorization") != "Bearer rotated-token" || h.Get("X-Tenant") != "" {
 		t.Errorf("after rotation: %v", h)
 	}
 	if rev := e.app.Server("gh").Revision; rev != 1 {
@@ -393,11 +396,11 @@ func TestRESTCredentials(t *testing.T) {
 		"backend_auth": map[string]any{"scheme": "api_key", "header": "X-Key"}}, "If-Match", "*").want(t, "scheme change without credential", 400, "invalid_field", "credential")
 	e.do("PUT", "/servers/gh", "admins", map[string]any{"upstream": "http://127.0.0.1:4100/mcp",
 		"backend_auth": map[string]any{"scheme": "api_key", "header": "X-Key"}, "credential": map[string]any{"value": "k"}}, "If-Match", "*").want(t, "scheme change", 200)
-	if h := e.app.BackendHeaders("gh"); h.Get("X-Key") != "k" || h.Get("Authorization") != "" {
+	if h := e.app.BackendHeaders(e.app.Server("gh")); h.Get("X-Key") != "k" || h.Get("Authorization") != "" {
 		t.Errorf("after scheme change: %v", h)
 	}
 	e.do("PUT", "/servers/gh", "admins", map[string]any{"upstream": "http://127.0.0.1:4100/mcp"}, "If-Match", "*").want(t, "to none", 200)
-	if h := e.app.BackendHeaders("gh"); len(h) != 0 {
+	if h := e.app.BackendHeaders(e.app.Server("gh")); len(h) != 0 {
 		t.Errorf("credential kept after backend_auth none: %v", h)
 	}
 	e.do("PUT", "/servers/gh/credential", "admins", map[string]any{"headers": map[string]string{"X-Team": "t"}}).want(t, "headers only", 204)
@@ -583,7 +586,7 @@ func TestRESTPatch(t *testing.T) {
 	if r.body["path"] != "p" || r.body["has_credential"] != true {
 		t.Errorf("after second patch: %s", r.raw)
 	}
-	if h := e.app.BackendHeaders("p"); h.Get("X-Key") != "k1" {
+	if h := e.app.BackendHeaders(e.app.Server("p")); h.Get("X-Key") != "k1" {
 		t.Errorf("credential: %v", h)
 	}
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"backend_auth": map[string]any{"header": "X-Other"}}).want(t, "auth change without credential", 400, "invalid_field", "credential")
@@ -621,5 +624,143 @@ func TestRESTPatch(t *testing.T) {
 	wg.Wait()
 	if s := e.app.Server("p"); s.Description == "after" || len(s.Tags) != 1 {
 		t.Errorf("after concurrent patches: %+v", s)
+	}
+}
+
+// TestRESTCredentialFollowsOnlyItsOrigin is the attack of a user allowed to modify one
+// server: they move it to a host of their own, hoping the stored credential follows.
+// It does not — not on the health check, not on a proxied request — until someone with
+// modify_service for all servers confirms it for the new origin; a reload keeps it
+// suspended.
+func TestRESTCredentialFollowsOnlyItsOrigin(t *testing.T) {
+	type hit struct{ upstream, auth string }
+	var mu sync.Mutex
+	var hits []hit
+	recorder := func(name string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits = append(hits, hit{name, r.Header.Get("Authorization")})
+			mu.Unlock()
+			http.Error(w, "no", http.StatusUnauthorized)
+		}))
+	}
+	legit, attacker := recorder("legit"), recorder("attacker")
+	defer legit.Close()
+	defer attacker.Close()
+	sawSecret := func(upstream string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range hits {
+			if h.upstream == upstream && strings.Contains(h.auth, "tok-legit") {
+				return true
+			}
+		}
+		return false
+	}
+
+	e := startREST(t, map[string]any{"auth": restAuth()})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e.do("POST", "/servers", "admins", map[string]any{"name": "team-a", "upstream": legit.URL + "/mcp",
+		"backend_auth": map[string]any{"scheme": "bearer"}, "credential": map[string]any{"value": "tok-legit"}}).want(t, "register", 201)
+	e.app.RefreshNow(ctx, "team-a")
+	if !sawSecret("legit") {
+		t.Fatal("the legitimate upstream did not get its credential")
+	}
+
+	// The registrar may modify team-a: they move it (PATCH, then PUT, same result).
+	r := e.do("PATCH", "/servers/team-a", "registrar", map[string]any{"upstream": attacker.URL + "/mcp"}).want(t, "move", 200)
+	if r.body["credential_suspended"] != true || r.body["has_credential"] != true {
+		t.Errorf("after the move: %s, want has_credential and credential_suspended", r.raw)
+	}
+	s := e.app.Server("team-a")
+	if h := e.app.BackendHeaders(s); h != nil {
+		t.Errorf("backend headers for the moved server: %v", h)
+	}
+	e.app.RefreshNow(ctx, "team-a")
+	if sawSecret("attacker") {
+		t.Fatal("the credential reached the new origin after a move")
+	}
+	// Same host, another path: the origin is unchanged, the credential stays in use.
+	e.do("PATCH", "/servers/team-a", "admins", map[string]any{"upstream": legit.URL + "/mcp"}).want(t, "move back", 200)
+	e.do("PATCH", "/servers/team-a", "admins", map[string]any{"upstream": legit.URL + "/other/mcp"}).want(t, "new path", 200)
+	if h := e.app.BackendHeaders(e.app.Server("team-a")); h.Get("Authorization") != "Bearer tok-legit" {
+		t.Errorf("same origin, new path: %v", h)
+	}
+	e.do("PATCH", "/servers/team-a", "registrar", map[string]any{"upstream": attacker.URL + "/mcp"}).want(t, "move again", 200)
+
+	// The mover cannot confirm; neither can a stranger; an admin can.
+	e.do("POST", "/servers/team-a/credential/confirm", "registrar", nil).want(t, "confirm by the mover", 403, "forbidden")
+	e.do("POST", "/servers/team-a/credential/confirm", "viewers", nil).want(t, "confirm by a viewer", 403, "forbidden")
+	e.do("POST", "/servers/team-a/credential/confirm", "nobody", nil).want(t, "confirm by one who cannot list it", 404, "not_found")
+	e.do("GET", "/servers/team-a/credential/confirm", "admins", nil).want(t, "GET confirm", 405)
+	e.do("POST", "/servers/cfg-db/credential/confirm", "admins", nil).want(t, "confirm without credential", 404, "not_found")
+	if sawSecret("attacker") {
+		t.Fatal("the credential reached the new origin before confirmation")
+	}
+	e.do("POST", "/servers/team-a/credential/confirm", "admins", nil).want(t, "confirm", 204)
+	if r := e.do("GET", "/servers/team-a", "admins", nil).want(t, "get", 200); r.body["credential_suspended"] != nil {
+		t.Errorf("still suspended after confirmation: %s", r.raw)
+	}
+	e.app.RefreshNow(ctx, "team-a")
+	if !sawSecret("attacker") {
+		t.Error("the confirmed credential was not sent to the new origin")
+	}
+}
+
+// A credential suspended by an upstream move stays suspended across a reload: the
+// origin is sealed with it, not kept in memory only.
+func TestCredentialSuspensionSurvivesReload(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "registry.db")
+	_, key := newTestKey(t)
+	cfg := map[string]any{"storage": map[string]any{"path": db}, "encryption_key": key, "health": map[string]any{"disabled": true},
+		"runtime_upstreams": loopbackUpstreams}
+	loadConfig(t, cfg)
+	t.Cleanup(func() { caddy.Stop() })
+	app := runningApp(t)
+	ctx := context.Background()
+	if _, err := app.putWithCredential(ctx, &Server{Name: "svc", Upstream: "https://a.example/mcp", BackendAuth: BackendAuth{Scheme: BackendAuthBearer}},
+		0, &Credential{Value: "tok"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Put(ctx, &Server{Name: "svc", Upstream: "https://b.example/mcp", BackendAuth: BackendAuth{Scheme: BackendAuthBearer}}, AnyRevision); err != nil {
+		t.Fatal(err)
+	}
+	loadConfig(t, cfg)
+	app = runningApp(t)
+	if s := app.Server("svc"); app.BackendHeaders(s) != nil || !app.CredentialSuspended(s) {
+		t.Fatal("a reload resumed the suspended credential")
+	}
+	if err := app.ConfirmCredential(ctx, "svc"); err != nil {
+		t.Fatal(err)
+	}
+	loadConfig(t, cfg)
+	app = runningApp(t)
+	if h := app.BackendHeaders(app.Server("svc")); h.Get("Authorization") != "Bearer tok" {
+		t.Fatalf("after confirmation and reload: %v", h)
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		upstream, origin string
+		same             bool
+	}{
+		{"http://h:80/mcp", "http://h:80", true},
+		{"http://H/mcp?x=1", "http://h:80", true},
+		{"HTTPS://h/mcp", "https://h:443", true},
+		{"http://h:8080/mcp", "http://h:80", false},
+		{"https://h/mcp", "http://h:443", false},
+		{"http://[::1]:3000/mcp", upstreamOrigin("http://[::1]:3000/x"), true},
+		{"http://h.evil/mcp", "http://h:80", false},
+		{"http://h:80@evil/mcp", "http://h:80", false},
+		{"builtin:registry", "builtin:registry", true},
+	} {
+		if got := sameOrigin(tc.upstream, tc.origin); got != tc.same {
+			t.Errorf("sameOrigin(%q, %q) = %v", tc.upstream, tc.origin, got)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { sameOrigin("https://mcp.example.com:8443/mcp", "https://mcp.example.com:8443") }); n != 0 {
+		t.Errorf("sameOrigin allocates %v times", n)
 	}
 }

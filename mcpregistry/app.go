@@ -81,9 +81,10 @@ type App struct {
 	storePath string
 	index     *Index
 	builtins  map[string]http.Handler
-	// credentials: server name → decrypted backend headers (memory only; never logged).
-	// Replaced (copy on write) under credMu by runtime writes (app_write.go).
-	credentials map[string]http.Header
+	// credentials: server name → decrypted backend headers and the origin they are for
+	// (memory only; never logged). Replaced (copy on write) under credMu by runtime
+	// writes (app_write.go).
+	credentials map[string]boundHeaders
 	credMu      sync.RWMutex
 	keys        *keyring // nil without an encryption_key
 	// trustedDials: host:port of the config's servers, exempt from GuardDial.

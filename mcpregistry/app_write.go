@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -44,8 +43,8 @@ func (a *App) Put(ctx context.Context, s *Server, expectedRevision uint64) (*Ser
 // credentialWrite is a backend credential written in the same transaction as its
 // record: sealed nil removes it.
 type credentialWrite struct {
-	sealed  []byte
-	headers http.Header
+	sealed []byte
+	bound  boundHeaders
 }
 
 // put is Put, also writing cred (when not nil; built by seal from the normalized
@@ -106,7 +105,11 @@ func (a *App) put(ctx context.Context, s *Server, expectedRevision uint64, cred 
 		return nil, err
 	}
 	if cw != nil {
-		a.setCredential(stored.Name, cw.headers)
+		a.setCredential(stored.Name, cw.bound)
+	} else if prev != nil && a.credentialOrigin(stored.Name) != "" && upstreamOrigin(prev.Upstream) != upstreamOrigin(stored.Upstream) {
+		a.logger.Warn("backend credential suspended: the server's upstream moved to another origin; "+
+			"confirm the credential for it (POST /api/servers/<name>/credential/confirm) or set a new one",
+			actor(ctx), zap.String("server", stored.Name))
 	}
 	a.syncIndex(stored.Name, stored, 0)
 	if prev != nil && prev.Upstream != stored.Upstream {
@@ -177,7 +180,7 @@ func (a *App) Delete(ctx context.Context, name string, expectedRevision uint64) 
 	}
 	a.syncIndex(name, nil, prev.Revision+1)
 	a.health.Delete(name)
-	a.setCredential(name, nil)
+	a.setCredential(name, boundHeaders{})
 	a.logger.Info("server removed", actor(ctx), zap.String("server", name), zap.Uint64("revision", prev.Revision+1))
 	a.emit(EventServerRemoved, map[string]any{"server": name, "path": prev.Path, "revision": prev.Revision + 1})
 	a.searchServerChanged(name)
@@ -389,7 +392,7 @@ func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*Import
 	defer ix.mu.Unlock()
 	var (
 		servers []*Server
-		creds   map[string]http.Header
+		creds   map[string]boundHeaders
 	)
 	res, err := ImportStore(a.store, r, mode, func(tx StoreTx) error {
 		var err error
@@ -405,7 +408,7 @@ func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*Import
 		if err != nil {
 			return err
 		}
-		creds = make(map[string]http.Header, len(names))
+		creds = make(map[string]boundHeaders, len(names))
 		for _, n := range names {
 			raw, err := tx.GetCredential(n)
 			if err != nil {
@@ -418,7 +421,7 @@ func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*Import
 			if err != nil {
 				return err
 			}
-			creds[n] = c.headers()
+			creds[n] = c.bound()
 		}
 		return nil
 	})
@@ -453,23 +456,31 @@ func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*Import
 	return res, nil
 }
 
-// setCredential replaces (h nil: removes) the named server's backend headers in memory.
-func (a *App) setCredential(name string, h http.Header) {
+// setCredential replaces (b.headers nil: removes) the named server's backend headers
+// in memory.
+func (a *App) setCredential(name string, b boundHeaders) {
 	a.credMu.Lock()
 	defer a.credMu.Unlock()
-	if _, ok := a.credentials[name]; !ok && h == nil {
+	if _, ok := a.credentials[name]; !ok && b.headers == nil {
 		return
 	}
 	m := maps.Clone(a.credentials)
 	if m == nil {
-		m = map[string]http.Header{}
+		m = map[string]boundHeaders{}
 	}
-	if h == nil {
+	if b.headers == nil {
 		delete(m, name)
 	} else {
-		m[name] = h
+		m[name] = b
 	}
 	a.credentials = m
+}
+
+// credentialOrigin is the origin the named server's credential was given for, or "".
+func (a *App) credentialOrigin(name string) string {
+	a.credMu.RLock()
+	defer a.credMu.RUnlock()
+	return a.credentials[name].origin
 }
 
 // set replaces prev (nil when new) with s in the index. Callers hold ix.mu.

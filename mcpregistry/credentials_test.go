@@ -147,7 +147,7 @@ func TestBackendCredentialsEncryptedAtRest(t *testing.T) {
 	loadConfig(t, cfg("{env.TEST_MCP_KEY1}"))
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)
-	h := app.BackendHeaders("gh")
+	h := app.BackendHeaders(app.Server("gh"))
 	if h.Get("Authorization") != "Bearer "+secret || h.Get("X-Tenant") != extra {
 		t.Fatalf("backend headers not loaded (Authorization %t, X-Tenant %t)", h.Get("Authorization") != "", h.Get("X-Tenant") != "")
 	}
@@ -189,7 +189,7 @@ func TestBackendCredentialsEncryptedAtRest(t *testing.T) {
 
 	// rotation: new key plus the old one as previous → readable and re-sealed
 	loadConfig(t, cfg("{env.TEST_MCP_KEY2}", "{env.TEST_MCP_KEY1}"))
-	if runningApp(t).BackendHeaders("gh").Get("Authorization") != "Bearer "+secret {
+	if runningApp(t).BackendHeaders(runningApp(t).Server("gh")).Get("Authorization") != "Bearer "+secret {
 		t.Fatal("credential lost across rotation")
 	}
 	caddy.Stop()
@@ -198,14 +198,14 @@ func TestBackendCredentialsEncryptedAtRest(t *testing.T) {
 	}
 	// and the old key is no longer needed
 	loadConfig(t, cfg("{env.TEST_MCP_KEY2}"))
-	if runningApp(t).BackendHeaders("gh").Get("X-Tenant") != extra {
+	if runningApp(t).BackendHeaders(runningApp(t).Server("gh")).Get("X-Tenant") != extra {
 		t.Fatal("credential lost after dropping the previous key")
 	}
 
 	// removing the credential from the config removes it from the store
 	servers = []map[string]any{{"name": "gh", "upstream": "http://127.0.0.1:9/mcp"}}
 	loadConfig(t, cfg(""))
-	if runningApp(t).BackendHeaders("gh") != nil {
+	if runningApp(t).BackendHeaders(runningApp(t).Server("gh")) != nil {
 		t.Fatal("credential still in memory after removal")
 	}
 }

@@ -197,15 +197,16 @@ func TestHealthChecksRealServers(t *testing.T) {
 	if s := app.Lookup("full"); s == nil || !s.Enabled {
 		t.Error("an unhealthy server must stay routable")
 	}
-	if !sawEvent(recordedEvent{healthEventName, "mcp_registry", "full", "unhealthy", "healthy"}) {
-		t.Error("no healthy→unhealthy event")
-	}
+	// The event follows the recorded status; give its handler a moment.
+	waitFor(t, "healthy→unhealthy event", 5*time.Second, func() bool {
+		return sawEvent(recordedEvent{healthEventName, "mcp_registry", "full", "unhealthy", "healthy"})
+	})
 
 	stateful.Restart()
 	waitFor(t, "full healthy again", 10*time.Second, healthy("full"))
-	if !sawEvent(recordedEvent{healthEventName, "mcp_registry", "full", "healthy", "unhealthy"}) {
-		t.Error("no unhealthy→healthy event")
-	}
+	waitFor(t, "unhealthy→healthy event", 5*time.Second, func() bool {
+		return sawEvent(recordedEvent{healthEventName, "mcp_registry", "full", "healthy", "unhealthy"})
+	})
 
 	// Manual refresh.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
