@@ -195,11 +195,19 @@ func ifMatch(r *http.Request) (rev uint64, present bool, err error) {
 		return 0, true, errors.New(`If-Match must be one strong ETag as returned by GET, e.g. "12", or *`)
 	}
 	rev, perr := strconv.ParseUint(v[1:len(v)-1], 10, 64)
+	if errors.Is(perr, strconv.ErrRange) || (perr == nil && rev >= unreachableRevision) {
+		// A revision no record can have: it matches nothing (412), and it must not
+		// wrap around to AnyRevision and match everything.
+		return unreachableRevision, true, nil
+	}
 	if perr != nil || rev == 0 {
 		return 0, true, errors.New(`If-Match must be one strong ETag as returned by GET, e.g. "12", or *`)
 	}
 	return rev, true, nil
 }
+
+// unreachableRevision stands for an If-Match revision beyond any a record can reach.
+const unreachableRevision = AnyRevision - 1
 
 // optionalIfMatch returns the expected revision of a write where If-Match is optional.
 func optionalIfMatch(w http.ResponseWriter, r *http.Request) (uint64, bool) {

@@ -109,6 +109,7 @@ type apiServerInput struct {
 	// Read-only, ignored.
 	URL           json.RawMessage `json:"url"`
 	HasCredential json.RawMessage `json:"has_credential"`
+	Suspended     json.RawMessage `json:"credential_suspended"`
 	Source        json.RawMessage `json:"source"`
 	Origin        json.RawMessage `json:"origin"`
 	Revision      json.RawMessage `json:"revision"`

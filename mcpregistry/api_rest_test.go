@@ -596,6 +596,16 @@ func TestRESTPatch(t *testing.T) {
 		t.Errorf("disable by patch: %s", r.raw)
 	}
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"colour": "red"}).want(t, "unknown field", 400, "invalid_field", "colour")
+	// Neither a member that merging would drop nor a case variant that decoding would
+	// match may turn a PATCH into a silent no-op with a new revision.
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"colour": nil}).want(t, "unknown null field", 400, "invalid_field", "colour")
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"Description": "shouted"}).want(t, "case variant", 400, "invalid_field", "Description")
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"backend_auth": map[string]any{"Scheme": "none"}}).want(t, "nested case variant", 400, "invalid_field", "backend_auth.Scheme")
+	// An If-Match beyond any revision matches nothing; it must not wrap to *.
+	for _, huge := range []string{`"18446744073709551615"`, `"18446744073709551614"`, `"99999999999999999999999"`} {
+		e.do("PATCH", "/servers/p", "admins", map[string]any{"description": "x"}, "If-Match", huge).want(t, "If-Match "+huge, 412, "precondition_failed")
+		e.do("PUT", "/servers/p", "admins", map[string]any{"upstream": "http://127.0.0.1:4300/mcp"}, "If-Match", huge).want(t, "PUT If-Match "+huge, 412, "precondition_failed")
+	}
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"tags": "x"}).want(t, "wrong type", 400, "invalid_field", "tags")
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"name": "q"}).want(t, "rename", 400, "invalid_field", "name")
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"upstream": "http://169.254.169.254/"}).want(t, "metadata", 400, "invalid_field", "upstream")
