@@ -1,6 +1,7 @@
 package mcpregistry
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -67,7 +68,7 @@ func (h *RegistryAPI) view(r *http.Request, s *Server) apiServer {
 		BackendAuth: s.BackendAuth, HasCredential: h.app.HasCredential(s.Name), CredentialSuspended: h.app.CredentialSuspended(s),
 		GatewayTokenHeader: s.GatewayTokenHeader, ForwardIdentity: s.ForwardIdentity,
 		Source: s.Source, Origin: s.Origin, Revision: s.Revision, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
-		Health: healthSummary(hl), ToolCount: len(h.app.toolsOf(s)),
+		Health: healthSummary(hl), ToolCount: len(h.app.visibleTools(r.Context(), s)),
 	}
 	if v.Tags == nil {
 		v.Tags = []string{}
@@ -486,8 +487,9 @@ type apiTools struct {
 	Resources []ResourceInfo `json:"resources"`
 }
 
-func (h *RegistryAPI) tools(s *Server, hl ServerHealth) apiTools {
-	out := apiTools{Server: s.Name, Health: healthSummary(hl), Tools: h.app.toolsOf(s), Prompts: hl.Prompts, Resources: hl.Resources}
+func (h *RegistryAPI) tools(ctx context.Context, s *Server, hl ServerHealth) apiTools {
+	out := apiTools{Server: s.Name, Health: healthSummary(hl), Tools: h.app.visibleTools(ctx, s),
+		Prompts: visiblePrompts(ctx, s.Name, hl.Prompts), Resources: visibleResources(ctx, s.Name, hl.Resources)}
 	if out.Tools == nil {
 		out.Tools = []ToolInfo{}
 	}
@@ -502,7 +504,7 @@ func (h *RegistryAPI) tools(s *Server, hl ServerHealth) apiTools {
 
 func (h *RegistryAPI) restTools(w http.ResponseWriter, r *http.Request, s *Server) {
 	hl, _ := h.app.Health(s.Name)
-	apiWriteJSON(w, http.StatusOK, h.tools(s, hl))
+	apiWriteJSON(w, http.StatusOK, h.tools(r.Context(), s, hl))
 }
 
 func (h *RegistryAPI) restHealth(w http.ResponseWriter, r *http.Request, s *Server) {
@@ -522,7 +524,7 @@ func (h *RegistryAPI) restCheckNow(w http.ResponseWriter, r *http.Request, s *Se
 		return
 	}
 	if strings.HasSuffix(r.URL.Path, "/tools/refresh") {
-		apiWriteJSON(w, http.StatusOK, h.tools(s, hl))
+		apiWriteJSON(w, http.StatusOK, h.tools(r.Context(), s, hl))
 		return
 	}
 	apiWriteJSON(w, http.StatusOK, map[string]any{"server": s.Name, "health": healthSummary(hl)})

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,8 +78,8 @@ func restAuth() map[string]any {
 		"api_keys": keys,
 		"policy": map[string]any{
 			"group_mappings": map[string]any{
-				"admins": []string{"registry-admin"}, "viewers": []string{"viewer"}, "registrar": []string{"registrar"},
-				"operators": []string{"operator"}, "nobody": []string{"mcp-only"},
+				"admins": []string{"registry-admin", "all-tools"}, "viewers": []string{"viewer"}, "registrar": []string{"registrar"},
+				"operators": []string{"operator", "one-tool"}, "nobody": []string{"mcp-only"},
 			},
 			"ui_scopes": map[string]any{
 				"registry-admin": map[string]any{"list_service": []string{"all"}, "register_service": []string{"all"},
@@ -87,7 +88,11 @@ func restAuth() map[string]any {
 				"registrar": map[string]any{"list_service": []string{"team-a", "team-b"}, "register_service": []string{"team-a", "team-b"}, "modify_service": []string{"team-a"}},
 				"operator":  map[string]any{"list_service": []string{"all"}, "toggle_service": []string{"cfg-git", "team-a"}, "health_check_service": []string{"all"}},
 			},
-			"scopes": map[string]any{"mcp-only": []any{map[string]any{"server": "*", "methods": []string{"tools/list"}}}},
+			"scopes": map[string]any{
+				"mcp-only":  []any{map[string]any{"server": "*", "methods": []string{"tools/list"}}},
+				"all-tools": []any{map[string]any{"server": "*", "methods": []string{"tools/list", "tools/call", "prompts/list", "resources/list"}, "tools": []string{"*"}}},
+				"one-tool": []any{map[string]any{"server": "*", "methods": []string{"tools/list", "tools/call"}, "tools": []string{"test_simple_text"}}},
+			},
 		},
 	}
 }
@@ -327,8 +332,34 @@ func TestRESTLifecycle(t *testing.T) {
 	}
 	r = e.do("GET", "/servers/every/tools", "viewers", nil).want(t, "tools hidden from viewer", 404, "not_found")
 	r = e.do("GET", "/servers/every/tools", "admins", nil).want(t, "tools", 200)
-	if tools := r.body["tools"].([]any); len(tools) == 0 || tools[0].(map[string]any)["name"] == "" {
+	if tools := r.body["tools"].([]any); len(tools) < 2 || tools[0].(map[string]any)["name"] == "" {
 		t.Errorf("tools: %s", r.raw)
+	}
+	// One view per caller: operators may list the server but call only test_simple_text, so the
+	// REST API shows them that tool alone, as their tools/list through the gateway would —
+	// in the tools answer, the tool count and search.
+	op := e.do("GET", "/servers/every/tools", "operators", nil).want(t, "operator tools", 200)
+	if tools := op.body["tools"].([]any); len(tools) != 1 || tools[0].(map[string]any)["name"] != "test_simple_text" ||
+		len(op.body["prompts"].([]any)) != 0 || len(op.body["resources"].([]any)) != 0 {
+		t.Errorf("operator tools: %s", op.raw)
+	}
+	if ov := e.do("GET", "/servers/every", "operators", nil).want(t, "operator view", 200); ov.body["tool_count"] != float64(1) {
+		t.Errorf("operator tool_count: %v", ov.body["tool_count"])
+	}
+	for _, who := range []string{"operators", "admins"} {
+		hits := e.do("GET", "/search?q=test+simple+text+image+audio&limit=100", who, nil).want(t, who+" search", 200).body["hits"].([]any)
+		var tools []string
+		for _, h := range hits {
+			if tool, _ := h.(map[string]any)["tool"].(string); tool != "" {
+				tools = append(tools, tool)
+			}
+		}
+		if who == "operators" && slices.ContainsFunc(tools, func(s string) bool { return s != "test_simple_text" }) {
+			t.Errorf("operator search shows tools their tools/list hides: %v", tools)
+		}
+		if who == "admins" && len(tools) == 0 {
+			t.Errorf("admin search finds no tools")
+		}
 	}
 	if h := e.do("GET", "/servers/every/health", "admins", nil).want(t, "health", 200).body["health"].(map[string]any); h["status"] != "healthy" {
 		t.Errorf("health: %v", h)
@@ -562,10 +593,32 @@ func TestV01Auth(t *testing.T) {
 		t.Errorf("admin reads secret-hr: %d %s", r.status, r.raw)
 	}
 
-	pub := startREST(t, map[string]any{"auth": restAuth()})
-	pub.base = strings.TrimSuffix(pub.base, "/api") + "/v0.1"
-	if got := v01Names(pub.do("GET", "/servers", "", nil)); got != "local.caddymcp/cfg-db,local.caddymcp/cfg-git,local.caddymcp/registry,local.caddymcp/secret-hr" {
-		t.Errorf("public v0.1 without v01_auth: %s", got)
+	// Without v01_auth the v0.1 API is anonymous: with auth on, an anonymous caller
+	// may list nothing, so it sees what v01_public names — live servers and deletions.
+	for _, tc := range []struct {
+		public []string
+		want   string
+	}{
+		{nil, ""},
+		{[]string{"all"}, "local.caddymcp/cfg-db,local.caddymcp/cfg-git,local.caddymcp/gone-pub,local.caddymcp/gone-secret,local.caddymcp/registry,local.caddymcp/secret-hr"},
+		{[]string{"cfg-db", "gone-pub"}, "local.caddymcp/cfg-db,local.caddymcp/gone-pub"},
+	} {
+		api := map[string]any{"auth": restAuth()}
+		if tc.public != nil {
+			api["v01_public"] = tc.public
+		}
+		pub := startREST(t, api)
+		for _, name := range []string{"gone-pub", "gone-secret"} {
+			pub.do("POST", "/servers", "admins", map[string]any{"name": name, "upstream": "http://127.0.0.1:4400/mcp"}).want(t, "register "+name, 201)
+			pub.do("DELETE", "/servers/"+name, "admins", nil).want(t, "delete "+name, 204)
+		}
+		pub.base = strings.TrimSuffix(pub.base, "/api") + "/v0.1"
+		if got := v01Names(pub.do("GET", "/servers?include_deleted=true", "", nil)); got != tc.want {
+			t.Errorf("anonymous v0.1 with v01_public %q: %s, want %s", tc.public, got, tc.want)
+		}
+		if r := pub.do("GET", "/servers/local.caddymcp%2Fgone-secret/versions/latest?include_deleted=true", "", nil); (r.status == 200) != (tc.public != nil && tc.public[0] == "all") {
+			t.Errorf("v01_public %q: the deleted secret server answers %d", tc.public, r.status)
+		}
 	}
 }
 
