@@ -31,7 +31,9 @@ func gatewayFor(t *testing.T, upstreams map[string]string, gatewayOptions string
 		env[v] = upstreams[name]
 		servers.WriteString("\t\tserver " + name + " {$" + v + "}\n")
 	}
-	cfg := "{\n\tadmin {{ADMIN}}\n\tmcp_registry {\n\t\tstorage bbolt {{DB}}\n" + servers.String() + "\t}\n}\n\n" +
+	// Servers registered at runtime (the crash test imports some) run on loopback here.
+	cfg := "{\n\tadmin {{ADMIN}}\n\tmcp_registry {\n\t\tstorage bbolt {{DB}}\n\t\truntime_upstreams {\n\t\t\tallow 127.0.0.1/32\n\t\t}\n" +
+		servers.String() + "\t}\n}\n\n" +
 		":{{PORT}} {\n\tbind 127.0.0.1\n\tmcp_gateway {\n" + gatewayOptions + "\t}\n}\n"
 	return startCaddy(t, cfg, env)
 }

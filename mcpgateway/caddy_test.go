@@ -59,6 +59,8 @@ func (c *testCaddy) config(t *testing.T) []byte {
 		"storage": map[string]any{"path": filepath.Join(c.Dir, "registry.db")},
 		// No background health checks: these upstreams count what they receive.
 		"health": map[string]any{"disabled": true},
+		// The tests' upstreams, registered at runtime too, run on loopback.
+		"runtime_upstreams": map[string]any{"allow": []string{"127.0.0.0/8", "::1/128"}},
 	}
 	if !c.BuiltinServer {
 		registry["disable_builtin_server"] = true

@@ -85,7 +85,7 @@ func (g *Gateway) prepareOutbound(in *http.Request, h http.Header) {
 			}
 		}
 	}
-	for k, v := range g.registry.BackendHeaders(server.Name) {
+	for k, v := range g.registry.BackendHeaders(server) {
 		h[k] = v[:len(v):len(v)] // shared: capped so an append elsewhere copies
 	}
 }

@@ -1,6 +1,7 @@
 package mcpregistry
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -20,25 +21,28 @@ import (
 // apiServer is a server as the REST API shows it. The upstream URL is shown only to
 // callers who may modify the server; credentials never.
 type apiServer struct {
-	Name               string           `json:"name"`
-	Path               string           `json:"path"`
-	URL                string           `json:"url"`
-	Upstream           string           `json:"upstream,omitempty"`
-	Transport          Transport        `json:"transport"`
-	Description        string           `json:"description,omitempty"`
-	Tags               []string         `json:"tags"`
-	Enabled            bool             `json:"enabled"`
-	BackendAuth        BackendAuth      `json:"backend_auth"`
-	HasCredential      bool             `json:"has_credential"`
-	GatewayTokenHeader string           `json:"gateway_token_header,omitempty"`
-	ForwardIdentity    *ForwardIdentity `json:"forward_identity,omitempty"`
-	Source             Source           `json:"source"`
-	Origin             string           `json:"origin,omitempty"`
-	Revision           uint64           `json:"revision"`
-	CreatedAt          time.Time        `json:"created_at"`
-	UpdatedAt          time.Time        `json:"updated_at"`
-	Health             apiHealth        `json:"health"`
-	ToolCount          int              `json:"tool_count"`
+	Name          string      `json:"name"`
+	Path          string      `json:"path"`
+	URL           string      `json:"url"`
+	Upstream      string      `json:"upstream,omitempty"`
+	Transport     Transport   `json:"transport"`
+	Description   string      `json:"description,omitempty"`
+	Tags          []string    `json:"tags"`
+	Enabled       bool        `json:"enabled"`
+	BackendAuth   BackendAuth `json:"backend_auth"`
+	HasCredential bool        `json:"has_credential"`
+	// CredentialSuspended: the credential was given for another upstream origin and is
+	// not sent until confirmed (POST …/credential/confirm) or replaced.
+	CredentialSuspended bool             `json:"credential_suspended,omitempty"`
+	GatewayTokenHeader  string           `json:"gateway_token_header,omitempty"`
+	ForwardIdentity     *ForwardIdentity `json:"forward_identity,omitempty"`
+	Source              Source           `json:"source"`
+	Origin              string           `json:"origin,omitempty"`
+	Revision            uint64           `json:"revision"`
+	CreatedAt           time.Time        `json:"created_at"`
+	UpdatedAt           time.Time        `json:"updated_at"`
+	Health              apiHealth        `json:"health"`
+	ToolCount           int              `json:"tool_count"`
 }
 
 // apiHealth is the health summary inside apiServer.
@@ -61,10 +65,10 @@ func (h *RegistryAPI) view(r *http.Request, s *Server) apiServer {
 	v := apiServer{
 		Name: s.Name, Path: s.Path, URL: h.publicOrigin(r) + h.GatewayPrefix + "/" + s.Path + endpointOf(s),
 		Transport: s.Transport, Description: s.Description, Tags: s.Tags, Enabled: s.Enabled,
-		BackendAuth: s.BackendAuth, HasCredential: h.app.HasCredential(s.Name),
+		BackendAuth: s.BackendAuth, HasCredential: h.app.HasCredential(s.Name), CredentialSuspended: h.app.CredentialSuspended(s),
 		GatewayTokenHeader: s.GatewayTokenHeader, ForwardIdentity: s.ForwardIdentity,
 		Source: s.Source, Origin: s.Origin, Revision: s.Revision, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
-		Health: healthSummary(hl), ToolCount: len(h.app.toolsOf(s)),
+		Health: healthSummary(hl), ToolCount: len(h.app.visibleTools(r.Context(), s)),
 	}
 	if v.Tags == nil {
 		v.Tags = []string{}
@@ -106,6 +110,7 @@ type apiServerInput struct {
 	// Read-only, ignored.
 	URL           json.RawMessage `json:"url"`
 	HasCredential json.RawMessage `json:"has_credential"`
+	Suspended     json.RawMessage `json:"credential_suspended"`
 	Source        json.RawMessage `json:"source"`
 	Origin        json.RawMessage `json:"origin"`
 	Revision      json.RawMessage `json:"revision"`
@@ -448,6 +453,31 @@ func (h *RegistryAPI) restCredential(w http.ResponseWriter, r *http.Request, s *
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// restConfirmCredential binds a suspended credential to the server's current upstream
+// (POST …/credential/confirm). It sends a secret that someone else gave to a new place,
+// so a modify right on this server alone is not enough (whoever moved the server has
+// that): it takes modify_service for all servers. Replacing the credential needs only
+// the server's own modify right, since the caller then supplies the secret.
+func (h *RegistryAPI) restConfirmCredential(w http.ResponseWriter, r *http.Request, s *Server) {
+	if !h.restAllowed(w, r, policy.ModifyService, s.Name) {
+		return
+	}
+	if !h.callerMay(r.Context(), policy.ModifyService, "") {
+		restError(w, http.StatusForbidden, "forbidden", "", "confirming a credential for a new upstream sends a secret someone else gave there: "+
+			"it needs modify_service for all servers (or PUT a new credential for this server)")
+		return
+	}
+	if !h.app.HasCredential(s.Name) {
+		restError(w, http.StatusNotFound, "not_found", "credential", fmt.Sprintf("server %q has no backend credential to confirm", s.Name))
+		return
+	}
+	if err := h.app.ConfirmCredential(r.Context(), s.Name); err != nil {
+		h.restWriteError(w, r, s.Name, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // apiTools is the answer of GET /tools and POST /tools/refresh.
 type apiTools struct {
 	Server    string         `json:"server"`
@@ -457,8 +487,9 @@ type apiTools struct {
 	Resources []ResourceInfo `json:"resources"`
 }
 
-func (h *RegistryAPI) tools(s *Server, hl ServerHealth) apiTools {
-	out := apiTools{Server: s.Name, Health: healthSummary(hl), Tools: h.app.toolsOf(s), Prompts: hl.Prompts, Resources: hl.Resources}
+func (h *RegistryAPI) tools(ctx context.Context, s *Server, hl ServerHealth) apiTools {
+	out := apiTools{Server: s.Name, Health: healthSummary(hl), Tools: h.app.visibleTools(ctx, s),
+		Prompts: visiblePrompts(ctx, s.Name, hl.Prompts), Resources: visibleResources(ctx, s.Name, hl.Resources)}
 	if out.Tools == nil {
 		out.Tools = []ToolInfo{}
 	}
@@ -473,7 +504,7 @@ func (h *RegistryAPI) tools(s *Server, hl ServerHealth) apiTools {
 
 func (h *RegistryAPI) restTools(w http.ResponseWriter, r *http.Request, s *Server) {
 	hl, _ := h.app.Health(s.Name)
-	apiWriteJSON(w, http.StatusOK, h.tools(s, hl))
+	apiWriteJSON(w, http.StatusOK, h.tools(r.Context(), s, hl))
 }
 
 func (h *RegistryAPI) restHealth(w http.ResponseWriter, r *http.Request, s *Server) {
@@ -493,7 +524,7 @@ func (h *RegistryAPI) restCheckNow(w http.ResponseWriter, r *http.Request, s *Se
 		return
 	}
 	if strings.HasSuffix(r.URL.Path, "/tools/refresh") {
-		apiWriteJSON(w, http.StatusOK, h.tools(s, hl))
+		apiWriteJSON(w, http.StatusOK, h.tools(r.Context(), s, hl))
 		return
 	}
 	apiWriteJSON(w, http.StatusOK, map[string]any{"server": s.Name, "health": healthSummary(hl)})

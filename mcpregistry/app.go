@@ -81,9 +81,10 @@ type App struct {
 	storePath string
 	index     *Index
 	builtins  map[string]http.Handler
-	// credentials: server name → decrypted backend headers (memory only; never logged).
-	// Replaced (copy on write) under credMu by runtime writes (app_write.go).
-	credentials map[string]http.Header
+	// credentials: server name → decrypted backend headers and the origin they are for
+	// (memory only; never logged). Replaced (copy on write) under credMu by runtime
+	// writes (app_write.go).
+	credentials map[string]boundHeaders
 	credMu      sync.RWMutex
 	keys        *keyring // nil without an encryption_key
 	// trustedDials: host:port of the config's servers, exempt from GuardDial.
@@ -189,7 +190,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.RuntimeUpstreams == nil {
 		a.RuntimeUpstreams = new(UpstreamRules)
 	}
-	if err := a.RuntimeUpstreams.provision(caddy.DefaultAdminListen); err != nil {
+	var ownOnce sync.Once
+	var own *listenSet
+	ownListeners := func() *listenSet { // the http app is provisioned by the time anything dials
+		ownOnce.Do(func() { own = caddyListeners(ctx, resolveHost) })
+		return own
+	}
+	if err := a.RuntimeUpstreams.provision(ownListeners); err != nil {
 		return fmt.Errorf("mcp_registry: %w", err)
 	}
 

@@ -1,12 +1,13 @@
 package mcpregistry
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -42,8 +43,8 @@ func (a *App) Put(ctx context.Context, s *Server, expectedRevision uint64) (*Ser
 // credentialWrite is a backend credential written in the same transaction as its
 // record: sealed nil removes it.
 type credentialWrite struct {
-	sealed  []byte
-	headers http.Header
+	sealed []byte
+	bound  boundHeaders
 }
 
 // put is Put, also writing cred (when not nil; built by seal from the normalized
@@ -104,7 +105,11 @@ func (a *App) put(ctx context.Context, s *Server, expectedRevision uint64, cred 
 		return nil, err
 	}
 	if cw != nil {
-		a.setCredential(stored.Name, cw.headers)
+		a.setCredential(stored.Name, cw.bound)
+	} else if prev != nil && a.credentialOrigin(stored.Name) != "" && upstreamOrigin(prev.Upstream) != upstreamOrigin(stored.Upstream) {
+		a.logger.Warn("backend credential suspended: the server's upstream moved to another origin; "+
+			"confirm the credential for it (POST /api/servers/<name>/credential/confirm) or set a new one",
+			actor(ctx), zap.String("server", stored.Name))
 	}
 	a.syncIndex(stored.Name, stored, 0)
 	if prev != nil && prev.Upstream != stored.Upstream {
@@ -175,7 +180,7 @@ func (a *App) Delete(ctx context.Context, name string, expectedRevision uint64) 
 	}
 	a.syncIndex(name, nil, prev.Revision+1)
 	a.health.Delete(name)
-	a.setCredential(name, nil)
+	a.setCredential(name, boundHeaders{})
 	a.logger.Info("server removed", actor(ctx), zap.String("server", name), zap.Uint64("revision", prev.Revision+1))
 	a.emit(EventServerRemoved, map[string]any{"server": name, "path": prev.Path, "revision": prev.Revision + 1})
 	a.searchServerChanged(name)
@@ -335,6 +340,27 @@ func (ix *Index) setSortedMany(changed map[string]*Server) {
 	ix.sorted.Store(&next)
 }
 
+// checkImportedUpstreams applies the runtime_upstreams rules to the servers of an
+// export document, outside any lock (the checks resolve names). A document that does
+// not decode is left to ImportStore, which names what is wrong with it.
+func (a *App) checkImportedUpstreams(ctx context.Context, data []byte) error {
+	var doc struct {
+		Servers []*Server `json:"servers"`
+	}
+	if json.Unmarshal(data, &doc) != nil || a.RuntimeUpstreams == nil {
+		return nil
+	}
+	for _, s := range doc.Servers {
+		if s == nil || strings.HasPrefix(s.Upstream, BuiltinScheme+":") || a.trustedUpstream(s.Upstream) {
+			continue
+		}
+		if err := a.CheckRuntimeUpstream(ctx, s.Upstream); err != nil {
+			return fmt.Errorf("server %q: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
 // Export writes the whole store (servers, health, tombstones, sealed credentials) as
 // JSON; see Export (the type) for what it holds. Credentials are never decrypted.
 func (a *App) Export(w io.Writer) error { return ExportStore(a.store, w) }
@@ -342,17 +368,31 @@ func (a *App) Export(w io.Writer) error { return ExportStore(a.store, w) }
 // Import loads an export document (at most MaxImportBytes) in one transaction, merging
 // with or replacing what the store holds; every record is validated first and any
 // error fails the whole import. Sealed credentials must open with this registry's
-// keys. The index, credentials and health in memory are then rebuilt from the store.
+// keys. Every imported upstream passes the runtime_upstreams checks, as any other
+// runtime write does (a backup is a way to register servers too), except the
+// config's own targets. The index, credentials and health in memory are then rebuilt
+// from the store.
 func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*ImportResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	data, err := io.ReadAll(io.LimitReader(r, MaxImportBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > MaxImportBytes {
+		return nil, fmt.Errorf("import is larger than %d bytes", MaxImportBytes)
+	}
+	if err := a.checkImportedUpstreams(ctx, data); err != nil {
+		return nil, err
+	}
+	r = bytes.NewReader(data)
 	ix := a.index
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	var (
 		servers []*Server
-		creds   map[string]http.Header
+		creds   map[string]boundHeaders
 	)
 	res, err := ImportStore(a.store, r, mode, func(tx StoreTx) error {
 		var err error
@@ -368,7 +408,7 @@ func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*Import
 		if err != nil {
 			return err
 		}
-		creds = make(map[string]http.Header, len(names))
+		creds = make(map[string]boundHeaders, len(names))
 		for _, n := range names {
 			raw, err := tx.GetCredential(n)
 			if err != nil {
@@ -381,7 +421,7 @@ func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*Import
 			if err != nil {
 				return err
 			}
-			creds[n] = c.headers()
+			creds[n] = c.bound()
 		}
 		return nil
 	})
@@ -416,23 +456,31 @@ func (a *App) Import(ctx context.Context, r io.Reader, mode ImportMode) (*Import
 	return res, nil
 }
 
-// setCredential replaces (h nil: removes) the named server's backend headers in memory.
-func (a *App) setCredential(name string, h http.Header) {
+// setCredential replaces (b.headers nil: removes) the named server's backend headers
+// in memory.
+func (a *App) setCredential(name string, b boundHeaders) {
 	a.credMu.Lock()
 	defer a.credMu.Unlock()
-	if _, ok := a.credentials[name]; !ok && h == nil {
+	if _, ok := a.credentials[name]; !ok && b.headers == nil {
 		return
 	}
 	m := maps.Clone(a.credentials)
 	if m == nil {
-		m = map[string]http.Header{}
+		m = map[string]boundHeaders{}
 	}
-	if h == nil {
+	if b.headers == nil {
 		delete(m, name)
 	} else {
-		m[name] = h
+		m[name] = b
 	}
 	a.credentials = m
+}
+
+// credentialOrigin is the origin the named server's credential was given for, or "".
+func (a *App) credentialOrigin(name string) string {
+	a.credMu.RLock()
+	defer a.credMu.RUnlock()
+	return a.credentials[name].origin
 }
 
 // set replaces prev (nil when new) with s in the index. Callers hold ix.mu.

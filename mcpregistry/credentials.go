@@ -37,6 +37,9 @@ type sealedCredential struct {
 
 // credentialPlain is what is sealed.
 type credentialPlain struct {
+	// Origin is the upstream origin the credential was given for (upstreamOrigin): it
+	// is sent nowhere else. Sealed with the secret, so no store write can rebind it.
+	Origin  string            `json:"origin,omitempty"`
 	Scheme  BackendAuthScheme `json:"scheme,omitempty"`
 	Header  string            `json:"header,omitempty"`
 	Value   string            `json:"value,omitempty"`
@@ -199,7 +202,7 @@ func declaredCredential(c *ServerConfig, s *Server) (*credentialPlain, error) {
 		return nil, nil
 	}
 	repl := caddy.NewReplacer()
-	p := &credentialPlain{Scheme: s.BackendAuth.Scheme, Header: s.BackendAuth.Header}
+	p := &credentialPlain{Origin: upstreamOrigin(s.Upstream), Scheme: s.BackendAuth.Scheme, Header: s.BackendAuth.Header}
 	if c.BackendCredential != "" {
 		if p.Scheme == BackendAuthNone {
 			return nil, fmt.Errorf("server %q: backend_credential needs backend_auth bearer or api_key <header>", s.Name)
@@ -242,7 +245,7 @@ func validHeaderValue(v string) bool {
 }
 
 func (c *credentialPlain) equal(o *credentialPlain) bool {
-	if c.Scheme != o.Scheme || c.Header != o.Header || c.Value != o.Value || len(c.Headers) != len(o.Headers) {
+	if c.Origin != o.Origin || c.Scheme != o.Scheme || c.Header != o.Header || c.Value != o.Value || len(c.Headers) != len(o.Headers) {
 		return false
 	}
 	for k, v := range c.Headers {
@@ -270,15 +273,16 @@ func (c *credentialPlain) headers() http.Header {
 
 // reconcileCredentials writes the config servers' credentials (sealed) into the store,
 // removes those of config servers that no longer declare one, re-seals credentials
-// stored under a previous key, and returns every server's decrypted headers.
-func reconcileCredentials(store Store, kr *keyring, declared map[string]*credentialPlain, configServers map[string]bool) (map[string]http.Header, error) {
+// stored under a previous key (binding one sealed before origins were recorded to its
+// server's current upstream), and returns every server's decrypted headers.
+func reconcileCredentials(store Store, kr *keyring, declared map[string]*credentialPlain, configServers map[string]bool) (map[string]boundHeaders, error) {
 	if kr == nil {
 		for name := range declared {
 			return nil, fmt.Errorf("server %q declares a backend credential but the registry has no encryption_key; "+
 				"credentials are only stored encrypted: set encryption_key {env.MCP_REGISTRY_KEY} (generate one with: openssl rand -base64 32)", name)
 		}
 	}
-	out := map[string]http.Header{}
+	out := map[string]boundHeaders{}
 	err := store.Update(func(tx StoreTx) error {
 		for name := range configServers {
 			want := declared[name]
@@ -326,6 +330,13 @@ func reconcileCredentials(store Store, kr *keyring, declared map[string]*credent
 			if err != nil {
 				return err
 			}
+			if c.Origin == "" {
+				rec, err := tx.Get(name)
+				if err != nil {
+					return err
+				}
+				c.Origin, stale = upstreamOrigin(rec.Upstream), true
+			}
 			if stale {
 				sealed, err := kr.seal(name, c)
 				if err != nil {
@@ -335,7 +346,7 @@ func reconcileCredentials(store Store, kr *keyring, declared map[string]*credent
 					return err
 				}
 			}
-			out[name] = c.headers()
+			out[name] = c.bound()
 		}
 		return nil
 	})
@@ -346,12 +357,26 @@ func reconcileCredentials(store Store, kr *keyring, declared map[string]*credent
 }
 
 // BackendHeaders returns the headers (credential and extra headers) the gateway sets
-// on every request to the named server's upstream, or nil. The returned map is shared:
-// callers must not modify it, log it or put it in an error.
-func (a *App) BackendHeaders(name string) http.Header {
+// on requests to s's upstream, or nil: also nil when the credential was given for
+// another origin than s's upstream (suspended until confirmed). Pass the record the
+// request is routed with, so the check is against the upstream actually dialled. The
+// returned map is shared: callers must not modify it, log it or put it in an error.
+func (a *App) BackendHeaders(s *Server) http.Header {
+	if s == nil {
+		return nil
+	}
 	a.credMu.RLock()
-	defer a.credMu.RUnlock()
-	return a.credentials[name]
+	b := a.credentials[s.Name]
+	a.credMu.RUnlock()
+	if b.headers == nil || !sameOrigin(s.Upstream, b.origin) {
+		return nil
+	}
+	return b.headers
+}
+
+// bound is c's headers bound to its origin.
+func (c *credentialPlain) bound() boundHeaders {
+	return boundHeaders{origin: c.Origin, headers: c.headers()}
 }
 
 // credentialTransport sets a server's backend headers on the health checker's requests.
@@ -370,7 +395,7 @@ func (t credentialTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 
 // healthClientFor returns the HTTP client the health checker uses for s.
 func (a *App) healthClientFor(s *Server) *http.Client {
-	h := a.BackendHeaders(s.Name)
+	h := a.BackendHeaders(s)
 	if len(h) == 0 {
 		return a.healthClient
 	}

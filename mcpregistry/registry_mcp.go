@@ -217,7 +217,8 @@ func newRegistryMCPHandler(a *App) http.Handler {
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "server_health", Description: registryTools[3].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in serverHealthInput) (*mcp.CallToolResult, ServerHealthSummary, error) {
-			if a.visible(ctx, in.Name) == nil {
+			s := a.visible(ctx, in.Name)
+			if s == nil {
 				return nil, ServerHealthSummary{}, errNoServer(in.Name)
 			}
 			h, ok := a.Health(in.Name)
@@ -227,9 +228,9 @@ func newRegistryMCPHandler(a *App) http.Handler {
 			out := ServerHealthSummary{
 				Server: h.Server, Status: string(h.Status), LatencyMS: h.LatencyMS, LastError: h.LastError,
 				ProtocolVersion: h.ProtocolVersion, CheckedAt: h.CheckedAt, LastHealthyAt: h.LastHealthyAt,
-				Tools: []string{}, Prompts: len(h.Prompts), Resources: len(h.Resources),
+				Tools: []string{}, Prompts: len(visiblePrompts(ctx, s.Name, h.Prompts)), Resources: len(visibleResources(ctx, s.Name, h.Resources)),
 			}
-			for _, t := range h.Tools {
+			for _, t := range a.visibleTools(ctx, s) {
 				out.Tools = append(out.Tools, t.Name)
 			}
 			return nil, out, nil
@@ -241,7 +242,7 @@ func newRegistryMCPHandler(a *App) http.Handler {
 				return nil, listToolsOfServerOutput{}, errNoServer(in.Name)
 			}
 			out := listToolsOfServerOutput{Server: s.Name, Tools: []ToolDetail{}}
-			for _, t := range a.toolsOf(s) {
+			for _, t := range a.visibleTools(ctx, s) {
 				d := ToolDetail{Name: t.Name, Description: t.Description}
 				if len(t.InputSchema) > 0 {
 					var schema any
@@ -325,7 +326,7 @@ func (a *App) searchVisible(ctx context.Context, query string, limit int) []Sear
 				ok = allowUI(ctx, policy.ListService, h.Server)
 				allowed[h.Server] = ok
 			}
-			if ok {
+			if ok && (h.Tool == "" || toolVisible(ctx, h.Server, h.Tool)) {
 				out = append(out, h)
 				if len(out) == limit {
 					return out

@@ -41,6 +41,15 @@ func (a *App) GuardDial(dial DialFunc) DialFunc {
 	}
 }
 
+// trustedUpstream reports whether raw points at the host:port of a server declared in
+// the config (the operator's own choice, exempt from runtime_upstreams).
+func (a *App) trustedUpstream(raw string) bool {
+	for target := range trustedDialTargets([]*Server{{Upstream: raw}}) {
+		return a.trustedDials[target]
+	}
+	return false
+}
+
 // trustedDialTargets are the host:port dial addresses of the config's own servers.
 func trustedDialTargets(declared []*Server) map[string]bool {
 	out := map[string]bool{}

@@ -20,7 +20,7 @@ func (c remoteConn) Close() error         { *c.closed = true; return c.Conn.Clos
 func TestGuardDial(t *testing.T) {
 	rules := new(UpstreamRules)
 	rules.Allow = []string{"169.254.10.0/24"}
-	if err := rules.provision("localhost:2019"); err != nil {
+	if err := rules.provision(listenersAt("localhost:2019")); err != nil {
 		t.Fatal(err)
 	}
 	a := &App{RuntimeUpstreams: rules, trustedDials: trustedDialTargets([]*Server{
@@ -36,7 +36,8 @@ func TestGuardDial(t *testing.T) {
 		{"rebind.example:80", "[::ffff:169.254.169.254]:80", true},
 		{"svc.example:80", "169.254.10.7:80", false}, // allowed network
 		{"localhost:2019", "127.0.0.1:2019", true},
-		{"localhost:3000", "127.0.0.1:3000", false},
+		{"localhost:3000", "127.0.0.1:3000", true}, // loopback needs an explicit allow
+		{"[fe80::1%eth0]:80", "[fe80::1%eth0]:80", true},
 		{"metadata.internal.example:80", "169.254.169.254:80", false}, // a config server's own target
 		{"METADATA.INTERNAL.EXAMPLE:80", "169.254.169.254:80", false},
 	} {
