@@ -37,6 +37,7 @@ func TestFailClosed(t *testing.T) {
 		Servers: []any{
 			map[string]any{"name": "everything", "upstream": up.URL + "/json/mcp"},
 			map[string]any{"name": "plain", "upstream": up.URL + "/plain/mcp"},
+			map[string]any{"name": "cookies", "upstream": up.URL + "/json/mcp", "forward_client_credentials": true},
 		},
 		Gateway: map[string]any{"auth": testAuthConfig(t, good, down)},
 	}).start(t)
@@ -78,6 +79,15 @@ func TestFailClosed(t *testing.T) {
 	r := last()
 	if r.Header.Get("Cookie") != "" || strings.Contains(r.URL.RawQuery, "access_token") || r.URL.Query().Get("x") != "1" {
 		t.Errorf("upstream got Cookie %q, query %q", r.Header.Get("Cookie"), r.URL.RawQuery)
+	}
+	// A config server that opts in gets both.
+	h = bearer(good.token(t, testResource, "platform-admins"))
+	h.Set("Cookie", "session=gateway-secret")
+	if res := postQuery(t, base+"/cookies/mcp?access_token=tok-secret&x=1", h, call(5, "ping", "")); res.status != 200 {
+		t.Fatalf("ping opted-in server: %d %s", res.status, res.body)
+	}
+	if r := last(); r.Header.Get("Cookie") != "session=gateway-secret" || r.URL.Query().Get("access_token") != "tok-secret" {
+		t.Errorf("opted-in upstream got Cookie %q, query %q", r.Header.Get("Cookie"), r.URL.RawQuery)
 	}
 
 	// A grant of methods '*' with a short resource and prompt list.

@@ -114,9 +114,9 @@ func duplicatedHeader(h http.Header) string {
 }
 
 // forwardClientCredentials reports whether a server receives the client's Cookie
-// header and access_token query parameter: never, until the registry has a per-server
-// opt-in (a credential the client meant for the gateway must not reach an upstream).
-func forwardClientCredentials(*mcpregistry.Server) bool { return false }
+// header and access_token query parameter: only a config server that opts in (a
+// credential the client meant for the gateway must not reach an upstream).
+func forwardClientCredentials(s *mcpregistry.Server) bool { return s.ForwardClientCredentials }
 
 // stripClientCredentials removes the client's cookies from outbound headers h unless
 // keep, and returns rawQuery without access_token parameters unless keep.

@@ -149,6 +149,11 @@ type ServerConfig struct {
 	// authorization (default) or x-authorization (composite mode: the client's own
 	// Authorization header passes to the upstream).
 	GatewayTokenHeader string `json:"gateway_token_header,omitempty"`
+	// ForwardClientCredentials passes the client's Cookie header and access_token
+	// query parameter on to the upstream; without it they stay at the gateway (they
+	// were meant for it). Config only: a server registered at runtime never receives
+	// them.
+	ForwardClientCredentials bool `json:"forward_client_credentials,omitempty"`
 	// ForwardIdentity sends the caller's subject and groups to the upstream as headers
 	// (default X-MCP-User and X-MCP-Groups).
 	ForwardIdentity *ForwardIdentity `json:"forward_identity,omitempty"`
@@ -307,8 +312,9 @@ func (a *App) declaredServers() ([]*Server, error) {
 			BackendAuth: ba,
 			Source:      SourceConfig,
 
-			GatewayTokenHeader: c.GatewayTokenHeader,
-			ForwardIdentity:    fi,
+			GatewayTokenHeader:       c.GatewayTokenHeader,
+			ForwardIdentity:          fi,
+			ForwardClientCredentials: c.ForwardClientCredentials,
 		}
 		if err := add(s); err != nil {
 			return nil, err

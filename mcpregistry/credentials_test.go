@@ -277,6 +277,7 @@ func TestCaddyfileBackendCredential(t *testing.T) {
 			backend_header X-Static yes
 			gateway_token_header x-authorization
 			forward_identity X-User
+			forward_client_credentials
 		}
 	}`)
 	a := new(App)
@@ -288,7 +289,8 @@ func TestCaddyfileBackendCredential(t *testing.T) {
 		s.BackendAuth.Scheme != BackendAuthAPIKey || s.BackendAuth.Header != "X-GitHub-Token" ||
 		s.BackendCredential != "{env.GITHUB_TOKEN}" || s.BackendHeaders["X-Tenant"] != "{file./run/secrets/tenant}" ||
 		s.BackendHeaders["X-Static"] != "yes" || s.GatewayTokenHeader != "x-authorization" ||
-		s.ForwardIdentity == nil || s.ForwardIdentity.UserHeader != "X-User" || s.ForwardIdentity.GroupsHeader != "" {
+		s.ForwardIdentity == nil || s.ForwardIdentity.UserHeader != "X-User" || s.ForwardIdentity.GroupsHeader != "" ||
+		!s.ForwardClientCredentials {
 		t.Fatalf("parsed %+v / %+v", a, s)
 	}
 	for _, bad := range []string{
@@ -300,6 +302,11 @@ func TestCaddyfileBackendCredential(t *testing.T) {
 		`mcp_registry {
 			server a http://x/mcp {
 				forward_identity a b c
+			}
+		}`,
+		`mcp_registry {
+			server a http://x/mcp {
+				forward_client_credentials yes
 			}
 		}`,
 	} {
