@@ -91,7 +91,7 @@ func restAuth() map[string]any {
 			"scopes": map[string]any{
 				"mcp-only":  []any{map[string]any{"server": "*", "methods": []string{"tools/list"}}},
 				"all-tools": []any{map[string]any{"server": "*", "methods": []string{"tools/list", "tools/call", "prompts/list", "resources/list"}, "tools": []string{"*"}}},
-				"one-tool": []any{map[string]any{"server": "*", "methods": []string{"tools/list", "tools/call"}, "tools": []string{"test_simple_text"}}},
+				"one-tool":  []any{map[string]any{"server": "*", "methods": []string{"tools/list", "tools/call"}, "tools": []string{"test_simple_text"}}},
 			},
 		},
 	}
