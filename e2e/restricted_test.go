@@ -58,9 +58,9 @@ await client.close().catch(() => {});
 `
 
 // TestRestrictedUserRealClients: a user allowed one tool on one server, driven by real
-// clients (go-sdk, TypeScript SDK as the Inspector CLI uses it): the clients connect,
-// set the log level, list tools (seeing only the one), call it, and get a JSON-RPC
-// error naming any other tool, with no step-up challenge no scope could answer.
+// clients (go-sdk, TypeScript SDK, the MCP Inspector CLI): the clients connect, set the
+// log level, list tools (seeing only the one), call it, and get a JSON-RPC error naming
+// any other tool, with no step-up challenge no scope could answer.
 func TestRestrictedUserRealClients(t *testing.T) {
 	t.Parallel()
 	issuer := startOIDCProvider(t)
@@ -143,6 +143,53 @@ func TestRestrictedUserRealClients(t *testing.T) {
 		}
 		if c := got.Calls["get-sum"]; c.OK || !strings.Contains(c.Error, "get-sum") || strings.Contains(c.Error, `required ""`) {
 			t.Errorf("get-sum: %+v, want an error naming get-sum (not an empty-scope step-up)", c)
+		}
+	})
+
+	// Every Inspector CLI run connects and sends logging/setLevel before its method,
+	// which is what kept a restricted user from even listing tools.
+	t.Run("Inspector CLI", func(t *testing.T) {
+		inspector := func(args ...string) testenv.InspectorResult {
+			return testenv.RunInspectorCLI(t, append([]string{mcpURL, "--transport", "http",
+				"--header", "Authorization: Bearer " + token}, args...)...)
+		}
+
+		r := inspector("--method", "tools/list")
+		var list struct {
+			Tools []struct {
+				Name string `json:"name"`
+			} `json:"tools"`
+		}
+		if r.ExitCode != 0 || json.Unmarshal([]byte(r.Stdout), &list) != nil {
+			t.Fatalf("tools/list: %s", r)
+		}
+		var names []string
+		for _, tool := range list.Tools {
+			names = append(names, tool.Name)
+		}
+		if !slices.Equal(names, []string{"echo"}) {
+			t.Errorf("tools/list %v, want [echo]", names)
+		}
+
+		r = inspector("--method", "tools/call", "--tool-name", "echo", "--tool-arg", "message=hi from the inspector")
+		var call struct {
+			IsError bool `json:"isError"`
+			Content []struct {
+				Text string `json:"text"`
+			} `json:"content"`
+		}
+		if r.ExitCode != 0 || json.Unmarshal([]byte(r.Stdout), &call) != nil || call.IsError ||
+			len(call.Content) != 1 || call.Content[0].Text != "Echo: hi from the inspector" {
+			t.Errorf("tools/call echo: %s", r)
+		}
+
+		// The CLI prefixes "Failed to call tool get-sum: " itself; the gateway's own
+		// message after it must name the tool too.
+		r = inspector("--method", "tools/call", "--tool-name", "get-sum", "--tool-arg", "a=1", "b=2")
+		_, reason, _ := strings.Cut(r.Stderr, "Failed to call tool get-sum: ")
+		if r.ExitCode != 1 || r.Stdout != "" || !strings.Contains(reason, "get-sum") ||
+			strings.Contains(r.Stderr, "nsufficient scope") || strings.Contains(r.Stderr, `required ""`) {
+			t.Errorf("tools/call get-sum: %s\nwant exit 1 and the gateway's error naming get-sum, no step-up", r)
 		}
 	})
 }

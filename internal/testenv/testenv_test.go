@@ -170,6 +170,25 @@ func TestServerEverythingNPMStreamableHTTP(t *testing.T) {
 	assertGone(t, pid)
 }
 
+// The Inspector CLI against the npm server-everything: a result is indented JSON on
+// stdout with exit 0; a failure is a message on stderr with exit 1.
+func TestInspectorCLI(t *testing.T) {
+	t.Parallel()
+	p := StartServerEverythingNPM(t, NPMStreamableHTTP)
+	r := RunInspectorCLI(t, p.URL, "--transport", "http", "--header", "Authorization: Bearer not-checked",
+		"--method", "tools/call", "--tool-name", "get-sum", "--tool-arg", "a=20", "b=22")
+	if r.ExitCode != 0 || !strings.Contains(r.Stdout, `"text": "The sum of 20 and 22 is 42."`) {
+		t.Errorf("tools/call get-sum: %s", r)
+	}
+	if strings.Contains(r.String(), "not-checked") {
+		t.Errorf("String() shows the Authorization value: %s", r)
+	}
+	r = RunInspectorCLI(t, p.BaseURL+"/nowhere/mcp", "--method", "tools/list")
+	if r.ExitCode != 1 || !strings.Contains(r.Stderr, "Failed to connect to MCP server") {
+		t.Errorf("tools/list at a path with no server: %s", r)
+	}
+}
+
 func TestServerEverythingNPMSSE(t *testing.T) {
 	t.Parallel()
 	p := StartServerEverythingNPM(t, NPMSSE)
@@ -258,6 +277,7 @@ func TestShortSkipsStarters(t *testing.T) {
 		"StartCommand":    func(t *testing.T) { StartCommand(t, Command{Name: "missing", Path: missing}) },
 		"RequireTestDeps": func(t *testing.T) { RequireTestDeps(t) },
 		"RunConformance":  func(t *testing.T) { RunConformance(t, ConformanceStable, "http://127.0.0.1:9/mcp") },
+		"RunInspectorCLI": func(t *testing.T) { RunInspectorCLI(t, "http://127.0.0.1:9/mcp", "--method", "tools/list") },
 	} {
 		var skipped bool
 		t.Run(name, func(t *testing.T) {
