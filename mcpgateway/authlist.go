@@ -1,6 +1,7 @@
 package mcpgateway
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -56,6 +57,14 @@ type listWriter struct {
 	buf    []byte
 	sse    *listfilter.SSEFilter
 	why    string
+
+	// budget, when set, bounds the memory of JSON bodies buffered by all list writers
+	// (limits.go): each body is counted twice, for the filtered copy. held is what this
+	// one took; busy means it found no room in time.
+	budget *byteBudget
+	ctx    context.Context
+	held   int64
+	busy   bool
 }
 
 const (
@@ -111,6 +120,13 @@ func (w *listWriter) Write(p []byte) (int, error) {
 			w.mode, w.why, w.buf = lwFailed, "larger than "+strconv.Itoa(maxListBody)+" bytes", nil
 			return len(p), nil
 		}
+		if need := len(w.buf) + len(p); need > cap(w.buf) {
+			if !w.grow(need) {
+				w.mode, w.busy, w.buf = lwFailed, true, nil
+				w.why = "no room to buffer it (max_list_buffer_size)"
+				return len(p), nil
+			}
+		}
 		w.buf = append(w.buf, p...)
 		return len(p), nil
 	case lwSSE:
@@ -127,6 +143,31 @@ func (w *listWriter) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
+// grow makes room for need bytes in the JSON buffer: the announced length at once when
+// it is known, else doubling. Under a budget it first takes twice the new capacity
+// (the buffer and the filtered copy finish makes), waiting for room if need be.
+func (w *listWriter) grow(need int) bool {
+	newCap := max(2*cap(w.buf), need, 4096)
+	if cl := w.Header().Get("Content-Length"); cl != "" && len(w.buf) == 0 {
+		if n, err := strconv.Atoi(cl); err == nil && n >= need && n <= maxListBody {
+			newCap = n
+		}
+	}
+	newCap = min(newCap, max(need, maxListBody))
+	if w.budget != nil {
+		if extra := 2*int64(newCap) - w.held; extra > 0 {
+			if !w.budget.acquire(w.ctx, extra) {
+				return false
+			}
+			w.held += extra
+		}
+	}
+	nb := make([]byte, len(w.buf), newCap)
+	copy(nb, w.buf)
+	w.buf = nb
+	return true
+}
+
 // Flush passes flushes through, except while a JSON body is being collected.
 func (w *listWriter) Flush() {
 	if w.mode == lwJSON || w.mode == lwFailed || w.status == 0 {
@@ -139,6 +180,9 @@ func (w *listWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // finish writes the filtered JSON body, or ends the filtered stream.
 func (w *listWriter) finish() {
+	if w.budget != nil {
+		defer func() { w.budget.release(w.held) }()
+	}
 	switch w.mode {
 	case lwJSON:
 		out, err := listfilter.FilterJSON(make([]byte, 0, len(w.buf)), w.buf, anyList, w.allow)
@@ -162,5 +206,9 @@ func (w *listWriter) finish() {
 	w.logger.Warn("list response could not be filtered; withheld", zap.String("reason", w.why))
 	h := w.Header()
 	h.Del("Content-Encoding")
+	if w.busy {
+		writeBusy(w.ResponseWriter, w.id)
+		return
+	}
 	writeRPCError(w.ResponseWriter, http.StatusBadGateway, w.id, codeFilterFailed, "the MCP server's list response could not be filtered for this caller")
 }

@@ -31,6 +31,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		dial_timeout            <duration>
 //		response_header_timeout <duration>
 //		auth { … }              # see access.UnmarshalCaddyfile (internal/access)
+//		limits { … }            # see unmarshalLimits (limits.go)
 //		audit off | audit {     # audit log on logger mcp.audit; default on
 //			include_arguments   # add tools/call arguments (≤ 4 KiB) to entries
 //		}
@@ -74,6 +75,12 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("auth given twice")
 			}
 			g.Auth, err = access.UnmarshalCaddyfile(d)
+		case "limits":
+			if g.Limits != nil {
+				return d.Err("limits given twice")
+			}
+			g.Limits = new(LimitsConfig)
+			err = unmarshalLimits(d, g.Limits)
 		case "audit":
 			if g.Audit != nil {
 				return d.Err("audit given twice")

@@ -117,6 +117,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return nil
 		}
 	}
+	if r.Method == http.MethodGet && g.limits != nil {
+		var done func()
+		var ok bool
+		if r, done, ok = g.beginStream(w, r, caller, server); !ok {
+			return nil
+		}
+		defer done()
+	}
 	var lw *listWriter
 
 	if r.Method == http.MethodPost {
@@ -146,6 +154,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 					id = ""
 				}
 				lw = newListWriter(w, caller.Grant, server.Name, id, g.logger)
+				if g.limits != nil {
+					lw.budget, lw.ctx = g.limits.lists, r.Context()
+				}
 			}
 		}
 	} else if caller != nil && r.Method == http.MethodGet && (ep == endpointSSE || r.Header.Get("Last-Event-ID") != "") {
@@ -192,8 +203,16 @@ func (g *Gateway) readAndInspect(w http.ResponseWriter, r *http.Request, x *exch
 		writeTooLarge(w, g.MaxBodySize)
 		return false
 	}
+	lift := g.limits.setBodyDeadline(w, r)
 	body, err := readBounded(r.Body, x.buf, g.MaxBodySize)
+	if lift != nil {
+		lift()
+	}
 	x.buf = body
+	if err != nil && isBodyTimeout(err) {
+		writeBodyTimeout(w, g.limits.bodyTimeout)
+		return false
+	}
 	if errors.Is(err, errTooLarge) {
 		writeTooLarge(w, g.MaxBodySize)
 		return false

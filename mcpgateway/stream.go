@@ -197,6 +197,11 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, t *target,
 			if rewrite != nil {
 				s.rewriter = sse.NewEndpointRewriter(chunkFramer{s}, rewrite)
 			}
+			if s.ticket = ticketFrom(r); s.ticket != nil && !s.ticket.handOver(s.close) {
+				s.ticket = nil // closed meanwhile (server gone, token expired)
+				s.close()
+				return
+			}
 			s.start()
 			return
 		}
@@ -430,6 +435,7 @@ type stream struct {
 
 	closed atomic.Bool
 	gauge  prometheus.Gauge // caddy_mcp_open_streams of its server (nil: no metrics)
+	ticket *streamTicket    // the stream's place under the limits (nil: none)
 }
 
 func (s *stream) start() {
@@ -565,6 +571,9 @@ func (s *stream) close() {
 	}
 	_ = s.client.Close()
 	_ = s.upstream.Close()
+	if s.ticket != nil {
+		s.ticket.release()
+	}
 	if s.g.streams.remove(s) {
 		openStreams.Add(-1)
 		if s.gauge != nil {
