@@ -37,7 +37,8 @@ type testCaddy struct {
 	Routes  []any          // routes before the gateway's
 	Server  map[string]any // more fields of the HTTP server (logs, max_header_bytes, ...)
 
-	LogFiles map[string]string // logger name → the file it alone writes to (the default log leaves it out)
+	LogFiles    map[string]string // logger name → the file it alone writes to (the default log leaves it out)
+	LogEncoders map[string]any    // logger name (of LogFiles) → its log's encoder config
 }
 
 // config is the Caddy JSON config; the same testCaddy gives the same bytes.
@@ -52,6 +53,9 @@ func (c *testCaddy) config(t *testing.T) []byte {
 			logs[logger] = map[string]any{
 				"writer":  map[string]any{"output": "file", "filename": c.LogFiles[logger]},
 				"include": []string{logger},
+			}
+			if enc, ok := c.LogEncoders[logger]; ok {
+				logs[logger].(map[string]any)["encoder"] = enc
 			}
 		}
 	}
