@@ -23,9 +23,10 @@ import (
 // spent sending a request body, memory spent on list responses being filtered. Every
 // refusal is a JSON-RPC error body, with Retry-After where waiting helps.
 type LimitsConfig struct {
-	// MaxStreamsPerPrincipal caps the GET event streams one caller holds open at once
-	// (a token's issuer and subject, an API key, or the client IP when auth is off).
-	// More answer 429 with Retry-After. An IDE opens one per server and session, a few
+	// MaxStreamsPerPrincipal caps the GET event streams one authenticated caller holds
+	// open at once (a token's issuer and subject, or an API key). More answer 429 with
+	// Retry-After. Without auth there is no principal (and many users may share one
+	// address behind NAT), so only MaxStreams applies. An IDE opens one per server and session, a few
 	// at reconnect; 32 leaves room for several IDE windows and slow-to-notice reconnects
 	// while stopping a single caller from exhausting file descriptors. Default 32; -1
 	// removes the cap.
@@ -278,7 +279,7 @@ func (t *streamTracker) acquire(principal string, server *mcpregistry.Server, ex
 	}
 	tk := &streamTicket{t: t, principal: principal, server: server.Name, upstream: server.Upstream, close: closeFn}
 	t.mu.Lock()
-	if t.perPrincipal > 0 && t.per[principal] >= t.perPrincipal {
+	if t.perPrincipal > 0 && principal != "" && t.per[principal] >= t.perPrincipal {
 		t.mu.Unlock()
 		t.total.Add(-1)
 		return nil, errPrincipalStreams
@@ -410,10 +411,10 @@ func (l *limits) openStream(w http.ResponseWriter, principal string, server *mcp
 }
 
 // streamPrincipal names the caller for the per-principal cap: issuer and subject (or
-// client id) of a token, the key's subject for an API key, the client IP without auth.
-func streamPrincipal(r *http.Request, c *who) string {
+// client id) of a token, the key's subject for an API key; "" without auth (no cap).
+func streamPrincipal(c *who) string {
 	if c == nil || c.Principal == nil {
-		return "ip\x00" + clientIP(r)
+		return ""
 	}
 	p := c.Principal
 	id := p.Subject
@@ -432,7 +433,7 @@ func (g *Gateway) beginStream(w http.ResponseWriter, r *http.Request, c *who, se
 		exp = c.Principal.ExpiresAt
 	}
 	ctx, cancel := context.WithCancel(r.Context())
-	tk := g.limits.openStream(w, streamPrincipal(r, c), server, exp, cancel)
+	tk := g.limits.openStream(w, streamPrincipal(c), server, exp, cancel)
 	if tk == nil {
 		cancel()
 		return r, nil, false

@@ -38,9 +38,11 @@ func rpcErrorCode(t *testing.T, body string) int {
 	return e.Error.Code
 }
 
-func getStatus(t *testing.T, url string) (int, http.Header, string) {
+func getStatus(t *testing.T, url string, h http.Header) (int, http.Header, string) {
 	t.Helper()
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header = h.Clone()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,18 +66,37 @@ func TestLimitsStreamCaps(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &testCaddy{
 				Servers: []any{map[string]any{"name": "s", "upstream": up.URL + "/mcp"}},
-				Gateway: map[string]any{"limits": tc.limits},
+				Gateway: map[string]any{"limits": tc.limits, "auth": map[string]any{
+					"api_keys": []any{
+						map[string]any{"sha256": keyHashHex(testAPIKey), "groups": []string{"g"}},
+						map[string]any{"sha256": keyHashHex("other-key"), "groups": []string{"g"}},
+					},
+					"policy": map[string]any{
+						"group_mappings": map[string]any{"g": []string{"all"}},
+						"scopes":         map[string]any{"all": []any{map[string]any{"server": "*", "methods": []string{"*"}}}},
+					},
+				}},
 			}
 			base := c.start(t)
-			_, cancel1 := openGet(t, base+"/s/mcp", nil)
-			openGet(t, base+"/s/mcp", nil)
-			status, h, body := getStatus(t, base+"/s/mcp")
+			key := http.Header{"X-Api-Key": {testAPIKey}}
+			_, cancel1 := openGet(t, base+"/s/mcp", key)
+			openGet(t, base+"/s/mcp", key)
+			status, h, body := getStatus(t, base+"/s/mcp", key)
 			if status != tc.status || h.Get("Retry-After") == "" || rpcErrorCode(t, body) != codeTooManyStreams {
 				t.Fatalf("third stream: %d Retry-After %q %s", status, h.Get("Retry-After"), body)
 			}
+			if tc.status == http.StatusTooManyRequests {
+				// Another caller is not held to this one's cap.
+				other, _ := openGet(t, base+"/s/mcp", http.Header{"X-Api-Key": {"other-key"}})
+				if other.StatusCode != http.StatusOK {
+					t.Fatalf("another caller: %d", other.StatusCode)
+				}
+			}
 			cancel1()
 			waitFor(t, "a place to free up", func() bool {
-				resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(base + "/s/mcp")
+				req, _ := http.NewRequest(http.MethodGet, base+"/s/mcp", nil)
+				req.Header = key.Clone()
+				resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 				if err != nil {
 					return false
 				}
