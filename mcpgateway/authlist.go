@@ -2,6 +2,7 @@ package mcpgateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -130,7 +131,14 @@ func (w *listWriter) Write(p []byte) (int, error) {
 		w.buf = append(w.buf, p...)
 		return len(p), nil
 	case lwSSE:
+		if w.budget != nil && !w.reserve(2*int64(w.sse.Held()+len(p))) {
+			w.logger.Warn("list response stream could not be filtered; ending it", zap.String("reason", "no room to buffer it (max_list_buffer_size)"))
+			return 0, errListBusy
+		}
 		n, err := w.sse.Write(p)
+		if w.budget != nil {
+			w.reserve(2 * int64(w.sse.Held())) // give back what the filter no longer holds
+		}
 		if err != nil {
 			w.logger.Warn("list response stream could not be filtered; ending it", zap.Error(err))
 			return n, err
@@ -141,6 +149,23 @@ func (w *listWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return w.ResponseWriter.Write(p)
+}
+
+var errListBusy = errors.New("no room to buffer the list response for filtering")
+
+// reserve adjusts what this writer holds of the budget to n bytes: taking more (waiting
+// for room, false if there is none in time) or giving back the excess.
+func (w *listWriter) reserve(n int64) bool {
+	switch {
+	case n > w.held:
+		if !w.budget.acquire(w.ctx, n-w.held) {
+			return false
+		}
+	case n < w.held:
+		w.budget.release(w.held - n)
+	}
+	w.held = n
+	return true
 }
 
 // grow makes room for need bytes in the JSON buffer: the announced length at once when
@@ -181,7 +206,7 @@ func (w *listWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // finish writes the filtered JSON body, or ends the filtered stream.
 func (w *listWriter) finish() {
 	if w.budget != nil {
-		defer func() { w.budget.release(w.held) }()
+		defer func() { w.budget.release(w.held); w.held = 0 }()
 	}
 	switch w.mode {
 	case lwJSON:

@@ -459,9 +459,10 @@ type byteBudget struct {
 	limit int64
 	wait  time.Duration
 
-	mu   sync.Mutex
-	used int64
-	room chan struct{} // closed (and replaced) when bytes are released
+	mu      sync.Mutex
+	used    int64
+	waiters int           // acquires waiting for room
+	room    chan struct{} // closed (and replaced) when bytes are released to waiters
 }
 
 func newByteBudget(limit int64, wait time.Duration) *byteBudget {
@@ -483,17 +484,25 @@ func (b *byteBudget) acquire(ctx context.Context, n int64) bool {
 			return true
 		}
 		room := b.room
+		b.waiters++
 		b.mu.Unlock()
 		if deadline == nil {
 			timer := time.NewTimer(b.wait)
 			defer timer.Stop()
 			deadline = timer.C
 		}
+		ok := true
 		select {
 		case <-room:
 		case <-deadline:
-			return false
+			ok = false
 		case <-ctx.Done():
+			ok = false
+		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		if !ok {
 			return false
 		}
 	}
@@ -505,8 +514,10 @@ func (b *byteBudget) release(n int64) {
 	}
 	b.mu.Lock()
 	b.used -= n
-	close(b.room)
-	b.room = make(chan struct{})
+	if b.waiters > 0 {
+		close(b.room)
+		b.room = make(chan struct{})
+	}
 	b.mu.Unlock()
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"runtime/metrics"
 	"strings"
@@ -19,7 +20,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
+	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 )
 
@@ -370,4 +373,46 @@ func TestLimitsCaddyfile(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+}
+
+// A list answered as an event stream is held event by event by the filter: those
+// bytes count against the same budget, so a huge event cannot be buffered past it.
+func TestLimitsListBufferBudgetSSE(t *testing.T) {
+	budget := newByteBudget(1<<20, 20*time.Millisecond)
+	rec := httptest.NewRecorder()
+	lw := newListWriter(rec, policyAllowAll(t), "s", "1", zap.NewNop())
+	lw.budget, lw.ctx = budget, context.Background()
+	lw.Header().Set("Content-Type", "text/event-stream")
+	lw.WriteHeader(http.StatusOK)
+	// An event that never ends: 3 MiB of data, over a 1 MiB budget (2 × held).
+	if _, err := lw.Write([]byte("event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[")); err != nil {
+		t.Fatal(err)
+	}
+	chunk := []byte(strings.Repeat(`{"name":"x"},`, 1000))
+	var err error
+	for i := 0; i < 3<<20/len(chunk) && err == nil; i++ {
+		_, err = lw.Write(chunk)
+	}
+	if err == nil {
+		t.Fatal("the filter held 3 MiB of one event under a 1 MiB budget")
+	}
+	if used := budget.inUse(); used > 1<<20 {
+		t.Fatalf("budget over its limit: %d", used)
+	}
+	lw.finish()
+	if used := budget.inUse(); used != 0 {
+		t.Fatalf("budget not returned after the response: %d", used)
+	}
+}
+
+func policyAllowAll(t *testing.T) policy.Grant {
+	t.Helper()
+	p, _, err := policy.Compile(&policy.Config{
+		GroupMappings: map[string][]string{"g": {"all"}},
+		Scopes:        map[string][]policy.RuleConfig{"all": {{Server: "*", Methods: []string{"*"}, Tools: []string{"*"}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Resolve([]string{"g"})
 }

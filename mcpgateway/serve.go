@@ -154,9 +154,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 					id = ""
 				}
 				lw = newListWriter(w, caller.Grant, server.Name, id, g.logger)
-				if g.limits != nil {
-					lw.budget, lw.ctx = g.limits.lists, r.Context()
-				}
 			}
 		}
 	} else if caller != nil && r.Method == http.MethodGet && (ep == endpointSSE || r.Header.Get("Last-Event-ID") != "") {
@@ -168,6 +165,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		lw = newListWriter(w, caller.Grant, server.Name, "", g.logger)
 	}
 	if lw != nil {
+		if g.limits != nil {
+			lw.budget, lw.ctx = g.limits.lists, r.Context()
+		}
 		// The filter reads plain bytes.
 		r.Header.Set("Accept-Encoding", "identity")
 		w = lw
