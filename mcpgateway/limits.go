@@ -205,17 +205,12 @@ func unmarshalLimits(d *caddyfile.Dispenser, c *LimitsConfig) error {
 
 // --- request bodies
 
-// setBodyDeadline bounds the body read of r, if a timeout is configured and the
-// connection supports read deadlines. It returns the function that lifts the bound.
-func (l *limits) setBodyDeadline(w http.ResponseWriter, r *http.Request) (lift func()) {
-	if l == nil || l.bodyTimeout <= 0 || r.ContentLength == 0 {
-		return nil
+// bodyDeadline is the time r's body may take to arrive (0: unbounded, or no body).
+func (l *limits) bodyDeadline(r *http.Request) time.Duration {
+	if l == nil || r.ContentLength == 0 {
+		return 0
 	}
-	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(time.Now().Add(l.bodyTimeout)) != nil {
-		return nil
-	}
-	return func() { _ = rc.SetReadDeadline(time.Time{}) }
+	return l.bodyTimeout
 }
 
 // isBodyTimeout reports whether a body read failed on the read deadline.

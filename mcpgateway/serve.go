@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -203,10 +204,17 @@ func (g *Gateway) readAndInspect(w http.ResponseWriter, r *http.Request, x *exch
 		writeTooLarge(w, g.MaxBodySize)
 		return false
 	}
-	lift := g.limits.setBodyDeadline(w, r)
+	// The body read is bounded in time (limits.go); the controller stays on the stack.
+	var rc *http.ResponseController
+	if d := g.limits.bodyDeadline(r); d > 0 {
+		rc = http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(d)) != nil {
+			rc = nil
+		}
+	}
 	body, err := readBounded(r.Body, x.buf, g.MaxBodySize)
-	if lift != nil {
-		lift()
+	if rc != nil {
+		_ = rc.SetReadDeadline(time.Time{})
 	}
 	x.buf = body
 	if err != nil && isBodyTimeout(err) {
