@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
@@ -113,6 +114,13 @@ func provisionLimits(ctx caddy.Context, cfg *LimitsConfig, registry *mcpregistry
 	l.streams.init(l.perPrincipal, l.total)
 	if registry != nil {
 		go l.streams.sweep(ctx, every, registry, logger)
+	}
+	// A server shutting down (config reload or stop) waits for its active requests,
+	// with no bound unless grace_period is set, and a stream copied in its handler
+	// (HTTP/2) never ends by itself: end them all when the shutdown begins, as Cleanup
+	// does for hijacked streams, which Caddy no longer tracks.
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		srv.RegisterOnShutdown(l.streams.endAll)
 	}
 	return l
 }
@@ -347,6 +355,19 @@ func (tk *streamTicket) release() {
 	delete(t.open, tk)
 	t.mu.Unlock()
 	t.total.Add(-1)
+}
+
+// endAll closes every open stream.
+func (t *streamTracker) endAll() {
+	t.mu.Lock()
+	all := make([]*streamTicket, 0, len(t.open))
+	for tk := range t.open {
+		all = append(all, tk)
+	}
+	t.mu.Unlock()
+	for _, tk := range all {
+		tk.end()
+	}
 }
 
 // sweep closes, every interval until ctx ends, the streams whose server was removed,

@@ -69,7 +69,7 @@ func TestStreamHTTP2(t *testing.T) {
 		w.Header().Set("Allow", "POST")
 		http.Error(w, "GET not supported", http.StatusMethodNotAllowed)
 	})
-	base, client, _ := h2Caddy(t, [3]string{up.URL, legacy.URL, nope})
+	base, client, c := h2Caddy(t, [3]string{up.URL, legacy.URL, nope})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -115,6 +115,18 @@ func TestStreamHTTP2(t *testing.T) {
 		t.Fatalf("after a clean upstream end: %q, %v", rest, err)
 	}
 	lresp.Body.Close()
+
+	// A config reload ends the streams of the unloaded gateway, as for hijacked ones.
+	rresp, err := client.Get(base + "/s/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rbr := bufio.NewReader(rresp.Body)
+	up.send(t, "data: before reload\n\n")
+	readEvent(t, rbr)
+	c.reload(t)
+	readEnd(t, rbr) // fails the test if the stream outlives the reload
+	rresp.Body.Close()
 
 	r405, err := client.Get(base + "/nope/mcp")
 	if err != nil {
