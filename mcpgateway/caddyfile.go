@@ -32,6 +32,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		response_header_timeout <duration>
 //		session_key             <secret>  # 32 bytes base64/hex; default from the registry's encryption_key
 //		auth { … }              # see access.UnmarshalCaddyfile (internal/access)
+//		limits { … }            # see unmarshalLimits (limits.go)
 //		audit off | audit {     # audit log on logger mcp.audit; default on
 //			include_arguments   # add tools/call arguments (≤ 4 KiB) to entries
 //		}
@@ -77,6 +78,12 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("auth given twice")
 			}
 			g.Auth, err = access.UnmarshalCaddyfile(d)
+		case "limits":
+			if g.Limits != nil {
+				return d.Err("limits given twice")
+			}
+			g.Limits = new(LimitsConfig)
+			err = unmarshalLimits(d, g.Limits)
 		case "audit":
 			if g.Audit != nil {
 				return d.Err("audit given twice")

@@ -69,6 +69,10 @@ type Gateway struct {
 	// encryption_key), or a session opened on one is unknown on the others.
 	SessionKey string `json:"session_key,omitempty"`
 
+	// Limits bounds open event streams, body read time and list-filter memory. Absent:
+	// the defaults documented on LimitsConfig.
+	Limits *LimitsConfig `json:"limits,omitempty"`
+
 	// Audit configures the audit log (logger "mcp.audit", one Info entry per MCP
 	// request). Absent: on, without tool arguments. See AuditConfig.
 	Audit *AuditConfig `json:"audit,omitempty"`
@@ -89,6 +93,9 @@ type Gateway struct {
 	// obs writes the audit entry and the metrics of each request (audit.go); nil in
 	// tests that build a Gateway without Provision.
 	obs *observer
+	// limits are the provisioned Limits (limits.go); nil in tests that build a Gateway
+	// without Provision.
+	limits *limits
 }
 
 // CaddyModule returns the Caddy module information.
@@ -151,6 +158,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		rt.DialContext = g.registry.GuardDial(rt.DialContext)
 	}
 	g.proxy = g.newReverseProxy()
+	g.limits = provisionLimits(ctx, g.Limits, g.registry, g.logger)
 	// Metrics go to this config's registry; collectors are registered on every provision.
 	if g.obs, err = newObserver(ctx, g.Audit); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
@@ -162,6 +170,9 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 func (g *Gateway) Validate() error {
 	if g.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative")
+	}
+	if err := g.Limits.validate(); err != nil {
+		return err
 	}
 	for _, o := range g.AllowedOrigins {
 		if o != "*" && !strings.Contains(o, "://") {

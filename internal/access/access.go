@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -11,7 +12,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -39,14 +39,14 @@ type Authenticator struct {
 	scopeServers map[string]map[string]bool // scope → servers it has rules for ("" = all)
 	resource     string
 	apiKeys      map[[32]byte]*authn.Principal
-	grants       sync.Map // group-set key → *Caller
+	grantsMu     sync.RWMutex
+	grants       map[string]*Caller // appendGrantKey of the group set → resolved grant
 	strict       bool
 	// perServerAudience: a token whose only accepted audience is one server's MCP URL
 	// is accepted on that server only (Config.AudienceScope).
 	perServerAudience bool
 	// globalAudiences are the issuers' own audience lists: accepted on every server.
 	globalAudiences map[string][]string // issuer → audiences
-	grantCount      atomic.Int64
 }
 
 // Caller is an authenticated caller with its resolved grant.
@@ -184,19 +184,36 @@ func (st *Authenticator) Resource() string { return st.resource }
 
 // Resolve returns the caller's grant, cached per group set.
 func (st *Authenticator) Resolve(p *authn.Principal) *Caller {
-	key := strings.Join(p.Groups, "\n")
-	if v, ok := st.grants.Load(key); ok {
-		c := v.(*Caller)
+	var arr [256]byte
+	key := appendGrantKey(arr[:0], p.Groups)
+	st.grantsMu.RLock()
+	c := st.grants[string(key)] // no allocation: the compiler converts in place for a lookup
+	st.grantsMu.RUnlock()
+	if c != nil {
 		return &Caller{Principal: p, Grant: c.Grant, Scopes: c.Scopes}
 	}
 	g := st.policy.Resolve(p.Groups)
-	c := &Caller{Grant: g, Scopes: g.ScopeNames()}
-	if st.grantCount.Load() < maxGrantCache {
-		if _, loaded := st.grants.LoadOrStore(key, c); !loaded {
-			st.grantCount.Add(1)
-		}
+	c = &Caller{Grant: g, Scopes: g.ScopeNames()}
+	st.grantsMu.Lock()
+	if st.grants == nil {
+		st.grants = make(map[string]*Caller)
 	}
+	if len(st.grants) < maxGrantCache {
+		st.grants[string(key)] = c
+	}
+	st.grantsMu.Unlock()
 	return &Caller{Principal: p, Grant: g, Scopes: c.Scopes}
+}
+
+// appendGrantKey appends the cache key of a group set: every name prefixed with its
+// length, so no name (whatever bytes it holds) can imitate a boundary between two
+// names, and [] , [""] , ["",""] stay distinct.
+func appendGrantKey(b []byte, groups []string) []byte {
+	for _, g := range groups {
+		b = binary.AppendUvarint(b, uint64(len(g)))
+		b = append(b, g...)
+	}
+	return b
 }
 
 // AnyOnServer reports whether one of the caller's scopes has a rule for server.
