@@ -77,7 +77,9 @@ func (s *Server) startAuthorization(w http.ResponseWriter, r *http.Request) {
 		renderError(w, http.StatusBadRequest, "Bad request", "The state parameter is too long.")
 		return
 	}
-	fail := func(code, desc string) { s.redirectResult(w, r, redirectURI, state, url.Values{"error": {code}, "error_description": {desc}}) }
+	fail := func(code, desc string) {
+		s.redirectResult(w, r, redirectURI, state, url.Values{"error": {code}, "error_description": {desc}})
+	}
 
 	if q.Get("response_type") != "code" {
 		fail("unsupported_response_type", "only response_type=code is supported")

@@ -36,7 +36,7 @@ type cimdTLS struct{ roots *x509.CertPool }
 
 type cimdFetcher struct {
 	httpc *http.Client
-	allow  []*net.IPNet
+	allow []*net.IPNet
 
 	mu    sync.Mutex
 	cache map[string]cimdEntry
@@ -55,12 +55,12 @@ func newCIMDFetcher(allow []*net.IPNet, roots *cimdTLS) *cimdFetcher {
 		tlsConfig.RootCAs = roots.roots
 	}
 	transport := &http.Transport{
-		Proxy:                 nil, // a proxy would hide the address actually reached
-		TLSClientConfig:       tlsConfig,
-		TLSHandshakeTimeout:   3 * time.Second,
-		ResponseHeaderTimeout: 3 * time.Second,
+		Proxy:                  nil, // a proxy would hide the address actually reached
+		TLSClientConfig:        tlsConfig,
+		TLSHandshakeTimeout:    3 * time.Second,
+		ResponseHeaderTimeout:  3 * time.Second,
 		MaxResponseHeaderBytes: 16 << 10,
-		DisableCompression:    true,
+		DisableCompression:     true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, port, err := net.SplitHostPort(addr)
 			if err != nil {

@@ -240,4 +240,3 @@ func redirectAllowed(c Client, requested string) bool {
 }
 
 func hasGrant(c Client, grant string) bool { return slices.Contains(c.GrantTypes, grant) }
-

@@ -62,8 +62,8 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 	writeJSON(w, e.status, e)
 }
 
-func zapErr(err error) zap.Field      { return zap.Error(err) }
-func zapClient(id string) zap.Field   { return zap.String("client_id", truncate(id, 200)) }
+func zapErr(err error) zap.Field    { return zap.Error(err) }
+func zapClient(id string) zap.Field { return zap.String("client_id", truncate(id, 200)) }
 func truncate(s string, n int) string {
 	if len(s) > n {
 		return s[:n] + "…"

@@ -101,13 +101,13 @@ type Server struct {
 	logger  *zap.Logger
 	now     func() time.Time
 
-	issuerURL   *url.URL
-	issuerPath  string // issuer path without trailing slash; "" at the root
-	clients     map[string]Client
-	users       map[string]User
-	dummyHash   []byte
-	metadata    []byte
-	metaPaths   map[string]bool
+	issuerURL  *url.URL
+	issuerPath string // issuer path without trailing slash; "" at the root
+	clients    map[string]Client
+	users      map[string]User
+	dummyHash  []byte
+	metadata   []byte
+	metaPaths  map[string]bool
 }
 
 // ClientConfig is a pre-registered client.
@@ -146,12 +146,12 @@ func (*Server) CaddyModule() caddy.ModuleInfo {
 }
 
 const (
-	codeLifetime           = 60 * time.Second
-	authRequestLifetime    = 10 * time.Minute
-	sessionLifetime        = time.Hour
-	defaultAccessLifetime  = time.Hour
-	defaultRefreshLifetime = 30 * 24 * time.Hour
-	defaultKeyRotation     = 30 * 24 * time.Hour
+	codeLifetime            = 60 * time.Second
+	authRequestLifetime     = 10 * time.Minute
+	sessionLifetime         = time.Hour
+	defaultAccessLifetime   = time.Hour
+	defaultRefreshLifetime  = 30 * 24 * time.Hour
+	defaultKeyRotation      = 30 * 24 * time.Hour
 	defaultRegistrationRate = 10
 )
 

@@ -122,13 +122,13 @@ type Client struct {
 
 // AuthRequest is an authorization request waiting for the user to sign in or consent.
 type AuthRequest struct {
-	ID                  string    `json:"id"`
-	ClientID            string    `json:"client_id"`
-	RedirectURI         string    `json:"redirect_uri"`
-	State               string    `json:"state,omitempty"`
-	Scope               string    `json:"scope,omitempty"`
-	Resource            string    `json:"resource"`
-	CodeChallenge       string    `json:"code_challenge"`
+	ID            string `json:"id"`
+	ClientID      string `json:"client_id"`
+	RedirectURI   string `json:"redirect_uri"`
+	State         string `json:"state,omitempty"`
+	Scope         string `json:"scope,omitempty"`
+	Resource      string `json:"resource"`
+	CodeChallenge string `json:"code_challenge"`
 	// SessionID and CSRF bind the request's forms to one browser session.
 	SessionID string    `json:"session_id"`
 	CSRF      string    `json:"csrf"`
