@@ -233,3 +233,5 @@ func token(t testing.TB, as *testAS, form url.Values, basicUser, basicPass strin
 func codeForm(clientID, code, redirectURI, verifier string) url.Values {
 	return url.Values{"grant_type": {"authorization_code"}, "client_id": {clientID}, "code": {code}, "redirect_uri": {redirectURI}, "code_verifier": {verifier}}
 }
+
+func nopLogger() *zap.Logger { return zap.NewNop() }
