@@ -139,7 +139,7 @@ func (s *Server) codeGrant(r *http.Request, c Client) (*tokenResponse, *oauthErr
 	if res := r.PostForm.Get("resource"); res != "" && res != stored.Resource {
 		return nil, newOAuthError("invalid_target", "resource differs from the authorization request")
 	}
-	return s.issue(r, c, stored.Subject, stored.Groups, stored.Resource, stored.Scope, familyID, true)
+	return s.issue(r, c, stored.Subject, stored.Groups, stored.Resource, stored.Scope, familyID)
 }
 
 // verifierMatches checks PKCE S256 (RFC 7636 §4.6) with a well-formed verifier.
@@ -241,12 +241,12 @@ func (s *Server) clientCredentialsGrant(r *http.Request, c Client) (*tokenRespon
 
 // issue mints an access token and, for clients allowed to refresh, starts a refresh
 // family.
-func (s *Server) issue(r *http.Request, c Client, subject string, groups []string, resource, scope, familyID string, withRefresh bool) (*tokenResponse, *oauthError) {
+func (s *Server) issue(r *http.Request, c Client, subject string, groups []string, resource, scope, familyID string) (*tokenResponse, *oauthError) {
 	resp, oerr := s.accessToken(r, c, subject, groups, resource, scope)
 	if oerr != nil {
 		return nil, oerr
 	}
-	if withRefresh && hasGrant(c, "refresh_token") {
+	if hasGrant(c, "refresh_token") {
 		now := s.now()
 		refresh := familyID + "." + rand.Text() + rand.Text()
 		err := s.store.CreateFamily(r.Context(), RefreshFamily{
