@@ -6,4 +6,5 @@ import (
 	_ "github.com/caddymcp/caddymcp/mcpgateway"
 	_ "github.com/caddymcp/caddymcp/mcpregistry"
 	_ "github.com/caddymcp/caddymcp/oauthmeta"
+	_ "github.com/caddymcp/caddymcp/oauthserver"
 )
