@@ -1,10 +1,14 @@
 # The one command that runs every test: `make test`. CI (.ci/run) calls exactly this.
 GO ?= go
 
-.PHONY: test deps vet unit bench build run
+.PHONY: test short deps vet unit bench build run
 
 test: deps vet
 	$(GO) test -race -count=1 -timeout 25m ./...
+
+# The inner loop: pure and in-process tests only; nothing is built or started (well under a minute).
+short:
+	$(GO) test -short ./...
 
 deps:
 	bash scripts/test-deps.sh

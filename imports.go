@@ -7,4 +7,5 @@ import (
 	_ "github.com/caddymcp/caddymcp/mcpregistry"
 	_ "github.com/caddymcp/caddymcp/mcpregistry/registryapi"
 	_ "github.com/caddymcp/caddymcp/oauthmeta"
+	_ "github.com/caddymcp/caddymcp/oauthserver"
 )

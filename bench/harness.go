@@ -31,6 +31,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,6 +81,8 @@ type Target struct {
 
 	// header returns the request header of client worker's next call (nil: callHeader).
 	header func(worker int) http.Header
+	// transport, when set, is the client transport the target needs (TLS, HTTP/2).
+	transport func() *http.Transport
 }
 
 // Header is the request header of client number worker's next call to t: for the auth
@@ -98,18 +101,26 @@ type Env struct {
 	Targets  []Target // Direct, ReverseProxy, Gateway, GatewayAuth [, GatewayFresh]
 	Response int      // size in bytes of the upstream's tools/call response body
 
-	issuer *issuer // the in-process token issuer of the auth targets
+	issuer *issuer  // the in-process token issuer of the auth targets
+	h2     []Target // GatewayH2, DirectH2: streams only, so not in Targets (whose calls are HTTP/1.1)
 
-	upstream    *http.Server
-	upstreamLn  net.Listener
-	openStreams atomic.Int64 // upstream SSE handlers currently running
-	dir         string
-	check       func(status int, body []byte) error
+	upstream      *http.Server
+	upstreamLn    net.Listener
+	upstreamTLS   *http.Server // the same handlers over TLS and HTTP/2 (DirectH2)
+	upstreamTLSLn net.Listener
+	openStreams   atomic.Int64 // upstream SSE handlers currently running
+	dir           string
+	check         func(status int, body []byte) error
 }
 
 // Target returns the target with the given name.
 func (e *Env) Target(name string) Target {
 	for _, t := range e.Targets {
+		if t.Name == name {
+			return t
+		}
+	}
+	for _, t := range e.h2 {
 		if t.Name == name {
 			return t
 		}
@@ -242,13 +253,27 @@ func StartWith(kind string, opt Options) (*Env, error) {
 
 	// Caddy cannot be handed open listeners, so it gets ports that were free a moment
 	// ago; on the rare collision, try again with new ones.
-	var gw, rp, ga string
+	cert, err := newSelfSigned()
+	if err != nil {
+		return nil, err
+	}
+	if e.upstreamTLSLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(cert.certPEM, cert.keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	e.upstreamTLS = &http.Server{Handler: mux, ErrorLog: log.New(io.Discard, "", 0),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}}
+	go func() { _ = e.upstreamTLS.ServeTLS(e.upstreamTLSLn, "", "") }()
+	var gw, rp, ga, gh2 string
 	for attempt := 0; ; attempt++ {
-		gw, rp, ga, err = freeAddr(), freeAddr(), freeAddr(), nil
-		if gw == "" || rp == "" || ga == "" {
+		gw, rp, ga, gh2, err = freeAddr(), freeAddr(), freeAddr(), freeAddr(), nil
+		if gw == "" || rp == "" || ga == "" || gh2 == "" {
 			return nil, errors.New("bench: no free loopback port")
 		}
-		cfg := caddyConfig(dir, e.upstreamLn.Addr().String(), gw, rp, ga, e.issuer.url)
+		cfg := caddyConfig(dir, e.upstreamLn.Addr().String(), gw, rp, ga, gh2, e.issuer.url, cert)
 		err = caddy.Load(cfg, true)
 		if err == nil {
 			break
@@ -269,6 +294,10 @@ func StartWith(kind string, opt Options) (*Env, error) {
 		{Name: Direct, CallURL: mustURL(up + "/mcp"), StreamURL: mustURL(up + "/stream")},
 		{Name: ReverseProxy, CallURL: mustURL("http://" + rp + "/mcp"), StreamURL: mustURL("http://" + rp + "/stream")},
 		{Name: Gateway, CallURL: mustURL("http://" + gw + "/bench/mcp"), StreamURL: mustURL("http://" + gw + "/stream/mcp")},
+	}
+	e.h2 = []Target{
+		{Name: GatewayH2, StreamURL: mustURL("https://" + gh2 + "/stream/mcp"), transport: cert.h2Transport},
+		{Name: DirectH2, StreamURL: mustURL("https://" + e.upstreamTLSLn.Addr().String() + "/stream"), transport: cert.h2Transport},
 	}
 	// The token audience is the bench server's resource URL (the MCP URL, as the
 	// protected-resource metadata names it), one of the gateway's default audiences.
@@ -306,6 +335,9 @@ func (e *Env) Close() {
 	if e.issuer != nil {
 		e.issuer.srv.Close()
 	}
+	if e.upstreamTLS != nil {
+		_ = e.upstreamTLS.Close()
+	}
 	if e.upstream != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = e.upstream.Shutdown(ctx)
@@ -342,7 +374,9 @@ func (e *Env) HTTPServer(name string) (*caddyhttp.Server, error) {
 // The third listener is the gateway again with an auth block: issuerURL's keys, resource
 // http://<ga> (so the default audiences include http://<ga>/bench/mcp), and a policy
 // letting group "bench" call the echo tool on server "bench".
-func caddyConfig(dir, upstream, gw, rp, ga, issuerURL string) []byte {
+//
+// The fourth listener, gh2, is the plain gateway over TLS (cert) with HTTP/2.
+func caddyConfig(dir, upstream, gw, rp, ga, gh2, issuerURL string, cert *selfSigned) []byte {
 	route := func(h map[string]any) []any { return []any{map[string]any{"handle": []any{h}}} }
 	server := func(addr string, h map[string]any) map[string]any {
 		return map[string]any{
@@ -361,6 +395,9 @@ func caddyConfig(dir, upstream, gw, rp, ga, issuerURL string) []byte {
 		}},
 		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
 		"apps": map[string]any{
+			"tls": map[string]any{"certificates": map[string]any{"load_pem": []any{
+				map[string]any{"certificate": string(cert.certPEM), "key": string(cert.keyPEM)},
+			}}},
 			"mcp_registry": map[string]any{
 				"storage":                map[string]any{"path": filepath.Join(dir, "registry.db")},
 				"health":                 map[string]any{"disabled": true}, // no background traffic in a measurement
@@ -373,6 +410,12 @@ func caddyConfig(dir, upstream, gw, rp, ga, issuerURL string) []byte {
 			"http": map[string]any{
 				"servers": map[string]any{
 					Gateway: server(gw, map[string]any{"handler": "mcp_gateway"}),
+					GatewayH2: func() map[string]any {
+						s := server(gh2, map[string]any{"handler": "mcp_gateway"})
+						s["tls_connection_policies"] = []any{map[string]any{}}
+						s["protocols"] = []string{"h1", "h2"}
+						return s
+					}(),
 					GatewayAuth: server(ga, map[string]any{
 						"handler": "mcp_gateway",
 						"auth": map[string]any{

@@ -27,16 +27,20 @@ type Streams struct {
 // timeout.
 func (e *Env) OpenStreams(t Target, n, parallel int, timeout time.Duration) (*Streams, error) {
 	ctx, cancel := context.WithCancel(context.Background())
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: -1, // streams are never reused
+	}
+	if t.transport != nil {
+		tr = t.transport()
+	}
+	tr.ResponseHeaderTimeout = timeout
 	s := &Streams{
 		env:    e,
 		cancel: cancel,
 		bodies: make([]io.ReadCloser, n),
-		client: &http.Client{Transport: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-			ResponseHeaderTimeout: timeout,
-			DisableCompression:    true,
-			MaxIdleConnsPerHost:   -1, // streams are never reused
-		}},
+		client: &http.Client{Transport: tr},
 	}
 	deadline := time.Now().Add(timeout)
 	sem := make(chan struct{}, parallel)
@@ -85,6 +89,10 @@ func openStream(ctx context.Context, c *http.Client, t Target, deadline time.Tim
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
 		return nil, fmt.Errorf("HTTP %d: %q", resp.StatusCode, b)
+	}
+	if t.transport != nil && resp.ProtoMajor != 2 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("answered over %s, not HTTP/2", resp.Proto)
 	}
 	// Read up to the end of the priming event; a stalled stream is cut at the deadline.
 	timer := time.AfterFunc(time.Until(deadline), func() { resp.Body.Close() })

@@ -154,22 +154,24 @@ func TestErrors(t *testing.T) {
 			}
 		}
 
-		// From the everything-server: the notification's 202, the unknown session's
-		// 404, the 400 for a POST that does not accept SSE, the 405 for PUT.
+		// From the everything-server: the notification's 202 and the 400 for a POST
+		// that does not accept SSE, each in a session of its own (the gateway's client
+		// sees a sealed id, the direct client the upstream's).
 		sid, _ := initSession(t, c, base+"/everything/mcp", "2025-11-25")
+		directSid, _ := initSession(t, c, es.URL, "2025-11-25")
 		for _, tc := range []struct {
 			name, method string
-			h            http.Header
+			h            func(sid string) http.Header
 			body         string
 			status       int
 		}{
-			{"notification", "POST", mcpHeader(sid, "2025-11-25"), `{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}`, http.StatusAccepted},
-			{"unknown session", "POST", mcpHeader("NO-SUCH-SESSION", "2025-11-25"), ping, http.StatusNotFound},
-			{"Accept without SSE", "POST", withHeader(mcpHeader(sid, "2025-11-25"), "Accept", "application/json"), ping, http.StatusBadRequest},
-			{"PUT", "PUT", mcpHeader(sid, "2025-11-25"), ping, http.StatusMethodNotAllowed},
+			{"notification", "POST", func(sid string) http.Header { return mcpHeader(sid, "2025-11-25") }, `{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}`, http.StatusAccepted},
+			{"Accept without SSE", "POST", func(sid string) http.Header {
+				return withHeader(mcpHeader(sid, "2025-11-25"), "Accept", "application/json")
+			}, ping, http.StatusBadRequest},
 		} {
-			via, vbody := send(t, c, tc.method, base+"/everything/mcp", tc.h, tc.body)
-			direct, dbody := send(t, c, tc.method, es.URL, tc.h, tc.body)
+			via, vbody := send(t, c, tc.method, base+"/everything/mcp", tc.h(sid), tc.body)
+			direct, dbody := send(t, c, tc.method, es.URL, tc.h(directSid), tc.body)
 			if via.StatusCode != tc.status || direct.StatusCode != tc.status || string(vbody) != string(dbody) {
 				t.Errorf("%s: via gateway %d %q, directly %d %q; want %d", tc.name, via.StatusCode, vbody, direct.StatusCode, dbody, tc.status)
 			}
@@ -178,6 +180,15 @@ func TestErrors(t *testing.T) {
 					t.Errorf("%s: %s via gateway %q, directly %q", tc.name, name, g, d)
 				}
 			}
+		}
+		// An unknown (or another caller's) session and a method the transport does not
+		// define are the gateway's own answers: nothing reaches the upstream.
+		resp, body := send(t, c, "POST", base+"/everything/mcp", mcpHeader("NO-SUCH-SESSION", "2025-11-25"), ping)
+		wantRPCError(t, "unknown session", resp, body, http.StatusNotFound, -32014, "null", "unknown MCP session")
+		resp, body = send(t, c, "PUT", base+"/everything/mcp", mcpHeader(sid, "2025-11-25"), ping)
+		wantRPCError(t, "PUT", resp, body, http.StatusMethodNotAllowed, -32015, "null", `"PUT"`)
+		if got := resp.Header.Get("Allow"); got != "GET, POST, DELETE" {
+			t.Errorf("PUT: Allow %q", got)
 		}
 	})
 }

@@ -49,9 +49,11 @@ type caddyInstance struct {
 // dir. env adds variables for {$VAR} placeholders. XDG_DATA_HOME, XDG_CONFIG_HOME and
 // HOME point into the temp dir. It returns once the site's port accepts connections;
 // the process is killed when the test ends, its log printed if the test failed, and
-// the test fails if the race detector or net/http reported a problem in it.
+// the test fails if the race detector or net/http reported a problem in it. Under
+// go test -short (no caddy is built) it skips the test.
 func startCaddy(t *testing.T, caddyfile string, env map[string]string) (string, *caddyInstance) {
 	t.Helper()
+	testenv.SkipIfShort(t)
 	for _, tok := range []string{"{{PORT}}", "{{ADMIN}}"} {
 		if !strings.Contains(caddyfile, tok) {
 			t.Fatalf("startCaddy: the Caddyfile has no %s:\n%s", tok, caddyfile)

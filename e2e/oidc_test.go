@@ -378,9 +378,10 @@ func TestOIDC(t *testing.T) {
 		if resp.StatusCode != http.StatusCreated || resp.Header.Get("ETag") != `"1"` {
 			t.Fatalf("bob registers: status %d ETag %q: %s", resp.StatusCode, resp.Header.Get("ETag"), body)
 		}
-		cs := connect(t, &mcp.StreamableClientTransport{Endpoint: base + "/everything2/mcp", HTTPClient: bearerClient(t, bob)}, nil, "")
-		if got := toolNames(t, cs); !slices.Equal(got, allTools) {
-			t.Errorf("tools/list through the new route %v, want %v", got, allTools)
+		// bob's token names everything's MCP URL: per server (RFC 8707), it is not
+		// accepted on the new route.
+		if resp, body := send(t, raw, http.MethodPost, base+"/everything2/mcp", withToken(mcpHeader("", ""), bob), initialize); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("everything's token on everything2: status %d, want 401: %s", resp.StatusCode, body)
 		}
 		// A client asks for a token for the exact URL it connects to (RFC 8707): the
 		// new server's URL is an accepted audience at once, without a reload; the URL

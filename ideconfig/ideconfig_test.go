@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/caddymcp/caddymcp/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -257,9 +259,10 @@ func TestTOMLString(t *testing.T) {
 }
 
 func TestShellQuoteRoundTrip(t *testing.T) {
+	testenv.SkipIfShort(t)
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh")
+		t.Fatalf("this test runs the generated commands through a real POSIX sh, which is not installed: %v", err)
 	}
 	for _, s := range []string{
 		"Bearer it's $HOME `id` \"x\" \\n & ; | * ? ~ #",
@@ -279,9 +282,10 @@ func TestShellQuoteRoundTrip(t *testing.T) {
 // binary replaced by a function printing its arguments one per line, proving
 // the words arrive intact (header value with ', $ and spaces included).
 func TestCommandsParse(t *testing.T) {
+	testenv.SkipIfShort(t)
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh")
+		t.Fatalf("this test runs the generated commands through a real POSIX sh, which is not installed: %v", err)
 	}
 	value := `it's $HOME and  spaces`
 	servers := []Server{{

@@ -25,6 +25,12 @@ import (
 // decision (allow, deny, error, unauthenticated), the HTTP status sent, the latency, the
 // session id and the client IP. They never contain tokens; tool arguments only with
 // IncludeArguments. Audit is on unless Disabled.
+//
+// A JSON-RPC batch (protocol 2025-03-26) is still one entry, since it is one HTTP
+// request with one status and one decision; its method field lists the methods, and a
+// calls field lists every message in order as {method, id, tool|prompt|resource} (id
+// as the raw JSON sent, absent for notifications), so a tools/call inside a batch is as
+// visible as one sent alone. Arguments are recorded only for a single tools/call.
 type AuditConfig struct {
 	// Disabled turns the audit log off (Caddyfile: `audit off`).
 	Disabled bool `json:"disabled,omitempty"`
@@ -80,6 +86,7 @@ type auditWriter struct {
 	stream  prometheus.Gauge // incremented while a GET event stream is open here
 	method  string           // JSON-RPC method label, set after inspection
 	args    []byte           // tools/call arguments (IncludeArguments), owned copy
+	calls   []auditCall      // the messages of a batch
 	getting bool             // a GET request
 	repl    *caddy.Replacer  // the request's replacer (placeholders set by ServeHTTP)
 }
@@ -155,6 +162,13 @@ func (w *auditWriter) inspected(in *jsonrpc.Inspection, body []byte) {
 	}
 	if in.Batch {
 		w.method = "batch"
+		if w.o.audit != nil {
+			w.calls = make([]auditCall, len(in.Messages))
+			for i := range in.Messages {
+				m := &in.Messages[i]
+				w.calls[i] = auditCall{method: m.Method, id: m.ID, name: m.Name}
+			}
+		}
 	} else {
 		w.method = methodLabel(in.Messages[0].Method)
 	}
@@ -283,7 +297,43 @@ func auditFields(w *auditWriter, r *http.Request, repl *caddy.Replacer, server, 
 	if w.args != nil {
 		fields = append(fields, zap.ByteString("arguments", w.args))
 	}
+	if w.calls != nil {
+		fields = append(fields, zap.Array("calls", auditCalls(w.calls)))
+	}
 	return fields
+}
+
+// auditCall is one message of a batch, as its audit entry lists it. Method, ID and
+// Name are the inspection's own strings (not views of the pooled body), safe to keep.
+type auditCall struct{ method, id, name string }
+
+type auditCalls []auditCall
+
+func (cs auditCalls) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for _, c := range cs {
+		_ = enc.AppendObject(c)
+	}
+	return nil
+}
+
+func (c auditCall) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	if c.method != "" {
+		enc.AddString("method", c.method)
+	}
+	if c.id != "" {
+		enc.AddString("id", c.id)
+	}
+	if c.name != "" {
+		key := "resource"
+		switch c.method {
+		case "tools/call":
+			key = "tool"
+		case "prompts/get":
+			key = "prompt"
+		}
+		enc.AddString(key, c.name)
+	}
+	return nil
 }
 
 // clientIP is the client's address as Caddy determined it (trusted proxies honoured),

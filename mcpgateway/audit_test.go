@@ -212,11 +212,14 @@ func TestAuditAndMetricsThroughCaddy(t *testing.T) {
 	if strings.Contains(string(raw), testAPIKey) {
 		t.Error("the audit log contains the API key")
 	}
+	if sid := allow.header.Get("Mcp-Session-Id"); sid == "" || sid == "sess-1" || strings.Contains(string(raw), "sess-1") {
+		t.Errorf("the upstream's session id reached the client (%q) or the audit log", sid)
+	}
 	e := entries[0]
 	for k, want := range map[string]any{
 		"logger": "mcp.audit", "level": "info", "server": "everything", "method": "tools/call",
 		"tool": "echo", "request_id": "7", "decision": "allow", "status": float64(200),
-		"session_id": "sess-1", "remote_ip": "127.0.0.1", "http_method": "POST",
+		"session_id": allow.header.Get("Mcp-Session-Id"), "remote_ip": "127.0.0.1", "http_method": "POST",
 	} {
 		if e[k] != want {
 			t.Errorf("allowed entry: %s = %#v, want %#v (entry %v)", k, e[k], want, e)

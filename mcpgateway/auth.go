@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -56,6 +55,9 @@ func provisionAuth(ctx context.Context, a *AuthConfig, logger *zap.Logger, prefi
 func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server *model.Server, mcpPath string, repl *caddy.Replacer) *principal.Caller {
 	composite := server.GatewayTokenHeader == model.GatewayTokenXAuthorization
 	p, err := st.Identify(r, composite)
+	if err == nil && !st.AudienceAllows(p, st.Resource()+mcpPath) {
+		err = &authn.InvalidTokenError{Reason: authn.ReasonWrongAudience}
+	}
 	if err != nil {
 		prm := access.HeaderValue(st.PRMURL(r, mcpPath))
 		switch {
@@ -81,7 +83,7 @@ func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server
 	repl.Set("http.mcp.auth.subject", p.Subject)
 	repl.Set("http.mcp.auth.groups", strings.Join(p.Groups, ","))
 	repl.Set("http.mcp.auth.client_id", p.ClientID)
-	repl.Set(callerKey, &callerIdentity{subject: p.Subject, groups: p.Groups})
+	repl.Set(callerKey, &callerIdentity{issuer: p.Issuer, subject: p.Subject, clientID: p.ClientID, groups: p.Groups})
 	// No token passthrough: the gateway's credentials never reach an upstream. In
 	// composite mode the client's own Authorization is meant for the upstream.
 	if composite {
@@ -93,27 +95,24 @@ func (st *authState) authenticate(w http.ResponseWriter, r *http.Request, server
 	return c
 }
 
-// notificationsForAnyone are protocol plumbing a client may send on any server it may
-// use at all, even if its scopes do not list them.
-var notificationsForAnyone = []string{"notifications/cancelled", "notifications/progress", "notifications/roots/list_changed"}
-
-// authorize checks every message of an inspected POST body. Responses (answers to
-// server requests) always pass; requests and notifications need their method (and
-// tool/prompt/resource) granted, except notificationsForAnyone. It answers 403 and
-// returns false on the first denied message.
+// authorize checks every message of an inspected POST body (access.AllowMessage):
+// responses to the server's requests and housekeeping need some rule on the server,
+// everything else a grant of its method and tool, prompt or resource. It answers 403
+// and returns false on the first denied message.
 func (st *authState) authorize(w http.ResponseWriter, r *http.Request, c *principal.Caller, server *model.Server, mcpPath string, in *jsonrpc.Inspection) bool {
 	for i := range in.Messages {
 		m := &in.Messages[i]
-		switch m.Kind {
-		case jsonrpc.KindResponse:
+		response := m.Kind == jsonrpc.KindResponse
+		if st.AllowMessage(c, server.Name, m) {
 			continue
-		case jsonrpc.KindNotification:
-			if slices.Contains(notificationsForAnyone, m.Method) && st.AnyOnServer(c, server.Name) {
-				continue
-			}
 		}
-		if ok, _ := c.Grant.Allow(server.Name, m.Method, m.Name); ok {
-			continue
+		id := m.ID
+		if in.Batch {
+			id = ""
+		}
+		if response {
+			st.deny(w, r, server, mcpPath, st.ScopesFor(server.Name), id, "this caller may send nothing to MCP server "+quote(server.Name)+", not even a response to its requests")
+			return false
 		}
 		what := "method " + quote(m.Method)
 		switch m.Method {
@@ -121,12 +120,14 @@ func (st *authState) authorize(w http.ResponseWriter, r *http.Request, c *princi
 			what = "tool " + quote(m.Name)
 		case "prompts/get":
 			what = "prompt " + quote(m.Name)
-		case "resources/read":
-			what = "resource " + quote(m.Name)
-		}
-		id := m.ID
-		if in.Batch {
-			id = ""
+		case "resources/read", "resources/subscribe", "resources/unsubscribe":
+			what = m.Method + " of resource " + quote(m.Name)
+		case "completion/complete":
+			what = "completion of " + quote(m.Name)
+		case "subscriptions/listen":
+			if len(m.Resources) > 0 {
+				what = "subscriptions/listen to resources " + quote(strings.Join(m.Resources, " "))
+			}
 		}
 		st.deny(w, r, server, mcpPath, st.ScopesAllowing(server.Name, m.Method, m.Name), id, what+" on MCP server "+quote(server.Name)+" is not allowed for this caller")
 		return false
@@ -143,7 +144,14 @@ func (st *authState) allowStream(w http.ResponseWriter, r *http.Request, c *prin
 	return false
 }
 
+// deny answers 403. The step-up challenge (RFC 6750 insufficient_scope) is sent only
+// when some scope would cure the denial and names those scopes; a denial nothing cures
+// is the JSON-RPC error alone, so clients do not loop asking for an empty scope.
 func (st *authState) deny(w http.ResponseWriter, r *http.Request, server *model.Server, mcpPath string, scopes []string, id, msg string) {
+	if len(scopes) == 0 {
+		writeRPCError(w, http.StatusForbidden, id, codeInsufficientScope, msg+"; no scope of the policy grants it")
+		return
+	}
 	w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+access.HeaderValue(strings.Join(scopes, " "))+`", resource_metadata="`+access.HeaderValue(st.PRMURL(r, mcpPath))+`"`)
 	writeRPCError(w, http.StatusForbidden, id, codeInsufficientScope, msg)
 }

@@ -1,6 +1,8 @@
 package mcpgateway
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -56,6 +58,14 @@ type listWriter struct {
 	buf    []byte
 	sse    *listfilter.SSEFilter
 	why    string
+
+	// budget, when set, bounds the memory of JSON bodies buffered by all list writers
+	// (limits.go): each body is counted twice, for the filtered copy. held is what this
+	// one took; busy means it found no room in time.
+	budget *byteBudget
+	ctx    context.Context
+	held   int64
+	busy   bool
 }
 
 const (
@@ -75,7 +85,9 @@ func (w *listWriter) WriteHeader(code int) {
 	}
 	w.status = code
 	h := w.Header()
-	if code < 200 || code > 299 || code == http.StatusNoContent {
+	// 202 and 204 carry no list: the legacy transport accepts a POST with 202 and
+	// answers on its event stream, which is filtered there.
+	if code < 200 || code > 299 || code == http.StatusNoContent || code == http.StatusAccepted {
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
@@ -84,7 +96,8 @@ func (w *listWriter) WriteHeader(code int) {
 	jsonBody := strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "application/json")
 	eventStream := isEventStream(ct)
 	if !jsonBody && !eventStream {
-		w.ResponseWriter.WriteHeader(code)
+		// A list answer the filter cannot read must not pass unfiltered.
+		w.mode, w.why = lwFailed, "unexpected Content-Type "+quote(ct)
 		return
 	}
 	if enc != "" && !strings.EqualFold(enc, "identity") {
@@ -111,10 +124,24 @@ func (w *listWriter) Write(p []byte) (int, error) {
 			w.mode, w.why, w.buf = lwFailed, "larger than "+strconv.Itoa(maxListBody)+" bytes", nil
 			return len(p), nil
 		}
+		if need := len(w.buf) + len(p); need > cap(w.buf) {
+			if !w.grow(need) {
+				w.mode, w.busy, w.buf = lwFailed, true, nil
+				w.why = "no room to buffer it (max_list_buffer_size)"
+				return len(p), nil
+			}
+		}
 		w.buf = append(w.buf, p...)
 		return len(p), nil
 	case lwSSE:
+		if w.budget != nil && !w.reserve(2*int64(w.sse.Held()+len(p))) {
+			w.logger.Warn("list response stream could not be filtered; ending it", zap.String("reason", "no room to buffer it (max_list_buffer_size)"))
+			return 0, errListBusy
+		}
 		n, err := w.sse.Write(p)
+		if w.budget != nil {
+			w.reserve(2 * int64(w.sse.Held())) // give back what the filter no longer holds
+		}
 		if err != nil {
 			w.logger.Warn("list response stream could not be filtered; ending it", zap.Error(err))
 			return n, err
@@ -125,6 +152,48 @@ func (w *listWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return w.ResponseWriter.Write(p)
+}
+
+var errListBusy = errors.New("no room to buffer the list response for filtering")
+
+// reserve adjusts what this writer holds of the budget to n bytes: taking more (waiting
+// for room, false if there is none in time) or giving back the excess.
+func (w *listWriter) reserve(n int64) bool {
+	switch {
+	case n > w.held:
+		if !w.budget.acquire(w.ctx, n-w.held) {
+			return false
+		}
+	case n < w.held:
+		w.budget.release(w.held - n)
+	}
+	w.held = n
+	return true
+}
+
+// grow makes room for need bytes in the JSON buffer: the announced length at once when
+// it is known, else doubling. Under a budget it first takes twice the new capacity
+// (the buffer and the filtered copy finish makes), waiting for room if need be.
+func (w *listWriter) grow(need int) bool {
+	newCap := max(2*cap(w.buf), need, 4096)
+	if cl := w.Header().Get("Content-Length"); cl != "" && len(w.buf) == 0 {
+		if n, err := strconv.Atoi(cl); err == nil && n >= need && n <= maxListBody {
+			newCap = n
+		}
+	}
+	newCap = min(newCap, max(need, maxListBody))
+	if w.budget != nil {
+		if extra := 2*int64(newCap) - w.held; extra > 0 {
+			if !w.budget.acquire(w.ctx, extra) {
+				return false
+			}
+			w.held += extra
+		}
+	}
+	nb := make([]byte, len(w.buf), newCap)
+	copy(nb, w.buf)
+	w.buf = nb
+	return true
 }
 
 // Flush passes flushes through, except while a JSON body is being collected.
@@ -139,6 +208,9 @@ func (w *listWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // finish writes the filtered JSON body, or ends the filtered stream.
 func (w *listWriter) finish() {
+	if w.budget != nil {
+		defer func() { w.budget.release(w.held); w.held = 0 }()
+	}
 	switch w.mode {
 	case lwJSON:
 		out, err := listfilter.FilterJSON(make([]byte, 0, len(w.buf)), w.buf, anyList, w.allow)
@@ -162,5 +234,9 @@ func (w *listWriter) finish() {
 	w.logger.Warn("list response could not be filtered; withheld", zap.String("reason", w.why))
 	h := w.Header()
 	h.Del("Content-Encoding")
+	if w.busy {
+		writeBusy(w.ResponseWriter, w.id)
+		return
+	}
 	writeRPCError(w.ResponseWriter, http.StatusBadGateway, w.id, codeFilterFailed, "the MCP server's list response could not be filtered for this caller")
 }

@@ -37,7 +37,9 @@ type testCaddy struct {
 	Routes  []any          // routes before the gateway's
 	Server  map[string]any // more fields of the HTTP server (logs, max_header_bytes, ...)
 
-	LogFiles map[string]string // logger name → the file it alone writes to (the default log leaves it out)
+	LogFiles    map[string]string // logger name → the file it alone writes to (the default log leaves it out)
+	LogEncoders map[string]any    // logger name (of LogFiles) → its log's encoder config
+	TLS         map[string]any    // the tls app (certificates for a TLS listener)
 }
 
 // config is the Caddy JSON config; the same testCaddy gives the same bytes.
@@ -53,12 +55,17 @@ func (c *testCaddy) config(t *testing.T) []byte {
 				"writer":  map[string]any{"output": "file", "filename": c.LogFiles[logger]},
 				"include": []string{logger},
 			}
+			if enc, ok := c.LogEncoders[logger]; ok {
+				logs[logger].(map[string]any)["encoder"] = enc
+			}
 		}
 	}
 	registry := map[string]any{
 		"storage": map[string]any{"path": filepath.Join(c.Dir, "registry.db")},
 		// No background health checks: these upstreams count what they receive.
 		"health": map[string]any{"disabled": true},
+		// The tests' upstreams, registered at runtime too, run on loopback.
+		"runtime_upstreams": map[string]any{"allow": []string{"127.0.0.0/8", "::1/128"}},
 	}
 	if !c.BuiltinServer {
 		registry["disable_builtin_server"] = true
@@ -79,10 +86,16 @@ func (c *testCaddy) config(t *testing.T) []byte {
 		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
 		"logging": map[string]any{"logs": logs},
 		"storage": map[string]any{"module": "file_system", "root": filepath.Join(c.Dir, "caddy")},
-		"apps": map[string]any{
-			"mcp_registry": registry,
-			"http":         map[string]any{"servers": map[string]any{"gw": server}},
-		},
+		"apps": func() map[string]any {
+			apps := map[string]any{
+				"mcp_registry": registry,
+				"http":         map[string]any{"servers": map[string]any{"gw": server}},
+			}
+			if c.TLS != nil {
+				apps["tls"] = c.TLS
+			}
+			return apps
+		}(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		allowed_hosts           <host...>
 //		dial_timeout            <duration>
 //		response_header_timeout <duration>
+//		session_key             <secret>  # 32 bytes base64/hex; default from the registry's encryption_key
 //		auth { … }              # see access.UnmarshalCaddyfile (internal/access)
+//		limits { … }            # see unmarshalLimits (limits.go)
 //		audit off | audit {     # audit log on logger mcp.audit; default on
 //			include_arguments   # add tools/call arguments (≤ 4 KiB) to entries
 //		}
@@ -69,11 +71,19 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			g.DialTimeout, err = cfargs.Duration(d)
 		case "response_header_timeout":
 			g.ResponseHeaderTimeout, err = cfargs.Duration(d)
+		case "session_key":
+			g.SessionKey, err = cfargs.One(d)
 		case "auth":
 			if g.Auth != nil {
 				return d.Err("auth given twice")
 			}
 			g.Auth, err = access.UnmarshalCaddyfile(d)
+		case "limits":
+			if g.Limits != nil {
+				return d.Err("limits given twice")
+			}
+			g.Limits = new(LimitsConfig)
+			err = unmarshalLimits(d, g.Limits)
 		case "audit":
 			if g.Audit != nil {
 				return d.Err("audit given twice")

@@ -19,6 +19,8 @@ const (
 	codeInsufficientScope   = -32007 // 403: the policy does not grant the method, tool, prompt or resource
 	codeAuthUnavailable     = -32008 // 503: the issuer's signing keys cannot be fetched yet
 	codeFilterFailed        = -32009 // 502: a list response could not be filtered (fails closed)
+	codeUnknownSession      = -32014 // 404: no session of this caller on this server has this id
+	codeRequestRefused      = -32015 // 400/405: an HTTP method, header or path the MCP transports do not use
 )
 
 // writeRPCError answers with an HTTP status and a JSON-RPC error body.

@@ -60,12 +60,26 @@ type Gateway struct {
 	// authorization. Absent: no authentication, every request is proxied. See AuthConfig.
 	Auth *AuthConfig `json:"auth,omitempty"`
 
+	// SessionKey seals the session ids clients see (Mcp-Session-Id, the legacy
+	// transport's sessionId) together with the caller, the server and the transport, so
+	// a session answers only the caller who opened it (AES-256-GCM; see session.go): 32
+	// bytes in base64 or hex, normally from {env.*} or {file.*}. Default: derived from
+	// the mcp_registry app's encryption_key when it has one, else random per process.
+	// Several gateway instances behind one name need the same session_key (or the same
+	// encryption_key), or a session opened on one is unknown on the others.
+	SessionKey string `json:"session_key,omitempty"`
+
+	// Limits bounds open event streams, body read time and list-filter memory. Absent:
+	// the defaults documented on LimitsConfig.
+	Limits *LimitsConfig `json:"limits,omitempty"`
+
 	// Audit configures the audit log (logger "mcp.audit", one Info entry per MCP
 	// request). Absent: on, without tool arguments. See AuditConfig.
 	Audit *AuditConfig `json:"audit,omitempty"`
 
 	registry  *mcpregistry.App
 	auth      *authState // nil when Auth is absent
+	sessions  *sessionSealer
 	transport *reverseproxy.HTTPTransport
 	proxy     *httputil.ReverseProxy
 	hosts     hostPolicy
@@ -79,6 +93,9 @@ type Gateway struct {
 	// obs writes the audit entry and the metrics of each request (audit.go); nil in
 	// tests that build a Gateway without Provision.
 	obs *observer
+	// limits are the provisioned Limits (limits.go); nil in tests that build a Gateway
+	// without Provision.
+	limits *limits
 }
 
 // CaddyModule returns the Caddy module information.
@@ -112,6 +129,15 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	}
 	g.registry = app.(*mcpregistry.App)
 
+	key, keySource, err := sessionKey(g.SessionKey, g.registry.EncryptionKey)
+	if err != nil {
+		return err
+	}
+	if g.sessions, err = newSessionSealer(key); err != nil {
+		return fmt.Errorf("session_key: %v", err)
+	}
+	g.logger.Debug("session ids sealed", zap.String("key", keySource))
+
 	if g.Auth != nil {
 		// ctx ends when this config is unloaded, stopping the JWKS refresh.
 		if g.auth, err = provisionAuth(ctx, g.Auth, g.logger, g.Prefix, g.registry); err != nil {
@@ -132,6 +158,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		rt.DialContext = g.registry.GuardDial(rt.DialContext)
 	}
 	g.proxy = g.newReverseProxy()
+	g.limits = provisionLimits(ctx, g.Limits, g.registry, g.logger)
 	// Metrics go to this config's registry; collectors are registered on every provision.
 	if g.obs, err = newObserver(ctx, g.Audit); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
@@ -143,6 +170,9 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 func (g *Gateway) Validate() error {
 	if g.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative")
+	}
+	if err := g.Limits.validate(); err != nil {
+		return err
 	}
 	for _, o := range g.AllowedOrigins {
 		if o != "*" && !strings.Contains(o, "://") {

@@ -20,8 +20,8 @@ const callerKey = "mcp_gateway.caller"
 
 // callerIdentity is the authenticated caller, as forwarded to upstreams that opt in.
 type callerIdentity struct {
-	subject string
-	groups  []string
+	issuer, subject, clientID string
+	groups                    []string
 }
 
 // String keeps the value harmless if someone uses {mcp_gateway.caller} in a log.
@@ -50,13 +50,24 @@ func (g *Gateway) prepareOutbound(in *http.Request, h http.Header) {
 			h.Del("Authorization")
 		}
 	}
+	stripMethodOverrides(h)
+	// The client's session id is the sealed one; the upstream gets its own back
+	// (checkSession unwrapped it, session.go).
+	if g.sessions != nil {
+		h.Del("Mcp-Session-Id")
+		if sid := upstreamSessionOf(in); sid != "" {
+			h.Set("Mcp-Session-Id", sid)
+		}
+	}
 	// Client-sent identity headers never pass: the default names always go, a
 	// server's own names below.
 	h.Del(model.DefaultUserHeader)
 	h.Del(model.DefaultGroupsHeader)
 	if server == nil {
+		delete(h, "Cookie")
 		return
 	}
+	stripClientCredentials(h, "", forwardClientCredentials(server))
 	if fi := server.ForwardIdentity; fi != nil {
 		h.Del(fi.UserHeader)
 		h.Del(fi.GroupsHeader)
@@ -74,7 +85,7 @@ func (g *Gateway) prepareOutbound(in *http.Request, h http.Header) {
 			}
 		}
 	}
-	for k, v := range g.registry.BackendHeaders(server.Name) {
+	for k, v := range g.registry.BackendHeaders(server) {
 		h[k] = v[:len(v):len(v)] // shared: capped so an append elsewhere copies
 	}
 }

@@ -53,11 +53,19 @@ func (g *Gateway) newReverseProxy() *httputil.ReverseProxy {
 			pr.SetXForwarded()
 		},
 		Transport:      g.transport,
-		ModifyResponse: keepStreamsUntransformed,
+		ModifyResponse: g.modifyResponse,
 		BufferPool:     &copyBuffers,
 		ErrorHandler:   g.proxyError,
 		ErrorLog:       zap.NewStdLog(g.logger.Named("proxy")),
 	}
+}
+
+// modifyResponse seals the upstream's session id and keeps event streams untransformed.
+func (g *Gateway) modifyResponse(res *http.Response) error {
+	if err := g.sealResponseSession(res.Request, res.Header); err != nil {
+		return err
+	}
+	return keepStreamsUntransformed(res)
 }
 
 // keepStreamsUntransformed marks event streams Cache-Control: no-transform, which Caddy's
@@ -113,20 +121,25 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, server *model.
 	}
 	r.URL.RawPath = ""
 	r.URL.Scheme, r.URL.Host = t.scheme, t.host
-	r.URL.RawQuery = joinQuery(t.query, r.URL.RawQuery)
+	if ep == endpointMessage && g.sessions != nil {
+		// The client's query is the sealed sessionId; the upstream's own is inside.
+		r.URL.RawQuery = joinQuery(t.query, upstreamQueryOf(r))
+	} else {
+		r.URL.RawQuery = joinQuery(t.query, stripClientCredentials(nil, r.URL.RawQuery, forwardClientCredentials(server)))
+	}
 	// A stream that must go through the list filter (ServeHTTP wrapped w, auth on)
 	// stays off the hijacked path.
 	_, filtered := w.(*listWriter)
 	if (ep == endpointMCP || ep == endpointSSE) && !filtered && g.streamEligible(r, t) {
 		var rewrite func(string) string
 		if ep == endpointSSE {
-			rewrite = g.endpointRewrite(server.Name, segment, t)
+			rewrite = g.endpointRewrite(r, server.Name, segment, t)
 		}
 		g.serveStream(w, r, t, rewrite)
 		return nil
 	}
 	if ep == endpointSSE && r.Method == http.MethodGet {
-		ew := &endpointWriter{ResponseWriter: w, rewrite: g.endpointRewrite(server.Name, segment, t)}
+		ew := &endpointWriter{ResponseWriter: w, rewrite: g.endpointRewrite(r, server.Name, segment, t)}
 		g.proxy.ServeHTTP(ew, r)
 		if ew.sse != nil {
 			_ = ew.sse.Close() // the stream ended: release any half event held back
@@ -148,8 +161,10 @@ func (g *Gateway) messagePath(server string, t *target) string {
 
 // endpointRewrite returns the function that turns the URI in a legacy SSE server's
 // endpoint event into the gateway's own message path, remembering the upstream's path.
-func (g *Gateway) endpointRewrite(server, segment string, t *target) func(string) string {
+// Its query (the upstream's session) is sealed for the caller of r (session.go).
+func (g *Gateway) endpointRewrite(r *http.Request, server, segment string, t *target) func(string) string {
 	public := g.Prefix + "/" + segment + "/message"
+	bind := bindingFor(r, true)
 	return func(uri string) string {
 		ref, err := url.Parse(uri)
 		if err != nil {
@@ -157,10 +172,15 @@ func (g *Gateway) endpointRewrite(server, segment string, t *target) func(string
 		}
 		abs := t.base.ResolveReference(ref)
 		g.messagePaths.Store(server, abs.Path)
-		if abs.RawQuery == "" {
+		q, err := g.sealEndpointQuery(abs.RawQuery, &bind)
+		if err != nil {
+			g.logger.Warn("legacy SSE endpoint query cannot be sealed; its POSTs will be refused", zap.String("server", server), zap.Error(err))
 			return public
 		}
-		return public + "?" + abs.RawQuery
+		if q == "" {
+			return public
+		}
+		return public + "?" + q
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -101,6 +102,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		writeRPCError(w, http.StatusServiceUnavailable, "", codeServerDisabled, "MCP server "+quote(server.Name)+" is disabled")
 		return nil
 	}
+	if !checkRequestShape(w, r, ep, sub) {
+		return nil
+	}
 
 	// Authentication runs before the body is read; authorization after inspection.
 	var caller *principal.Caller
@@ -116,6 +120,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if r.Method != http.MethodPost && !g.auth.allowStream(w, r, caller, server, mcpPath) {
 			return nil
 		}
+	}
+	if !g.checkSession(w, r, repl, ep) {
+		return nil
+	}
+	if r.Method == http.MethodGet && g.limits != nil {
+		var done func()
+		var ok bool
+		if r, done, ok = g.beginStream(w, r, caller, server); !ok {
+			return nil
+		}
+		defer done()
 	}
 	var lw *listWriter
 
@@ -157,6 +172,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		lw = newListWriter(w, caller.Grant, server.Name, "", g.logger)
 	}
 	if lw != nil {
+		if g.limits != nil {
+			lw.budget, lw.ctx = g.limits.lists, r.Context()
+		}
 		// The filter reads plain bytes.
 		r.Header.Set("Accept-Encoding", "identity")
 		w = lw
@@ -189,8 +207,23 @@ func (g *Gateway) readAndInspect(w http.ResponseWriter, r *http.Request, x *exch
 		writeTooLarge(w, g.MaxBodySize)
 		return false
 	}
+	// The body read is bounded in time (limits.go); the controller stays on the stack.
+	var rc *http.ResponseController
+	if d := g.limits.bodyDeadline(r); d > 0 {
+		rc = http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(d)) != nil {
+			rc = nil
+		}
+	}
 	body, err := readBounded(r.Body, x.buf, g.MaxBodySize)
+	if rc != nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	x.buf = body
+	if err != nil && isBodyTimeout(err) {
+		writeBodyTimeout(w, g.limits.bodyTimeout)
+		return false
+	}
 	if errors.Is(err, errTooLarge) {
 		writeTooLarge(w, g.MaxBodySize)
 		return false

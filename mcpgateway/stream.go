@@ -50,12 +50,15 @@ import (
 // also carries Connection: close, since the connection cannot go back to net/http.
 //
 // The path applies only where it is equivalent to ReverseProxy's: GET without a body
-// over HTTP/1.x, to a plain http:// upstream reached without a forward proxy, no
-// protocol upgrade asked for. Hijacking needs every ResponseWriter wrapped around
-// net/http's to pass bytes through unchanged (Caddy's own recorders and timeouts
-// wrappers, not buffering), no server write_timeout and no write_min_rate; otherwise
-// the stream is copied through the ResponseWriter in the handler goroutine, which still
-// saves the transport's goroutines and buffers.
+// over HTTP/1.x or HTTP/2, to a plain http:// upstream reached without a forward proxy,
+// no protocol upgrade asked for. Hijacking needs an HTTP/1.x connection, every
+// ResponseWriter wrapped around net/http's to pass bytes through unchanged (Caddy's own
+// recorders and timeouts wrappers, not buffering), no server write_timeout and no
+// write_min_rate. Otherwise, and always for HTTP/2 (a stream lives as long as its
+// handler), the stream is copied through the ResponseWriter in the handler goroutine
+// (copyStream), which still saves the transport's two goroutines and buffers and
+// ReverseProxy's copy buffer: between events it waits on the 1 KiB upstream read
+// buffer alone.
 //
 // What changes for the rest of Caddy: the handler returns at the hijack, so the access
 // log entry and the request metrics are written then, with status 200, the time to the
@@ -63,8 +66,8 @@ import (
 // hijack, writes to the client keep the server's write idle timeout (write_idle_timeout)
 // but are no longer seen by Caddy's wrappers. Gateway.Cleanup (config unload or reload)
 // closes the streams it carries, as reverse_proxy does for upgraded connections; the
-// client sees the stream cut and reconnects. Streams on the fallback paths (HTTP/2,
-// https upstreams, unknown wrappers) stay with their handler, as before.
+// client sees the stream cut and reconnects. Streams copied in their handler (HTTP/2,
+// unknown wrappers) end with it; https upstreams stay on ReverseProxy.
 
 // streamReadBufferSize is the upstream read buffer an open stream keeps for its life.
 // Response heads longer than this still parse (textproto joins the pieces); bodies are
@@ -82,7 +85,7 @@ var openStreams atomic.Int64
 // streamEligible reports whether r (already pointed at the upstream t by forward) can
 // take the dedicated stream path.
 func (g *Gateway) streamEligible(r *http.Request, t *target) bool {
-	if r.Method != http.MethodGet || r.ProtoMajor != 1 || r.ContentLength != 0 || t.scheme != "http" || t.host == "" {
+	if r.Method != http.MethodGet || (r.ProtoMajor != 1 && r.ProtoMajor != 2) || r.ContentLength != 0 || t.scheme != "http" || t.host == "" {
 		return false
 	}
 	// A protocol upgrade is ReverseProxy's business (it relays the 101 and the bytes).
@@ -137,6 +140,10 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, t *target,
 		return
 	}
 	lr.n = -1 // the head is read: no limit on the body
+	if err := g.sealResponseSession(r, resp.Header); err != nil {
+		g.proxyError(w, r, err)
+		return
+	}
 	_ = keepStreamsUntransformed(resp)
 
 	if resp.StatusCode != http.StatusOK || resp.ContentLength != -1 || len(resp.Trailer) > 0 ||
@@ -197,6 +204,11 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, t *target,
 			if rewrite != nil {
 				s.rewriter = sse.NewEndpointRewriter(chunkFramer{s}, rewrite)
 			}
+			if s.ticket = ticketFrom(r); s.ticket != nil && !s.ticket.handOver(s.close) {
+				s.ticket = nil // closed meanwhile (server gone, token expired)
+				s.close()
+				return
+			}
 			s.start()
 			return
 		}
@@ -204,7 +216,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, t *target,
 		// The client watch was stopped; renew it for the copy below.
 		stopWatch = context.AfterFunc(ctx, func() { _ = up.Close() })
 	}
-	g.copyStream(w, r, body, rewrite)
+	g.copyStream(w, r, br, body, rewrite)
 }
 
 // roundTrip writes the request to the upstream and reads the response head, relaying
@@ -282,14 +294,38 @@ func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, resp *http.Respo
 	}
 }
 
-// copyStream copies an event stream's body through the ResponseWriter, flushing every
-// piece: the fallback when the connection cannot be hijacked.
-func (g *Gateway) copyStream(w http.ResponseWriter, r *http.Request, body io.Reader, rewrite func(string) string) {
+// copyStream copies an event stream's body (read from the upstream through br) through
+// the ResponseWriter, flushing every piece: the path of HTTP/2 clients, whose streams
+// cannot be hijacked, and the fallback when an HTTP/1.x connection cannot be. Like pump,
+// it waits for the next event on br alone and holds a copy buffer only while bytes move.
+func (g *Gateway) copyStream(w http.ResponseWriter, r *http.Request, br *bufio.Reader, body io.Reader, rewrite func(string) string) {
 	var rw *sse.EndpointRewriter
+	var dst io.Writer = w
 	if rewrite != nil {
 		rw = sse.NewEndpointRewriter(w, rewrite)
+		dst = rw
 	}
-	err := copyFlushing(w, body, true, rw)
+	rc := http.NewResponseController(w)
+	var err error
+	for err == nil {
+		// Idle here. At the upstream's end, the Read below says whether the end was
+		// clean (io.EOF) or a break (a chunked body cut before its last chunk).
+		_, _ = br.Peek(1)
+		buf := copyBuffers.Get()
+		var n int
+		n, err = body.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				err = werr
+			} else if ferr := rc.Flush(); ferr != nil {
+				err = ferr
+			}
+		}
+		copyBuffers.Put(buf)
+	}
+	if err == io.EOF {
+		err = nil
+	}
 	if rw != nil && err == nil {
 		err = rw.Close()
 		_ = http.NewResponseController(w).Flush()
@@ -430,6 +466,7 @@ type stream struct {
 
 	closed atomic.Bool
 	gauge  prometheus.Gauge // caddy_mcp_open_streams of its server (nil: no metrics)
+	ticket *streamTicket    // the stream's place under the limits (nil: none)
 }
 
 func (s *stream) start() {
@@ -565,6 +602,9 @@ func (s *stream) close() {
 	}
 	_ = s.client.Close()
 	_ = s.upstream.Close()
+	if s.ticket != nil {
+		s.ticket.release()
+	}
 	if s.g.streams.remove(s) {
 		openStreams.Add(-1)
 		if s.gauge != nil {

@@ -148,6 +148,11 @@ type ServerConfig struct {
 	// authorization (default) or x-authorization (composite mode: the client's own
 	// Authorization header passes to the upstream).
 	GatewayTokenHeader string `json:"gateway_token_header,omitempty"`
+	// ForwardClientCredentials passes the client's Cookie header and access_token
+	// query parameter on to the upstream; without it they stay at the gateway (they
+	// were meant for it). Config only: a server registered at runtime never receives
+	// them.
+	ForwardClientCredentials bool `json:"forward_client_credentials,omitempty"`
 	// ForwardIdentity sends the caller's subject and groups to the upstream as headers
 	// (default X-MCP-User and X-MCP-Groups).
 	ForwardIdentity *model.ForwardIdentity `json:"forward_identity,omitempty"`
@@ -189,7 +194,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.RuntimeUpstreams == nil {
 		a.RuntimeUpstreams = new(upstream.Rules)
 	}
-	if err := a.RuntimeUpstreams.Provision(caddy.DefaultAdminListen); err != nil {
+	var ownOnce sync.Once
+	var own *upstream.ListenSet
+	ownListeners := func() *upstream.ListenSet { // the http app is provisioned by the time anything dials
+		ownOnce.Do(func() { own = upstream.CaddyListeners(ctx, upstream.Resolve) })
+		return own
+	}
+	if err := a.RuntimeUpstreams.Provision(ownListeners); err != nil {
 		return fmt.Errorf("mcp_registry: %w", err)
 	}
 
@@ -300,8 +311,9 @@ func (a *App) declaredServers() ([]*model.Server, error) {
 			BackendAuth: ba,
 			Source:      model.SourceConfig,
 
-			GatewayTokenHeader: c.GatewayTokenHeader,
-			ForwardIdentity:    fi,
+			GatewayTokenHeader:       c.GatewayTokenHeader,
+			ForwardIdentity:          fi,
+			ForwardClientCredentials: c.ForwardClientCredentials,
 		}
 		if err := add(s); err != nil {
 			return nil, err

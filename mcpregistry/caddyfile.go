@@ -56,6 +56,7 @@ func init() {
 //			backend_credential <secret>
 //			backend_header <name> <value>
 //			gateway_token_header authorization|x-authorization
+//			forward_client_credentials
 //			forward_identity [<user_header> [<groups_header>]]
 //		}
 //	}
@@ -278,6 +279,14 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 			s.BackendHeaders[args[0]] = args[1]
 		case "gateway_token_header":
 			s.GatewayTokenHeader, err = cfargs.One(d)
+		case "forward_client_credentials":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if s.ForwardClientCredentials {
+				return nil, d.Err("forward_client_credentials given twice")
+			}
+			s.ForwardClientCredentials = true
 		case "forward_identity":
 			args := d.RemainingArgs()
 			if len(args) > 2 {

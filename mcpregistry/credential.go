@@ -114,8 +114,8 @@ func (a *App) SetCredential(ctx context.Context, name string, c *Credential) err
 		if err != nil {
 			return err
 		}
-		if s.BackendAuth != cur.BackendAuth {
-			// The record changed under us: what we validated against is gone.
+		if s.BackendAuth != cur.BackendAuth || upstreamOrigin(s.Upstream) != upstreamOrigin(cur.Upstream) {
+			// The record changed under us: what we validated and bound it to is gone.
 			return &model.RevisionMismatchError{Name: name, Expected: cur.Revision, Current: s.Revision}
 		}
 		if cw.sealed == nil {
@@ -126,7 +126,7 @@ func (a *App) SetCredential(ctx context.Context, name string, c *Credential) err
 	if err != nil {
 		return err
 	}
-	a.setCredential(name, cw.headers)
+	a.setCredential(name, cw.bound)
 	what := "backend credential replaced"
 	if cw.sealed == nil {
 		what = "backend credential removed"
@@ -135,8 +135,77 @@ func (a *App) SetCredential(ctx context.Context, name string, c *Credential) err
 	return nil
 }
 
-// HasCredential reports whether the named server has a backend credential.
-func (a *App) HasCredential(name string) bool { return len(a.BackendHeaders(name)) > 0 }
+// HasCredential reports whether the named server has a backend credential, in use or
+// suspended.
+func (a *App) HasCredential(name string) bool {
+	a.creds.mu.RLock()
+	defer a.creds.mu.RUnlock()
+	return a.creds.headers[name].headers != nil
+}
+
+// CredentialSuspended reports whether s has a backend credential that was given for
+// another upstream origin than s's: it is not sent until confirmed.
+func (a *App) CredentialSuspended(s *model.Server) bool {
+	return a.HasCredential(s.Name) && a.BackendHeaders(s) == nil
+}
+
+// ConfirmCredential binds the named server's suspended backend credential to its
+// current upstream origin, so the gateway and the health checker send it there: the
+// step that someone allowed to set credentials takes after the upstream moved. It
+// is a no-op for a credential already bound there. Errors: ErrNotFound (no server, or
+// no credential), ErrConfigManaged for config servers (their credential follows the
+// config), and the store's.
+func (a *App) ConfirmCredential(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cur := a.Server(name)
+	if cur == nil {
+		return model.ErrNotFound
+	}
+	if cur.Source == model.SourceConfig {
+		return fmt.Errorf("server %q: its credential is %w (backend_credential)", name, ErrConfigManaged)
+	}
+	if a.creds.keys == nil {
+		return errNoEncryptionKey
+	}
+	origin := upstreamOrigin(cur.Upstream)
+	var bound boundHeaders
+	err := a.store.Batch(func(tx store.Tx) error {
+		s, err := tx.Get(name)
+		if err != nil {
+			return err
+		}
+		if s.Upstream != cur.Upstream {
+			return &model.RevisionMismatchError{Name: name, Expected: cur.Revision, Current: s.Revision}
+		}
+		raw, err := tx.GetCredential(name)
+		if err != nil {
+			return err
+		}
+		c, _, err := a.creds.keys.open(name, raw)
+		if err != nil {
+			return err
+		}
+		c.Origin = origin
+		sealed, err := a.creds.keys.seal(name, c)
+		if err != nil {
+			return err
+		}
+		bound = c.bound()
+		return tx.PutCredential(name, sealed)
+	})
+	if err != nil {
+		return err
+	}
+	a.setCredential(name, bound)
+	a.logger.Info("backend credential confirmed for the server's upstream", actor(ctx), zap.String("server", name),
+		zap.String("origin", origin))
+	if cur.Enabled {
+		a.kickHealth(name)
+	}
+	return nil
+}
 
 // PutWithCredential is Put that, when setCred, also replaces the server's backend
 // credential (c nil or empty: removes it) in the same store transaction.
@@ -158,6 +227,7 @@ func (a *App) sealCredential(rec *model.Server, c *Credential) (*credentialWrite
 	if err != nil || p == nil {
 		return &credentialWrite{}, err
 	}
+	p.Origin = upstreamOrigin(rec.Upstream)
 	if a.creds.keys == nil {
 		return nil, errNoEncryptionKey
 	}
@@ -165,7 +235,7 @@ func (a *App) sealCredential(rec *model.Server, c *Credential) (*credentialWrite
 	if err != nil {
 		return nil, err
 	}
-	return &credentialWrite{sealed: sealed, headers: p.headers()}, nil
+	return &credentialWrite{sealed: sealed, bound: p.bound()}, nil
 }
 
 // CanList reports whether the context's caller may list s.

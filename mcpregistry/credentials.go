@@ -41,6 +41,9 @@ type sealedCredential struct {
 
 // credentialPlain is what is sealed.
 type credentialPlain struct {
+	// Origin is the upstream origin the credential was given for (upstreamOrigin): it
+	// is sent nowhere else. Sealed with the secret, so no store write can rebind it.
+	Origin  string                  `json:"origin,omitempty"`
 	Scheme  model.BackendAuthScheme `json:"scheme,omitempty"`
 	Header  string                  `json:"header,omitempty"`
 	Value   string                  `json:"value,omitempty"`
@@ -203,7 +206,7 @@ func declaredCredential(c *ServerConfig, s *model.Server) (*credentialPlain, err
 		return nil, nil
 	}
 	repl := caddy.NewReplacer()
-	p := &credentialPlain{Scheme: s.BackendAuth.Scheme, Header: s.BackendAuth.Header}
+	p := &credentialPlain{Origin: upstreamOrigin(s.Upstream), Scheme: s.BackendAuth.Scheme, Header: s.BackendAuth.Header}
 	if c.BackendCredential != "" {
 		if p.Scheme == model.BackendAuthNone {
 			return nil, fmt.Errorf("server %q: backend_credential needs backend_auth bearer or api_key <header>", s.Name)
@@ -246,7 +249,7 @@ func validHeaderValue(v string) bool {
 }
 
 func (c *credentialPlain) equal(o *credentialPlain) bool {
-	if c.Scheme != o.Scheme || c.Header != o.Header || c.Value != o.Value || len(c.Headers) != len(o.Headers) {
+	if c.Origin != o.Origin || c.Scheme != o.Scheme || c.Header != o.Header || c.Value != o.Value || len(c.Headers) != len(o.Headers) {
 		return false
 	}
 	for k, v := range c.Headers {
@@ -274,15 +277,16 @@ func (c *credentialPlain) headers() http.Header {
 
 // reconcileCredentials writes the config servers' credentials (sealed) into the store,
 // removes those of config servers that no longer declare one, re-seals credentials
-// stored under a previous key, and returns every server's decrypted headers.
-func reconcileCredentials(st store.Store, kr *keyring, declared map[string]*credentialPlain, configServers map[string]bool) (map[string]http.Header, error) {
+// stored under a previous key (binding one sealed before origins were recorded to its
+// server's current upstream), and returns every server's decrypted headers.
+func reconcileCredentials(st store.Store, kr *keyring, declared map[string]*credentialPlain, configServers map[string]bool) (map[string]boundHeaders, error) {
 	if kr == nil {
 		for name := range declared {
 			return nil, fmt.Errorf("server %q declares a backend credential but the registry has no encryption_key; "+
 				"credentials are only stored encrypted: set encryption_key {env.MCP_REGISTRY_KEY} (generate one with: openssl rand -base64 32)", name)
 		}
 	}
-	out := map[string]http.Header{}
+	out := map[string]boundHeaders{}
 	err := st.Update(func(tx store.Tx) error {
 		for name := range configServers {
 			want := declared[name]
@@ -330,6 +334,13 @@ func reconcileCredentials(st store.Store, kr *keyring, declared map[string]*cred
 			if err != nil {
 				return err
 			}
+			if c.Origin == "" {
+				rec, err := tx.Get(name)
+				if err != nil {
+					return err
+				}
+				c.Origin, stale = upstreamOrigin(rec.Upstream), true
+			}
 			if stale {
 				sealed, err := kr.seal(name, c)
 				if err != nil {
@@ -339,7 +350,7 @@ func reconcileCredentials(st store.Store, kr *keyring, declared map[string]*cred
 					return err
 				}
 			}
-			out[name] = c.headers()
+			out[name] = c.bound()
 		}
 		return nil
 	})
@@ -351,20 +362,34 @@ func reconcileCredentials(st store.Store, kr *keyring, declared map[string]*cred
 
 // credentialState is what the App holds of the backend credentials at run time.
 type credentialState struct {
-	// headers: server name → decrypted backend headers (memory only; never logged),
-	// replaced copy-on-write under mu by runtime writes.
-	headers map[string]http.Header
+	// headers: server name → decrypted backend headers and the origin they are for
+	// (memory only; never logged), replaced copy-on-write under mu by runtime writes.
+	headers map[string]boundHeaders
 	mu      sync.RWMutex
 	keys    *keyring // nil without an encryption_key
 }
 
 // BackendHeaders returns the headers (credential and extra headers) the gateway sets
-// on every request to the named server's upstream, or nil. The returned map is shared:
-// callers must not modify it, log it or put it in an error.
-func (a *App) BackendHeaders(name string) http.Header {
+// on requests to s's upstream, or nil: also nil when the credential was given for
+// another origin than s's upstream (suspended until confirmed). Pass the record the
+// request is routed with, so the check is against the upstream actually dialled. The
+// returned map is shared: callers must not modify it, log it or put it in an error.
+func (a *App) BackendHeaders(s *model.Server) http.Header {
+	if s == nil {
+		return nil
+	}
 	a.creds.mu.RLock()
-	defer a.creds.mu.RUnlock()
-	return a.creds.headers[name]
+	b := a.creds.headers[s.Name]
+	a.creds.mu.RUnlock()
+	if b.headers == nil || !sameOrigin(s.Upstream, b.origin) {
+		return nil
+	}
+	return b.headers
+}
+
+// bound is c's headers bound to its origin.
+func (c *credentialPlain) bound() boundHeaders {
+	return boundHeaders{origin: c.Origin, headers: c.headers()}
 }
 
 // credentialTransport sets a server's backend headers on the health checker's requests.
@@ -383,7 +408,7 @@ func (t credentialTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 
 // healthClientFor returns the HTTP client the health checker uses for s.
 func (a *App) healthClientFor(s *model.Server) *http.Client {
-	h := a.BackendHeaders(s.Name)
+	h := a.BackendHeaders(s)
 	if len(h) == 0 {
 		return a.health.client
 	}

@@ -7,10 +7,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -51,7 +53,7 @@ func TestKeyringSealOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(sealed, []byte("s3cr3t-value")) || bytes.Contains(sealed, []byte("t1\"")) {
+	if bytes.Contains(sealed, []byte("s3cr3t-value")) || bytes.Contains(sealed, []byte(`"X-Tenant":"t1"`)) {
 		t.Fatal("sealed credential contains the plaintext")
 	}
 	again, _ := kr.seal("gh", want)
@@ -148,7 +150,7 @@ func TestBackendCredentialsEncryptedAtRest(t *testing.T) {
 	loadConfig(t, cfg("{env.TEST_MCP_KEY1}"))
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)
-	h := app.BackendHeaders("gh")
+	h := app.BackendHeaders(app.Server("gh"))
 	if h.Get("Authorization") != "Bearer "+secret || h.Get("X-Tenant") != extra {
 		t.Fatalf("backend headers not loaded (Authorization %t, X-Tenant %t)", h.Get("Authorization") != "", h.Get("X-Tenant") != "")
 	}
@@ -190,7 +192,7 @@ func TestBackendCredentialsEncryptedAtRest(t *testing.T) {
 
 	// rotation: new key plus the old one as previous → readable and re-sealed
 	loadConfig(t, cfg("{env.TEST_MCP_KEY2}", "{env.TEST_MCP_KEY1}"))
-	if runningApp(t).BackendHeaders("gh").Get("Authorization") != "Bearer "+secret {
+	if runningApp(t).BackendHeaders(runningApp(t).Server("gh")).Get("Authorization") != "Bearer "+secret {
 		t.Fatal("credential lost across rotation")
 	}
 	caddy.Stop()
@@ -199,14 +201,14 @@ func TestBackendCredentialsEncryptedAtRest(t *testing.T) {
 	}
 	// and the old key is no longer needed
 	loadConfig(t, cfg("{env.TEST_MCP_KEY2}"))
-	if runningApp(t).BackendHeaders("gh").Get("X-Tenant") != extra {
+	if runningApp(t).BackendHeaders(runningApp(t).Server("gh")).Get("X-Tenant") != extra {
 		t.Fatal("credential lost after dropping the previous key")
 	}
 
 	// removing the credential from the config removes it from the store
 	servers = []map[string]any{{"name": "gh", "upstream": "http://127.0.0.1:9/mcp"}}
 	loadConfig(t, cfg(""))
-	if runningApp(t).BackendHeaders("gh") != nil {
+	if runningApp(t).BackendHeaders(runningApp(t).Server("gh")) != nil {
 		t.Fatal("credential still in memory after removal")
 	}
 }
@@ -218,7 +220,17 @@ func TestHealthCheckSendsBackendCredential(t *testing.T) {
 		mu.Lock()
 		seen = append(seen, r.Header.Get("X-Api-Key")+"|"+r.Header.Get("X-Extra"))
 		mu.Unlock()
-		http.Error(w, "nope", http.StatusUnauthorized)
+		// Upstreams echo what they were sent: in a 401 body, or in a JSON-RPC error.
+		if r.URL.Path == "/rpc" {
+			var req struct {
+				ID json.RawMessage `json:"id"`
+			}
+			json.NewDecoder(r.Body).Decode(&req)
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":{"code":-32001,"message":"key %s rejected"}}`, req.ID, r.Header.Get("X-Api-Key"))
+			return
+		}
+		http.Error(w, "bad key "+r.Header.Get("X-Api-Key"), http.StatusUnauthorized)
 	}))
 	defer up.Close()
 	_, key := newTestKey(t)
@@ -231,20 +243,28 @@ func TestHealthCheckSendsBackendCredential(t *testing.T) {
 			{"name": "keyed", "upstream": up.URL + "/mcp", "backend_auth": map[string]any{"scheme": "api_key", "header": "X-API-Key"},
 				"backend_credential": "k-123", "backend_headers": map[string]string{"X-Extra": "e"}},
 			{"name": "plain", "upstream": up.URL + "/mcp"},
+			{"name": "rpc", "upstream": up.URL + "/rpc", "backend_auth": map[string]any{"scheme": "api_key", "header": "X-API-Key"},
+				"backend_credential": "k-456"},
 		},
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	h, _ := app.RefreshNow(ctx, "keyed")
-	if strings.Contains(h.LastError, "k-123") {
-		t.Fatalf("credential in the health error: %s", h.LastError)
+	// last_error is the checker's own words: no echoed secret, no upstream address
+	// (list-only callers see last_error but not the upstream).
+	host := strings.TrimPrefix(up.URL, "http://")
+	for name, want := range map[string]string{"keyed": "HTTP 401", "rpc": "JSON-RPC error -32001"} {
+		h, _ := app.RefreshNow(ctx, name)
+		if strings.Contains(h.LastError, "k-123") || strings.Contains(h.LastError, "k-456") || strings.Contains(h.LastError, host) ||
+			strings.Contains(h.LastError, "rejected") || !strings.Contains(h.LastError, want) {
+			t.Errorf("%s: last_error %q, want %q and no upstream text", name, h.LastError, want)
+		}
 	}
 	app.RefreshNow(ctx, "plain")
 	mu.Lock()
 	defer mu.Unlock()
-	if len(seen) < 2 || seen[0] != "k-123|e" || seen[len(seen)-1] != "|" {
+	if len(seen) < 3 || !slices.Contains(seen, "k-123|e") || !slices.Contains(seen, "k-456|") || seen[len(seen)-1] != "|" {
 		t.Fatalf("upstream saw %q; want the credential on the keyed server's check only", seen)
 	}
 }
@@ -260,6 +280,7 @@ func TestCaddyfileBackendCredential(t *testing.T) {
 			backend_header X-Static yes
 			gateway_token_header x-authorization
 			forward_identity X-User
+			forward_client_credentials
 		}
 	}`)
 	a := new(App)
@@ -271,7 +292,8 @@ func TestCaddyfileBackendCredential(t *testing.T) {
 		s.BackendAuth.Scheme != model.BackendAuthAPIKey || s.BackendAuth.Header != "X-GitHub-Token" ||
 		s.BackendCredential != "{env.GITHUB_TOKEN}" || s.BackendHeaders["X-Tenant"] != "{file./run/secrets/tenant}" ||
 		s.BackendHeaders["X-Static"] != "yes" || s.GatewayTokenHeader != "x-authorization" ||
-		s.ForwardIdentity == nil || s.ForwardIdentity.UserHeader != "X-User" || s.ForwardIdentity.GroupsHeader != "" {
+		s.ForwardIdentity == nil || s.ForwardIdentity.UserHeader != "X-User" || s.ForwardIdentity.GroupsHeader != "" ||
+		!s.ForwardClientCredentials {
 		t.Fatalf("parsed %+v / %+v", a, s)
 	}
 	for _, bad := range []string{
@@ -283,6 +305,11 @@ func TestCaddyfileBackendCredential(t *testing.T) {
 		`mcp_registry {
 			server a http://x/mcp {
 				forward_identity a b c
+			}
+		}`,
+		`mcp_registry {
+			server a http://x/mcp {
+				forward_client_credentials yes
 			}
 		}`,
 	} {

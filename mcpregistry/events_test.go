@@ -36,8 +36,9 @@ func TestRegistryEvents(t *testing.T) {
 	recordedMu.Unlock()
 	g := startGrowingServer(t, "stateful")
 	loadWithEvents(t, map[string]any{
-		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-		"health":  map[string]any{"interval": int64(time.Hour), "timeout": int64(3 * time.Second), "jitter": 0},
+		"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+		"runtime_upstreams": loopbackUpstreams,
+		"health":            map[string]any{"interval": int64(time.Hour), "timeout": int64(3 * time.Second), "jitter": 0},
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)

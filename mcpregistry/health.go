@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -399,7 +398,7 @@ func (a *App) checkServer(ctx context.Context, s *model.Server) (h model.ServerH
 	}()
 	fail := func(step string, err error) model.ServerHealth {
 		h.Status = model.HealthUnhealthy
-		h.LastError = sanitizeError(step+": "+err.Error(), s.Upstream)
+		h.LastError = describeCheckError(step, err)
 		return h
 	}
 
@@ -485,19 +484,6 @@ func (a *App) checkServer(ctx context.Context, s *model.Server) (h model.ServerH
 }
 
 var healthClientInfo = &mcp.Implementation{Name: "caddymcp-registry-health", Version: "0.1.0"}
-
-// sanitizeError bounds msg and replaces the upstream URL (whose query string may carry a
-// key) by its scheme, host and path.
-func sanitizeError(msg, upstream string) string {
-	if u, err := url.Parse(upstream); err == nil && (u.RawQuery != "" || u.User != nil) {
-		safe := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
-		msg = strings.ReplaceAll(msg, upstream, safe)
-		if u.RawQuery != "" {
-			msg = strings.ReplaceAll(msg, u.RawQuery, "…")
-		}
-	}
-	return bound(msg, maxLastErrorLen)
-}
 
 // bound cuts s to at most n bytes on a rune boundary.
 func bound(s string, n int) string {

@@ -21,8 +21,9 @@ func TestRegisteredServerCheckedAtOnce(t *testing.T) {
 	up := testenv.StartEverythingServer(t, false)
 	up2 := testenv.StartEverythingServer(t, true)
 	loadConfig(t, map[string]any{
-		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-		"health":  map[string]any{"interval": int64(time.Hour), "jitter": 0},
+		"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+		"runtime_upstreams": loopbackUpstreams,
+		"health":            map[string]any{"interval": int64(time.Hour), "jitter": 0},
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)

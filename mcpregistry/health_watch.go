@@ -253,7 +253,7 @@ func (w *watcher) run(ctx context.Context, s *model.Server) {
 			backoff = watchMinBackoff
 		}
 		w.a.logger.Debug("watch session ended; reconnecting", zap.String("server", s.Name),
-			zap.Duration("in", backoff), zap.String("error", sanitizeError(errString(err), s.Upstream)))
+			zap.Duration("in", backoff), zap.String("error", watchEndReason(err)))
 		select {
 		case <-ctx.Done():
 			return
@@ -263,11 +263,12 @@ func (w *watcher) run(ctx context.Context, s *model.Server) {
 	}
 }
 
-func errString(err error) string {
+// watchEndReason says why a watch session ended, in the checker's own words.
+func watchEndReason(err error) string {
 	if err == nil {
-		return ""
+		return "the upstream ended the session"
 	}
-	return err.Error()
+	return checkErrorKind(err)
 }
 
 // session connects one watch session to s and serves its notifications until the

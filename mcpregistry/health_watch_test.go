@@ -165,9 +165,10 @@ func TestWatchListChanged(t *testing.T) {
 		cfg = append(cfg, c)
 	}
 	loadWithEvents(t, map[string]any{
-		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-		"health":  map[string]any{"interval": int64(time.Hour), "timeout": int64(3 * time.Second), "jitter": 0},
-		"servers": cfg,
+		"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+		"runtime_upstreams": loopbackUpstreams,
+		"health":            map[string]any{"interval": int64(time.Hour), "timeout": int64(3 * time.Second), "jitter": 0},
+		"servers":           cfg,
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)

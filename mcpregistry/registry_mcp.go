@@ -206,7 +206,8 @@ func newRegistryMCPHandler(a *App) http.Handler {
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "server_health", Description: registryTools[3].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in serverHealthInput) (*mcp.CallToolResult, ServerHealthSummary, error) {
-			if a.VisibleServer(ctx, in.Name) == nil {
+			s := a.VisibleServer(ctx, in.Name)
+			if s == nil {
 				return nil, ServerHealthSummary{}, NoServerError(in.Name)
 			}
 			h, ok := a.Health(in.Name)
@@ -216,9 +217,9 @@ func newRegistryMCPHandler(a *App) http.Handler {
 			out := ServerHealthSummary{
 				Server: h.Server, Status: string(h.Status), LatencyMS: h.LatencyMS, LastError: h.LastError,
 				ProtocolVersion: h.ProtocolVersion, CheckedAt: h.CheckedAt, LastHealthyAt: h.LastHealthyAt,
-				Tools: []string{}, Prompts: len(h.Prompts), Resources: len(h.Resources),
+				Tools: []string{}, Prompts: len(VisiblePrompts(ctx, s.Name, h.Prompts)), Resources: len(VisibleResources(ctx, s.Name, h.Resources)),
 			}
-			for _, t := range h.Tools {
+			for _, t := range a.VisibleTools(ctx, s) {
 				out.Tools = append(out.Tools, t.Name)
 			}
 			return nil, out, nil
@@ -230,7 +231,7 @@ func newRegistryMCPHandler(a *App) http.Handler {
 				return nil, listToolsOfServerOutput{}, NoServerError(in.Name)
 			}
 			out := listToolsOfServerOutput{Server: s.Name, Tools: []ToolDetail{}}
-			for _, t := range a.ToolsOf(s) {
+			for _, t := range a.VisibleTools(ctx, s) {
 				d := ToolDetail{Name: t.Name, Description: t.Description}
 				if len(t.InputSchema) > 0 {
 					var schema any
@@ -314,7 +315,7 @@ func (a *App) SearchVisible(ctx context.Context, query string, limit int) []sear
 				ok = Allowed(ctx, policy.ListService, h.Server)
 				allowed[h.Server] = ok
 			}
-			if ok {
+			if ok && (h.Tool == "" || ToolVisible(ctx, h.Server, h.Tool)) {
 				out = append(out, h)
 				if len(out) == limit {
 					return out

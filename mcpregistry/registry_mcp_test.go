@@ -2,6 +2,7 @@ package mcpregistry
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -91,14 +92,18 @@ func testCallers(t *testing.T) map[string]*principal.Caller {
 	t.Helper()
 	p, _, err := policy.Compile(&policy.Config{
 		GroupMappings: map[string][]string{
-			"admins": {"registry-admin"}, "viewers": {"registry-viewer"}, "registrars": {"registrar"}, "nobody": {"no-ui"},
+			"admins": {"registry-admin", "all-tools"}, "viewers": {"registry-viewer", "query-only"}, "registrars": {"registrar"}, "nobody": {"no-ui"},
 		},
 		UIScopes: map[string]map[string][]string{
 			"registry-admin":  {"list_service": {"all"}, "register_service": {"all"}, "toggle_service": {"all"}},
 			"registry-viewer": {"list_service": {"postgres", "github", "registry"}, "toggle_service": {"github"}},
 			"registrar":       {"list_service": {"newone"}, "register_service": {"newone"}},
 		},
-		Scopes: map[string][]policy.RuleConfig{"no-ui": {{Server: "*", Methods: []string{"tools/list"}}}},
+		Scopes: map[string][]policy.RuleConfig{
+			"no-ui":      {{Server: "*", Methods: []string{"tools/list"}}},
+			"all-tools":  {{Server: "*", Methods: []string{"tools/list", "tools/call"}, Tools: []string{"*"}}},
+			"query-only": {{Server: "postgres", Methods: []string{"tools/list", "tools/call"}, Tools: []string{"run_query"}}},
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -112,8 +117,9 @@ func testCallers(t *testing.T) map[string]*principal.Caller {
 
 func TestRegistryMCPCallerScopes(t *testing.T) {
 	loadConfig(t, map[string]any{
-		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-		"health":  map[string]any{"disabled": true},
+		"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+		"runtime_upstreams": loopbackUpstreams,
+		"health":            map[string]any{"disabled": true},
 		"servers": []map[string]any{
 			{"name": "postgres", "upstream": "http://127.0.0.1:5/mcp", "description": "Query the analytics database with SQL", "tags": []string{"database"}},
 			{"name": "github", "upstream": "http://127.0.0.1:6/mcp", "description": "Pull requests and issues"},
@@ -124,6 +130,7 @@ func TestRegistryMCPCallerScopes(t *testing.T) {
 	app := runningApp(t)
 	app.health.byServer.Store("postgres", &model.ServerHealth{Server: "postgres", Status: model.HealthHealthy, Tools: []model.ToolInfo{
 		{Name: "run_query", Description: "Run a SQL query", InputSchema: []byte(`{"type":"object","properties":{"sql":{"type":"string"}},"required":["sql"]}`)},
+		{Name: "drop_table", Description: "Drop a database table"},
 	}})
 	app.health.byServer.Store("secret", &model.ServerHealth{Server: "secret", Status: model.HealthHealthy, Tools: []model.ToolInfo{{Name: "read_secret"}}})
 	app.invalidateSearch()
@@ -173,6 +180,31 @@ func TestRegistryMCPCallerScopes(t *testing.T) {
 		t.Errorf("search without list_service: %q", got)
 	}
 
+	// One view per caller: a tool the viewer's tools/list would hide is hidden from
+	// search, list_tools_of_server and server_health too.
+	searchTools := func(c *registryClient, q string) string {
+		hits, _ := c.ok("search_tools", map[string]any{"query": q})["results"].([]any)
+		var s []string
+		for _, h := range hits {
+			if tool, _ := h.(map[string]any)["tool"].(string); tool != "" {
+				s = append(s, tool)
+			}
+		}
+		return strings.Join(s, ",")
+	}
+	if got := searchTools(admin, "drop database table"); !strings.Contains(got, "drop_table") {
+		t.Errorf("admin tool search: %q", got)
+	}
+	if got := searchTools(viewer, "drop database table"); strings.Contains(got, "drop_table") {
+		t.Errorf("viewer search shows a tool their tools/list hides: %q", got)
+	}
+	if out := admin.ok("list_tools_of_server", map[string]any{"name": "postgres"}); len(out["tools"].([]any)) != 2 {
+		t.Errorf("admin list_tools_of_server postgres: %v", out)
+	}
+	if out := viewer.ok("server_health", map[string]any{"name": "postgres"}); fmt.Sprint(out["tools"]) != "[run_query]" {
+		t.Errorf("viewer server_health postgres tools: %v", out["tools"])
+	}
+
 	// list_tools_of_server: tools with descriptions and input schemas.
 	out := viewer.ok("list_tools_of_server", map[string]any{"name": "postgres"})
 	tools, _ := out["tools"].([]any)
@@ -199,7 +231,7 @@ func TestRegistryMCPCallerScopes(t *testing.T) {
 	registrar.fails("register_server", map[string]any{"name": "newone", "upstream": "builtin:registry"}, "upstream")
 	admin.fails("register_server", map[string]any{"name": "bad", "upstream": "ftp://127.0.0.1/x"}, "upstream")
 	admin.fails("register_server", map[string]any{"name": "meta", "upstream": "http://169.254.169.254/latest/meta-data/"}, "invalid upstream: host \"169.254.169.254\" is 169.254.169.254: link-local")
-	admin.fails("register_server", map[string]any{"name": "adm", "upstream": "http://127.0.0.1:2019/load"}, "admin endpoint")
+	admin.fails("register_server", map[string]any{"name": "zoned", "upstream": "http://[fe80::1%25eth0]/mcp"}, "zone")
 	admin.fails("register_server", map[string]any{"name": "Bad Name", "upstream": "http://127.0.0.1:8/mcp"}, "name")
 	admin.fails("register_server", map[string]any{"name": "clash", "upstream": "http://127.0.0.1:8/mcp", "path": "postgres"}, "path")
 	out = registrar.ok("register_server", reg)

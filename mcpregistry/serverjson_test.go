@@ -15,9 +15,10 @@ import (
 
 func TestImportServerJSON(t *testing.T) {
 	loadConfig(t, map[string]any{
-		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-		"health":  map[string]any{"disabled": true},
-		"servers": []map[string]any{{"name": "taken", "upstream": "http://127.0.0.1:3000/mcp"}},
+		"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+		"runtime_upstreams": loopbackUpstreams,
+		"health":            map[string]any{"disabled": true},
+		"servers":           []map[string]any{{"name": "taken", "upstream": "http://127.0.0.1:3000/mcp"}},
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	app := runningApp(t)

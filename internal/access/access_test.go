@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/caddymcp/caddymcp/internal/principal"
 	"net/http"
 	"slices"
 	"testing"
@@ -111,5 +112,54 @@ func TestConfigErrors(t *testing.T) {
 		if _, err := New(context.Background(), zap.NewNop(), cfg, nil); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// A group whose name embeds the separator of another group set must not share that
+// set's cache entry, in either order of arrival.
+func TestGrantCacheKeysDoNotCollide(t *testing.T) {
+	cfg := &Config{
+		APIKeys: []APIKey{{SHA256: keyHash("k"), Groups: []string{"x"}}},
+		Policy: &policy.Config{
+			GroupMappings: map[string][]string{"admins": {"admin"}, "yy": {"read"}, "admins\nyy": {"read"}},
+			Scopes: map[string][]policy.RuleConfig{
+				"read":  {{Server: "github", Methods: []string{"tools/list"}}},
+				"admin": {{Server: "*", Methods: []string{"*"}, Tools: []string{"*"}}},
+			},
+		},
+	}
+	joined := []string{"admins\nyy"}
+	split := []string{"admins", "yy"}
+	for _, order := range [][][]string{{split, joined}, {joined, split}} {
+		au, err := New(context.Background(), zap.NewNop(), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, groups := range order {
+			c := au.Resolve(&principal.Caller{Subject: "u", Groups: groups})
+			ok, _ := c.Grant.Allow("slack", "tools/call", "post")
+			if want := len(groups) == 2; ok != want {
+				t.Errorf("groups %q: admin grant %v, want %v", groups, ok, want)
+			}
+		}
+	}
+	// Empty names and empty sets stay distinct too.
+	if string(appendGrantKey(nil, nil)) == string(appendGrantKey(nil, []string{""})) || string(appendGrantKey(nil, []string{"", ""})) == string(appendGrantKey(nil, []string{""})) {
+		t.Error("empty group names collide")
+	}
+}
+
+func BenchmarkResolveCached(b *testing.B) {
+	au, err := New(context.Background(), zap.NewNop(), &Config{
+		APIKeys: []APIKey{{SHA256: keyHash("k")}},
+		Policy:  &policy.Config{GroupMappings: map[string][]string{"a": {"s"}}, Scopes: map[string][]policy.RuleConfig{"s": {{Server: "*", Methods: []string{"*"}}}}},
+	}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &principal.Caller{Subject: "u", Groups: []string{"engineering", "platform-admins", "a"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		au.Resolve(p)
 	}
 }

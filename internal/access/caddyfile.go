@@ -40,6 +40,8 @@ import (
 //			}
 //		}
 //		api_key <sha256-hex> <group...>  # repeatable
+//		strict                           # housekeeping methods need a grant too
+//		audience_scope per_server|any    # default per_server
 //	}
 func UnmarshalCaddyfile(d *caddyfile.Dispenser) (*Config, error) {
 	a := new(Config)
@@ -92,6 +94,15 @@ func UnmarshalCaddyfile(d *caddyfile.Dispenser) (*Config, error) {
 				return nil, d.Err("policy given twice")
 			}
 			a.Policy, err = unmarshalPolicy(d)
+		case "strict":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			a.Strict = true
+		case "audience_scope":
+			if a.AudienceScope, err = cfargs.One(d); err == nil && a.AudienceScope != AudiencePerServer && a.AudienceScope != AudienceAny {
+				return nil, d.Errf("audience_scope %q: want per_server or any", a.AudienceScope)
+			}
 		case "api_key":
 			args := d.RemainingArgs()
 			if len(args) < 2 {

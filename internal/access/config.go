@@ -34,6 +34,23 @@ type Config struct {
 	// Policy is an inline policy, instead of PolicyFile.
 	Policy *policy.Config `json:"policy,omitempty"`
 
+	// Strict makes housekeeping methods need a grant like any other. By default,
+	// messages that expose no server data (initialize, ping, notifications/*,
+	// logging/setLevel, server/discover) and the GET stream and DELETE of one's own
+	// session are allowed to any caller with at least one rule on the server: real
+	// clients send them unprompted (the MCP Inspector sends logging/setLevel right after
+	// initialize), so a policy listing only tools would break them before the first
+	// tool call. With strict, only the GET stream, the DELETE and the protocol
+	// notifications notifications/cancelled, notifications/progress and
+	// notifications/roots/list_changed keep that allowance.
+	Strict bool `json:"strict,omitempty"`
+
+	// AudienceScope decides where a token whose audience is one server's MCP URL (RFC
+	// 8707 resource indicator) is accepted: "per_server" (default) on that server
+	// only; "any" on every server the gateway routes. A token for Resource itself, or
+	// for an audience an issuer lists explicitly, is accepted on every server either way.
+	AudienceScope string `json:"audience_scope,omitempty"`
+
 	// APIKeys are machine credentials (CI jobs, agents), stored as SHA-256 hashes. The
 	// client sends the key as "Authorization: Bearer <key>" or "X-API-Key: <key>".
 	APIKeys []APIKey `json:"api_keys,omitempty"`

@@ -379,7 +379,7 @@ func (v *Validator) principal(is *issuer, c *compact) (*principal.Caller, string
 		return nil, ReasonWrongAudience
 	}
 
-	p := &principal.Caller{Issuer: is.issuer, ExpiresAt: exp}
+	p := &principal.Caller{Issuer: is.issuer, ExpiresAt: exp, Audiences: auds}
 	if raw, ok := c.claims["sub"]; ok {
 		if p.Subject, ok = jsonString(raw); !ok {
 			return nil, ReasonMalformed

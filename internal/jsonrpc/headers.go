@@ -38,8 +38,11 @@ func RequiresNameHeader(method string) bool {
 //     header does not (including an absent header) is rejected, as go-sdk does. A body
 //     without the field is not rejected here (the spec makes it -32602 Invalid params,
 //     the upstream's job).
-//   - The remaining rules apply only when MCP-Protocol-Version >= "2026-07-28" (an
-//     absent header means 2025-03-26; older revisions define no such headers).
+//   - The requirements below (headers that must be present, no batches) apply only
+//     when MCP-Protocol-Version >= "2026-07-28" (an absent header means 2025-03-26;
+//     older revisions define no such headers). An Mcp-Method or Mcp-Name header sent
+//     on an older revision is still compared with the body as below (an upstream may
+//     route by it), and on a batch it is a mismatch.
 //   - A 2026-07-28 body is a single message: a batch is CodeInvalidRequest.
 //   - Mcp-Method is REQUIRED on requests and MUST equal "method" (values are
 //     case-sensitive). For notifications the revision defines no header requirement,
@@ -73,10 +76,17 @@ func CheckHeaders(protocolVersion, mcpMethod, mcpName string, in *Inspection) er
 				" does not match body _meta " + strconv.Quote(MetaKeyProtocolVersion) + " value " + quote(mv))
 		}
 	}
-	if pv == "" || pv < ProtocolVersionStandardHeaders {
+	// Revisions before 2026-07-28 define no Mcp-Method / Mcp-Name headers, so nothing
+	// is required there; but an upstream (or a later hop) may route by them, so when a
+	// client sends them they must agree with the body on every revision.
+	standard := pv != "" && pv >= ProtocolVersionStandardHeaders
+	if !standard && mcpMethod == "" && mcpName == "" {
 		return nil
 	}
 	if in.Batch {
+		if !standard {
+			return mismatch("Mcp-Method and Mcp-Name headers cannot describe a JSON-RPC batch")
+		}
 		return &Error{Code: CodeInvalidRequest,
 			Message: "JSON-RPC batches are not allowed in protocol version " + quote(pv)}
 	}
@@ -91,7 +101,7 @@ func CheckHeaders(protocolVersion, mcpMethod, mcpName string, in *Inspection) er
 	}
 	switch m.Kind {
 	case KindRequest:
-		if method == "" {
+		if method == "" && standard {
 			return mismatch("Mcp-Method header is required")
 		}
 	case KindResponse, KindInvalid:
@@ -109,7 +119,7 @@ func CheckHeaders(protocolVersion, mcpMethod, mcpName string, in *Inspection) er
 	name := trimOWS(mcpName)
 	switch m.Method {
 	case "tools/call", "resources/read", "prompts/get":
-		if name == "" && m.Kind == KindRequest {
+		if name == "" && m.Kind == KindRequest && standard {
 			return mismatch("Mcp-Name header is required for " + m.Method)
 		}
 	case "resources/subscribe", "resources/unsubscribe":

@@ -80,7 +80,14 @@ func TestCheckHeaders(t *testing.T) {
 
 		// Older protocols and an absent header: the 2026-07-28 rules do not apply.
 		{"absent header legacy", legacyCall, "", "", "", 0, ""},
-		{"2025-06-18 ignores headers", legacyCall, "2025-06-18", "prompts/get", "nope", 0, ""},
+		// Older protocols require nothing, but headers a client sends must agree with
+		// the body: an upstream may route by them.
+		{"2025-06-18 method mismatch", legacyCall, "2025-06-18", "prompts/get", "", CodeHeaderMismatch, "Mcp-Method"},
+		{"2025-06-18 name mismatch", legacyCall, "2025-06-18", "", "delete_repo", CodeHeaderMismatch, "Mcp-Name"},
+		{"absent version name mismatch", legacyCall, "", "tools/call", "delete_repo", CodeHeaderMismatch, "Mcp-Name"},
+		{"2025-11-25 matching headers", legacyCall, "2025-11-25", "tools/call", "get_weather", 0, ""},
+		{"2025-06-18 name only", legacyCall, "2025-06-18", "", "get_weather", 0, ""},
+		{"2025-03-26 batch with a name", batch, "2025-03-26", "", "x", CodeHeaderMismatch, "batch"},
 		{"2025-11-25", legacyCall, "2025-11-25", "", "", 0, ""},
 		{"2025-03-26 batch", batch, "2025-03-26", "", "", 0, ""},
 		{"absent header batch", batch, "", "", "", 0, ""},

@@ -57,7 +57,22 @@ type Message struct {
 	// ProtocolVersion is params._meta["io.modelcontextprotocol/protocolVersion"] (sent
 	// on every request by protocol 2026-07-28 clients), or "" when absent.
 	ProtocolVersion string
+	// Ref is what a completion/complete completes: RefPrompt (Name is params.ref.name)
+	// or RefResource (Name is params.ref.uri); RefNone for other methods.
+	Ref RefKind
+	// Resources are the URIs of a subscriptions/listen request's
+	// params.notifications.resourceSubscriptions (protocol 2026-07-28), nil otherwise.
+	Resources []string
 }
+
+// RefKind is the kind of a completion/complete reference.
+type RefKind uint8
+
+const (
+	RefNone     RefKind = iota
+	RefPrompt           // "ref/prompt"
+	RefResource         // "ref/resource"
+)
 
 // Inspection is the result of Inspect. Reuse one (for example from a sync.Pool) across
 // requests: Inspect reuses the Messages slice and keeps a small cache of recently seen
@@ -194,6 +209,7 @@ type parser struct {
 	scratch []byte
 	sem     *Error // first non-syntax error; parsing continues to find syntax errors
 	elem    int    // batch element index, -1 outside a batch
+	subs    []span // subscriptions/listen resource URIs of the messages so far
 }
 
 // ws skips JSON whitespace.
@@ -329,12 +345,16 @@ const (
 	keyURI
 	keyMeta
 	keyProtocolVersion
+	keyRef
+	keyNotifications
 	keyLookalike // differs from a significant key only by case
 )
 
 var (
 	topKeys    = [][]byte{[]byte("jsonrpc"), []byte("id"), []byte("method"), []byte("params"), []byte("result"), []byte("error")}
-	paramsKeys = [][]byte{[]byte("name"), []byte("uri"), []byte("_meta")}
+	paramsKeys = [][]byte{[]byte("name"), []byte("uri"), []byte("_meta"), []byte("ref"), []byte("notifications")}
+	refKeys    = [][]byte{[]byte("type"), []byte("name"), []byte("uri")}
+	notifKeys  = [][]byte{[]byte("resourceSubscriptions")}
 )
 
 func lookalike(k []byte, keys [][]byte) bool {
@@ -391,6 +411,10 @@ func (p *parser) classifyParams(sp span) int {
 		return keyURI
 	case "_meta":
 		return keyMeta
+	case "ref":
+		return keyRef
+	case "notifications":
+		return keyNotifications
 	}
 	if lookalike(k, paramsKeys) {
 		return keyLookalike
@@ -414,6 +438,14 @@ type msgState struct {
 	pvKind    byte
 	hasResult bool
 	hasError  bool
+	// completion/complete's params.ref
+	refSeen                        uint8 // bit per ref key: 1 type, 2 name, 4 uri
+	refType, refName, refURI       span
+	refTypeOK, refNameOK, refURIOK bool
+	refBad                         bool // ref or one of its keys is not of the expected type
+	// subscriptions/listen's resource URIs: p.subs[subsFrom:subsTo]
+	subsFrom, subsTo int
+	subsBad          bool
 }
 
 // dup marks key class k as seen and reports whether it had been seen before.
@@ -430,6 +462,7 @@ var keyNames = [...]string{
 	keyJSONRPC: "jsonrpc", keyID: "id", keyMethod: "method", keyParams: "params",
 	keyResult: "result", keyError: "error", keyName: "params.name", keyURI: "params.uri",
 	keyMeta: "params._meta", keyProtocolVersion: "params._meta[\"" + MetaKeyProtocolVersion + "\"]",
+	keyRef: "params.ref", keyNotifications: "params.notifications",
 }
 
 // message parses the object at p.i (nesting level depth) and appends a Message.
@@ -529,7 +562,7 @@ func (p *parser) params(depth int, st *msgState) *Error {
 			return err
 		}
 		k := p.classifyParams(ksp)
-		if (k == keyName || k == keyURI || k == keyMeta) && st.dup(k) {
+		if (k == keyName || k == keyURI || k == keyMeta || k == keyRef || k == keyNotifications) && st.dup(k) {
 			p.semantic(CodeInvalidRequest, "duplicate key \""+keyNames[k]+"\"")
 		}
 		var c byte
@@ -551,6 +584,14 @@ func (p *parser) params(depth int, st *msgState) *Error {
 			if err := p.meta(depth+1, st); err != nil {
 				return err
 			}
+		case k == keyRef && c == '{':
+			if err := p.ref(depth+1, st); err != nil {
+				return err
+			}
+		case k == keyNotifications && c == '{':
+			if err := p.notifications(depth+1, st); err != nil {
+				return err
+			}
 		default:
 			if err := p.skipValue(depth + 1); err != nil {
 				return err
@@ -560,6 +601,10 @@ func (p *parser) params(depth int, st *msgState) *Error {
 				st.nameKind = 'x'
 			case keyURI:
 				st.uriKind = 'x'
+			case keyRef:
+				st.refBad = true
+			case keyNotifications:
+				st.subsBad = c != 'n'
 			case keyLookalike:
 				p.semantic(CodeInvalidRequest, "params key "+quote(string(p.key(ksp)))+
 					" differs only in case from a key the gateway inspects")
@@ -570,6 +615,149 @@ func (p *parser) params(depth int, st *msgState) *Error {
 		}
 	}
 	return nil
+}
+
+// ref records completion/complete's params.ref: its type, name and uri strings.
+func (p *parser) ref(depth int, st *msgState) *Error {
+	if depth > MaxDepth {
+		return p.depthErr()
+	}
+	empty, err := p.openObject()
+	if err != nil {
+		return err
+	}
+	for !empty {
+		ksp, _, err := p.memberKey()
+		if err != nil {
+			return err
+		}
+		k := p.key(ksp)
+		var bit uint8
+		var dst *span
+		var ok *bool
+		switch string(k) {
+		case "type":
+			bit, dst, ok = 1, &st.refType, &st.refTypeOK
+		case "name":
+			bit, dst, ok = 2, &st.refName, &st.refNameOK
+		case "uri":
+			bit, dst, ok = 4, &st.refURI, &st.refURIOK
+		default:
+			if lookalike(k, refKeys) {
+				p.semantic(CodeInvalidRequest, "params.ref key "+quote(string(k))+" differs only in case from a key the gateway inspects")
+			}
+		}
+		if bit != 0 {
+			if st.refSeen&bit != 0 {
+				p.semantic(CodeInvalidRequest, "duplicate key \"params.ref."+string(k)+"\"")
+			}
+			st.refSeen |= bit
+		}
+		if dst != nil && p.i < len(p.b) && p.b[p.i] == '"' {
+			sp, _, err := p.scanString()
+			if err != nil {
+				return err
+			}
+			*dst, *ok = sp, true
+		} else {
+			if err := p.skipValue(depth + 1); err != nil {
+				return err
+			}
+			if dst != nil {
+				st.refBad = true
+			}
+		}
+		if empty, err = p.nextMember('}'); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// notifications records subscriptions/listen's params.notifications
+// .resourceSubscriptions: the spans of its strings go to p.subs.
+func (p *parser) notifications(depth int, st *msgState) *Error {
+	if depth > MaxDepth {
+		return p.depthErr()
+	}
+	empty, err := p.openObject()
+	if err != nil {
+		return err
+	}
+	seen := false
+	for !empty {
+		ksp, _, err := p.memberKey()
+		if err != nil {
+			return err
+		}
+		k := p.key(ksp)
+		switch {
+		case string(k) == "resourceSubscriptions":
+			if seen {
+				p.semantic(CodeInvalidRequest, "duplicate key \"params.notifications.resourceSubscriptions\"")
+			}
+			seen = true
+			if p.i < len(p.b) && p.b[p.i] == '[' {
+				if err := p.uriList(depth+1, st); err != nil {
+					return err
+				}
+				break
+			}
+			if p.i < len(p.b) && p.b[p.i] != 'n' {
+				st.subsBad = true
+			}
+			if err := p.skipValue(depth + 1); err != nil {
+				return err
+			}
+		case lookalike(k, notifKeys):
+			p.semantic(CodeInvalidRequest, "params.notifications key "+quote(string(k))+" differs only in case from a key the gateway inspects")
+			fallthrough
+		default:
+			if err := p.skipValue(depth + 1); err != nil {
+				return err
+			}
+		}
+		if empty, err = p.nextMember('}'); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// uriList records the strings of the array at p.i; any other element marks it bad.
+func (p *parser) uriList(depth int, st *msgState) *Error {
+	if depth > MaxDepth {
+		return p.depthErr()
+	}
+	empty, _ := p.openObjectOr(']')
+	st.subsFrom = len(p.subs)
+	for !empty {
+		if p.i < len(p.b) && p.b[p.i] == '"' {
+			sp, _, err := p.scanString()
+			if err != nil {
+				return err
+			}
+			p.subs = append(p.subs, sp)
+		} else {
+			st.subsBad = true
+			if err := p.skipValue(depth + 1); err != nil {
+				return err
+			}
+		}
+		var err *Error
+		if empty, err = p.nextMember(']'); err != nil {
+			return err
+		}
+	}
+	st.subsTo = len(p.subs)
+	return nil
+}
+
+// openObjectOr consumes '[' (or '{') and whitespace; if the container is empty it also
+// consumes the closing byte.
+func (p *parser) openObjectOr(closing byte) (empty bool, err *Error) {
+	p.i, empty = jsonscan.Open(p.b, p.i, closing)
+	return empty, nil
 }
 
 func (p *parser) meta(depth int, st *msgState) *Error {
@@ -673,6 +861,32 @@ func (p *parser) finish(st *msgState) {
 			} else if st.uriKind == 'x' {
 				m.Kind = KindInvalid
 				p.semantic(CodeInvalidParams, "params.uri must be a string")
+			}
+		case "completion/complete":
+			// The policy checks the referenced prompt or resource: a reference it
+			// cannot read is refused, not passed on.
+			switch {
+			case st.refBad || !st.refTypeOK:
+				m.Kind = KindInvalid
+				p.semantic(CodeInvalidParams, "params.ref must be an object with a string \"type\"")
+			case p.equalString(st.refType, "ref/prompt") && st.refNameOK:
+				m.Ref, m.Name = RefPrompt, p.str(st.refName, nil)
+			case p.equalString(st.refType, "ref/resource") && st.refURIOK:
+				m.Ref, m.Name = RefResource, p.str(st.refURI, nil)
+			default:
+				m.Kind = KindInvalid
+				p.semantic(CodeInvalidParams, "params.ref must be a ref/prompt with a string name or a ref/resource with a string uri")
+			}
+		case "subscriptions/listen":
+			if st.subsBad {
+				m.Kind = KindInvalid
+				p.semantic(CodeInvalidParams, "params.notifications.resourceSubscriptions must be an array of strings")
+			}
+			if st.subsTo > st.subsFrom {
+				m.Resources = make([]string, 0, st.subsTo-st.subsFrom)
+				for _, sp := range p.subs[st.subsFrom:st.subsTo] {
+					m.Resources = append(m.Resources, p.str(sp, nil))
+				}
 			}
 		}
 		if st.pvKind == 's' {

@@ -3,6 +3,7 @@ package jsonrpc
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -102,7 +103,7 @@ func TestInspectShapes(t *testing.T) {
 			if in.Batch || len(in.Messages) != 1 {
 				t.Fatalf("Batch=%v len=%d, want single message", in.Batch, len(in.Messages))
 			}
-			if got := in.Messages[0]; got != tt.want {
+			if got := in.Messages[0]; !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}
 		})
@@ -128,7 +129,7 @@ func TestInspectBatch(t *testing.T) {
 		t.Fatalf("Batch=%v len=%d", in.Batch, len(in.Messages))
 	}
 	for i := range want {
-		if in.Messages[i] != want[i] {
+		if !reflect.DeepEqual(in.Messages[i], want[i]) {
 			t.Errorf("[%d] got %+v want %+v", i, in.Messages[i], want[i])
 		}
 	}
@@ -278,7 +279,7 @@ func TestInspectDoesNotAliasBody(t *testing.T) {
 		for i := range b {
 			b[i] = 'X'
 		}
-		if in.Messages[0] != before {
+		if !reflect.DeepEqual(in.Messages[0], before) {
 			t.Fatalf("message changed after body was overwritten: %+v", in.Messages[0])
 		}
 		if strings.Contains(before.Method+before.ID+before.Name+before.ProtocolVersion, "X") {

@@ -117,6 +117,15 @@ func NewSSEFilter(dst io.Writer, lookup Lookup, allow Allow) *SSEFilter {
 	return &SSEFilter{dst: dst, max: DefaultMaxEventSize, first: true, s: s}
 }
 
+// Held is the number of bytes of the current incomplete event the filter holds back
+// (0 between events), for a caller that bounds the memory of many filters at once.
+func (w *SSEFilter) Held() int {
+	if w.s == nil {
+		return 0
+	}
+	return len(w.s.buf)
+}
+
 // SetMaxEventSize sets the largest event, in bytes including line terminators, the
 // filter accepts (n <= 0 restores DefaultMaxEventSize). The filter holds at most one
 // event plus 64 KiB.

@@ -124,7 +124,8 @@ func (g Grant) ScopeNames() []string {
 }
 
 // Allow reports whether the grant permits method on server; name is the tool (tools/call),
-// prompt (prompts/get) or resource URI (resources/read) and is ignored for other methods.
+// prompt (prompts/get) or resource URI (resources/read, resources/subscribe,
+// resources/unsubscribe) and is ignored for other methods.
 // It returns the scope that granted it.
 func (g Grant) Allow(server, method, name string) (bool, string) {
 	server = strings.Trim(server, "/")
@@ -150,7 +151,7 @@ func (r *compiledRule) allows(server, method, name string) bool {
 		return r.tools.has(name)
 	case "prompts/get":
 		return r.promptsAny || r.prompts.has(name)
-	case "resources/read":
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		return r.resourcesAny || r.resources.has(name)
 	}
 	return true

@@ -33,6 +33,10 @@ type Caller struct {
 	TokenScopes []string
 	// ExpiresAt is the token's exp; zero for an API key.
 	ExpiresAt time.Time
+	// Audiences is the token's aud, as validated (one of them is accepted). Callers
+	// that accept some audiences only for some resources (RFC 8707, per-server
+	// tokens) read it.
+	Audiences []string
 
 	// Grant is what the policy allows the caller, resolved from Groups.
 	Grant policy.Grant

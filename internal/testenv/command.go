@@ -29,7 +29,7 @@ type Command struct {
 
 // StartCommand starts c on a free port and returns once it accepts TCP connections
 // there (and, if c.Ready is set, has printed it). It fails the test if the command
-// cannot be started. p.URL is p.BaseURL.
+// cannot be started, and skips it under go test -short. p.URL is p.BaseURL.
 func StartCommand(t testing.TB, c Command) *Process {
 	t.Helper()
 	inUse := c.InUse

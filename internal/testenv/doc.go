@@ -1,17 +1,20 @@
 // Package testenv starts the real components that caddymcp's end-to-end tests talk to:
 // go-sdk's conformance everything-server, the npm @modelcontextprotocol/server-everything,
-// and the MCP conformance suite (two pinned versions), all installed by
+// the MCP conformance suite (two pinned versions) and the MCP Inspector CLI, all installed by
 // scripts/test-deps.sh into .bin/ and testdata/node/node_modules.
 //
 // It is test-support code: stdlib only, no Caddy. Every process it starts runs in its
 // own process group (and, on Linux, with a parent-death signal), is killed in
 // t.Cleanup, and has its exit status and output logged when the test fails, so a
 // failing or panicking test leaks nothing. Missing dependencies fail the test (they
-// never skip it): CI runs scripts/test-deps.sh before go test.
+// never skip it): CI runs scripts/test-deps.sh before go test. The one exception is
+// go test -short, the inner loop: there every starter skips its test with
+// ShortSkipMessage, so -short builds no binaries and starts no processes.
 //
 // # API
 //
 //	RequireTestDeps(t)                        // fail unless scripts/test-deps.sh has run
+//	SkipIfShort(t)                            // skip under -short: the test starts real processes
 //	p := StartEverythingServer(t, stateful)   // *Process; p.URL = http://127.0.0.1:PORT/mcp
 //	p := StartServerEverythingNPM(t, NPMStreamableHTTP) // p.URL = …/mcp
 //	p := StartServerEverythingNPM(t, NPMSSE)  // p.URL = …/sse, p.MessageURL = …/message
@@ -19,6 +22,7 @@
 //	r := RunConformance(t, ConformanceStable, url)                          // 2025-11-25 suite
 //	r := RunConformance(t, ConformanceNext, url, "--requirements", "2026-07-28")
 //	r.ExitCode, r.Passed, r.Failed, r.FailedScenarios, r.FailedChecks, r.ScoredFailedScenarios()
+//	r := RunInspectorCLI(t, url, "--transport", "http", "--method", "tools/list") // r.Stdout, r.Stderr, r.ExitCode
 //
 // # The components, as measured here (2 cores)
 //
@@ -66,6 +70,27 @@
 // RunConformance reads those and cross-checks them against the SUMMARY. The
 // single-scenario output has fixed ANSI colour escapes (NO_COLOR does not remove
 // them); RunConformance strips them.
+//
+// Inspector CLI (npm @modelcontextprotocol/inspector-cli 1.0.3, TS SDK client 1.32.2):
+// bin mcp-inspector-cli = build/cli.js, a launcher that needs --cli (without it, it
+// looks for the web inspector, which this package does not ship) and then runs
+// build/index.js with the "node" found on PATH. Flags of the CLI mode:
+//
+//	URL [--transport http|sse|stdio] [--header "Name: Value" ...] --method M
+//	    [--tool-name N] [--tool-arg k=v ...] [--uri U] [--prompt-name N] [--prompt-args k=v ...]
+//	    [--log-level L] [--metadata k=v ...] [--tool-metadata k=v ...]
+//
+// (--transport is inferred from a URL ending in /mcp or /sse; --tool-arg values are
+// JSON-parsed, else strings.) Every run connects (initialize, notifications/initialized),
+// sends logging/setLevel "debug" when the server announces logging, then the method;
+// tools/call lists tools first to coerce argument types. Success: the result as
+// indented JSON on stdout, exit 0 (a tool's own error is a result with "isError":
+// true). Failure: exit 1 with one message on stderr after a deprecation banner, e.g.
+// "Failed to connect to MCP server: …", "Failed to list tools: …", "Failed to call
+// tool NAME: MCP error CODE: MESSAGE" or "… Streamable HTTP error: Error POSTing to
+// endpoint: BODY"; the launcher adds "Failed with exit code: 1". index.js reads
+// "../package.json" relative to the working directory, so RunInspectorCLI runs it in
+// the package's build/ directory.
 //
 // # dns-rebinding-protection
 //

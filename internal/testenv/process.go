@@ -102,9 +102,10 @@ var errAddrInUse = errors.New("address already in use")
 
 // startProcess starts spec on a free port, retrying on a port race, waits until it
 // accepts TCP connections on 127.0.0.1, and registers its cleanup. It fails the test
-// if the process cannot be started.
+// if the process cannot be started, and skips it under go test -short.
 func startProcess(t testing.TB, spec procSpec) *Process {
 	t.Helper()
+	SkipIfShort(t)
 	p := &Process{Name: spec.name, t: t, spec: spec}
 	t.Cleanup(func() {
 		status := p.statuses() // before Kill, so an unexpected exit shows as such

@@ -128,12 +128,28 @@ var (
 )
 
 // RequireTestDeps fails the test (it does not skip it) unless everything
-// scripts/test-deps.sh installs is present at the pinned versions.
+// scripts/test-deps.sh installs is present at the pinned versions. Under
+// go test -short it skips instead: a test that needs these components starts them.
 func RequireTestDeps(t testing.TB) {
 	t.Helper()
+	SkipIfShort(t)
 	depsOnce.Do(func() { depsErr = checkTestDeps() })
 	if depsErr != nil {
 		t.Fatalf("testenv: %v\n%s", depsErr, depsHint)
+	}
+}
+
+// ShortSkipMessage is why a test that starts real processes (a component, the caddy
+// binary, a go build) does not run under go test -short.
+const ShortSkipMessage = "-short: starts real processes"
+
+// SkipIfShort skips the test under go test -short, the inner loop, which builds no
+// binaries and starts no processes. Without -short such a test runs, and a missing
+// component fails it.
+func SkipIfShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(ShortSkipMessage)
 	}
 }
 

@@ -170,6 +170,25 @@ func TestServerEverythingNPMStreamableHTTP(t *testing.T) {
 	assertGone(t, pid)
 }
 
+// The Inspector CLI against the npm server-everything: a result is indented JSON on
+// stdout with exit 0; a failure is a message on stderr with exit 1.
+func TestInspectorCLI(t *testing.T) {
+	t.Parallel()
+	p := StartServerEverythingNPM(t, NPMStreamableHTTP)
+	r := RunInspectorCLI(t, p.URL, "--transport", "http", "--header", "Authorization: Bearer not-checked",
+		"--method", "tools/call", "--tool-name", "get-sum", "--tool-arg", "a=20", "b=22")
+	if r.ExitCode != 0 || !strings.Contains(r.Stdout, `"text": "The sum of 20 and 22 is 42."`) {
+		t.Errorf("tools/call get-sum: %s", r)
+	}
+	if strings.Contains(r.String(), "not-checked") {
+		t.Errorf("String() shows the Authorization value: %s", r)
+	}
+	r = RunInspectorCLI(t, p.BaseURL+"/nowhere/mcp", "--method", "tools/list")
+	if r.ExitCode != 1 || !strings.Contains(r.Stderr, "Failed to connect to MCP server") {
+		t.Errorf("tools/list at a path with no server: %s", r)
+	}
+}
+
 func TestServerEverythingNPMSSE(t *testing.T) {
 	t.Parallel()
 	p := StartServerEverythingNPM(t, NPMSSE)
@@ -243,5 +262,31 @@ func TestParseConformanceNotScored(t *testing.T) {
 	want := []string{`tasks-lifecycle/c: unknown tool "greet"`, `caching/caching: scenario crashed (see output: "Failed to run scenario caching")`}
 	if !slices.Equal(res.FailedChecks, want) {
 		t.Errorf("FailedChecks = %q", res.FailedChecks)
+	}
+}
+
+// Under go test -short every starter skips its test instead of starting (or failing
+// to start) a process; without -short the same call fails the test, which the other
+// tests of this package show.
+func TestShortSkipsStarters(t *testing.T) {
+	if !testing.Short() {
+		t.Skip("checks the -short inner loop; run with go test -short")
+	}
+	missing := filepath.Join(t.TempDir(), "no-such-binary")
+	for name, start := range map[string]func(t *testing.T){
+		"StartCommand":    func(t *testing.T) { StartCommand(t, Command{Name: "missing", Path: missing}) },
+		"RequireTestDeps": func(t *testing.T) { RequireTestDeps(t) },
+		"RunConformance":  func(t *testing.T) { RunConformance(t, ConformanceStable, "http://127.0.0.1:9/mcp") },
+		"RunInspectorCLI": func(t *testing.T) { RunInspectorCLI(t, "http://127.0.0.1:9/mcp", "--method", "tools/list") },
+	} {
+		var skipped bool
+		t.Run(name, func(t *testing.T) {
+			defer func() { skipped = t.Skipped() }()
+			start(t)
+			t.Errorf("%s returned under -short; want the test skipped", name)
+		})
+		if !skipped {
+			t.Errorf("%s did not skip under -short", name)
+		}
 	}
 }

@@ -100,6 +100,9 @@ type Server struct {
 	// ForwardIdentity, when set, sends the authenticated caller's subject and groups to
 	// the upstream as headers. When nil, client-sent copies of the default headers are removed.
 	ForwardIdentity *ForwardIdentity `json:"forward_identity,omitempty"`
+	// ForwardClientCredentials lets the client's Cookie header and access_token query
+	// parameter through to the upstream (config servers only; see ServerConfig).
+	ForwardClientCredentials bool `json:"forward_client_credentials,omitempty"`
 	// Source is config or api.
 	Source Source `json:"source"`
 	// Revision increases by one on every change (optimistic concurrency).
@@ -204,6 +207,9 @@ func (s *Server) Normalize() error {
 	if s.Source == "" {
 		s.Source = SourceAPI
 	}
+	if s.ForwardClientCredentials && s.Source != SourceConfig {
+		return &FieldError{"forward_client_credentials", "only servers declared in the Caddy config may receive the client's cookies and access_token"}
+	}
 	return nil
 }
 
@@ -243,6 +249,7 @@ func SameDefinition(a, b *Server) bool {
 		slices.Equal(a.Tags, b.Tags) && a.Enabled == b.Enabled &&
 		a.BackendAuth == b.BackendAuth && a.Source == b.Source &&
 		a.GatewayTokenHeader == b.GatewayTokenHeader && a.Origin == b.Origin &&
+		a.ForwardClientCredentials == b.ForwardClientCredentials &&
 		(a.ForwardIdentity == nil) == (b.ForwardIdentity == nil) &&
 		(a.ForwardIdentity == nil || *a.ForwardIdentity == *b.ForwardIdentity)
 }

@@ -36,9 +36,10 @@ func TestAdminRoutes(t *testing.T) {
 	cfg, _ := json.Marshal(map[string]any{
 		"admin": map[string]any{"listen": addr, "config": map[string]any{"persist": false}},
 		"apps": map[string]any{"mcp_registry": map[string]any{
-			"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-			"health":  map[string]any{"disabled": true},
-			"servers": []map[string]any{{"name": "cfg", "upstream": "http://127.0.0.1:3000/mcp"}},
+			"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+			"health":            map[string]any{"disabled": true},
+			"runtime_upstreams": loopbackUpstreams,
+			"servers":           []map[string]any{{"name": "cfg", "upstream": "http://127.0.0.1:3000/mcp"}},
 		}},
 	})
 	if err := caddy.Load(cfg, true); err != nil {
@@ -99,6 +100,13 @@ func TestAdminRoutes(t *testing.T) {
 	if code, body := do("POST", "/mcp_registry/import", []byte(`{"format":"caddymcp-registry-export","version":1,"servers":[{"name":"x","upstream":"gopher://h"}]}`)); code != 400 || !strings.Contains(string(body), "upstream") {
 		t.Fatalf("invalid import: %d %s", code, body)
 	}
+	// A backup is a way to register servers: its upstreams pass the same checks.
+	for _, evil := range []string{"http://" + addr + "/stop", "http://169.254.169.254/latest/meta-data/"} {
+		doc := `{"format":"caddymcp-registry-export","version":1,"servers":[{"name":"x","path":"x","upstream":"` + evil + `","transport":"streamable-http","enabled":true,"backend_auth":{"scheme":"none"},"source":"api","revision":1}]}`
+		if code, body := do("POST", "/mcp_registry/import", []byte(doc)); code != 400 || !strings.Contains(string(body), "upstream") {
+			t.Errorf("import of %s: %d %s, want 400 naming the upstream", evil, code, body)
+		}
+	}
 	if app.Lookup("x") != nil || app.Lookup("rt") == nil {
 		t.Fatal("a failed import changed the index")
 	}
@@ -119,8 +127,9 @@ func TestAdminImportServerJSONAndSync(t *testing.T) {
 	cfg, _ := json.Marshal(map[string]any{
 		"admin": map[string]any{"listen": addr, "config": map[string]any{"persist": false}},
 		"apps": map[string]any{"mcp_registry": map[string]any{
-			"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-			"health":  map[string]any{"disabled": true},
+			"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+			"runtime_upstreams": loopbackUpstreams,
+			"health":            map[string]any{"disabled": true},
 		}},
 	})
 	if err := caddy.Load(cfg, true); err != nil {

@@ -31,6 +31,7 @@ func parseAPICaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, err
 //		auth { … }                        # the REST API's auth: the same block as mcp_gateway's
 //		anonymous_writes                  # without auth: let anyone write (local setups only)
 //		v01_auth                          # the v0.1 API needs a token too and lists per list_service
+//		v01_public all|<server...>        # what the anonymous v0.1 API lists; default all without auth, none with it
 //	}
 func (h *RegistryAPI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -68,6 +69,14 @@ func (h *RegistryAPI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.AnonymousWrites = true
+		case "v01_public":
+			if h.V01Public != nil {
+				return d.Err("v01_public already specified")
+			}
+			h.V01Public = d.RemainingArgs()
+			if len(h.V01Public) == 0 {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unrecognized mcp_registry_api subdirective %q", d.Val())
 		}

@@ -73,6 +73,13 @@ type RegistryAPI struct {
 	// only the servers the caller may list_service. Default: the v0.1 API is public.
 	V01Auth bool `json:"v01_auth,omitempty"`
 
+	// V01Public lists the servers an anonymous caller of the v0.1 API sees (and whose
+	// deletions it learns of): server names, or "all". Default: all when Auth is absent
+	// (anyone may list every server then), none when Auth is set (an anonymous caller
+	// may list nothing). With V01Auth callers are never anonymous and see what their
+	// list_service grants.
+	V01Public []string `json:"v01_public,omitempty"`
+
 	// AnonymousWrites lets callers without a token register, change and delete servers
 	// when Auth is absent: for a laptop or a test setup only.
 	AnonymousWrites bool `json:"anonymous_writes,omitempty"`

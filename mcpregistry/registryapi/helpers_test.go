@@ -55,3 +55,7 @@ func runningApp(t *testing.T) *mcpregistry.App {
 	}
 	return app.(*mcpregistry.App)
 }
+
+// loopbackUpstreams lets tests register the real servers they start on loopback
+// (runtime registrations may not reach loopback by default).
+var loopbackUpstreams = map[string]any{"allow": []string{"127.0.0.0/8", "::1/128"}}

@@ -32,6 +32,10 @@ func (h *RegistryAPI) restPatch(w http.ResponseWriter, r *http.Request, s *model
 	if !decodeBody(w, r, &patch) {
 		return
 	}
+	if err := checkPatchKeys(patch, patchableFields, ""); err != nil {
+		h.restWriteError(w, r, s.Name, err)
+		return
+	}
 	for attempt := 1; ; attempt++ {
 		expected := s.Revision
 		if present {
@@ -86,6 +90,41 @@ func mergedInput(s *model.Server, patch map[string]any, in *serverInput) error {
 			return &model.FieldError{Field: field, Reason: "unknown field"}
 		}
 		return &model.FieldError{Field: "body", Reason: err.Error()}
+	}
+	return nil
+}
+
+// fieldSet names the members of a JSON object; a member's own fieldSet is nil for a
+// scalar or list, and "*" admits any member name (header maps).
+type fieldSet map[string]fieldSet
+
+// patchableFields are the members a PATCH may name, exactly as spelled: JSON decoding
+// would match "Upstream" to upstream, and merging would drop an unknown member, so the
+// PATCH would be a silent no-op with a new revision.
+var patchableFields = fieldSet{
+	"name": nil, "path": nil, "upstream": nil, "transport": nil, "description": nil, "tags": nil, "enabled": nil,
+	"gateway_token_header": nil,
+	"backend_auth":         {"scheme": nil, "header": nil},
+	"forward_identity":     {"user_header": nil, "groups_header": nil},
+	"credential":           {"value": nil, "headers": {"*": nil}},
+}
+
+// checkPatchKeys refuses a member of patch that allowed does not name (a *FieldError
+// naming it, dotted for nested members).
+func checkPatchKeys(patch map[string]any, allowed fieldSet, prefix string) error {
+	for k, v := range patch {
+		sub, ok := allowed[k]
+		if !ok {
+			if _, anyName := allowed["*"]; anyName {
+				continue
+			}
+			return &model.FieldError{Field: prefix + k, Reason: "unknown field (field names are case-sensitive)"}
+		}
+		if obj, isObj := v.(map[string]any); isObj && sub != nil {
+			if err := checkPatchKeys(obj, sub, prefix+k+"."); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

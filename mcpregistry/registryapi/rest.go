@@ -26,6 +26,7 @@ import (
 //	DELETE /api/servers/{name}                 remove (If-Match optional)
 //	POST   /api/servers/{name}/enable|disable  toggle (If-Match optional)
 //	PUT    /api/servers/{name}/credential      rotate the backend credential (write-only); DELETE removes it
+//	POST   /api/servers/{name}/credential/confirm  send a credential suspended by an upstream move to the new origin
 //	GET    /api/servers/{name}/tools           tools, prompts, resources found by discovery
 //	POST   /api/servers/{name}/tools/refresh   discover tools now
 //	GET    /api/servers/{name}/health          last health check
@@ -110,6 +111,8 @@ func (h *RegistryAPI) serveREST(w http.ResponseWriter, r *http.Request, rest str
 		routes = map[string]route{http.MethodPost: {serve: h.restToggle}}
 	case "credential":
 		routes = map[string]route{http.MethodPut: {serve: h.restCredential}, http.MethodDelete: {serve: h.restCredential}}
+	case "credential/confirm":
+		routes = map[string]route{http.MethodPost: {serve: h.restConfirmCredential}}
 	case "tools":
 		routes = map[string]route{http.MethodGet: {serve: h.restTools}, http.MethodHead: {serve: h.restTools}}
 	case "tools/refresh", "health/check":
@@ -194,11 +197,19 @@ func ifMatch(r *http.Request) (rev uint64, present bool, err error) {
 		return 0, true, errors.New(`If-Match must be one strong ETag as returned by GET, e.g. "12", or *`)
 	}
 	rev, perr := strconv.ParseUint(v[1:len(v)-1], 10, 64)
+	if errors.Is(perr, strconv.ErrRange) || (perr == nil && rev >= unreachableRevision) {
+		// A revision no record can have: it matches nothing (412), and it must not
+		// wrap around to AnyRevision and match everything.
+		return unreachableRevision, true, nil
+	}
 	if perr != nil || rev == 0 {
 		return 0, true, errors.New(`If-Match must be one strong ETag as returned by GET, e.g. "12", or *`)
 	}
 	return rev, true, nil
 }
+
+// unreachableRevision stands for an If-Match revision beyond any a record can reach.
+const unreachableRevision = model.AnyRevision - 1
 
 // optionalIfMatch returns the expected revision of a write where If-Match is optional.
 func optionalIfMatch(w http.ResponseWriter, r *http.Request) (uint64, bool) {

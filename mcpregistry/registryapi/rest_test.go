@@ -2,17 +2,21 @@ package registryapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -45,9 +49,10 @@ func startREST(t *testing.T, api map[string]any) *restEnv {
 	}
 	loadConfigApps(t, map[string]any{
 		"mcp_registry": map[string]any{
-			"storage":        map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-			"health":         map[string]any{"disabled": true},
-			"encryption_key": strings.Repeat("ab", 32),
+			"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+			"runtime_upstreams": loopbackUpstreams,
+			"health":            map[string]any{"disabled": true},
+			"encryption_key":    strings.Repeat("ab", 32),
 			"servers": []any{
 				map[string]any{"name": "cfg-db", "upstream": "http://127.0.0.1:3001/mcp", "tags": []string{"db"}, "description": "Postgres from the config"},
 				map[string]any{"name": "cfg-git", "upstream": "http://127.0.0.1:3002/mcp", "tags": []string{"scm"}},
@@ -74,8 +79,8 @@ func restAuth() map[string]any {
 		"api_keys": keys,
 		"policy": map[string]any{
 			"group_mappings": map[string]any{
-				"admins": []string{"registry-admin"}, "viewers": []string{"viewer"}, "registrar": []string{"registrar"},
-				"operators": []string{"operator"}, "nobody": []string{"mcp-only"},
+				"admins": []string{"registry-admin", "all-tools"}, "viewers": []string{"viewer"}, "registrar": []string{"registrar"},
+				"operators": []string{"operator", "one-tool"}, "nobody": []string{"mcp-only"},
 			},
 			"ui_scopes": map[string]any{
 				"registry-admin": map[string]any{"list_service": []string{"all"}, "register_service": []string{"all"},
@@ -84,7 +89,11 @@ func restAuth() map[string]any {
 				"registrar": map[string]any{"list_service": []string{"team-a", "team-b"}, "register_service": []string{"team-a", "team-b"}, "modify_service": []string{"team-a"}},
 				"operator":  map[string]any{"list_service": []string{"all"}, "toggle_service": []string{"cfg-git", "team-a"}, "health_check_service": []string{"all"}},
 			},
-			"scopes": map[string]any{"mcp-only": []any{map[string]any{"server": "*", "methods": []string{"tools/list"}}}},
+			"scopes": map[string]any{
+				"mcp-only":  []any{map[string]any{"server": "*", "methods": []string{"tools/list"}}},
+				"all-tools": []any{map[string]any{"server": "*", "methods": []string{"tools/list", "tools/call", "prompts/list", "resources/list"}, "tools": []string{"*"}}},
+				"one-tool":  []any{map[string]any{"server": "*", "methods": []string{"tools/list", "tools/call"}, "tools": []string{"test_simple_text"}}},
+			},
 		},
 	}
 }
@@ -327,8 +336,34 @@ func TestRESTLifecycle(t *testing.T) {
 	}
 	r = e.do("GET", "/servers/every/tools", "viewers", nil).want(t, "tools hidden from viewer", 404, "not_found")
 	r = e.do("GET", "/servers/every/tools", "admins", nil).want(t, "tools", 200)
-	if tools := r.body["tools"].([]any); len(tools) == 0 || tools[0].(map[string]any)["name"] == "" {
+	if tools := r.body["tools"].([]any); len(tools) < 2 || tools[0].(map[string]any)["name"] == "" {
 		t.Errorf("tools: %s", r.raw)
+	}
+	// One view per caller: operators may list the server but call only test_simple_text, so the
+	// REST API shows them that tool alone, as their tools/list through the gateway would —
+	// in the tools answer, the tool count and search.
+	op := e.do("GET", "/servers/every/tools", "operators", nil).want(t, "operator tools", 200)
+	if tools := op.body["tools"].([]any); len(tools) != 1 || tools[0].(map[string]any)["name"] != "test_simple_text" ||
+		len(op.body["prompts"].([]any)) != 0 || len(op.body["resources"].([]any)) != 0 {
+		t.Errorf("operator tools: %s", op.raw)
+	}
+	if ov := e.do("GET", "/servers/every", "operators", nil).want(t, "operator view", 200); ov.body["tool_count"] != float64(1) {
+		t.Errorf("operator tool_count: %v", ov.body["tool_count"])
+	}
+	for _, who := range []string{"operators", "admins"} {
+		hits := e.do("GET", "/search?q=test+simple+text+image+audio&limit=100", who, nil).want(t, who+" search", 200).body["hits"].([]any)
+		var tools []string
+		for _, h := range hits {
+			if tool, _ := h.(map[string]any)["tool"].(string); tool != "" {
+				tools = append(tools, tool)
+			}
+		}
+		if who == "operators" && slices.ContainsFunc(tools, func(s string) bool { return s != "test_simple_text" }) {
+			t.Errorf("operator search shows tools their tools/list hides: %v", tools)
+		}
+		if who == "admins" && len(tools) == 0 {
+			t.Errorf("admin search finds no tools")
+		}
 	}
 	if h := e.do("GET", "/servers/every/health", "admins", nil).want(t, "health", 200).body["health"].(map[string]any); h["status"] != "healthy" {
 		t.Errorf("health: %v", h)
@@ -364,7 +399,7 @@ func TestRESTCredentials(t *testing.T) {
 	if strings.Contains(r.raw, secret) || r.body["has_credential"] != true {
 		t.Fatalf("register answer: %s", r.raw)
 	}
-	if h := e.app.BackendHeaders("gh"); h.Get("Authorization") != "Bearer "+secret || h.Get("X-Tenant") != "t1" {
+	if h := e.app.BackendHeaders(e.app.Server("gh")); h.Get("Authorization") != "Bearer "+secret || h.Get("X-Tenant") != "t1" {
 		t.Fatalf("backend headers after register: %v", h)
 	}
 	for _, p := range []string{"/servers/gh", "/servers?q=gh"} {
@@ -379,7 +414,7 @@ func TestRESTCredentials(t *testing.T) {
 
 	// Rotate: takes effect at once, the record's revision is unchanged.
 	e.do("PUT", "/servers/gh/credential", "admins", map[string]any{"value": "rotated-token"}).want(t, "rotate", 204)
-	if h := e.app.BackendHeaders("gh"); h.Get("Authorization") != "Bearer rotated-token" || h.Get("X-Tenant") != "" {
+	if h := e.app.BackendHeaders(e.app.Server("gh")); h.Get("Authorization") != "Bearer rotated-token" || h.Get("X-Tenant") != "" {
 		t.Errorf("after rotation: %v", h)
 	}
 	if rev := e.app.Server("gh").Revision; rev != 1 {
@@ -396,11 +431,11 @@ func TestRESTCredentials(t *testing.T) {
 		"backend_auth": map[string]any{"scheme": "api_key", "header": "X-Key"}}, "If-Match", "*").want(t, "scheme change without credential", 400, "invalid_field", "credential")
 	e.do("PUT", "/servers/gh", "admins", map[string]any{"upstream": "http://127.0.0.1:4100/mcp",
 		"backend_auth": map[string]any{"scheme": "api_key", "header": "X-Key"}, "credential": map[string]any{"value": "k"}}, "If-Match", "*").want(t, "scheme change", 200)
-	if h := e.app.BackendHeaders("gh"); h.Get("X-Key") != "k" || h.Get("Authorization") != "" {
+	if h := e.app.BackendHeaders(e.app.Server("gh")); h.Get("X-Key") != "k" || h.Get("Authorization") != "" {
 		t.Errorf("after scheme change: %v", h)
 	}
 	e.do("PUT", "/servers/gh", "admins", map[string]any{"upstream": "http://127.0.0.1:4100/mcp"}, "If-Match", "*").want(t, "to none", 200)
-	if h := e.app.BackendHeaders("gh"); len(h) != 0 {
+	if h := e.app.BackendHeaders(e.app.Server("gh")); len(h) != 0 {
 		t.Errorf("credential kept after backend_auth none: %v", h)
 	}
 	e.do("PUT", "/servers/gh/credential", "admins", map[string]any{"headers": map[string]string{"X-Team": "t"}}).want(t, "headers only", 204)
@@ -430,7 +465,8 @@ func TestRESTValidation(t *testing.T) {
 		{"bad transport", map[string]any{"name": "a", "upstream": "http://127.0.0.1:1/mcp", "transport": "grpc"}, 400, "invalid_field", "transport"},
 		{"metadata upstream", map[string]any{"name": "a", "upstream": "http://169.254.169.254/latest/meta-data/"}, 400, "invalid_field", "upstream"},
 		{"metadata name", map[string]any{"name": "a", "upstream": "http://metadata.google.internal/computeMetadata/v1/"}, 400, "invalid_field", "upstream"},
-		{"admin endpoint", map[string]any{"name": "a", "upstream": "http://127.0.0.1:2019/load"}, 400, "invalid_field", "upstream"},
+		{"the gateway itself", map[string]any{"name": "a", "upstream": e.base + "/servers"}, 400, "invalid_field", "upstream"},
+		{"zoned address", map[string]any{"name": "a", "upstream": "http://[fe80::1%25eth0]/mcp"}, 400, "invalid_field", "upstream"},
 		{"builtin", map[string]any{"name": "a", "upstream": "builtin:registry"}, 400, "invalid_field", "upstream"},
 		{"ftp", map[string]any{"name": "a", "upstream": "ftp://127.0.0.1/mcp"}, 400, "invalid_field", "upstream"},
 		{"credentials in URL", map[string]any{"name": "a", "upstream": "http://u:p@127.0.0.1:1/mcp"}, 400, "invalid_field", "upstream"},
@@ -561,10 +597,32 @@ func TestV01Auth(t *testing.T) {
 		t.Errorf("admin reads secret-hr: %d %s", r.status, r.raw)
 	}
 
-	pub := startREST(t, map[string]any{"auth": restAuth()})
-	pub.base = strings.TrimSuffix(pub.base, "/api") + "/v0.1"
-	if got := v01Names(pub.do("GET", "/servers", "", nil)); got != "local.caddymcp/cfg-db,local.caddymcp/cfg-git,local.caddymcp/registry,local.caddymcp/secret-hr" {
-		t.Errorf("public v0.1 without v01_auth: %s", got)
+	// Without v01_auth the v0.1 API is anonymous: with auth on, an anonymous caller
+	// may list nothing, so it sees what v01_public names — live servers and deletions.
+	for _, tc := range []struct {
+		public []string
+		want   string
+	}{
+		{nil, ""},
+		{[]string{"all"}, "local.caddymcp/cfg-db,local.caddymcp/cfg-git,local.caddymcp/gone-pub,local.caddymcp/gone-secret,local.caddymcp/registry,local.caddymcp/secret-hr"},
+		{[]string{"cfg-db", "gone-pub"}, "local.caddymcp/cfg-db,local.caddymcp/gone-pub"},
+	} {
+		api := map[string]any{"auth": restAuth()}
+		if tc.public != nil {
+			api["v01_public"] = tc.public
+		}
+		pub := startREST(t, api)
+		for _, name := range []string{"gone-pub", "gone-secret"} {
+			pub.do("POST", "/servers", "admins", map[string]any{"name": name, "upstream": "http://127.0.0.1:4400/mcp"}).want(t, "register "+name, 201)
+			pub.do("DELETE", "/servers/"+name, "admins", nil).want(t, "delete "+name, 204)
+		}
+		pub.base = strings.TrimSuffix(pub.base, "/api") + "/v0.1"
+		if got := v01Names(pub.do("GET", "/servers?include_deleted=true", "", nil)); got != tc.want {
+			t.Errorf("anonymous v0.1 with v01_public %q: %s, want %s", tc.public, got, tc.want)
+		}
+		if r := pub.do("GET", "/servers/local.caddymcp%2Fgone-secret/versions/latest?include_deleted=true", "", nil); (r.status == 200) != (tc.public != nil && tc.public[0] == "all") {
+			t.Errorf("v01_public %q: the deleted secret server answers %d", tc.public, r.status)
+		}
 	}
 }
 
@@ -585,7 +643,7 @@ func TestRESTPatch(t *testing.T) {
 	if r.body["path"] != "p" || r.body["has_credential"] != true {
 		t.Errorf("after second patch: %s", r.raw)
 	}
-	if h := e.app.BackendHeaders("p"); h.Get("X-Key") != "k1" {
+	if h := e.app.BackendHeaders(e.app.Server("p")); h.Get("X-Key") != "k1" {
 		t.Errorf("credential: %v", h)
 	}
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"backend_auth": map[string]any{"header": "X-Other"}}).want(t, "auth change without credential", 400, "invalid_field", "credential")
@@ -595,6 +653,16 @@ func TestRESTPatch(t *testing.T) {
 		t.Errorf("disable by patch: %s", r.raw)
 	}
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"colour": "red"}).want(t, "unknown field", 400, "invalid_field", "colour")
+	// Neither a member that merging would drop nor a case variant that decoding would
+	// match may turn a PATCH into a silent no-op with a new revision.
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"colour": nil}).want(t, "unknown null field", 400, "invalid_field", "colour")
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"Description": "shouted"}).want(t, "case variant", 400, "invalid_field", "Description")
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"backend_auth": map[string]any{"Scheme": "none"}}).want(t, "nested case variant", 400, "invalid_field", "backend_auth.Scheme")
+	// An If-Match beyond any revision matches nothing; it must not wrap to *.
+	for _, huge := range []string{`"18446744073709551615"`, `"18446744073709551614"`, `"99999999999999999999999"`} {
+		e.do("PATCH", "/servers/p", "admins", map[string]any{"description": "x"}, "If-Match", huge).want(t, "If-Match "+huge, 412, "precondition_failed")
+		e.do("PUT", "/servers/p", "admins", map[string]any{"upstream": "http://127.0.0.1:4300/mcp"}, "If-Match", huge).want(t, "PUT If-Match "+huge, 412, "precondition_failed")
+	}
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"tags": "x"}).want(t, "wrong type", 400, "invalid_field", "tags")
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"name": "q"}).want(t, "rename", 400, "invalid_field", "name")
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"upstream": "http://169.254.169.254/"}).want(t, "metadata", 400, "invalid_field", "upstream")
@@ -625,3 +693,85 @@ func TestRESTPatch(t *testing.T) {
 		t.Errorf("after concurrent patches: %+v", s)
 	}
 }
+
+// TestRESTCredentialFollowsOnlyItsOrigin is the attack of a user allowed to modify one
+// server: they move it to a host of their own, hoping the stored credential follows.
+// It does not — not on the health check, not on a proxied request — until someone with
+// modify_service for all servers confirms it for the new origin; a reload keeps it
+// suspended.
+func TestRESTCredentialFollowsOnlyItsOrigin(t *testing.T) {
+	type hit struct{ upstream, auth string }
+	var mu sync.Mutex
+	var hits []hit
+	recorder := func(name string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits = append(hits, hit{name, r.Header.Get("Authorization")})
+			mu.Unlock()
+			http.Error(w, "no", http.StatusUnauthorized)
+		}))
+	}
+	legit, attacker := recorder("legit"), recorder("attacker")
+	defer legit.Close()
+	defer attacker.Close()
+	sawSecret := func(upstream string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range hits {
+			if h.upstream == upstream && strings.Contains(h.auth, "tok-legit") {
+				return true
+			}
+		}
+		return false
+	}
+
+	e := startREST(t, map[string]any{"auth": restAuth()})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e.do("POST", "/servers", "admins", map[string]any{"name": "team-a", "upstream": legit.URL + "/mcp",
+		"backend_auth": map[string]any{"scheme": "bearer"}, "credential": map[string]any{"value": "tok-legit"}}).want(t, "register", 201)
+	e.app.RefreshNow(ctx, "team-a")
+	if !sawSecret("legit") {
+		t.Fatal("the legitimate upstream did not get its credential")
+	}
+
+	// The registrar may modify team-a: they move it (PATCH, then PUT, same result).
+	r := e.do("PATCH", "/servers/team-a", "registrar", map[string]any{"upstream": attacker.URL + "/mcp"}).want(t, "move", 200)
+	if r.body["credential_suspended"] != true || r.body["has_credential"] != true {
+		t.Errorf("after the move: %s, want has_credential and credential_suspended", r.raw)
+	}
+	s := e.app.Server("team-a")
+	if h := e.app.BackendHeaders(s); h != nil {
+		t.Errorf("backend headers for the moved server: %v", h)
+	}
+	e.app.RefreshNow(ctx, "team-a")
+	if sawSecret("attacker") {
+		t.Fatal("the credential reached the new origin after a move")
+	}
+	// Same host, another path: the origin is unchanged, the credential stays in use.
+	e.do("PATCH", "/servers/team-a", "admins", map[string]any{"upstream": legit.URL + "/mcp"}).want(t, "move back", 200)
+	e.do("PATCH", "/servers/team-a", "admins", map[string]any{"upstream": legit.URL + "/other/mcp"}).want(t, "new path", 200)
+	if h := e.app.BackendHeaders(e.app.Server("team-a")); h.Get("Authorization") != "Bearer tok-legit" {
+		t.Errorf("same origin, new path: %v", h)
+	}
+	e.do("PATCH", "/servers/team-a", "registrar", map[string]any{"upstream": attacker.URL + "/mcp"}).want(t, "move again", 200)
+
+	// The mover cannot confirm; neither can a stranger; an admin can.
+	e.do("POST", "/servers/team-a/credential/confirm", "registrar", nil).want(t, "confirm by the mover", 403, "forbidden")
+	e.do("POST", "/servers/team-a/credential/confirm", "viewers", nil).want(t, "confirm by a viewer", 403, "forbidden")
+	e.do("POST", "/servers/team-a/credential/confirm", "nobody", nil).want(t, "confirm by one who cannot list it", 404, "not_found")
+	e.do("GET", "/servers/team-a/credential/confirm", "admins", nil).want(t, "GET confirm", 405)
+	e.do("POST", "/servers/cfg-db/credential/confirm", "admins", nil).want(t, "confirm without credential", 404, "not_found")
+	if sawSecret("attacker") {
+		t.Fatal("the credential reached the new origin before confirmation")
+	}
+	e.do("POST", "/servers/team-a/credential/confirm", "admins", nil).want(t, "confirm", 204)
+	if r := e.do("GET", "/servers/team-a", "admins", nil).want(t, "get", 200); r.body["credential_suspended"] != nil {
+		t.Errorf("still suspended after confirmation: %s", r.raw)
+	}
+	e.app.RefreshNow(ctx, "team-a")
+	if !sawSecret("attacker") {
+		t.Error("the confirmed credential was not sent to the new origin")
+	}
+}
+

@@ -1,6 +1,7 @@
 package registryapi
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -24,25 +25,28 @@ import (
 // apiServer is a server as the REST API shows it. The upstream URL is shown only to
 // callers who may modify the server; credentials never.
 type apiServer struct {
-	Name               string                 `json:"name"`
-	Path               string                 `json:"path"`
-	URL                string                 `json:"url"`
-	Upstream           string                 `json:"upstream,omitempty"`
-	Transport          model.Transport        `json:"transport"`
-	Description        string                 `json:"description,omitempty"`
-	Tags               []string               `json:"tags"`
-	Enabled            bool                   `json:"enabled"`
-	BackendAuth        model.BackendAuth      `json:"backend_auth"`
-	HasCredential      bool                   `json:"has_credential"`
-	GatewayTokenHeader string                 `json:"gateway_token_header,omitempty"`
-	ForwardIdentity    *model.ForwardIdentity `json:"forward_identity,omitempty"`
-	Source             model.Source           `json:"source"`
-	Origin             string                 `json:"origin,omitempty"`
-	Revision           uint64                 `json:"revision"`
-	CreatedAt          time.Time              `json:"created_at"`
-	UpdatedAt          time.Time              `json:"updated_at"`
-	Health             apiHealth              `json:"health"`
-	ToolCount          int                    `json:"tool_count"`
+	Name          string            `json:"name"`
+	Path          string            `json:"path"`
+	URL           string            `json:"url"`
+	Upstream      string            `json:"upstream,omitempty"`
+	Transport     model.Transport   `json:"transport"`
+	Description   string            `json:"description,omitempty"`
+	Tags          []string          `json:"tags"`
+	Enabled       bool              `json:"enabled"`
+	BackendAuth   model.BackendAuth `json:"backend_auth"`
+	HasCredential bool              `json:"has_credential"`
+	// CredentialSuspended: the credential was given for another upstream origin and is
+	// not sent until confirmed (POST …/credential/confirm) or replaced.
+	CredentialSuspended bool                   `json:"credential_suspended,omitempty"`
+	GatewayTokenHeader  string                 `json:"gateway_token_header,omitempty"`
+	ForwardIdentity     *model.ForwardIdentity `json:"forward_identity,omitempty"`
+	Source              model.Source           `json:"source"`
+	Origin              string                 `json:"origin,omitempty"`
+	Revision            uint64                 `json:"revision"`
+	CreatedAt           time.Time              `json:"created_at"`
+	UpdatedAt           time.Time              `json:"updated_at"`
+	Health              apiHealth              `json:"health"`
+	ToolCount           int                    `json:"tool_count"`
 }
 
 // apiHealth is the health summary inside apiServer.
@@ -65,10 +69,10 @@ func (h *RegistryAPI) view(r *http.Request, s *model.Server) apiServer {
 	v := apiServer{
 		Name: s.Name, Path: s.Path, URL: origin.Resolve(h.PublicURL, r) + h.GatewayPrefix + "/" + s.Path + s.GatewayEndpoint(),
 		Transport: s.Transport, Description: s.Description, Tags: s.Tags, Enabled: s.Enabled,
-		BackendAuth: s.BackendAuth, HasCredential: h.app.HasCredential(s.Name),
+		BackendAuth: s.BackendAuth, HasCredential: h.app.HasCredential(s.Name), CredentialSuspended: h.app.CredentialSuspended(s),
 		GatewayTokenHeader: s.GatewayTokenHeader, ForwardIdentity: s.ForwardIdentity,
 		Source: s.Source, Origin: s.Origin, Revision: s.Revision, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
-		Health: healthSummary(hl), ToolCount: len(h.app.ToolsOf(s)),
+		Health: healthSummary(hl), ToolCount: len(h.app.VisibleTools(r.Context(), s)),
 	}
 	if v.Tags == nil {
 		v.Tags = []string{}
@@ -99,6 +103,7 @@ type serverInput struct {
 	// Read-only, ignored.
 	URL           json.RawMessage `json:"url"`
 	HasCredential json.RawMessage `json:"has_credential"`
+	Suspended     json.RawMessage `json:"credential_suspended"`
 	Source        json.RawMessage `json:"source"`
 	Origin        json.RawMessage `json:"origin"`
 	Revision      json.RawMessage `json:"revision"`
@@ -452,6 +457,31 @@ func (h *RegistryAPI) restCredential(w http.ResponseWriter, r *http.Request, s *
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// restConfirmCredential binds a suspended credential to the server's current upstream
+// (POST …/credential/confirm). It sends a secret that someone else gave to a new place,
+// so a modify right on this server alone is not enough (whoever moved the server has
+// that): it takes modify_service for all servers. Replacing the credential needs only
+// the server's own modify right, since the caller then supplies the secret.
+func (h *RegistryAPI) restConfirmCredential(w http.ResponseWriter, r *http.Request, s *model.Server) {
+	if !h.restAllowed(w, r, policy.ModifyService, s.Name) {
+		return
+	}
+	if !h.callerMay(r.Context(), policy.ModifyService, "") {
+		restError(w, http.StatusForbidden, "forbidden", "", "confirming a credential for a new upstream sends a secret someone else gave there: "+
+			"it needs modify_service for all servers (or PUT a new credential for this server)")
+		return
+	}
+	if !h.app.HasCredential(s.Name) {
+		restError(w, http.StatusNotFound, "not_found", "credential", fmt.Sprintf("server %q has no backend credential to confirm", s.Name))
+		return
+	}
+	if err := h.app.ConfirmCredential(r.Context(), s.Name); err != nil {
+		h.restWriteError(w, r, s.Name, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // apiTools is the answer of GET /tools and POST /tools/refresh.
 type apiTools struct {
 	Server    string               `json:"server"`
@@ -461,8 +491,9 @@ type apiTools struct {
 	Resources []model.ResourceInfo `json:"resources"`
 }
 
-func (h *RegistryAPI) tools(s *model.Server, hl model.ServerHealth) apiTools {
-	out := apiTools{Server: s.Name, Health: healthSummary(hl), Tools: h.app.ToolsOf(s), Prompts: hl.Prompts, Resources: hl.Resources}
+func (h *RegistryAPI) tools(ctx context.Context, s *model.Server, hl model.ServerHealth) apiTools {
+	out := apiTools{Server: s.Name, Health: healthSummary(hl), Tools: h.app.VisibleTools(ctx, s),
+		Prompts: mcpregistry.VisiblePrompts(ctx, s.Name, hl.Prompts), Resources: mcpregistry.VisibleResources(ctx, s.Name, hl.Resources)}
 	if out.Tools == nil {
 		out.Tools = []model.ToolInfo{}
 	}
@@ -477,7 +508,7 @@ func (h *RegistryAPI) tools(s *model.Server, hl model.ServerHealth) apiTools {
 
 func (h *RegistryAPI) restTools(w http.ResponseWriter, r *http.Request, s *model.Server) {
 	hl, _ := h.app.Health(s.Name)
-	apiWriteJSON(w, http.StatusOK, h.tools(s, hl))
+	apiWriteJSON(w, http.StatusOK, h.tools(r.Context(), s, hl))
 }
 
 func (h *RegistryAPI) restHealth(w http.ResponseWriter, r *http.Request, s *model.Server) {
@@ -497,7 +528,7 @@ func (h *RegistryAPI) restCheckNow(w http.ResponseWriter, r *http.Request, s *mo
 		return
 	}
 	if strings.HasSuffix(r.URL.Path, "/tools/refresh") {
-		apiWriteJSON(w, http.StatusOK, h.tools(s, hl))
+		apiWriteJSON(w, http.StatusOK, h.tools(r.Context(), s, hl))
 		return
 	}
 	apiWriteJSON(w, http.StatusOK, map[string]any{"server": s.Name, "health": healthSummary(hl)})

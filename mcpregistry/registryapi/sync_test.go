@@ -126,8 +126,9 @@ func TestSyncBetweenRegistries(t *testing.T) {
 	src.put(t, &model.Server{Name: "s3", Upstream: "http://127.0.0.1:6003/mcp", Description: "three"})
 
 	loadConfig(t, map[string]any{
-		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "target.db")},
-		"health":  map[string]any{"disabled": true},
+		"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "target.db")},
+		"runtime_upstreams": loopbackUpstreams,
+		"health":            map[string]any{"disabled": true},
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	target := runningApp(t)
@@ -228,9 +229,10 @@ func TestSyncConfigured(t *testing.T) {
 	src := newSourceRegistry(t)
 	src.put(t, &model.Server{Name: "p1", Upstream: "http://127.0.0.1:6201/mcp"})
 	loadConfig(t, map[string]any{
-		"storage": map[string]any{"path": filepath.Join(t.TempDir(), "target.db")},
-		"health":  map[string]any{"disabled": true},
-		"sync":    []map[string]any{{"from": src.url, "interval": "1s", "name_prefix": "p-"}},
+		"storage":           map[string]any{"path": filepath.Join(t.TempDir(), "target.db")},
+		"runtime_upstreams": loopbackUpstreams,
+		"health":            map[string]any{"disabled": true},
+		"sync":              []map[string]any{{"from": src.url, "interval": "1s", "name_prefix": "p-"}},
 	})
 	t.Cleanup(func() { caddy.Stop() })
 	target := runningApp(t)

@@ -1,6 +1,7 @@
 package registryapi
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/origin"
 	"github.com/caddymcp/caddymcp/internal/policy"
+	"github.com/caddymcp/caddymcp/internal/principal"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 	"github.com/caddymcp/caddymcp/mcpregistry/v01"
@@ -49,9 +51,9 @@ func (h *RegistryAPI) serveV01(w http.ResponseWriter, r *http.Request, rest stri
 		return
 	}
 	var resp v01.ServerResponse
-	if s := h.v01Lookup(name); s != nil && h.app.CanList(r.Context(), s) {
+	if s := h.v01Lookup(name); s != nil && h.v01Visible(r.Context(), s.Name) {
 		resp = h.v01Response(s, r)
-	} else if t := h.v01LookupDeleted(name, r); t != nil && mcpregistry.Allowed(r.Context(), policy.ListService, t.Name) {
+	} else if t := h.v01LookupDeleted(name, r); t != nil && h.v01Visible(r.Context(), t.Name) {
 		resp = h.publisher().Deleted(t)
 	} else {
 		apiWriteError(w, http.StatusNotFound, "Server not found")
@@ -107,6 +109,19 @@ func (h *RegistryAPI) v01Lookup(name string) *model.Server {
 		return nil
 	}
 	return s
+}
+
+// v01Visible reports whether the caller of the v0.1 API sees the server (live or
+// deleted) named name: an authenticated caller what list_service grants, an anonymous
+// one what V01Public lists. A deletion is news only to who could see the server.
+func (h *RegistryAPI) v01Visible(ctx context.Context, name string) bool {
+	if _, ok := principal.FromContext(ctx); ok {
+		return mcpregistry.Allowed(ctx, policy.ListService, name)
+	}
+	if h.V01Public == nil {
+		return h.Auth == nil
+	}
+	return slices.Contains(h.V01Public, "all") || slices.Contains(h.V01Public, name)
 }
 
 // v01LookupDeleted returns the tombstone of the server published as name when the
@@ -288,14 +303,14 @@ func (h *RegistryAPI) v01List(w http.ResponseWriter, r *http.Request) {
 			if len(tombs) > 0 && tombs[0].Name == s.Name {
 				tombs = tombs[1:]
 			}
-			if s.Enabled && matches(s.Name, s.Description, s.Revision, s.UpdatedAt) && h.app.CanList(r.Context(), s) {
+			if s.Enabled && matches(s.Name, s.Description, s.Revision, s.UpdatedAt) && h.v01Visible(r.Context(), s.Name) {
 				addLive(i, s)
 			}
 			continue
 		}
 		t := tombs[0]
 		tombs = tombs[1:]
-		if matches(t.Name, "", t.Revision, t.DeletedAt) && mcpregistry.Allowed(r.Context(), policy.ListService, t.Name) {
+		if matches(t.Name, "", t.Revision, t.DeletedAt) && h.v01Visible(r.Context(), t.Name) {
 			addDeleted(t)
 		}
 	}

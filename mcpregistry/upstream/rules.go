@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,7 +40,10 @@ type Rules struct {
 
 	allow, deny         []netip.Prefix
 	allowHost, denyHost []string
-	adminPort           []string
+	// listeners returns this process's listening addresses; isLocal says whether an
+	// address belongs to this machine. Tests replace them.
+	listeners func() *ListenSet
+	isLocal   func(netip.Addr) bool
 }
 
 // blockedNetworks are refused unless allowed: link-local (where the cloud metadata
@@ -61,10 +65,10 @@ var blockedNetworks = []netip.Prefix{
 // blockedHosts are metadata service names.
 var blockedHosts = []string{"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
 
-// Provision parses the rules and sets defaults. adminListen is Caddy's default admin
-// address (host:port; CADDY_ADMIN changes it): its port is refused on loopback. An
-// admin endpoint moved elsewhere in the config belongs in Deny.
-func (u *Rules) Provision(adminListen string) error {
+// Provision parses the rules and sets defaults. listeners returns the addresses this
+// Caddy listens on (admin endpoint, sites), which no upstream may reach whatever
+// Allow says.
+func (u *Rules) Provision(listeners func() *ListenSet) error {
 	if len(u.Schemes) == 0 {
 		u.Schemes = []string{"http", "https"}
 	}
@@ -105,9 +109,8 @@ func (u *Rules) Provision(adminListen string) error {
 	if u.deny, u.denyHost, err = parse(u.Deny, "deny"); err != nil {
 		return err
 	}
-	if _, port, err := net.SplitHostPort(adminListen); err == nil && port != "" {
-		u.adminPort = []string{port}
-	}
+	u.listeners = listeners
+	u.isLocal = isLocalAddr
 	return nil
 }
 
@@ -134,6 +137,9 @@ func (u *Rules) Check(ctx context.Context, field, raw string, lookup func(contex
 	}
 	var addrs []netip.Addr
 	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" {
+			return fail("%q names an IPv6 address with a zone (%%%s): zoned addresses reach interface-local networks and are refused", raw, a.Zone())
+		}
 		addrs = []netip.Addr{a}
 	} else if !slices.Contains(u.denyHost, host) && (slices.Contains(u.allowHost, host) || !slices.Contains(blockedHosts, host)) {
 		lctx, cancel := context.WithTimeout(ctx, time.Duration(u.ResolveTimeout))
@@ -158,10 +164,23 @@ func (u *Rules) Refuse(host, port string, addrs []netip.Addr) string {
 	if !hostAllowed && slices.Contains(blockedHosts, host) {
 		return fmt.Sprintf("host %q is a cloud metadata service; registering it needs runtime_upstreams allow %s", host, host)
 	}
+	portNum, _ := strconv.ParseUint(port, 10, 16)
+	var own *ListenSet // looked up once, and only for addresses of this machine
 	for _, a := range addrs {
+		if a.Zone() != "" {
+			return fmt.Sprintf("host %q resolves to the zoned address %s, which is refused", host, a)
+		}
 		a = a.Unmap()
 		if containsAddr(u.deny, a) {
 			return fmt.Sprintf("host %q (%s) is in a network denied by runtime_upstreams", host, a)
+		}
+		if u.listeners != nil && (a.IsLoopback() || a.IsUnspecified() || u.isLocal(a)) {
+			if own == nil {
+				own = u.listeners()
+			}
+			if own.reaches(a, uint16(portNum), u.isLocal) {
+				return fmt.Sprintf("%s is this Caddy's own listener (its admin endpoint or a site) and can never be an MCP upstream", net.JoinHostPort(host, port))
+			}
 		}
 		if hostAllowed || containsAddr(u.allow, a) {
 			continue
@@ -169,8 +188,8 @@ func (u *Rules) Refuse(host, port string, addrs []netip.Addr) string {
 		if containsAddr(blockedNetworks, a) {
 			return fmt.Sprintf("host %q is %s: link-local, metadata, unspecified and multicast addresses are refused (allow them with runtime_upstreams allow followed by the network in CIDR form)", host, a)
 		}
-		if a.IsLoopback() && slices.Contains(u.adminPort, port) {
-			return fmt.Sprintf("%s:%s is Caddy's admin endpoint and cannot be an MCP upstream", host, port)
+		if a.IsLoopback() {
+			return fmt.Sprintf("host %q is the loopback address %s: servers registered at runtime may not reach this machine's own services unless runtime_upstreams allow lists it (e.g. allow 127.0.0.1/32 ::1/128)", host, a)
 		}
 	}
 	return ""

@@ -1,0 +1,182 @@
+package oauthserver
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
+)
+
+const (
+	maxUserNameLength = 128
+	maxPasswordLength = 1024
+	failureWindow     = time.Hour
+	freeUserFailures  = 5
+	freeIPFailures    = 20
+	maxLockout        = 15 * time.Minute
+	badCredentials    = "Invalid username or password."
+)
+
+func validUserName(name string) error {
+	if name == "" || len(name) > maxUserNameLength || !utf8.ValidString(name) || strings.ContainsFunc(name, isControlOrSpace) {
+		return fmt.Errorf("user name %q: want 1 to %d printable characters without spaces", truncate(name, 40), maxUserNameLength)
+	}
+	return nil
+}
+
+func (s *Server) cookieName(r *http.Request) string {
+	if r.TLS != nil {
+		return secureCookiePfx + sessionCookie
+	}
+	return sessionCookie
+}
+
+// currentSession returns the browser's live session, if any.
+func (s *Server) currentSession(r *http.Request) (Session, bool) {
+	ck, err := r.Cookie(s.cookieName(r))
+	if err != nil || len(ck.Value) > 64 {
+		return Session{}, false
+	}
+	sess, err := s.store.GetSession(r.Context(), ck.Value)
+	return sess, err == nil
+}
+
+// browserSession returns the browser's session, starting one when it has none.
+func (s *Server) browserSession(w http.ResponseWriter, r *http.Request) (Session, error) {
+	if sess, ok := s.currentSession(r); ok {
+		return sess, nil
+	}
+	return s.newSession(w, r, "")
+}
+
+// newSession starts a session with a fresh random id (also on sign-in, so an id planted
+// before sign-in is worthless after it) and sets its cookie.
+func (s *Server) newSession(w http.ResponseWriter, r *http.Request, user string) (Session, error) {
+	sess := Session{ID: rand.Text(), User: user, Expires: s.now().Add(sessionLifetime)}
+	if err := s.store.PutSession(r.Context(), sess); err != nil {
+		return Session{}, err
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     s.cookieName(r),
+		Value:    sess.ID,
+		Path:     "/",
+		MaxAge:   int(sessionLifetime / time.Second),
+		Secure:   r.TLS != nil,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	})
+	return sess, nil
+}
+
+// lookupUser finds a user in the config, then in the store.
+func (s *Server) lookupUser(r *http.Request, name string) (User, bool) {
+	if u, ok := s.users[name]; ok {
+		return u, true
+	}
+	u, err := s.store.GetUser(r.Context(), name)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.logger.Error("reading user failed", zapErr(err))
+		}
+		return User{}, false
+	}
+	return u, true
+}
+
+// lockedFor is how long a key with these failures must wait: nothing for the first
+// free failures, then 1 s doubling per failure up to maxLockout.
+func lockedFor(f LoginFailures, free int, now time.Time) time.Duration {
+	if f.Count < free {
+		return 0
+	}
+	wait := time.Second << min(f.Count-free, 20)
+	if wait > maxLockout {
+		wait = maxLockout
+	}
+	return f.Last.Add(wait).Sub(now)
+}
+
+func (s *Server) throttled(ctx context.Context, userKey, ipKey string, now time.Time) (time.Duration, error) {
+	uf, err := s.store.LoginFailures(ctx, userKey)
+	if err != nil {
+		return 0, err
+	}
+	ipf, err := s.store.LoginFailures(ctx, ipKey)
+	if err != nil {
+		return 0, err
+	}
+	return max(lockedFor(uf, freeUserFailures, now), lockedFor(ipf, freeIPFailures, now)), nil
+}
+
+// handleLogin checks a sign-in form. Unknown users and wrong passwords get the same
+// answer and cost the same bcrypt comparison.
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, req AuthRequest, c Client, sess Session) {
+	ctx := r.Context()
+	name := r.PostForm.Get("username")
+	password := r.PostForm.Get("password")
+	ip := clientIP(r)
+	userKey := "user:" + strings.ToLower(truncate(name, maxUserNameLength))
+	ipKey := "ip:" + ip
+	now := s.now()
+	wait, err := s.throttled(ctx, userKey, ipKey, now)
+	if err != nil {
+		s.logger.Error("reading sign-in failures failed", zapErr(err))
+		renderError(w, http.StatusInternalServerError, "Server error", "Sign-in is unavailable.")
+		return
+	}
+	if wait > 0 {
+		s.logger.Warn("sign-in throttled", zap.String("user", truncate(name, 64)), zap.String("remote_ip", ip), zap.Duration("wait", wait))
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		data := pageData{Title: "Sign in", Action: s.issuerPath + "/authorize", RequestID: req.ID, CSRF: req.CSRF, ClientName: c.Name, Resource: req.Resource,
+			Error: "Too many failed sign-ins. Wait a moment and try again."}
+		renderPage(w, http.StatusTooManyRequests, "login", data, "")
+		return
+	}
+
+	var user User
+	ok := false
+	if validUserName(name) == nil && len(password) <= maxPasswordLength {
+		var known bool
+		user, known = s.lookupUser(r, name)
+		hash := s.dummyHash
+		if known {
+			hash = []byte(user.PasswordHash)
+		}
+		ok = bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && known
+	}
+	if !ok {
+		uf, err1 := s.store.AddLoginFailure(ctx, userKey, now, failureWindow)
+		ipf, err2 := s.store.AddLoginFailure(ctx, ipKey, now, failureWindow)
+		if err := errors.Join(err1, err2); err != nil {
+			s.logger.Error("recording sign-in failure failed", zapErr(err))
+		}
+		s.logger.Info("sign-in failed", zap.String("user", truncate(name, 64)), zap.String("remote_ip", ip),
+			zap.Int("user_failures", uf.Count), zap.Int("ip_failures", ipf.Count))
+		s.proceed(w, r, req, c, Session{}, badCredentials)
+		return
+	}
+	s.store.ClearLoginFailures(ctx, userKey)
+	s.store.DeleteSession(ctx, sess.ID)
+	newSess, err := s.newSession(w, r, user.Name)
+	if err != nil {
+		s.logger.Error("creating session failed", zapErr(err))
+		renderError(w, http.StatusInternalServerError, "Server error", "Your session could not be created.")
+		return
+	}
+	req.SessionID = newSess.ID
+	req.CSRF = rand.Text()
+	if err := s.store.PutAuthRequest(ctx, req); err != nil {
+		s.logger.Error("storing authorization request failed", zapErr(err))
+		renderError(w, http.StatusInternalServerError, "Server error", "The request could not be stored.")
+		return
+	}
+	s.logger.Info("signed in", zap.String("user", user.Name), zap.String("remote_ip", ip))
+	s.proceed(w, r, req, c, newSess, "")
+}

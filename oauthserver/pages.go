@@ -1,0 +1,92 @@
+package oauthserver
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"html/template"
+	"net/http"
+	"strings"
+)
+
+// The pages are self-contained: one inline style block allowed by its hash, no script,
+// no external asset, so the CSP can forbid everything else.
+const pageStyle = `body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}label{display:block;margin-top:1rem}input{width:100%;padding:.4rem;box-sizing:border-box}
+button{margin-top:1.2rem;padding:.5rem 1.2rem;margin-right:.5rem}.err{color:#b00020}.host{font-size:1.2rem;font-weight:bold}
+.small{color:#555;font-size:.9rem}code{word-break:break-all}`
+
+var styleCSP = func() string {
+	sum := sha256.Sum256([]byte(pageStyle))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}()
+
+var pages = template.Must(template.New("").Parse(`
+{{define "head"}}<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{{.Title}}</title><style>{{.Style}}</style></head><body>{{end}}
+{{define "error"}}{{template "head" .}}<h1>{{.Title}}</h1><p class="err">{{.Message}}</p><p class="small">You can close this window and start again from your application.</p></body></html>{{end}}
+{{define "login"}}{{template "head" .}}<h1>Sign in</h1>
+<p><b>{{.ClientName}}</b> wants to access <code>{{.Resource}}</code> on your behalf.</p>
+{{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="request" value="{{.RequestID}}"><input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="action" value="login">
+<label for="username">Username</label><input id="username" name="username" autocomplete="username" required autofocus>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button></form></body></html>{{end}}
+{{define "consent"}}{{template "head" .}}<h1>Allow access?</h1>
+<p>Signed in as <b>{{.User}}</b>.</p>
+<p>The application <b>{{.ClientName}}</b> ({{.ClientKind}}) asks to access</p><p><code>{{.Resource}}</code></p>
+{{if .Scope}}<p>with scope <code>{{.Scope}}</code></p>{{end}}
+<p>After you allow it, you are sent to</p><p class="host">{{.RedirectHost}}</p>
+<p class="small">Allow only if you started this from that application. Your approval is remembered for this application and resource.</p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="request" value="{{.RequestID}}"><input type="hidden" name="csrf" value="{{.CSRF}}">
+<button type="submit" name="action" value="approve">Allow</button><button type="submit" name="action" value="deny">Deny</button></form></body></html>{{end}}
+`))
+
+type pageData struct {
+	Title        string
+	Style        template.CSS
+	Message      string
+	Error        string
+	Action       string
+	RequestID    string
+	CSRF         string
+	ClientName   string
+	ClientKind   string
+	Resource     string
+	Scope        string
+	User         string
+	RedirectHost string
+}
+
+// renderPage writes an HTML page with headers that keep it out of frames and caches.
+// formTarget is the origin a form on the page may end up redirecting to (Chrome
+// applies form-action to the redirect after the POST).
+func renderPage(w http.ResponseWriter, status int, name string, data pageData, formTarget string) {
+	data.Style = template.CSS(pageStyle)
+	formAction := "'self'"
+	if formTarget != "" {
+		formAction += " " + formTarget
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src "+styleCSP+"; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	noStore(w)
+	w.WriteHeader(status)
+	pages.ExecuteTemplate(w, name, data)
+}
+
+func renderError(w http.ResponseWriter, status int, title, message string) {
+	renderPage(w, status, "error", pageData{Title: title, Message: message}, "")
+}
+
+// cspSource reduces a URL to the origin form CSP accepts, refusing anything that could
+// widen the policy.
+func cspSource(scheme, host string) string {
+	if strings.ContainsAny(host, " ;,'\"") || (scheme != "http" && scheme != "https") {
+		return ""
+	}
+	return scheme + "://" + host
+}

@@ -1,0 +1,376 @@
+// Package oauthserver is the built-in OAuth 2.1 authorization server of the gateway: the
+// mcp_oauth_server HTTP handler. It publishes RFC 8414 metadata (and its OpenID discovery
+// twin) at the issuer's well-known paths and serves the authorize, token (authorization
+// code with PKCE S256, refresh with rotation, client credentials), register (RFC 7591),
+// revoke (RFC 7009) and jwks endpoints under the issuer's path.
+//
+// Clients are pre-registered in the config, registered dynamically, or identified by the
+// URL of their metadata document (CIMD). Users sign in on a plain server-rendered page
+// against local users (config or store) and approve each client once per resource.
+// Access tokens are RFC 9068 JWTs signed with ES256 keys the server generates, keeps
+// sealed in its Store and rotates with an overlap.
+//
+// State lives behind the Store interface. Until the registry's store implements it, the
+// handler keeps its state in a MemoryStore: registrations, refresh tokens, consents,
+// store-held users and signing keys are lost on restart (issued access tokens then fail
+// verification, since their key is gone) and several instances do not share them.
+package oauthserver
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
+)
+
+func init() {
+	caddy.RegisterModule(new(Server))
+}
+
+// Server is the mcp_oauth_server handler. Requests for its metadata and endpoints are
+// answered; every other request goes to the next handler.
+type Server struct {
+	// Issuer is the issuer identifier, exactly as clients and tokens name it, e.g.
+	// https://mcp.example.com/oauth. https is required except on loopback hosts. The
+	// endpoints are served under its path (<issuer>/authorize, /token, /register,
+	// /revoke, /jwks) and its metadata at the RFC 8414 well-known paths. Required.
+	Issuer string `json:"issuer,omitempty"`
+
+	// Resource is the gateway's resource identifier (RFC 8707), e.g.
+	// https://mcp.example.com. Clients may ask for it or for any URL under it (the exact
+	// MCP URL); the token's aud is what they asked for. Requests without resource get
+	// this one. Default: the issuer's origin.
+	Resource string `json:"resource,omitempty"`
+
+	// Clients are pre-registered clients.
+	Clients []ClientConfig `json:"clients,omitempty"`
+
+	// Users are local users who may sign in, besides those held in the store.
+	Users []UserConfig `json:"users,omitempty"`
+
+	// ScopesSupported, when set, lists the scopes clients may request (advertised in
+	// the metadata); other scopes are refused with invalid_scope. Unset: any scope.
+	ScopesSupported []string `json:"scopes_supported,omitempty"`
+
+	// AccessTokenLifetime is how long an access token is valid. Default 1h.
+	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
+
+	// RefreshTokenLifetime is how long a refresh token is valid; each use issues a new
+	// one for this long. Default 30d.
+	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
+
+	// KeyRotation is how long one signing key signs tokens. The next key is published
+	// in the JWKS ahead of its use, and a retired key stays published until the tokens
+	// it signed have expired. Default 30d.
+	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+
+	// SigningKeyEncryptionKey seals the signing keys in the store (AES-256-GCM): 32
+	// bytes in hex or base64, normally from {env.*} or {file.*}. Default: random per
+	// process, which is only right for the in-memory store.
+	SigningKeyEncryptionKey string `json:"signing_key_encryption_key,omitempty"`
+
+	// DisableRegistration turns dynamic client registration (RFC 7591) off.
+	DisableRegistration bool `json:"disable_registration,omitempty"`
+
+	// RegistrationRate bounds dynamic registrations per client IP per minute. Default 10.
+	RegistrationRate int `json:"registration_rate,omitempty"`
+
+	// DisableCIMD turns client ID metadata documents off: client_ids that are https
+	// URLs are then unknown.
+	DisableCIMD bool `json:"disable_cimd,omitempty"`
+
+	// CIMDAllow lists networks (CIDR) a client metadata document may be fetched from
+	// although they are private, loopback or link-local. Default: none.
+	CIMDAllow []string `json:"cimd_allow,omitempty"`
+
+	store   Store
+	sealer  Sealer
+	keys    *keyRing
+	cimd    *cimdFetcher
+	dcrRate *rateLimiter
+	logger  *zap.Logger
+	now     func() time.Time
+
+	issuerURL  *url.URL
+	issuerPath string // issuer path without trailing slash; "" at the root
+	clients    map[string]Client
+	users      map[string]User
+	dummyHash  []byte
+	metadata   []byte
+	metaPaths  map[string]bool
+}
+
+// ClientConfig is a pre-registered client.
+type ClientConfig struct {
+	// ID is the client_id.
+	ID string `json:"id"`
+	// Secret makes the client confidential: a bcrypt hash of its secret, or the secret
+	// itself through a placeholder ({env.*}, {file.*}). Absent: a public client (PKCE).
+	Secret string `json:"secret,omitempty"`
+	// RedirectURIs are the allowed redirect URIs, matched exactly (loopback ones on any
+	// port). Absent: any loopback redirect URI (a native client on a random port).
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// Name is shown on the consent page. Default: the ID.
+	Name string `json:"name,omitempty"`
+	// Groups are the groups of tokens the client obtains for itself with the
+	// client_credentials grant (confidential clients only). Absent: the grant is refused.
+	Groups []string `json:"groups,omitempty"`
+}
+
+// UserConfig is a local user.
+type UserConfig struct {
+	// Name is the user name typed on the login page; it becomes the token's sub.
+	Name string `json:"name"`
+	// PasswordHash is a bcrypt hash of the password.
+	PasswordHash string `json:"password_hash"`
+	// Groups are the user's groups, carried in tokens' groups claim.
+	Groups []string `json:"groups,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Server) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_oauth_server",
+		New: func() caddy.Module { return new(Server) },
+	}
+}
+
+const (
+	codeLifetime            = 60 * time.Second
+	authRequestLifetime     = 10 * time.Minute
+	sessionLifetime         = time.Hour
+	defaultAccessLifetime   = time.Hour
+	defaultRefreshLifetime  = 30 * 24 * time.Hour
+	defaultKeyRotation      = 30 * 24 * time.Hour
+	defaultRegistrationRate = 10
+)
+
+// Provision sets defaults, resolves secrets and prepares keys and clients.
+func (s *Server) Provision(ctx caddy.Context) error {
+	return s.provision(ctx, ctx.Logger(), nil, nil)
+}
+
+// provision does the work of Provision; tests pass their own store and CIMD roots.
+func (s *Server) provision(ctx context.Context, logger *zap.Logger, store Store, cimdRoots *cimdTLS) error {
+	s.logger = logger
+	if s.now == nil {
+		s.now = time.Now
+	}
+	repl := caddy.NewReplacer()
+	s.Issuer = repl.ReplaceKnown(s.Issuer, "")
+	s.Resource = strings.TrimRight(repl.ReplaceKnown(s.Resource, ""), "/")
+	if s.AccessTokenLifetime == 0 {
+		s.AccessTokenLifetime = caddy.Duration(defaultAccessLifetime)
+	}
+	if s.RefreshTokenLifetime == 0 {
+		s.RefreshTokenLifetime = caddy.Duration(defaultRefreshLifetime)
+	}
+	if s.KeyRotation == 0 {
+		s.KeyRotation = caddy.Duration(defaultKeyRotation)
+	}
+	if s.RegistrationRate == 0 {
+		s.RegistrationRate = defaultRegistrationRate
+	}
+	iu, err := parseIssuer(s.Issuer)
+	if err != nil {
+		return fmt.Errorf("issuer: %v", err)
+	}
+	s.issuerURL = iu
+	s.issuerPath = iu.Path
+	if s.Resource == "" {
+		s.Resource = iu.Scheme + "://" + iu.Host
+	}
+	if _, err := parseResource(s.Resource); err != nil {
+		return fmt.Errorf("resource: %v", err)
+	}
+
+	if s.SigningKeyEncryptionKey != "" {
+		key, err := parseKey32(repl.ReplaceKnown(s.SigningKeyEncryptionKey, ""))
+		if err != nil {
+			return fmt.Errorf("signing_key_encryption_key: %v", err)
+		}
+		if s.sealer, err = NewAESGCMSealer(key); err != nil {
+			return err
+		}
+	} else {
+		key := make([]byte, 32)
+		rand.Read(key)
+		s.sealer, _ = NewAESGCMSealer(key)
+	}
+	if store == nil {
+		store = NewMemoryStore()
+	}
+	s.store = store
+
+	if s.clients, err = s.configuredClients(repl); err != nil {
+		return err
+	}
+	s.users = make(map[string]User, len(s.Users))
+	for _, u := range s.Users {
+		if _, dup := s.users[u.Name]; dup {
+			return fmt.Errorf("user %q configured twice", u.Name)
+		}
+		if err := validUserName(u.Name); err != nil {
+			return err
+		}
+		hash := repl.ReplaceKnown(u.PasswordHash, "")
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return fmt.Errorf("user %q: password hash is not a bcrypt hash", u.Name)
+		}
+		s.users[u.Name] = User{Name: u.Name, PasswordHash: hash, Groups: u.Groups}
+	}
+	// Unknown users are checked against this hash so that they cost what a real user costs.
+	s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte(rand.Text()), bcrypt.DefaultCost)
+
+	nets, err := parseCIDRs(s.CIMDAllow)
+	if err != nil {
+		return fmt.Errorf("cimd_allow: %v", err)
+	}
+	s.cimd = newCIMDFetcher(nets, cimdRoots)
+	s.dcrRate = newRateLimiter(s.RegistrationRate, time.Minute)
+
+	s.keys = &keyRing{
+		store:    s.store,
+		sealer:   s.sealer,
+		rotation: time.Duration(s.KeyRotation),
+		overlap:  time.Duration(s.AccessTokenLifetime) + 5*time.Minute,
+	}
+	if _, err := s.keys.signer(ctx, s.now()); err != nil {
+		return fmt.Errorf("preparing signing keys: %v", err)
+	}
+	if s.metadata, err = s.metadataJSON(); err != nil {
+		return err
+	}
+	s.metaPaths = metadataPaths(s.issuerPath)
+	return nil
+}
+
+// Validate checks the configuration.
+func (s *Server) Validate() error {
+	if s.AccessTokenLifetime < 0 || s.RefreshTokenLifetime < 0 || s.KeyRotation < 0 {
+		return errors.New("lifetimes must not be negative")
+	}
+	if s.RegistrationRate < 0 {
+		return errors.New("registration_rate must not be negative")
+	}
+	if time.Duration(s.KeyRotation) < time.Hour {
+		return errors.New("key_rotation must be at least 1h")
+	}
+	return nil
+}
+
+// parseIssuer accepts an absolute https URL (http only on loopback hosts) without query,
+// fragment, userinfo or trailing slash.
+func parseIssuer(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, errors.New("required")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+		return nil, fmt.Errorf("%q must be an https URL", s)
+	}
+	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery || strings.HasSuffix(u.Path, "/") || u.RawPath != "" {
+		return nil, fmt.Errorf("%q: want scheme://host[/path] with no query, fragment, credentials or trailing slash", s)
+	}
+	return u, nil
+}
+
+// parseResource accepts an absolute http(s) URL without fragment or userinfo.
+func parseResource(s string) (*url.URL, error) {
+	if len(s) > maxURILength {
+		return nil, errors.New("too long")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, errors.New("not a URL")
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" || strings.Contains(s, "#") {
+		return nil, fmt.Errorf("%q is not an absolute http(s) URL without fragment", s)
+	}
+	return u, nil
+}
+
+// allowedResource reports whether the resource a client asked for is the gateway's or
+// a URL under it.
+func (s *Server) allowedResource(res string) bool {
+	if _, err := parseResource(res); err != nil {
+		return false
+	}
+	if res == s.Resource {
+		return true
+	}
+	rest, ok := strings.CutPrefix(res, s.Resource+"/")
+	return ok && !strings.Contains(rest, "..") && !strings.ContainsAny(rest, "\\?#")
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+func parseCIDRs(list []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, c := range list {
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR", c)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// ServeHTTP answers the metadata and endpoint paths and passes other requests on.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	path := r.URL.Path
+	if s.metaPaths[path] {
+		s.serveMetadata(w, r)
+		return nil
+	}
+	endpoint, ok := strings.CutPrefix(path, s.issuerPath+"/")
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	switch endpoint {
+	case "authorize":
+		s.serveAuthorize(w, r)
+	case "token":
+		s.serveToken(w, r)
+	case "register":
+		s.serveRegister(w, r)
+	case "revoke":
+		s.serveRevoke(w, r)
+	case "jwks":
+		s.serveJWKS(w, r)
+	default:
+		return next.ServeHTTP(w, r)
+	}
+	return nil
+}
+
+func (s *Server) endpointURL(name string) string {
+	return s.Issuer + "/" + name
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Server)(nil)
+	_ caddy.Validator             = (*Server)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Server)(nil)
+)
