@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-
 )
 
 // Every byte that reaches an upstream was inspected, or is known to carry no JSON-RPC.

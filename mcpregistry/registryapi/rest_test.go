@@ -774,4 +774,3 @@ func TestRESTCredentialFollowsOnlyItsOrigin(t *testing.T) {
 		t.Error("the confirmed credential was not sent to the new origin")
 	}
 }
-
