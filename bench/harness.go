@@ -35,6 +35,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/caddymcp/caddymcp/mcpgateway"
 	"io"
 	"log"
 	"net"
@@ -390,8 +391,8 @@ func caddyConfig(dir, upstream, gw, rp, ga, gh2, issuerURL string, cert *selfSig
 		// The gateway's audit entries are encoded and written (to a discarding writer), as
 		// they would be in production, so their cost is part of what is measured.
 		"logging": map[string]any{"logs": map[string]any{
-			"default":   map[string]any{"level": "ERROR", "exclude": []string{"mcp.audit"}},
-			"mcp_audit": map[string]any{"level": "INFO", "include": []string{"mcp.audit"}, "writer": map[string]any{"output": "discard"}},
+			"default":   map[string]any{"level": "ERROR", "exclude": []string{mcpgateway.AuditLoggerName}},
+			"mcp_audit": map[string]any{"level": "INFO", "include": []string{mcpgateway.AuditLoggerName}, "writer": map[string]any{"output": "discard"}},
 		}},
 		"storage": map[string]any{"module": "file_system", "root": filepath.Join(dir, "caddy")},
 		"apps": map[string]any{

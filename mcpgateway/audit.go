@@ -19,8 +19,8 @@ import (
 )
 
 // AuditConfig configures the audit log: one entry per MCP request through the gateway,
-// at Info level on the logger named "mcp.audit" (select it in Caddy's logging config
-// with `include mcp.audit`). Entries name the caller (subject, client id, groups), the
+// at Info level on the logger named http.handlers.mcp_gateway.audit (AuditLoggerName;
+// select it in Caddy's logging config with `include http.handlers.mcp_gateway.audit`). Entries name the caller (subject, client id, groups), the
 // server, the JSON-RPC method(s), the tool, prompt or resource, the request id, the
 // decision (allow, deny, error, unauthenticated), the HTTP status sent, the latency, the
 // session id and the client IP. They never contain tokens; tool arguments only with
@@ -43,15 +43,10 @@ type AuditConfig struct {
 // maxAuditArguments bounds the tool arguments an audit entry carries.
 const maxAuditArguments = 4 << 10
 
-// auditLoggerModule names the audit logger. Caddy's logging config routes loggers by
-// name (the module ID of the logger ctx.Logger returns, plus sub-names): handing
-// ctx.Logger this stand-in gives a logger named exactly "mcp.audit" whose entries go
-// to every log that includes "mcp.audit" (or does not filter).
-type auditLoggerModule struct{}
-
-func (auditLoggerModule) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "mcp.audit"}
-}
+// AuditLoggerName is the audit logger's name: the handler's own logger with the
+// sub-name "audit", as Caddy names the HTTP access log http.log.access. Caddy's
+// logging config selects it with `include http.handlers.mcp_gateway.audit`.
+const AuditLoggerName = "http.handlers.mcp_gateway.audit"
 
 // observer is the gateway's per-request bookkeeping: audit entry and metrics.
 type observer struct {
@@ -67,7 +62,7 @@ func newObserver(ctx caddy.Context, cfg *AuditConfig) (*observer, error) {
 	}
 	o := &observer{metrics: m}
 	if cfg == nil || !cfg.Disabled {
-		o.audit = ctx.Logger(auditLoggerModule{})
+		o.audit = ctx.Logger().Named("audit")
 		o.args = cfg != nil && cfg.IncludeArguments
 	}
 	return o, nil

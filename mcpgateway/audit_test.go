@@ -67,7 +67,7 @@ s:
 	sum := sha256.Sum256([]byte(testAPIKey))
 	return &testCaddy{
 		Dir:      dir,
-		LogFiles: map[string]string{"mcp.audit": auditLog},
+		LogFiles: map[string]string{AuditLoggerName: auditLog},
 		Servers: []any{
 			map[string]any{"name": "everything", "upstream": upstream + "/mcp"},
 			map[string]any{"name": "dead", "upstream": "http://" + freeAddr(t) + "/mcp"},
@@ -129,7 +129,7 @@ func readAuditLog(t *testing.T, path string) []map[string]any {
 	return out
 }
 
-// Through a real Caddy: one audit entry per MCP request on logger mcp.audit, routed by
+// Through a real Caddy: one audit entry per MCP request on logger http.handlers.mcp_gateway.audit, routed by
 // the logging config's include; metrics for allow, deny, unauthenticated and upstream
 // errors; open_streams up while a GET stream is open (hijacked and ReverseProxy paths)
 // and back down; a reload registers the metrics again without panicking.
@@ -217,7 +217,7 @@ func TestAuditAndMetricsThroughCaddy(t *testing.T) {
 	}
 	e := entries[0]
 	for k, want := range map[string]any{
-		"logger": "mcp.audit", "level": "info", "server": "everything", "method": "tools/call",
+		"logger": AuditLoggerName, "level": "info", "server": "everything", "method": "tools/call",
 		"tool": "echo", "request_id": "7", "decision": "allow", "status": float64(200),
 		"session_id": allow.header.Get("Mcp-Session-Id"), "remote_ip": "127.0.0.1", "http_method": "POST",
 	} {
@@ -356,7 +356,7 @@ func BenchmarkObserve(b *testing.B) {
 		{"info-enabled", zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel))},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			o := &observer{audit: bc.log.Named("mcp.audit"), metrics: m}
+			o := &observer{audit: bc.log.Named(AuditLoggerName), metrics: m}
 			r := httptest.NewRequest(http.MethodPost, "/everything/mcp", nil)
 			repl := caddy.NewReplacer()
 			repl.Set("http.mcp.server", "everything")

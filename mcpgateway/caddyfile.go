@@ -33,7 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		session_key             <secret>  # 32 bytes base64/hex; default from the registry's encryption_key
 //		auth { … }              # see access.UnmarshalCaddyfile (internal/access)
 //		limits { … }            # see unmarshalLimits (limits.go)
-//		audit off | audit {     # audit log on logger mcp.audit; default on
+//		audit off | audit {     # audit log on logger http.handlers.mcp_gateway.audit; default on
 //			include_arguments   # add tools/call arguments (≤ 4 KiB) to entries
 //		}
 //	}

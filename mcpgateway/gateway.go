@@ -73,7 +73,7 @@ type Gateway struct {
 	// the defaults documented on LimitsConfig.
 	Limits *LimitsConfig `json:"limits,omitempty"`
 
-	// Audit configures the audit log (logger "mcp.audit", one Info entry per MCP
+	// Audit configures the audit log (logger "http.handlers.mcp_gateway.audit", one Info entry per MCP
 	// request). Absent: on, without tool arguments. See AuditConfig.
 	Audit *AuditConfig `json:"audit,omitempty"`
 

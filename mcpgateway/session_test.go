@@ -253,7 +253,7 @@ func TestSessionsBelongToTheirCaller(t *testing.T) {
 			map[string]any{"name": "other", "upstream": up.srv.URL + "/mcp"},
 		},
 		Gateway:  map[string]any{"auth": testAuthConfig(t, good, down)},
-		LogFiles: map[string]string{"mcp.audit": auditLog},
+		LogFiles: map[string]string{AuditLoggerName: auditLog},
 	}
 	base := c.start(t)
 	url := base + "/everything/mcp"
