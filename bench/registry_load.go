@@ -101,7 +101,7 @@ func registryProcessConfig(dir, addr, adminAddr string) []byte {
 
 // StartRegistryProcess starts bin (a caddy binary with this module) on a fresh store,
 // imports a generated registry of servers × tools through the admin API
-// (POST /mcp_registry/import?mode=replace) and checks that it is listed. env is added
+// (POST /mcp_registry/restore?mode=replace) and checks that it is listed. env is added
 // to the process's environment (e.g. GOMAXPROCS=1). Close stops it.
 func StartRegistryProcess(bin string, servers, tools int, env ...string) (*RegistryProcess, error) {
 	dir, err := os.MkdirTemp("", "caddymcp-registry-load-")
@@ -152,7 +152,7 @@ func StartRegistryProcess(bin string, servers, tools int, env ...string) (*Regis
 		return nil, fmt.Errorf("bench: registry export is %d bytes, above the import limit %d", raw.Len(), store.MaxBackupBytes)
 	}
 	start := time.Now()
-	req, _ := http.NewRequest(http.MethodPost, p.AdminURL+"/mcp_registry/import?mode=replace", &raw)
+	req, _ := http.NewRequest(http.MethodPost, p.AdminURL+"/mcp_registry/restore?mode=replace", &raw)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {

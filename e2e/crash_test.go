@@ -95,7 +95,7 @@ func TestRegistryCrashDuringRegistrations(t *testing.T) {
 					mu.Lock()
 					attempts++
 					mu.Unlock()
-					resp, err := client.Post(admin+"/mcp_registry/import?mode=merge", "application/json", strings.NewReader(doc))
+					resp, err := client.Post(admin+"/mcp_registry/restore?mode=merge", "application/json", strings.NewReader(doc))
 					if err != nil {
 						return // caddy is gone
 					}
@@ -162,7 +162,7 @@ func TestRegistryCrashDuringRegistrations(t *testing.T) {
 // the stats agree with the export.
 func checkCrashStore(t *testing.T, c *http.Client, admin, base string, echo *echoUpstream, acked []string, cycle int) {
 	t.Helper()
-	resp, body := send(t, c, "GET", admin+"/mcp_registry/export", nil, "")
+	resp, body := send(t, c, "GET", admin+"/mcp_registry/backup", nil, "")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("cycle %d: export: %d %s", cycle, resp.StatusCode, body)
 	}

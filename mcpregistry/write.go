@@ -377,7 +377,7 @@ func (a *App) Restore(ctx context.Context, r io.Reader, mode store.RestoreMode) 
 		return nil, err
 	}
 	if int64(len(data)) > store.MaxBackupBytes {
-		return nil, fmt.Errorf("import is larger than %d bytes", store.MaxBackupBytes)
+		return nil, fmt.Errorf("backup is larger than %d bytes", store.MaxBackupBytes)
 	}
 	if err := a.checkRestoredUpstreams(ctx, data); err != nil {
 		return nil, err

@@ -74,7 +74,7 @@ func runRegistryList() (failed []string) {
 	defer p.Close()
 	fmt.Printf("registry-list: %s; load generator GOMAXPROCS %d, %d CPUs; caddy pid %d (env %q) serves %s\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), p.PID(), env, p.URL)
-	fmt.Printf("  store: %d servers × %d tools, export %.1f MiB imported via POST /mcp_registry/import in %v (then busy %v)\n",
+	fmt.Printf("  store: %d servers × %d tools, export %.1f MiB imported via POST /mcp_registry/restore in %v (then busy %v)\n",
 		p.Servers, p.Tools, float64(p.ExportBytes)/(1<<20), p.Import.Round(time.Millisecond), p.Settle.Round(100*time.Millisecond))
 	limit := "default (30)"
 	if *regLimit > 0 {

@@ -22,8 +22,8 @@ func init() {
 // AdminAPI is the admin.api.mcp_registry module: operator routes for the registry on
 // Caddy's admin endpoint (which is only as protected as the admin endpoint itself):
 //
-//	GET  /mcp_registry/export                       the whole store as JSON (credentials sealed)
-//	POST /mcp_registry/import?mode=merge|replace    load an export (one transaction)
+//	GET  /mcp_registry/backup                       the whole store as JSON (credentials sealed)
+//	POST /mcp_registry/restore?mode=merge|replace    load a backup (one transaction)
 //	GET  /mcp_registry/stats                        counts and database size
 //	POST /mcp_registry/import_server_json[?name_prefix=]  register server.json document(s)
 //	POST /mcp_registry/sync?from=<url>[&name_prefix=][&full=true]  pull another registry's v0.1 API
@@ -40,8 +40,8 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 // Routes implements caddy.AdminRouter.
 func (AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
-		{Pattern: "/mcp_registry/export", Handler: caddy.AdminHandlerFunc(handleAdminBackup)},
-		{Pattern: "/mcp_registry/import", Handler: caddy.AdminHandlerFunc(handleAdminRestore)},
+		{Pattern: "/mcp_registry/backup", Handler: caddy.AdminHandlerFunc(handleAdminBackup)},
+		{Pattern: "/mcp_registry/restore", Handler: caddy.AdminHandlerFunc(handleAdminRestore)},
 		{Pattern: "/mcp_registry/stats", Handler: caddy.AdminHandlerFunc(handleAdminStats)},
 		{Pattern: "/mcp_registry/import_server_json", Handler: caddy.AdminHandlerFunc(handleAdminImportServerJSON)},
 		{Pattern: "/mcp_registry/sync", Handler: caddy.AdminHandlerFunc(handleAdminSync)},
@@ -96,7 +96,7 @@ func handleAdminRestore(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("mode %q is not one of merge, replace", mode)}
 	}
 	if r.ContentLength > store.MaxBackupBytes {
-		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("import is larger than %d bytes", store.MaxBackupBytes)}
+		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("backup is larger than %d bytes", store.MaxBackupBytes)}
 	}
 	body := http.MaxBytesReader(w, r.Body, store.MaxBackupBytes+1)
 	res, err := a.Restore(r.Context(), body, mode)

@@ -80,40 +80,40 @@ func TestAdminRoutes(t *testing.T) {
 		t.Fatalf("stats: %s", body)
 	}
 
-	code, export := do("GET", "/mcp_registry/export", nil)
+	code, export := do("GET", "/mcp_registry/backup", nil)
 	if code != 200 || !strings.Contains(string(export), `"rt"`) {
 		t.Fatalf("export: %d %s", code, export)
 	}
 	if err := app.Delete(context.Background(), "rt", model.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
-	if code, body := do("POST", "/mcp_registry/import?mode=replace", export); code != 200 || !strings.Contains(string(body), `"servers":3`) {
+	if code, body := do("POST", "/mcp_registry/restore?mode=replace", export); code != 200 || !strings.Contains(string(body), `"servers":3`) {
 		t.Fatalf("import: %d %s", code, body)
 	}
 	if s := app.Lookup("rt"); s == nil || s.Transport != model.TransportSSE {
 		t.Fatalf("imported server not routed: %+v", s)
 	}
 
-	if code, body := do("POST", "/mcp_registry/import?mode=upsert", export); code != 400 {
+	if code, body := do("POST", "/mcp_registry/restore?mode=upsert", export); code != 400 {
 		t.Fatalf("bad mode: %d %s", code, body)
 	}
-	if code, body := do("POST", "/mcp_registry/import", []byte(`{"format":"caddymcp-registry-export","version":1,"servers":[{"name":"x","upstream":"gopher://h"}]}`)); code != 400 || !strings.Contains(string(body), "upstream") {
+	if code, body := do("POST", "/mcp_registry/restore", []byte(`{"format":"caddymcp-registry-export","version":1,"servers":[{"name":"x","upstream":"gopher://h"}]}`)); code != 400 || !strings.Contains(string(body), "upstream") {
 		t.Fatalf("invalid import: %d %s", code, body)
 	}
 	// A backup is a way to register servers: its upstreams pass the same checks.
 	for _, evil := range []string{"http://" + addr + "/stop", "http://169.254.169.254/latest/meta-data/"} {
 		doc := `{"format":"caddymcp-registry-export","version":1,"servers":[{"name":"x","path":"x","upstream":"` + evil + `","transport":"streamable-http","enabled":true,"backend_auth":{"scheme":"none"},"source":"api","revision":1}]}`
-		if code, body := do("POST", "/mcp_registry/import", []byte(doc)); code != 400 || !strings.Contains(string(body), "upstream") {
+		if code, body := do("POST", "/mcp_registry/restore", []byte(doc)); code != 400 || !strings.Contains(string(body), "upstream") {
 			t.Errorf("import of %s: %d %s, want 400 naming the upstream", evil, code, body)
 		}
 	}
 	if app.Lookup("x") != nil || app.Lookup("rt") == nil {
 		t.Fatal("a failed import changed the index")
 	}
-	if code, _ := do("POST", "/mcp_registry/export", nil); code != 405 {
+	if code, _ := do("POST", "/mcp_registry/backup", nil); code != 405 {
 		t.Fatalf("POST export: %d", code)
 	}
-	if code, _ := do("GET", "/mcp_registry/import", nil); code != 405 {
+	if code, _ := do("GET", "/mcp_registry/restore", nil); code != 405 {
 		t.Fatalf("GET import: %d", code)
 	}
 }

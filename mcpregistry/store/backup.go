@@ -108,7 +108,7 @@ func decodeBackup(r io.Reader) (*Backup, error) {
 		return nil, fmt.Errorf("reading import: %v", err)
 	}
 	if int64(len(data)) > MaxBackupBytes {
-		return nil, fmt.Errorf("import is larger than %d bytes", MaxBackupBytes)
+		return nil, fmt.Errorf("backup is larger than %d bytes", MaxBackupBytes)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
