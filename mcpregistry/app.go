@@ -426,6 +426,14 @@ func (a *App) Tombstone(name string) (t *model.Tombstone, err error) {
 	return t, err
 }
 
+// Committed returns the named server as the store holds it, or an error matching
+// model.ErrNotFound. The index that Server reads can trail a concurrent write by a
+// moment; a read-modify-write that lost a race reads here to see what it lost to.
+func (a *App) Committed(name string) (s *model.Server, err error) {
+	err = a.store.View(func(tx store.Tx) error { s, err = tx.Get(name); return err })
+	return s, err
+}
+
 // Tombstones returns every tombstone, ordered by name.
 func (a *App) Tombstones() (ts []*model.Tombstone, err error) {
 	err = a.store.View(func(tx store.Tx) error { ts, err = tx.ListTombstones(); return err })

@@ -48,7 +48,10 @@ func (h *RegistryAPI) restPatch(w http.ResponseWriter, r *http.Request, s *model
 		}
 		stored, err := h.update(r, s, &in, expected)
 		if err != nil && !present && attempt < patchAttempts && errors.Is(err, model.ErrRevisionMismatch) {
-			if s = h.app.VisibleServer(r.Context(), s.Name); s != nil {
+			// Re-apply to what won the race, read from the store: the index may not
+			// show it yet, and re-reading the index would lose every retry.
+			if cur, cerr := h.app.Committed(s.Name); cerr == nil && h.app.CanList(r.Context(), cur) {
+				s = cur
 				continue
 			}
 			err = model.ErrNotFound
