@@ -102,6 +102,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		writeRPCError(w, http.StatusServiceUnavailable, "", codeServerDisabled, "MCP server "+quote(server.Name)+" is disabled")
 		return nil
 	}
+	if isPreflight(r) {
+		answerPreflight(w, r, ep)
+		return nil
+	}
 	if !checkRequestShape(w, r, ep, sub) {
 		return nil
 	}
