@@ -40,10 +40,12 @@ type authState struct {
 // tests) routes at the time of the request.
 func provisionAuth(ctx context.Context, a *AuthConfig, logger *zap.Logger, prefix string, registry *mcpregistry.App) (*authState, error) {
 	var mcpURLs func(string) bool
+	var local *authn.LocalIssuers
 	if registry != nil {
 		mcpURLs = registry.MCPAudience(a.Resource, prefix)
+		local = registry.LocalIssuers()
 	}
-	au, err := access.New(ctx, logger, a, mcpURLs)
+	au, err := access.New(ctx, logger, a, mcpURLs, local)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package mcpregistry
 import (
 	"errors"
 	"fmt"
+	"github.com/caddymcp/caddymcp/internal/authn"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -92,6 +93,9 @@ type App struct {
 	index     *Index
 	builtins  map[string]http.Handler
 	creds     credentialState // backend credentials in memory (credentials.go)
+	// localIssuers are the token issuers of this config (mcp_oauth_server), which the
+	// gateway and the REST API trust with no configuration.
+	localIssuers authn.LocalIssuers
 	// trustedDials: host:port of the config's servers, exempt from GuardDial.
 	trustedDials map[string]bool
 	logger       *zap.Logger
@@ -433,6 +437,11 @@ func (a *App) Committed(name string) (s *model.Server, err error) {
 	err = a.store.View(func(tx store.Tx) error { s, err = tx.Get(name); return err })
 	return s, err
 }
+
+// LocalIssuers are the token issuers served by this config (the built-in
+// authorization server registers itself here when it provisions); handlers with auth
+// trust their tokens with no configuration.
+func (a *App) LocalIssuers() *authn.LocalIssuers { return &a.localIssuers }
 
 // Tombstones returns every tombstone, ordered by name.
 func (a *App) Tombstones() (ts []*model.Tombstone, err error) {

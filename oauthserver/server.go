@@ -21,6 +21,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/caddymcp/caddymcp/mcpregistry"
 	"net"
 	"net/http"
 	"net/url"
@@ -108,6 +109,8 @@ type Server struct {
 	dummyHash  []byte
 	metadata   []byte
 	metaPaths  map[string]bool
+	// withdraw removes this server from the registry's local issuers (Cleanup).
+	withdraw func()
 }
 
 // ClientConfig is a pre-registered client.
@@ -157,7 +160,26 @@ const (
 
 // Provision sets defaults, resolves secrets and prepares keys and clients.
 func (s *Server) Provision(ctx caddy.Context) error {
-	return s.provision(ctx, ctx.Logger(), nil, nil)
+	if err := s.provision(ctx, ctx.Logger(), nil, nil); err != nil {
+		return err
+	}
+	// Trusted by this config's gateway and registry API with no line of theirs: the
+	// registry app is the config's shared state, and they look issuers up there when
+	// a token arrives (so provisioning order does not matter).
+	app, err := ctx.App("mcp_registry")
+	if err != nil {
+		return fmt.Errorf("mcp_oauth_server: loading the mcp_registry app: %w", err)
+	}
+	s.withdraw = app.(*mcpregistry.App).LocalIssuers().Set(s.Issuer, s.keys.jwksJSON)
+	return nil
+}
+
+// Cleanup withdraws the server from the issuers this config trusts.
+func (s *Server) Cleanup() error {
+	if s.withdraw != nil {
+		s.withdraw()
+	}
+	return nil
 }
 
 // provision does the work of Provision; tests pass their own store and CIMD roots.
@@ -371,6 +393,7 @@ func (s *Server) endpointURL(name string) string {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Server)(nil)
+	_ caddy.CleanerUpper          = (*Server)(nil)
 	_ caddy.Validator             = (*Server)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Server)(nil)
 )

@@ -59,9 +59,10 @@ type resolvedGrant struct {
 
 // New provisions cfg. Issuers that list no audiences of their own accept the
 // resource, and whatever audienceFunc (may be nil) accepts at validation time: the
-// handler's public MCP URLs, which change as servers are registered. logger gets
-// warnings.
-func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func(string) bool) (*Authenticator, error) {
+// handler's public MCP URLs, which change as servers are registered. local (may be
+// nil) are the issuers of the same Caddy config — the built-in authorization server —
+// trusted with no line of cfg, with the same audiences. logger gets warnings.
+func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func(string) bool, local *authn.LocalIssuers) (*Authenticator, error) {
 	st := &Authenticator{
 		resource: strings.TrimRight(cfg.Resource, "/"),
 		apiKeys:  map[[32]byte]*principal.Caller{},
@@ -142,10 +143,11 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func
 	if st.resource != "" {
 		defaultAudiences = []string{st.resource}
 	}
-	if len(cfg.Issuers) > 0 {
+	if len(cfg.Issuers) > 0 || (local != nil && len(defaultAudiences) > 0) {
 		ac := authn.Config{
 			Audiences:    defaultAudiences,
 			AudienceFunc: audienceFunc,
+			Local:        local,
 			KeyMemory:    keyMemory,
 			OnFetchError: func(url string, err error) {
 				logger.Warn("fetching token signing keys failed", zap.String("url", url), zap.Error(err))
@@ -174,7 +176,7 @@ func New(ctx context.Context, logger *zap.Logger, cfg *Config, audienceFunc func
 		st.validator = v
 	}
 	if st.validator == nil && len(st.apiKeys) == 0 {
-		return nil, fmt.Errorf("auth: configure at least one issuer or api_key")
+		return nil, fmt.Errorf("auth: configure at least one issuer or api_key, or set resource to accept the built-in authorization server's tokens (mcp_oauth_server)")
 	}
 	return st, nil
 }

@@ -33,7 +33,7 @@ func TestAPIKeysAndGrants(t *testing.T) {
 			UIScopes: map[string]map[string][]string{"admin": {"list_service": {"all"}}},
 		},
 	}
-	au, err := New(context.Background(), zap.NewNop(), cfg, nil)
+	au, err := New(context.Background(), zap.NewNop(), cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestConfigErrors(t *testing.T) {
 		"both policies":     {PolicyFile: "x.yml", Policy: &policy.Config{}, APIKeys: key},
 		"issuer, no aud":    {Issuers: []Issuer{{Issuer: "https://idp.example.com", JWKSURL: "https://idp.example.com/jwks"}}},
 	} {
-		if _, err := New(context.Background(), zap.NewNop(), cfg, nil); err == nil {
+		if _, err := New(context.Background(), zap.NewNop(), cfg, nil, nil); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
@@ -131,7 +131,7 @@ func TestGrantCacheKeysDoNotCollide(t *testing.T) {
 	joined := []string{"admins\nyy"}
 	split := []string{"admins", "yy"}
 	for _, order := range [][][]string{{split, joined}, {joined, split}} {
-		au, err := New(context.Background(), zap.NewNop(), cfg, nil)
+		au, err := New(context.Background(), zap.NewNop(), cfg, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +153,7 @@ func BenchmarkResolveCached(b *testing.B) {
 	au, err := New(context.Background(), zap.NewNop(), &Config{
 		APIKeys: []APIKey{{SHA256: keyHash("k")}},
 		Policy:  &policy.Config{GroupMappings: map[string][]string{"a": {"s"}}, Scopes: map[string][]policy.RuleConfig{"s": {{Server: "*", Methods: []string{"*"}}}}},
-	}, nil)
+	}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

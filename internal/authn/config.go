@@ -89,6 +89,9 @@ type Config struct {
 	// KeyMemory, if set, seeds this Validator with the keys and discovered JWKS URLs of
 	// earlier Validators that used the same KeyMemory, and records its own (see KeyMemory).
 	KeyMemory *KeyMemory
+	// Local are issuers of the same Caddy config (the built-in authorization server),
+	// trusted with no configuration; see LocalIssuers. nil: none.
+	Local *LocalIssuers
 	// OnFetchError, if set, is called (from any goroutine, must not block) for every
 	// failed discovery or JWKS fetch, including background refreshes.
 	OnFetchError func(url string, err error)
@@ -175,7 +178,7 @@ func checkURL(what, s string) error {
 }
 
 func (c *Config) issuerSettings() ([]issuerSettings, error) {
-	if len(c.Issuers) == 0 {
+	if len(c.Issuers) == 0 && c.Local == nil {
 		return nil, fmt.Errorf("authn: no trusted issuers configured")
 	}
 	seen := make(map[string]bool, len(c.Issuers))

@@ -168,6 +168,7 @@ func buildIndex(set jwk.Set) *keyIndex {
 // keySource is one JWKS URL, shared by every issuer that uses it.
 type keySource struct {
 	url     string
+	local   func() (jwk.Set, error) // a local issuer's keys, read instead of fetching url
 	index   atomic.Pointer[keyIndex]
 	gen     atomic.Uint64 // bumped when the usable key material changes
 	limiter limiter

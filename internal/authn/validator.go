@@ -30,6 +30,7 @@ type Validator struct {
 
 	mu      sync.Mutex
 	sources map[string]*keySource
+	local   sync.Map // issuer → *issuer: the local issuers (Config.Local) seen so far
 
 	verifies atomic.Int64 // signature verifications performed (tests, metrics)
 }
@@ -203,11 +204,41 @@ func (v *Validator) keys(ctx context.Context, is *issuer) (*keySource, error) {
 	return src, nil
 }
 
+// localIssuer returns the issuer entry of iss when Config.Local has it: ES256 tokens
+// (what the built-in authorization server signs), groups from "groups", the audiences
+// of issuers that list none. Its keys are read from the issuer's memory.
+func (v *Validator) localIssuer(iss string) *issuer {
+	keys, ok := v.cfg.Local.keys(iss)
+	if !ok {
+		return nil
+	}
+	if is, ok := v.local.Load(iss); ok {
+		return is.(*issuer)
+	}
+	es256, _ := algBit("ES256")
+	is := &issuer{issuerSettings: issuerSettings{
+		issuer: iss, audiences: slices.DeleteFunc(slices.Clone(v.cfg.Audiences), func(a string) bool { return a == "" }),
+		audFunc: v.cfg.AudienceFunc, groupsClaim: DefaultGroupsClaim, algs: es256,
+	}}
+	is.src.Store(&keySource{url: "local issuer " + iss, local: keys})
+	actual, _ := v.local.LoadOrStore(iss, is)
+	return actual.(*issuer)
+}
+
 // refetch fetches src's JWKS now, unless a fetch ran less than MinRefetchInterval ago.
 // The first fetch of a source goes through the jwk.Cache (which starts its periodic
 // background refresh); later on-demand fetches bypass it, because each jwk.Cache.Refresh
 // in jwx v2 / httprc v1 schedules one more perpetual periodic refresh of the URL.
 func (v *Validator) refetch(ctx context.Context, src *keySource) error {
+	if src.local != nil {
+		// In memory: no network to spare, and a rotated key must be found at once.
+		set, err := src.local()
+		if err != nil {
+			return fmt.Errorf("reading the keys of %s: %w", src.url, err)
+		}
+		src.store(set)
+		return nil
+	}
 	return v.limited(ctx, &src.limiter, func(bg context.Context) error {
 		src.mu.Lock()
 		first := !src.started
@@ -287,7 +318,9 @@ func (v *Validator) validate(ctx context.Context, token string) (*principal.Call
 	}
 	is := v.issuers[issStr]
 	if is == nil {
-		return nil, nil, 0, invalid(ReasonUntrustedIssuer)
+		if is = v.localIssuer(issStr); is == nil {
+			return nil, nil, 0, invalid(ReasonUntrustedIssuer)
+		}
 	}
 	if !is.algs.has(c.alg) {
 		return nil, nil, 0, invalidFor(ReasonUnsupportedAlg, is.issuer, nil)

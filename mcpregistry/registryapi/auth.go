@@ -21,7 +21,7 @@ func (h *RegistryAPI) provisionAuth(ctx context.Context) error {
 	if h.Auth == nil {
 		return nil
 	}
-	au, err := access.New(ctx, h.logger, h.Auth, h.app.MCPAudience(h.Auth.Resource, h.GatewayPrefix))
+	au, err := access.New(ctx, h.logger, h.Auth, h.app.MCPAudience(h.Auth.Resource, h.GatewayPrefix), h.app.LocalIssuers())
 	if err != nil {
 		return err
 	}

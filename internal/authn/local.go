@@ -1,0 +1,38 @@
+package authn
+
+import (
+	"sync"
+
+	"github.com/lestrrat-go/jwx/v2/jwk"
+)
+
+// LocalIssuers are the issuers served by the same Caddy config as the gateway — the
+// built-in authorization server. Their tokens are trusted with no configuration:
+// verified with the key set the issuer holds in memory (no discovery, no JWKS fetch),
+// groups from the "groups" claim, audiences as for configured issuers that list none
+// (Config.Audiences and AudienceFunc). Safe for concurrent use; the zero value is empty.
+type LocalIssuers struct {
+	m sync.Map // issuer → func() []byte (the issuer's current JWKS document)
+}
+
+// Set makes issuer trusted, its keys read from jwks (the JWKS JSON it publishes; called
+// again when a token names a key id not seen yet, so key rotation needs no notice).
+// The returned function withdraws it.
+func (l *LocalIssuers) Set(issuer string, jwks func() []byte) (remove func()) {
+	entry := &jwks
+	l.m.Store(issuer, entry)
+	return func() { l.m.CompareAndDelete(issuer, entry) }
+}
+
+// keys returns the key set of a local issuer, or false when issuer is not one.
+func (l *LocalIssuers) keys(issuer string) (func() (jwk.Set, error), bool) {
+	if l == nil {
+		return nil, false
+	}
+	v, ok := l.m.Load(issuer)
+	if !ok {
+		return nil, false
+	}
+	jwks := *v.(*func() []byte)
+	return func() (jwk.Set, error) { return jwk.Parse(jwks()) }, true
+}

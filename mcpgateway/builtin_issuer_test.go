@@ -1,0 +1,103 @@
+package mcpgateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	_ "github.com/caddymcp/caddymcp/oauthserver"
+)
+
+// The built-in authorization server of the same config is trusted with no issuer in
+// the gateway's auth block: a machine token it issues for the gateway (or for one
+// server's MCP URL) is accepted there, with the client's groups deciding per tool; a
+// token for another server's URL is not; no token reaches the upstream.
+func TestGatewayTrustsBuiltinIssuer(t *testing.T) {
+	var hits atomic.Int64
+	var sawAuth atomic.Value
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		sawAuth.Store(r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
+	}))
+	t.Cleanup(up.Close)
+	hash, err := bcrypt.GenerateFromPassword([]byte("machine-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testCaddy{
+		Servers: []any{
+			map[string]any{"name": "everything", "upstream": up.URL + "/mcp"},
+			map[string]any{"name": "other", "upstream": up.URL + "/mcp"},
+		},
+		Registry: map[string]any{"encryption_key": strings.Repeat("cd", 32)},
+	}
+	c.Listen = freeAddr(t)
+	base := "http://" + c.Listen
+	c.Routes = []any{map[string]any{
+		"match": []any{map[string]any{"path": []string{"/oauth/*", "/.well-known/*"}}},
+		"handle": []any{map[string]any{
+			"handler": "mcp_oauth_server", "issuer": base + "/oauth", "resource": base,
+			"clients": []any{map[string]any{"id": "ci-bot", "secret": string(hash), "groups": []string{"bots"}}},
+		}},
+	}}
+	c.Gateway = map[string]any{"auth": map[string]any{
+		"resource": base,
+		"policy": map[string]any{
+			"group_mappings": map[string]any{"bots": []string{"bots"}},
+			"scopes": map[string]any{"bots": []any{map[string]any{
+				"server": "*", "methods": []string{"tools/call"}, "tools": []string{"echo"},
+			}}},
+		},
+	}}
+	c.start(t)
+
+	token := func(resource string) string {
+		t.Helper()
+		form := url.Values{"grant_type": {"client_credentials"}, "resource": {resource}}
+		req, _ := http.NewRequest(http.MethodPost, base+"/oauth/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("ci-bot", "machine-secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tr struct {
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || resp.StatusCode != 200 || tr.AccessToken == "" {
+			t.Fatalf("token for %s: %d %v", resource, resp.StatusCode, err)
+		}
+		return tr.AccessToken
+	}
+	callAs := func(tok, server, tool string) rpcResult {
+		return post(t, base+"/"+server+"/mcp", bearer(tok), call(1, "tools/call", tool))
+	}
+
+	gw := token(base)
+	if res := callAs(gw, "everything", "echo"); res.status != 200 {
+		t.Fatalf("gateway-wide token on everything: %d %s", res.status, res.body)
+	}
+	if got, _ := sawAuth.Load().(string); got != "" {
+		t.Errorf("the upstream received Authorization %q", got)
+	}
+	if res := callAs(gw, "everything", "add"); res.status != 403 {
+		t.Errorf("a tool the client's groups do not grant: %d %s", res.status, res.body)
+	}
+	one := token(base + "/everything/mcp")
+	if res := callAs(one, "everything", "echo"); res.status != 200 {
+		t.Errorf("token for everything's URL on everything: %d %s", res.status, res.body)
+	}
+	n := hits.Load()
+	if res := callAs(one, "other", "echo"); res.status != 401 || hits.Load() != n {
+		t.Errorf("token for everything's URL on other: %d %s", res.status, res.body)
+	}
+}
