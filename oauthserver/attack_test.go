@@ -286,7 +286,7 @@ func TestDynamicClientRegistration(t *testing.T) {
 		{"wrong types", `{"redirect_uris":"https://a.example/cb"}`, "invalid_client_metadata"},
 		{"two objects", `{"redirect_uris":["https://a.example/cb"]}{}`, "invalid_client_metadata"},
 	}
-	before := len(as.store.(*MemoryStore).clients)
+	before := storedClients(t, as.store)
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
 			st, m, _ := register(t, as, []byte(tc.body))
@@ -299,7 +299,7 @@ func TestDynamicClientRegistration(t *testing.T) {
 	if st, _, _ := register(t, as, huge); st != http.StatusRequestEntityTooLarge {
 		t.Fatalf("oversized metadata: %d", st)
 	}
-	if after := len(as.store.(*MemoryStore).clients); after != before {
+	if after := storedClients(t, as.store); after != before {
 		t.Fatalf("refused registrations stored %d clients", after-before)
 	}
 }

@@ -17,7 +17,7 @@ import (
 // the token endpoint handler itself.
 func benchServer(b *testing.B) *Server {
 	s := &Server{Issuer: "https://mcp.example.com/oauth", Clients: []ClientConfig{{ID: nativeClient}}}
-	if err := s.provision(context.Background(), nopLogger(), nil, nil); err != nil {
+	if err := s.provision(context.Background(), nopLogger(), nil, nil, nil); err != nil {
 		b.Fatal(err)
 	}
 	return s

@@ -93,7 +93,7 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 				Users:   []UserConfig{{Name: "alice", PasswordHash: testHashes()}},
 				Clients: []ClientConfig{{ID: "c"}}}
 			configure(s)
-			if err := s.provision(t.Context(), nopLogger(), nil, nil); err == nil {
+			if err := s.provision(t.Context(), nopLogger(), nil, nil, nil); err == nil {
 				t.Fatal("accepted")
 			}
 		})

@@ -94,7 +94,12 @@ func newTestAS(t testing.TB, configure func(*Server), roots *cimdTLS) *testAS {
 		configure(s)
 	}
 	core, logs := observer.New(zap.DebugLevel)
-	if err := s.provision(context.Background(), zap.New(core), nil, roots); err != nil {
+	var st Store
+	var sealer Sealer
+	if flowsOnRegistryStore {
+		st, sealer = newTestRegistryStore(t), testRegistrySealer(t)
+	}
+	if err := s.provision(context.Background(), zap.New(core), st, sealer, roots); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	if err := s.Validate(); err != nil {

@@ -101,6 +101,10 @@ func (k *keyRing) reload(ctx context.Context, now time.Time) error {
 	set := jwk.NewSet()
 	var chosen *SigningKey
 	for i, sk := range live {
+		if err := k.resealIfStale(ctx, &live[i]); err != nil {
+			return err
+		}
+		sk = live[i]
 		priv, err := k.open(sk)
 		if err != nil {
 			return err
@@ -168,6 +172,30 @@ func (k *keyRing) generate(now, signUntil time.Time) (SigningKey, error) {
 		return SigningKey{}, err
 	}
 	return SigningKey{ID: kid, Sealed: sealed, Created: now, SignUntil: signUntil, Retire: signUntil.Add(k.overlap)}, nil
+}
+
+// staleReporter is implemented by sealers whose keys rotate (the registry's keyring):
+// Stale reports a value sealed under a key that is no longer the current one.
+type staleReporter interface{ Stale(sealed []byte) bool }
+
+// resealIfStale seals sk again under the sealer's current key when it was sealed under
+// a previous one, and stores it, so that the previous key can be retired.
+func (k *keyRing) resealIfStale(ctx context.Context, sk *SigningKey) error {
+	sr, ok := k.sealer.(staleReporter)
+	if !ok || !sr.Stale(sk.Sealed) {
+		return nil
+	}
+	der, err := k.sealer.Open(keyAAD(sk.ID), sk.Sealed)
+	if err != nil {
+		return fmt.Errorf("signing key %s: %v", sk.ID, err)
+	}
+	sealed, err := k.sealer.Seal(keyAAD(sk.ID), der)
+	clear(der)
+	if err != nil {
+		return fmt.Errorf("re-sealing signing key %s: %v", sk.ID, err)
+	}
+	sk.Sealed = sealed
+	return k.store.PutSigningKey(ctx, *sk)
 }
 
 func (k *keyRing) open(sk SigningKey) (*ecdsa.PrivateKey, error) {

@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// MemoryStore is a thread-safe in-memory Store. It is the default until the registry's
-// store implements Store, and what the tests use; its state is lost on restart.
+// MemoryStore is a thread-safe in-memory Store for tests and embedders without a
+// registry; its state is lost on restart. The module keeps its state in the registry's
+// store (registryStore).
 type MemoryStore struct {
 	mu        sync.Mutex
 	clients   map[string]Client
@@ -69,7 +70,7 @@ func (m *MemoryStore) sweep(now time.Time) {
 		}
 	}
 	for k, v := range m.failures {
-		if now.Sub(v.Last) > 24*time.Hour {
+		if now.Sub(v.Last) > failureRetention {
 			delete(m.failures, k)
 		}
 	}

@@ -10,10 +10,10 @@
 // Access tokens are RFC 9068 JWTs signed with ES256 keys the server generates, keeps
 // sealed in its Store and rotates with an overlap.
 //
-// State lives behind the Store interface. Until the registry's store implements it, the
-// handler keeps its state in a MemoryStore: registrations, refresh tokens, consents,
-// store-held users and signing keys are lost on restart (issued access tokens then fail
-// verification, since their key is gone) and several instances do not share them.
+// State lives behind the Store interface, kept in the mcp_registry app's store
+// (Collections "oauth.*"): registrations, codes, refresh-token families, consents,
+// store-held users, throttling records and the sealed signing keys survive restarts,
+// travel with the registry's backups, and are shared by instances sharing the store.
 package oauthserver
 
 import (
@@ -21,7 +21,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/caddymcp/caddymcp/mcpregistry"
 	"net"
 	"net/http"
 	"net/url"
@@ -32,6 +31,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddymcp/caddymcp/mcpregistry"
 )
 
 func init() {
@@ -76,8 +77,11 @@ type Server struct {
 	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
 
 	// SigningKeyEncryptionKey seals the signing keys in the store (AES-256-GCM): 32
-	// bytes in hex or base64, normally from {env.*} or {file.*}. Default: random per
-	// process, which is only right for the in-memory store.
+	// bytes in hex or base64, normally from {env.*} or {file.*}. Default: the
+	// mcp_registry app's encryption_key (and its previous_encryption_keys), so the keys
+	// rotate with it. One of the two is required: signing keys are never stored in the
+	// clear. Changing this key makes the stored signing keys unreadable: the config is
+	// refused until it is restored or those keys are deleted.
 	SigningKeyEncryptionKey string `json:"signing_key_encryption_key,omitempty"`
 
 	// DisableRegistration turns dynamic client registration (RFC 7591) off.
@@ -158,19 +162,46 @@ const (
 	defaultRegistrationRate = 10
 )
 
-// Provision sets defaults, resolves secrets and prepares keys and clients.
+// sealerPurpose labels the registry sealer of the signing keys.
+const sealerPurpose = "mcp_oauth_server signing key"
+
+// Provision sets defaults, resolves secrets and prepares keys and clients. State goes to
+// the mcp_registry app's store, whose expired records are purged every sweepInterval
+// until the config is unloaded.
 func (s *Server) Provision(ctx caddy.Context) error {
-	if err := s.provision(ctx, ctx.Logger(), nil, nil); err != nil {
+	app, err := ctx.App("mcp_registry")
+	if err != nil {
+		return fmt.Errorf("loading the mcp_registry app for the authorization server's state: %v", err)
+	}
+	reg, ok := app.(*mcpregistry.App)
+	if !ok {
+		return fmt.Errorf("mcp_registry app is a %T", app)
+	}
+	db, err := reg.CollectionStore()
+	if err != nil {
 		return err
 	}
+	var sealer Sealer
+	if s.SigningKeyEncryptionKey == "" {
+		regSealer, err := reg.Sealer(sealerPurpose)
+		if errors.Is(err, mcpregistry.ErrNoEncryptionKey) {
+			return errors.New("signing keys are stored only encrypted: set encryption_key in mcp_registry " +
+				"or signing_key_encryption_key in mcp_oauth_server (32 bytes, e.g. {env.MCP_REGISTRY_KEY}; generate one with: openssl rand -base64 32)")
+		}
+		if err != nil {
+			return err
+		}
+		sealer = regSealer
+	}
+	st := newRegistryStore(db)
+	if err := s.provision(ctx, ctx.Logger(), st, sealer, nil); err != nil {
+		return err
+	}
+	go st.sweepEvery(ctx, sweepInterval, s.logger)
 	// Trusted by this config's gateway and registry API with no line of theirs: the
 	// registry app is the config's shared state, and they look issuers up there when
 	// a token arrives (so provisioning order does not matter).
-	app, err := ctx.App("mcp_registry")
-	if err != nil {
-		return fmt.Errorf("mcp_oauth_server: loading the mcp_registry app: %w", err)
-	}
-	s.withdraw = app.(*mcpregistry.App).LocalIssuers().Set(s.Issuer, s.keys.jwksJSON)
+	s.withdraw = reg.LocalIssuers().Set(s.Issuer, s.keys.jwksJSON)
 	return nil
 }
 
@@ -182,8 +213,10 @@ func (s *Server) Cleanup() error {
 	return nil
 }
 
-// provision does the work of Provision; tests pass their own store and CIMD roots.
-func (s *Server) provision(ctx context.Context, logger *zap.Logger, store Store, cimdRoots *cimdTLS) error {
+// provision does the work of Provision; tests pass their own store and CIMD roots. A nil
+// store is a MemoryStore, which alone may go without a sealer (a random per-process
+// key: its keys die with it anyway); signing_key_encryption_key overrides sealer.
+func (s *Server) provision(ctx context.Context, logger *zap.Logger, store Store, sealer Sealer, cimdRoots *cimdTLS) error {
 	s.logger = logger
 	if s.now == nil {
 		s.now = time.Now
@@ -224,10 +257,14 @@ func (s *Server) provision(ctx context.Context, logger *zap.Logger, store Store,
 		if s.sealer, err = NewAESGCMSealer(key); err != nil {
 			return err
 		}
-	} else {
+	} else if sealer != nil {
+		s.sealer = sealer
+	} else if store == nil {
 		key := make([]byte, 32)
 		rand.Read(key)
 		s.sealer, _ = NewAESGCMSealer(key)
+	} else {
+		return errors.New("a persistent store needs a sealer for the signing keys")
 	}
 	if store == nil {
 		store = NewMemoryStore()
