@@ -42,25 +42,37 @@ func hashToken(v string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+// clientPost answers CORS preflights and everything but a POST, reads the bounded form
+// and authenticates the client: the common opening of the token and revocation
+// endpoints. ok is false once it has answered.
+func (s *Server) clientPost(w http.ResponseWriter, r *http.Request) (c Client, ok bool) {
 	if !allowCORS(w, r, "POST, OPTIONS") {
-		return
+		return c, false
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST, OPTIONS")
 		writeOAuthError(w, &oauthError{Code: "invalid_request", Description: "use POST", status: http.StatusMethodNotAllowed})
-		return
+		return c, false
 	}
 	if oerr := parseTokenForm(w, r); oerr != nil {
 		writeOAuthError(w, oerr)
-		return
+		return c, false
 	}
 	c, oerr := s.authenticateClient(r)
 	if oerr != nil {
 		writeOAuthError(w, oerr)
+		return c, false
+	}
+	return c, true
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.clientPost(w, r)
+	if !ok {
 		return
 	}
 	var resp *tokenResponse
+	var oerr *oauthError
 	switch grant := r.PostForm.Get("grant_type"); grant {
 	case "authorization_code":
 		resp, oerr = s.codeGrant(r, c)
@@ -288,21 +300,8 @@ func (s *Server) accessToken(r *http.Request, c Client, subject string, groups [
 // self-contained JWTs this server cannot recall: they are refused with
 // unsupported_token_type and expire on their own.
 func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
-	if !allowCORS(w, r, "POST, OPTIONS") {
-		return
-	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST, OPTIONS")
-		writeOAuthError(w, &oauthError{Code: "invalid_request", Description: "use POST", status: http.StatusMethodNotAllowed})
-		return
-	}
-	if oerr := parseTokenForm(w, r); oerr != nil {
-		writeOAuthError(w, oerr)
-		return
-	}
-	c, oerr := s.authenticateClient(r)
-	if oerr != nil {
-		writeOAuthError(w, oerr)
+	c, ok := s.clientPost(w, r)
+	if !ok {
 		return
 	}
 	tok := r.PostForm.Get("token")
