@@ -65,6 +65,7 @@ type listWriter struct {
 	budget *byteBudget
 	ctx    context.Context
 	held   int64
+	ticket uint64 // this writer's place in the budget's queue (0: not entered yet)
 	busy   bool
 }
 
@@ -156,12 +157,20 @@ func (w *listWriter) Write(p []byte) (int, error) {
 
 var errListBusy = errors.New("no room to buffer the list response for filtering")
 
+// enter takes this writer's ticket of the budget on its first reservation.
+func (w *listWriter) enter() uint64 {
+	if w.ticket == 0 {
+		w.ticket = w.budget.enter()
+	}
+	return w.ticket
+}
+
 // reserve adjusts what this writer holds of the budget to n bytes: taking more (waiting
 // for room, false if there is none in time) or giving back the excess.
 func (w *listWriter) reserve(n int64) bool {
 	switch {
 	case n > w.held:
-		if !w.budget.acquire(w.ctx, n-w.held) {
+		if !w.budget.acquireFor(w.ctx, n-w.held, w.enter(), w.held) {
 			return false
 		}
 	case n < w.held:
@@ -184,7 +193,7 @@ func (w *listWriter) grow(need int) bool {
 	newCap = min(newCap, max(need, maxListBody))
 	if w.budget != nil {
 		if extra := 2*int64(newCap) - w.held; extra > 0 {
-			if !w.budget.acquire(w.ctx, extra) {
+			if !w.budget.acquireFor(w.ctx, extra, w.enter(), w.held) {
 				return false
 			}
 			w.held += extra
@@ -209,7 +218,14 @@ func (w *listWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // finish writes the filtered JSON body, or ends the filtered stream.
 func (w *listWriter) finish() {
 	if w.budget != nil {
-		defer func() { w.budget.release(w.held); w.held = 0 }()
+		defer func() {
+			w.budget.release(w.held)
+			w.held = 0
+			if w.ticket != 0 {
+				w.budget.leave(w.ticket)
+				w.ticket = 0
+			}
+		}()
 	}
 	switch w.mode {
 	case lwJSON:

@@ -242,6 +242,29 @@ func TestLimitsListBufferBudget(t *testing.T) {
 	if !<-done || b.inUse() != 60 {
 		t.Fatalf("waiter not woken: in use %d", b.inUse())
 	}
+
+	// Two writers growing their shares: each holds half the budget and wants more. The
+	// older one gets it at once (within the limit for itself); the younger waits and,
+	// with no room in time, gives up — they never both time out.
+	g := newByteBudget(100, 50*time.Millisecond)
+	older, younger := g.enter(), g.enter()
+	if !g.acquireFor(ctx, 50, older, 0) || !g.acquireFor(ctx, 50, younger, 0) {
+		t.Fatal("the first halves were refused")
+	}
+	if g.acquireFor(ctx, 30, younger, 50) {
+		t.Error("the younger writer took room the budget does not have")
+	}
+	if !g.acquireFor(ctx, 30, older, 50) {
+		t.Error("the oldest writer was refused room it needs to finish")
+	}
+	if g.acquireFor(ctx, 30, older, 80) {
+		t.Error("the oldest writer took more than the whole limit for itself")
+	}
+	g.release(80)
+	g.leave(older)
+	if !g.acquireFor(ctx, 30, younger, 50) {
+		t.Error("the next oldest was refused once the oldest left")
+	}
 }
 
 // bigList is a tools/list answer of about n bytes.
