@@ -44,8 +44,10 @@ type LimitsConfig struct {
 	// MaxListBufferSize bounds the memory held at once by JSON list responses
 	// (tools/list, prompts/list, resources/list) buffered for filtering, counting each
 	// body twice (input and filtered output). A list that would go over waits up to
-	// ListBufferWait for room, then gets 503 with Retry-After. Default 64 MiB: two of
-	// the largest lists the filter reads (16 MiB) at once, hundreds of ordinary ones.
+	// ListBufferWait for room, then gets 503 with Retry-After; the list that started
+	// first may always grow within this size for itself (so a burst cannot starve
+	// every list), which keeps the total under twice it. Default 64 MiB: two of the
+	// largest lists the filter reads (16 MiB) at once, hundreds of ordinary ones.
 	MaxListBufferSize int64 `json:"max_list_buffer_size,omitempty"`
 
 	// ListBufferWait is how long a list response waits for buffer room before the 503.
