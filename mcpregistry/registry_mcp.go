@@ -72,7 +72,7 @@ type getServerInput struct {
 
 type searchToolsInput struct {
 	Query string `json:"query" jsonschema:"what you are looking for, in plain words (e.g. open a pull request)"`
-	Limit int    `json:"limit,omitempty" jsonschema:"at most this many results (default 10, at most 100)"`
+	Limit *int   `json:"limit,omitempty" jsonschema:"at most this many results (1 to 100, default 10)"`
 }
 
 type searchToolsOutput struct {
@@ -194,15 +194,11 @@ func newRegistryMCPHandler(a *App) http.Handler {
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "search_tools", Description: registryTools[2].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in searchToolsInput) (*mcp.CallToolResult, searchToolsOutput, error) {
-			if strings.TrimSpace(in.Query) == "" {
-				return nil, searchToolsOutput{}, fmt.Errorf("query must not be empty")
+			query, limit, err := CheckSearch(in.Query, in.Limit)
+			if err != nil {
+				return nil, searchToolsOutput{}, fmt.Errorf("invalid %w", err)
 			}
-			limit := in.Limit
-			if limit <= 0 {
-				limit = 10
-			}
-			limit = min(limit, 100)
-			return nil, searchToolsOutput{Results: a.SearchVisible(ctx, in.Query, limit)}, nil
+			return nil, searchToolsOutput{Results: a.SearchVisible(ctx, query, limit)}, nil
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "server_health", Description: registryTools[3].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in serverHealthInput) (*mcp.CallToolResult, ServerHealthSummary, error) {

@@ -155,6 +155,16 @@ func TestRegistryMCPCallerScopes(t *testing.T) {
 	}
 	viewer.ok("get_server", map[string]any{"name": "postgres"})
 	viewer.fails("get_server", map[string]any{"name": "secret"}, `no server named "secret"`)
+	// search_tools is bounded as /api/search is: a huge query is refused before any
+	// scoring, and so is a limit outside 1–100.
+	viewer.fails("search_tools", map[string]any{"query": strings.Repeat("sql ", 1<<18)}, "invalid query: required, at most 512 bytes")
+	viewer.fails("search_tools", map[string]any{"query": "   "}, "invalid query")
+	for _, bad := range []int{0, -1, 101} {
+		viewer.fails("search_tools", map[string]any{"query": "sql", "limit": bad}, "invalid limit: must be an integer from 1 to 100")
+	}
+	if hits, _ := viewer.ok("search_tools", map[string]any{"query": "sql", "limit": 1})["results"].([]any); len(hits) != 1 {
+		t.Errorf("search_tools limit 1: %d results", len(hits))
+	}
 	nobody.fails("get_server", map[string]any{"name": "postgres"}, `no server named "postgres"`)
 	viewer.fails("server_health", map[string]any{"name": "secret"}, `no server named "secret"`)
 	admin.ok("server_health", map[string]any{"name": "secret"})

@@ -1,7 +1,9 @@
 package mcpregistry
 
 import (
+	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -326,4 +328,30 @@ func (a *App) startSearch() {
 			}
 		}
 	}()
+}
+
+// Bounds of one search, the same on every path (the REST API's /api/search and the
+// registry's search_tools tool): a long query costs CPU on every document, so it is
+// capped before any work.
+const (
+	MaxSearchQueryBytes = 512
+	DefaultSearchLimit  = 10
+	MaxSearchLimit      = 100
+)
+
+// CheckSearch validates a search: the query (trimmed) must be 1–MaxSearchQueryBytes
+// bytes; limit nil means DefaultSearchLimit, else it must be 1–MaxSearchLimit. Errors
+// are *model.FieldError naming "query" or "limit".
+func CheckSearch(query string, limit *int) (string, int, error) {
+	query = strings.TrimSpace(query)
+	if query == "" || len(query) > MaxSearchQueryBytes {
+		return "", 0, &model.FieldError{Field: "query", Reason: fmt.Sprintf("required, at most %d bytes", MaxSearchQueryBytes)}
+	}
+	if limit == nil {
+		return query, DefaultSearchLimit, nil
+	}
+	if *limit < 1 || *limit > MaxSearchLimit {
+		return "", 0, &model.FieldError{Field: "limit", Reason: fmt.Sprintf("must be an integer from 1 to %d", MaxSearchLimit)}
+	}
+	return query, *limit, nil
 }

@@ -492,6 +492,10 @@ func TestRESTValidation(t *testing.T) {
 	}
 	e.do("GET", "/search", "admins", nil).want(t, "search without q", 400, "invalid_field", "q")
 	e.do("GET", "/search?q=x&limit=1000", "admins", nil).want(t, "search limit", 400, "invalid_field", "limit")
+	for _, bad := range []string{"0", "-1", "ten", "1.5"} {
+		e.do("GET", "/search?q=x&limit="+bad, "admins", nil).want(t, "search limit "+bad, 400, "invalid_field", "limit")
+	}
+	e.do("GET", "/search?q="+strings.Repeat("x", 513), "admins", nil).want(t, "search query too long", 400, "invalid_field", "q")
 	e.do("POST", "/servers/cfg-db", "admins", nil).want(t, "POST to a server", 405, "method_not_allowed")
 	r := e.do("DELETE", "/servers", "admins", nil).want(t, "DELETE collection", 405, "method_not_allowed")
 	if r.header.Get("Allow") == "" {

@@ -536,21 +536,26 @@ func (h *RegistryAPI) restCheckNow(w http.ResponseWriter, r *http.Request, s *mo
 
 func (h *RegistryAPI) restSearch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	text := strings.TrimSpace(q.Get("q"))
-	if text == "" || len(text) > 512 {
-		restError(w, http.StatusBadRequest, "invalid_field", "q", "q is required and at most 512 bytes")
-		return
-	}
-	limit := 10
+	var limit *int
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			restError(w, http.StatusBadRequest, "invalid_field", "limit", "limit must be an integer from 1 to 100")
-			return
+		if err != nil {
+			n = -1 // not an integer: CheckSearch names the rule
 		}
-		limit = n
+		limit = &n
 	}
-	hits := h.app.SearchVisible(r.Context(), text, limit)
+	text, n, err := mcpregistry.CheckSearch(q.Get("q"), limit)
+	if err != nil {
+		var fe *model.FieldError
+		errors.As(err, &fe)
+		field := fe.Field
+		if field == "query" {
+			field = "q" // the REST API's name for it
+		}
+		restError(w, http.StatusBadRequest, "invalid_field", field, field+" "+fe.Reason)
+		return
+	}
+	hits := h.app.SearchVisible(r.Context(), text, n)
 	if hits == nil {
 		hits = []search.Hit{}
 	}
