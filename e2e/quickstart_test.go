@@ -71,13 +71,14 @@ func TestQuickstart(t *testing.T) {
 	}
 	var found struct {
 		Results []struct {
-			Server, Tool string
-			Score        float64
+			Kind, Server, Tool, URL string
+			Score                   float64
 		} `json:"results"`
 	}
 	decodeStructured(t, res, &found)
-	if len(found.Results) == 0 || found.Results[0].Tool != "search_tools" || found.Results[0].Server != "registry" {
-		t.Errorf("search_tools \"search\": results %+v, want registry/search_tools first", found.Results)
+	if len(found.Results) == 0 || found.Results[0].Tool != "search_tools" || found.Results[0].Server != "registry" ||
+		found.Results[0].Kind != "tool" || found.Results[0].URL != base+"/registry/mcp" {
+		t.Errorf("search_tools \"search\": results %+v, want the tool registry/search_tools first, at %s/registry/mcp", found.Results, base)
 	}
 
 	// Every exchange of the client went through the gateway and succeeded.

@@ -73,17 +73,19 @@ type getServerInput struct {
 type searchToolsInput struct {
 	Query string `json:"query" jsonschema:"what you are looking for, in plain words (e.g. open a pull request)"`
 	Limit *int   `json:"limit,omitempty" jsonschema:"at most this many results (1 to 100, default 10)"`
+	// IncludeSchemas adds each tool's input schema to its result.
+	IncludeSchemas bool `json:"include_schemas,omitempty" jsonschema:"add each tool's input schema, to call it at once"`
 }
 
 type searchToolsOutput struct {
-	Results []search.Hit `json:"results"`
+	Results []SearchResult `json:"results"`
 }
 
 // registryTools describes the builtin server's own tools; search_tools finds them too.
 var registryTools = []model.ToolInfo{
 	{Name: "list_servers", Description: "List the MCP servers approved in this registry, optionally by tag."},
 	{Name: "get_server", Description: "Describe one MCP server of the registry: path, description, tags, status."},
-	{Name: "search_tools", Description: "Search MCP servers and their tools in plain words (names, descriptions, tags, argument names), best matches first."},
+	{Name: "search_tools", Description: "Search MCP servers and their tools in plain words (names, descriptions, tags, argument names), best matches first; each result says whether it is a server or a tool and carries the server's MCP URL, and with include_schemas the tool's input schema."},
 	{Name: "server_health", Description: "Report one MCP server's health: status, latency, last error, protocol version and the names of its tools."},
 	{Name: "list_tools_of_server", Description: "List the tools one MCP server of the registry offers, with their descriptions and input schemas."},
 	{Name: "register_server", Description: "Register a new MCP server in the registry (admin): it is routable through the gateway at once."},
@@ -198,7 +200,8 @@ func newRegistryMCPHandler(a *App) http.Handler {
 			if err != nil {
 				return nil, searchToolsOutput{}, fmt.Errorf("invalid %w", err)
 			}
-			return nil, searchToolsOutput{Results: a.SearchVisible(ctx, query, limit)}, nil
+			hits := a.SearchVisible(ctx, query, limit)
+			return nil, searchToolsOutput{Results: a.SearchResults(hits, gatewayBase(ctx), in.IncludeSchemas)}, nil
 		})
 	mcp.AddTool(server, &mcp.Tool{Name: "server_health", Description: registryTools[3].Description},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in serverHealthInput) (*mcp.CallToolResult, ServerHealthSummary, error) {
@@ -273,12 +276,13 @@ func newRegistryMCPHandler(a *App) http.Handler {
 			}
 			return nil, a.summarize(rec), nil
 		})
-	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
 		Stateless:    true,
 		JSONResponse: true,
 		// The gateway in front validates Host and Origin itself.
 		DisableLocalhostProtection: true,
 	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, withGatewayBase(r)) })
 }
 
 // ToolsOf returns the tools known for s: the builtin server's own, or those found by

@@ -24,6 +24,7 @@ type registryClient struct {
 	t       *testing.T
 	ctx     context.Context
 	session *mcp.ClientSession
+	base    string // the gateway base the client reached the registry under
 }
 
 func connectRegistry(t *testing.T, ctx context.Context, app *App, caller *principal.Caller) *registryClient {
@@ -37,12 +38,13 @@ func connectRegistry(t *testing.T, ctx context.Context, app *App, caller *princi
 	}))
 	t.Cleanup(srv.Close)
 	client := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
-	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: srv.URL}, nil)
+	// Reached as the gateway would route it: <gateway base>/<path>/mcp.
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: srv.URL + "/gw/registry/mcp"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { session.Close() })
-	return &registryClient{t: t, ctx: ctx, session: session}
+	return &registryClient{t: t, ctx: ctx, session: session, base: srv.URL + "/gw"}
 }
 
 // call returns the structured result, or the error text of a tool error.
@@ -164,6 +166,28 @@ func TestRegistryMCPCallerScopes(t *testing.T) {
 	}
 	if hits, _ := viewer.ok("search_tools", map[string]any{"query": "sql", "limit": 1})["results"].([]any); len(hits) != 1 {
 		t.Errorf("search_tools limit 1: %d results", len(hits))
+	}
+	// A tool hit is usable at once: kind, the server's MCP URL through the gateway, and
+	// with include_schemas the tool's input schema; server hits say they are servers.
+	var toolHit, serverHit map[string]any
+	for _, h := range viewer.ok("search_tools", map[string]any{"query": "run sql query analytics database", "include_schemas": true})["results"].([]any) {
+		hit := h.(map[string]any)
+		if hit["kind"] == "tool" && hit["tool"] == "run_query" && toolHit == nil {
+			toolHit = hit
+		}
+		if hit["kind"] == "server" && hit["server"] == "postgres" && serverHit == nil {
+			serverHit = hit
+		}
+	}
+	hitSchema, _ := toolHit["input_schema"].(map[string]any)
+	if toolHit == nil || toolHit["url"] != viewer.base+"/postgres/mcp" || hitSchema["type"] != "object" {
+		t.Errorf("tool hit: %v", toolHit)
+	}
+	if serverHit == nil || serverHit["url"] != viewer.base+"/postgres/mcp" || serverHit["tool"] != nil || serverHit["input_schema"] != nil {
+		t.Errorf("server hit: %v", serverHit)
+	}
+	if h := viewer.ok("search_tools", map[string]any{"query": "run sql query"})["results"].([]any)[0].(map[string]any); h["input_schema"] != nil {
+		t.Errorf("input schema without include_schemas: %v", h)
 	}
 	nobody.fails("get_server", map[string]any{"name": "postgres"}, `no server named "postgres"`)
 	viewer.fails("server_health", map[string]any{"name": "secret"}, `no server named "secret"`)

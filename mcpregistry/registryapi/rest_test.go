@@ -373,8 +373,14 @@ func TestRESTLifecycle(t *testing.T) {
 	}
 	firstTool := r.body["tools"].([]any)[0].(map[string]any)["name"].(string)
 	r = e.do("GET", "/search?q="+firstTool, "admins", nil).want(t, "search", 200)
-	if hits := r.body["hits"].([]any); len(hits) == 0 || hits[0].(map[string]any)["server"] != "every" {
+	if hits := r.body["hits"].([]any); len(hits) == 0 || hits[0].(map[string]any)["server"] != "every" ||
+		hits[0].(map[string]any)["kind"] != "tool" || !strings.HasSuffix(hits[0].(map[string]any)["url"].(string), "/every/mcp") ||
+		hits[0].(map[string]any)["input_schema"] != nil {
 		t.Errorf("search for %s: %s", firstTool, r.raw)
+	}
+	r = e.do("GET", "/search?include_schemas=true&q="+firstTool, "admins", nil).want(t, "search with schemas", 200)
+	if hit := r.body["hits"].([]any)[0].(map[string]any); hit["input_schema"] == nil {
+		t.Errorf("search with include_schemas: %s", r.raw)
 	}
 
 	// Delete with a stale If-Match is refused; then removed and unrouted.

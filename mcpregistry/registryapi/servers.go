@@ -19,7 +19,6 @@ import (
 	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
-	"github.com/caddymcp/caddymcp/mcpregistry/search"
 )
 
 // apiServer is a server as the REST API shows it. The upstream URL is shown only to
@@ -555,9 +554,7 @@ func (h *RegistryAPI) restSearch(w http.ResponseWriter, r *http.Request) {
 		restError(w, http.StatusBadRequest, "invalid_field", field, field+" "+fe.Reason)
 		return
 	}
-	hits := h.app.SearchVisible(r.Context(), text, n)
-	if hits == nil {
-		hits = []search.Hit{}
-	}
+	withSchemas, _ := strconv.ParseBool(q.Get("include_schemas"))
+	hits := h.app.SearchResults(h.app.SearchVisible(r.Context(), text, n), origin.Resolve(h.PublicURL, r)+h.GatewayPrefix, withSchemas)
 	apiWriteJSON(w, http.StatusOK, map[string]any{"query": text, "hits": hits})
 }
