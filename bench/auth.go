@@ -12,11 +12,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // issuer is the in-process token issuer of the auth targets: an RSA-2048 key generated
@@ -147,4 +151,50 @@ func (is *issuer) pool(aud string, n int) (func(int) http.Header, error) {
 	}
 	var seq atomic.Uint64
 	return func(int) http.Header { return hs[(seq.Add(1)-1)%uint64(n)] }, nil
+}
+
+// benchPolicy lets group bench call the echo tool of server bench.
+var benchPolicy = map[string]any{
+	"group_mappings": map[string]any{"bench": []string{"bench-tools"}},
+	"scopes": map[string]any{"bench-tools": []any{map[string]any{
+		"server": "bench", "methods": []string{"tools/call"}, "tools": []string{"echo"},
+	}}},
+}
+
+// The built-in authorization server's client of the GatewayBuiltin target.
+const (
+	builtinClientID     = "bench"
+	builtinClientSecret = "bench-secret"
+)
+
+var builtinClientHash = func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte(builtinClientSecret), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return string(h)
+}()
+
+// builtinToken asks the built-in authorization server at base for a client_credentials
+// token bound to resource.
+func builtinToken(base, resource string) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}, "resource": {resource}}
+	req, err := http.NewRequest(http.MethodPost, base+"/oauth/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(builtinClientID, builtinClientSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || resp.StatusCode != http.StatusOK || tr.AccessToken == "" {
+		return "", fmt.Errorf("bench: built-in authorization server token: status %d, %v", resp.StatusCode, err)
+	}
+	return tr.AccessToken, nil
 }

@@ -35,7 +35,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/caddymcp/caddymcp/mcpgateway"
 	"io"
 	"log"
 	"net"
@@ -54,6 +53,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	_ "github.com/caddymcp/caddymcp"
+	"github.com/caddymcp/caddymcp/mcpgateway"
 )
 
 // Upstream kinds.
@@ -69,6 +69,10 @@ const (
 	Gateway      = "mcp_gateway"
 	GatewayAuth  = "mcp_gateway_auth"       // mcp_gateway with auth, one token per client
 	GatewayFresh = "mcp_gateway_auth_fresh" // mcp_gateway with auth, a new token per request
+	// GatewayBuiltin is mcp_gateway with auth trusting the same config's built-in
+	// authorization server (mcp_oauth_server), one client_credentials token: compared
+	// with GatewayAuth, what verifying its tokens costs against an external issuer's.
+	GatewayBuiltin = "mcp_gateway_builtin_auth"
 )
 
 // ProtocolVersion is the MCP-Protocol-Version header every request carries.
@@ -268,13 +272,13 @@ func StartWith(kind string, opt Options) (*Env, error) {
 	e.upstreamTLS = &http.Server{Handler: mux, ErrorLog: log.New(io.Discard, "", 0),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}}
 	go func() { _ = e.upstreamTLS.ServeTLS(e.upstreamTLSLn, "", "") }()
-	var gw, rp, ga, gh2 string
+	var gw, rp, ga, gh2, gb string
 	for attempt := 0; ; attempt++ {
-		gw, rp, ga, gh2, err = freeAddr(), freeAddr(), freeAddr(), freeAddr(), nil
-		if gw == "" || rp == "" || ga == "" || gh2 == "" {
+		gw, rp, ga, gh2, gb, err = freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr(), nil
+		if gw == "" || rp == "" || ga == "" || gh2 == "" || gb == "" {
 			return nil, errors.New("bench: no free loopback port")
 		}
-		cfg := caddyConfig(dir, e.upstreamLn.Addr().String(), gw, rp, ga, gh2, e.issuer.url, cert)
+		cfg := caddyConfig(dir, e.upstreamLn.Addr().String(), gw, rp, ga, gh2, gb, e.issuer.url, cert)
 		err = caddy.Load(cfg, true)
 		if err == nil {
 			break
@@ -304,6 +308,13 @@ func StartWith(kind string, opt Options) (*Env, error) {
 	// protected-resource metadata names it), one of the gateway's default audiences.
 	aud := "http://" + ga + "/bench/mcp"
 	e.Targets = append(e.Targets, Target{Name: GatewayAuth, CallURL: mustURL(aud), header: e.issuer.perWorker(aud)})
+	builtinAud := "http://" + gb + "/bench/mcp"
+	builtinTok, err := builtinToken("http://"+gb, builtinAud)
+	if err != nil {
+		return nil, err
+	}
+	e.Targets = append(e.Targets, Target{Name: GatewayBuiltin, CallURL: mustURL(builtinAud),
+		header: func(int) http.Header { return authHeader(builtinTok) }})
 	if opt.AuthFresh > 0 {
 		h, err := e.issuer.pool(aud, opt.AuthFresh)
 		if err != nil {
@@ -377,7 +388,7 @@ func (e *Env) HTTPServer(name string) (*caddyhttp.Server, error) {
 // letting group "bench" call the echo tool on server "bench".
 //
 // The fourth listener, gh2, is the plain gateway over TLS (cert) with HTTP/2.
-func caddyConfig(dir, upstream, gw, rp, ga, gh2, issuerURL string, cert *selfSigned) []byte {
+func caddyConfig(dir, upstream, gw, rp, ga, gh2, gb, issuerURL string, cert *selfSigned) []byte {
 	route := func(h map[string]any) []any { return []any{map[string]any{"handle": []any{h}}} }
 	server := func(addr string, h map[string]any) map[string]any {
 		return map[string]any{
@@ -401,6 +412,7 @@ func caddyConfig(dir, upstream, gw, rp, ga, gh2, issuerURL string, cert *selfSig
 			}}},
 			"mcp_registry": map[string]any{
 				"storage":                map[string]any{"path": filepath.Join(dir, "registry.db")},
+				"encryption_key":         strings.Repeat("be", 32),         // seals the built-in server's signing keys
 				"health":                 map[string]any{"disabled": true}, // no background traffic in a measurement
 				"disable_builtin_server": true,
 				"servers": []any{
@@ -422,14 +434,29 @@ func caddyConfig(dir, upstream, gw, rp, ga, gh2, issuerURL string, cert *selfSig
 						"auth": map[string]any{
 							"issuers":  []any{map[string]any{"issuer": issuerURL, "jwks_url": issuerURL + "/jwks"}},
 							"resource": "http://" + ga,
-							"policy": map[string]any{
-								"group_mappings": map[string]any{"bench": []string{"bench-tools"}},
-								"scopes": map[string]any{"bench-tools": []any{map[string]any{
-									"server": "bench", "methods": []string{"tools/call"}, "tools": []string{"echo"},
-								}}},
-							},
+							"policy":   benchPolicy,
 						},
 					}),
+					GatewayBuiltin: map[string]any{
+						"listen": []string{gb},
+						"routes": []any{
+							map[string]any{
+								"match": []any{map[string]any{"path": []string{"/oauth/*"}}},
+								"handle": []any{map[string]any{
+									"handler": "mcp_oauth_server", "issuer": "http://" + gb + "/oauth", "resource": "http://" + gb,
+									"clients": []any{map[string]any{"id": builtinClientID, "secret": builtinClientHash, "groups": []string{"bench"}}},
+								}},
+							},
+							map[string]any{"handle": []any{map[string]any{
+								"handler": "mcp_gateway",
+								"auth": map[string]any{
+									"resource": "http://" + gb,
+									"policy":   benchPolicy,
+								},
+							}}},
+						},
+						"automatic_https": map[string]any{"disable": true},
+					},
 					ReverseProxy: server(rp, map[string]any{
 						"handler":   "reverse_proxy",
 						"upstreams": []any{map[string]any{"dial": upstream}},
