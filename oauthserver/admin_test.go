@@ -19,27 +19,7 @@ import (
 // in the registry's store, their passwords only ever stored as bcrypt hashes and never
 // returned; bad input is a 4xx naming the problem and writes nothing.
 func TestUsersAdminAPI(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := ln.Addr().String()
-	ln.Close()
-	cfg, _ := json.Marshal(map[string]any{
-		"admin": map[string]any{"listen": admin, "config": map[string]any{"persist": false}},
-		"apps": map[string]any{"mcp_registry": map[string]any{
-			"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
-			"health":  map[string]any{"disabled": true},
-		}},
-	})
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		off, _ := json.Marshal(map[string]any{"admin": map[string]any{"disabled": true, "config": map[string]any{"persist": false}}})
-		caddy.Load(off, true)
-		caddy.Stop()
-	})
+	admin := startUsersAdmin(t)
 	client := &http.Client{Timeout: 10 * time.Second}
 	do := func(method, path, body string) (int, string) {
 		t.Helper()
@@ -105,5 +85,82 @@ func TestUsersAdminAPI(t *testing.T) {
 	}
 	if _, err := st.GetUser(context.Background(), "alice"); err == nil {
 		t.Fatal("alice still stored")
+	}
+}
+
+// startUsersAdmin runs a config with an admin endpoint and the mcp_registry app, and
+// returns the admin address.
+func startUsersAdmin(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := ln.Addr().String()
+	ln.Close()
+	cfg, _ := json.Marshal(map[string]any{
+		"admin": map[string]any{"listen": admin, "config": map[string]any{"persist": false}},
+		"apps": map[string]any{"mcp_registry": map[string]any{
+			"storage": map[string]any{"path": filepath.Join(t.TempDir(), "registry.db")},
+			"health":  map[string]any{"disabled": true},
+		}},
+	})
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		off, _ := json.Marshal(map[string]any{"admin": map[string]any{"disabled": true, "config": map[string]any{"persist": false}}})
+		caddy.Load(off, true)
+		caddy.Stop()
+	})
+	return admin
+}
+
+// caddy mcp-user against a running admin endpoint: add with a generated password
+// (printed once, and the one stored), set, list, remove; errors come back readable.
+func TestUserCommand(t *testing.T) {
+	admin := startUsersAdmin(t)
+	send := func(method, uri string, body io.Reader) (*http.Response, error) {
+		req, err := http.NewRequest(method, "http://"+admin+uri, body)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		return http.DefaultClient.Do(req)
+	}
+	var out strings.Builder
+	if err := (userOp{action: "add", name: "alice", groups: splitGroups("eng, platform")}).run(send, &out); err != nil {
+		t.Fatal(err)
+	}
+	_, pw, ok := strings.Cut(strings.TrimSpace(out.String()), "password (shown once): ")
+	st, err := runningUserStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.GetUser(context.Background(), "alice")
+	if !ok || len(pw) < 20 || err != nil || bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(pw)) != nil {
+		t.Fatalf("add printed %q; stored %+v %v", out.String(), u, err)
+	}
+	if err := (userOp{action: "add", name: "alice"}).run(send, io.Discard); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Errorf("adding alice twice: %v", err)
+	}
+	if err := (userOp{action: "set", name: "alice"}).run(send, io.Discard); err == nil {
+		t.Error("set with nothing to change succeeded")
+	}
+	if err := (userOp{action: "set", name: "alice", groups: splitGroups("ops")}).run(send, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := (userOp{action: "list"}).run(send, &out); err != nil || out.String() != "alice\tops\n" {
+		t.Fatalf("list: %q %v", out.String(), err)
+	}
+	if err := (userOp{action: "remove", name: "alice"}).run(send, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := (userOp{action: "remove", name: "alice"}).run(send, io.Discard); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("removing alice twice: %v", err)
+	}
+	if err := (userOp{action: "rename", name: "x"}).run(send, io.Discard); err == nil {
+		t.Error("unknown action accepted")
 	}
 }
