@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"golang.org/x/crypto/bcrypt"
@@ -28,7 +29,10 @@ func init() {
 //	GET    /mcp_oauth/users          the stored users: names and groups (never hashes)
 //	POST   /mcp_oauth/users          add {"name", "password", "groups"}
 //	PUT    /mcp_oauth/users/{name}   change {"password"?, "groups"?}
-//	DELETE /mcp_oauth/users/{name}   remove
+//	DELETE /mcp_oauth/users/{name}   remove, with the user's personal tokens
+//	GET    /mcp_oauth/tokens[?user=] personal gateway tokens (never the secret)
+//	POST   /mcp_oauth/tokens         mint {"user", "name", "lifetime"}: the token, shown once
+//	DELETE /mcp_oauth/tokens/{id}    revoke
 type UsersAdmin struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -44,6 +48,8 @@ func (UsersAdmin) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/mcp_oauth/users", Handler: caddy.AdminHandlerFunc(handleUsers)},
 		{Pattern: "/mcp_oauth/users/", Handler: caddy.AdminHandlerFunc(handleUsers)},
+		{Pattern: "/mcp_oauth/tokens", Handler: caddy.AdminHandlerFunc(handlePersonalTokens)},
+		{Pattern: "/mcp_oauth/tokens/", Handler: caddy.AdminHandlerFunc(handlePersonalTokens)},
 	}
 }
 
@@ -117,6 +123,15 @@ func handleUsers(w http.ResponseWriter, r *http.Request) error {
 			} else if err != nil {
 				return err
 			}
+			tokens, err := st.ListPersonalTokens(ctx, name)
+			if err != nil {
+				return err
+			}
+			for _, t := range tokens {
+				if err := st.DeletePersonalToken(ctx, t.ID); err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+			}
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
@@ -144,6 +159,89 @@ func handleUsers(w http.ResponseWriter, r *http.Request) error {
 	allow := "GET, POST"
 	if hasName {
 		allow = "PUT, DELETE"
+	}
+	w.Header().Set("Allow", allow)
+	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s is not allowed here (%s)", r.Method, allow)}
+}
+
+// tokenInput is the body of POST /mcp_oauth/tokens.
+type tokenInput struct {
+	User     string `json:"user"`
+	Name     string `json:"name"`
+	Lifetime string `json:"lifetime"` // a duration such as 720h or 30d; default 30d
+}
+
+// tokenView is a personal token as the API lists it: never the secret.
+type tokenView struct {
+	ID      string    `json:"id"`
+	User    string    `json:"user"`
+	Name    string    `json:"name,omitempty"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+	// Token is the bearer token itself, in the answer that mints it only.
+	Token string `json:"token,omitempty"`
+}
+
+func handlePersonalTokens(w http.ResponseWriter, r *http.Request) error {
+	st, err := runningUserStore()
+	if err != nil {
+		return err
+	}
+	id, hasID := strings.CutPrefix(r.URL.Path, "/mcp_oauth/tokens/")
+	ctx := r.Context()
+	switch {
+	case !hasID && r.Method == http.MethodGet:
+		user := r.URL.Query().Get("user")
+		if user != "" && !userNamePattern.MatchString(user) {
+			return badUser(fmt.Sprintf("%q is not a user name", user))
+		}
+		tokens, err := st.ListPersonalTokens(ctx, user)
+		if err != nil {
+			return err
+		}
+		out := make([]tokenView, 0, len(tokens))
+		for _, t := range tokens {
+			out = append(out, tokenView{ID: t.ID, User: t.User, Name: t.Name, Created: t.Created, Expires: t.Expires})
+		}
+		return writeAdminJSON(w, http.StatusOK, out)
+	case !hasID && r.Method == http.MethodPost:
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxUserBody))
+		dec.DisallowUnknownFields()
+		var in tokenInput
+		if err := dec.Decode(&in); err != nil {
+			return badUser("body: " + err.Error())
+		}
+		if !userNamePattern.MatchString(in.User) {
+			return badUser(fmt.Sprintf("user %q is not a user name", in.User))
+		}
+		if len(in.Name) > 128 || strings.ContainsAny(in.Name, "\x00\r\n") {
+			return badUser("name must be at most 128 bytes on one line")
+		}
+		lifetime := 30 * 24 * time.Hour
+		if in.Lifetime != "" {
+			d, err := caddy.ParseDuration(in.Lifetime)
+			if err != nil || d <= 0 || d > maxPersonalTokenLifetime {
+				return badUser(fmt.Sprintf("lifetime %q must be a positive duration of at most %s (the server honours at most its personal_token_max_lifetime)", in.Lifetime, maxPersonalTokenLifetime))
+			}
+			lifetime = d
+		}
+		token, t := newPersonalToken(in.User, in.Name, lifetime, time.Now().UTC())
+		if err := st.CreatePersonalToken(ctx, t); err != nil {
+			return err
+		}
+		return writeAdminJSON(w, http.StatusCreated, tokenView{ID: t.ID, User: t.User, Name: t.Name, Created: t.Created, Expires: t.Expires, Token: token})
+	case hasID && r.Method == http.MethodDelete:
+		if err := st.DeletePersonalToken(ctx, id); errors.Is(err, ErrNotFound) {
+			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no personal token %q", id)}
+		} else if err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	allow := "GET, POST"
+	if hasID {
+		allow = "DELETE"
 	}
 	w.Header().Set("Allow", allow)
 	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s is not allowed here (%s)", r.Method, allow)}

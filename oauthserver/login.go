@@ -77,10 +77,14 @@ func (s *Server) newSession(w http.ResponseWriter, r *http.Request, user string)
 
 // lookupUser finds a user in the config, then in the store.
 func (s *Server) lookupUser(r *http.Request, name string) (User, bool) {
+	return s.lookupUserByName(r.Context(), name)
+}
+
+func (s *Server) lookupUserByName(ctx context.Context, name string) (User, bool) {
 	if u, ok := s.users[name]; ok {
 		return u, true
 	}
-	u, err := s.store.GetUser(r.Context(), name)
+	u, err := s.store.GetUser(ctx, name)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			s.logger.Error("reading user failed", zapErr(err))

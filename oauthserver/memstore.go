@@ -21,6 +21,7 @@ type MemoryStore struct {
 	families  map[string]RefreshFamily
 	consents  map[[3]string]Consent
 	users     map[string]User
+	personal  map[string]PersonalToken
 	keys      map[string]SigningKey
 	failures  map[string]LoginFailures
 	lastSweep time.Time
@@ -366,3 +367,49 @@ func (m *MemoryStore) ClearLoginFailures(_ context.Context, key string) error {
 }
 
 var _ Store = (*MemoryStore)(nil)
+
+func (m *MemoryStore) CreatePersonalToken(_ context.Context, t PersonalToken) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.personal[t.ID]; ok {
+		return ErrExists
+	}
+	if m.personal == nil {
+		m.personal = map[string]PersonalToken{}
+	}
+	m.personal[t.ID] = t
+	return nil
+}
+
+func (m *MemoryStore) GetPersonalToken(_ context.Context, id string) (PersonalToken, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.personal[id]
+	if !ok {
+		return PersonalToken{}, ErrNotFound
+	}
+	return t, nil
+}
+
+func (m *MemoryStore) ListPersonalTokens(_ context.Context, user string) ([]PersonalToken, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []PersonalToken{}
+	for _, t := range m.personal {
+		if user == "" || t.User == user {
+			out = append(out, t)
+		}
+	}
+	slices.SortFunc(out, func(a, b PersonalToken) int { return a.Created.Compare(b.Created) })
+	return out, nil
+}
+
+func (m *MemoryStore) DeletePersonalToken(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.personal[id]; !ok {
+		return ErrNotFound
+	}
+	delete(m.personal, id)
+	return nil
+}

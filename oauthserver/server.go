@@ -71,6 +71,11 @@ type Server struct {
 	// one for this long. Default 30d.
 	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
 
+	// PersonalTokenMaxLifetime caps the lifetime of personal gateway tokens (minted on
+	// the admin endpoint for clients that cannot do OAuth): a longer-lived one is not
+	// honoured. Default 90d.
+	PersonalTokenMaxLifetime caddy.Duration `json:"personal_token_max_lifetime,omitempty"`
+
 	// KeyRotation is how long one signing key signs tokens. The next key is published
 	// in the JWKS ahead of its use, and a retired key stays published until the tokens
 	// it signed have expired. Default 30d.
@@ -201,7 +206,9 @@ func (s *Server) Provision(ctx caddy.Context) error {
 	// Trusted by this config's gateway and registry API with no line of theirs: the
 	// registry app is the config's shared state, and they look issuers up there when
 	// a token arrives (so provisioning order does not matter).
-	s.withdraw = reg.LocalIssuers().Set(s.Issuer, s.keys.jwksJSON)
+	withdrawKeys := reg.LocalIssuers().Set(s.Issuer, s.keys.jwksJSON)
+	withdrawTokens := reg.LocalIssuers().SetOpaque(personalTokenPrefix, s.resolvePersonalToken)
+	s.withdraw = func() { withdrawKeys(); withdrawTokens() }
 	return nil
 }
 
@@ -229,6 +236,9 @@ func (s *Server) provision(ctx context.Context, logger *zap.Logger, store Store,
 	}
 	if s.RefreshTokenLifetime == 0 {
 		s.RefreshTokenLifetime = caddy.Duration(defaultRefreshLifetime)
+	}
+	if s.PersonalTokenMaxLifetime == 0 {
+		s.PersonalTokenMaxLifetime = caddy.Duration(defaultPersonalTokenMaxLifetime)
 	}
 	if s.KeyRotation == 0 {
 		s.KeyRotation = caddy.Duration(defaultKeyRotation)

@@ -84,6 +84,17 @@ type Store interface {
 	// ListUsers returns every stored user, sorted by name.
 	ListUsers(ctx context.Context) ([]User, error)
 
+	// CreatePersonalToken stores a personal gateway token (its secret only as a hash);
+	// ErrExists when the id is taken.
+	CreatePersonalToken(ctx context.Context, t PersonalToken) error
+	// GetPersonalToken returns a personal token by id or ErrNotFound.
+	GetPersonalToken(ctx context.Context, id string) (PersonalToken, error)
+	// ListPersonalTokens returns the personal tokens of user ("": of every user),
+	// oldest first.
+	ListPersonalTokens(ctx context.Context, user string) ([]PersonalToken, error)
+	// DeletePersonalToken removes a personal token; ErrNotFound when absent.
+	DeletePersonalToken(ctx context.Context, id string) error
+
 	// ListSigningKeys returns every stored signing key, oldest first.
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
 	// PutSigningKey stores (or replaces) a signing key.
@@ -185,6 +196,18 @@ type User struct {
 	Name         string   `json:"name"`
 	PasswordHash string   `json:"password_hash"` // bcrypt
 	Groups       []string `json:"groups,omitempty"`
+}
+
+// PersonalToken is a gateway token a user (or an admin for them) minted for a client
+// that cannot do OAuth. It acts as the user with the groups the user has when it is
+// used; the secret part is kept only as its SHA-256.
+type PersonalToken struct {
+	ID      string    `json:"id"`
+	User    string    `json:"user"`
+	Name    string    `json:"name,omitempty"` // what it is for, e.g. "ci" or "laptop curl"
+	Hash    string    `json:"hash"`           // hex SHA-256 of the secret part
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
 }
 
 // SigningKey is an ES256 key pair; the private JWK is sealed with the Sealer.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"slices"
 	"sort"
 	"time"
 
@@ -19,15 +20,16 @@ import (
 // The registry Collections the authorization server keeps its state in. They travel
 // with the registry's backups.
 const (
-	nsClients      = "oauth.clients"       // dynamically registered clients, by client_id
-	nsAuthRequests = "oauth.auth_requests" // pending authorization requests, by id
-	nsSessions     = "oauth.sessions"      // browser sessions, by id
-	nsCodes        = "oauth.codes"         // authorization codes, by SHA-256 of the code
-	nsFamilies     = "oauth.families"      // refresh-token families, by id
-	nsConsent      = "oauth.consent"       // approvals, by consentKey
-	nsUsers        = "oauth.users"         // store-held local users, by name
-	nsKeys         = "oauth.keys"          // sealed signing keys, by kid
-	nsThrottle     = "oauth.throttle"      // failed sign-ins, by throttling key
+	nsClients      = "oauth.clients"         // dynamically registered clients, by client_id
+	nsAuthRequests = "oauth.auth_requests"   // pending authorization requests, by id
+	nsSessions     = "oauth.sessions"        // browser sessions, by id
+	nsCodes        = "oauth.codes"           // authorization codes, by SHA-256 of the code
+	nsFamilies     = "oauth.families"        // refresh-token families, by id
+	nsConsent      = "oauth.consent"         // approvals, by consentKey
+	nsUsers        = "oauth.users"           // store-held local users, by name
+	nsKeys         = "oauth.keys"            // sealed signing keys, by kid
+	nsThrottle     = "oauth.throttle"        // failed sign-ins, by throttling key
+	nsPersonal     = "oauth.personal_tokens" // personal gateway tokens, by id
 )
 
 // failureRetention is how long a throttling key's failures are kept after the last
@@ -475,3 +477,29 @@ func (r *registryStore) sweepEvery(ctx context.Context, interval time.Duration, 
 }
 
 var _ Store = (*registryStore)(nil)
+
+func (r *registryStore) CreatePersonalToken(_ context.Context, t PersonalToken) error {
+	return r.create(nsPersonal, t.ID, t)
+}
+
+func (r *registryStore) GetPersonalToken(_ context.Context, id string) (PersonalToken, error) {
+	return get[PersonalToken](r, nsPersonal, id)
+}
+
+func (r *registryStore) ListPersonalTokens(_ context.Context, user string) ([]PersonalToken, error) {
+	all, err := list[PersonalToken](r, nsPersonal)
+	out := slices.DeleteFunc(all, func(t PersonalToken) bool { return user != "" && t.User != user })
+	slices.SortFunc(out, func(a, b PersonalToken) int { return a.Created.Compare(b.Created) })
+	return out, err
+}
+
+func (r *registryStore) DeletePersonalToken(_ context.Context, id string) error {
+	return r.write(nsPersonal, func(c store.Collection) error {
+		if _, err := c.Get(id); errors.Is(err, model.ErrNotFound) {
+			return ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		return c.Delete(id)
+	})
+}

@@ -39,6 +39,7 @@ const (
 	ReasonWrongAudience   = "wrong audience"
 	ReasonMissingSubject  = "missing subject"
 	ReasonMalformedHeader = "malformed authorization header"
+	ReasonRevoked         = "unknown, revoked or expired token"
 )
 
 // InvalidTokenError is the concrete type behind ErrInvalidToken.

@@ -1,7 +1,11 @@
 package authn
 
 import (
+	"context"
+	"strings"
 	"sync"
+
+	"github.com/caddymcp/caddymcp/internal/principal"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
 )
@@ -12,7 +16,37 @@ import (
 // groups from the "groups" claim, audiences as for configured issuers that list none
 // (Config.Audiences and AudienceFunc). Safe for concurrent use; the zero value is empty.
 type LocalIssuers struct {
-	m sync.Map // issuer → func() []byte (the issuer's current JWKS document)
+	m      sync.Map // issuer → func() []byte (the issuer's current JWKS document)
+	opaque sync.Map // token prefix → *OpaqueResolver
+}
+
+// OpaqueResolver finds the caller of an opaque token (the built-in server's personal
+// gateway tokens) in the issuer's store, on every request, so a revocation holds for
+// the very next one. It returns a *InvalidTokenError for a token it does not honour.
+type OpaqueResolver func(ctx context.Context, token string) (*principal.Caller, error)
+
+// SetOpaque makes tokens starting with prefix resolved by resolve instead of being
+// parsed as JWTs. The returned function withdraws it.
+func (l *LocalIssuers) SetOpaque(prefix string, resolve OpaqueResolver) (remove func()) {
+	entry := &resolve
+	l.opaque.Store(prefix, entry)
+	return func() { l.opaque.CompareAndDelete(prefix, entry) }
+}
+
+// resolverFor returns the resolver of token's prefix, or nil.
+func (l *LocalIssuers) resolverFor(token string) OpaqueResolver {
+	if l == nil {
+		return nil
+	}
+	var found OpaqueResolver
+	l.opaque.Range(func(k, v any) bool {
+		if strings.HasPrefix(token, k.(string)) {
+			found = *v.(*OpaqueResolver)
+			return false
+		}
+		return true
+	})
+	return found
 }
 
 // Set makes issuer trusted, its keys read from jwks (the JWKS JSON it publishes; called

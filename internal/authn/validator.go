@@ -287,6 +287,9 @@ func (v *Validator) Validate(ctx context.Context, token string) (*principal.Call
 	if len(token) > v.cfg.MaxTokenBytes {
 		return nil, invalid(ReasonTooLarge)
 	}
+	if resolve := v.cfg.Local.resolverFor(token); resolve != nil {
+		return resolve(ctx, token) // looked up every time: a revocation holds at once
+	}
 	var key cacheKey
 	if v.cache != nil {
 		key = sha256.Sum256([]byte(token))
