@@ -154,6 +154,21 @@ func TestUserCommand(t *testing.T) {
 	if err := (userOp{action: "list"}).run(send, &out); err != nil || out.String() != "alice\tops\n" {
 		t.Fatalf("list: %q %v", out.String(), err)
 	}
+	out.Reset()
+	if err := (userOp{action: "token", name: "alice", lifetime: "2h"}).run(send, &out); err != nil || !strings.Contains(out.String(), personalTokenPrefix) {
+		t.Fatalf("token: %q %v", out.String(), err)
+	}
+	tokenID := strings.Fields(out.String())[1]
+	out.Reset()
+	if err := (userOp{action: "tokens", name: "alice"}).run(send, &out); err != nil || !strings.HasPrefix(out.String(), tokenID+"\talice") || strings.Contains(out.String(), personalTokenPrefix) {
+		t.Fatalf("tokens: %q %v", out.String(), err)
+	}
+	if err := (userOp{action: "revoke", name: tokenID}).run(send, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := (userOp{action: "token", name: "alice", lifetime: "forever"}).run(send, io.Discard); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Errorf("a token with a bad lifetime: %v", err)
+	}
 	if err := (userOp{action: "remove", name: "alice"}).run(send, io.Discard); err != nil {
 		t.Fatal(err)
 	}

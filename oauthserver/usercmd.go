@@ -20,8 +20,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mcp-user",
-		Usage: "add|set|remove|list [<name>] [--groups <g,...>] [--password-stdin] [--address <admin>]",
-		Short: "Manages the local users of the built-in MCP authorization server",
+		Usage: "add|set|remove|list|token|tokens|revoke [<name>|<token id>] [--groups <g,...>] [--password-stdin] [--lifetime <d>] [--address <admin>]",
+		Short: "Manages the local users and personal tokens of the built-in MCP authorization server",
 		Long: `
 Adds, changes, removes and lists the local users who sign in to the built-in
 authorization server (mcp_oauth_server), through the admin API of the running
@@ -32,6 +32,9 @@ Caddy (admin.api.mcp_oauth). Users are stored in the mcp_registry store.
   caddy mcp-user set alice --groups eng
   caddy mcp-user remove bob
   caddy mcp-user list
+  caddy mcp-user token alice --lifetime 720h      # mints a personal gateway token, shown once
+  caddy mcp-user tokens [alice]                   # lists tokens (never their secret)
+  caddy mcp-user revoke <token id>
 
 The admin address is --address, else the one in --config, else the default.
 `,
@@ -39,6 +42,7 @@ The admin address is --address, else the one in --config, else the default.
 			cmd.Args = cobra.RangeArgs(1, 2)
 			cmd.Flags().String("groups", "", "comma-separated groups of the user (add, set)")
 			cmd.Flags().Bool("password-stdin", false, "read the password from the first line of standard input (add, set)")
+			cmd.Flags().String("lifetime", "", "lifetime of a personal token (token), e.g. 720h; default 30 days")
 			cmd.Flags().String("address", "", "the admin API address, if not the default")
 			cmd.Flags().StringP("config", "c", "", "configuration file to read the admin address from, if --address is not used")
 			cmd.Flags().StringP("adapter", "a", "", "name of the config adapter (with --config)")
@@ -55,6 +59,7 @@ The admin address is --address, else the one in --config, else the default.
 				if len(args) > 1 {
 					op.name = args[1]
 				}
+				op.lifetime, _ = f.GetString("lifetime")
 				if f.Changed("groups") {
 					g, _ := f.GetString("groups")
 					op.groups = splitGroups(g)
@@ -78,8 +83,9 @@ The admin address is --address, else the one in --config, else the default.
 
 // userOp is one mcp-user command.
 type userOp struct {
-	action   string // add, set, remove, list
-	name     string
+	action   string // add, set, remove, list, token, tokens, revoke
+	name     string // the user; the token id for revoke
+	lifetime string // token
 	groups   *[]string
 	password *string
 }
@@ -88,7 +94,7 @@ type userOp struct {
 type adminRequest func(method, uri string, body io.Reader) (*http.Response, error)
 
 func (op userOp) run(send adminRequest, out io.Writer) error {
-	if op.action != "list" && op.name == "" {
+	if op.action != "list" && op.action != "tokens" && op.name == "" {
 		return fmt.Errorf("mcp-user %s needs the user's name", op.action)
 	}
 	var method, uri string
@@ -112,8 +118,15 @@ func (op userOp) run(send adminRequest, out io.Writer) error {
 		body = userInput{Password: op.password, Groups: op.groups}
 	case "remove":
 		method, uri = http.MethodDelete, "/mcp_oauth/users/"+url.PathEscape(op.name)
+	case "token":
+		method, uri = http.MethodPost, "/mcp_oauth/tokens"
+		body = tokenInput{User: op.name, Name: "minted with caddy mcp-user", Lifetime: op.lifetime}
+	case "tokens":
+		method, uri = http.MethodGet, "/mcp_oauth/tokens?user="+url.QueryEscape(op.name)
+	case "revoke":
+		method, uri = http.MethodDelete, "/mcp_oauth/tokens/"+url.PathEscape(op.name)
 	default:
-		return fmt.Errorf("unknown mcp-user action %q: use add, set, remove or list", op.action)
+		return fmt.Errorf("unknown mcp-user action %q: use add, set, remove, list, token, tokens or revoke", op.action)
 	}
 	var reader io.Reader
 	if body != nil {
@@ -146,6 +159,20 @@ func (op userOp) run(send adminRequest, out io.Writer) error {
 		}
 		for _, u := range users {
 			fmt.Fprintf(out, "%s\t%s\n", u.Name, strings.Join(u.Groups, ","))
+		}
+	case op.action == "token":
+		var v tokenView
+		if err := json.Unmarshal(answer, &v); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "token %s for %s, expires %s (shown once):\n%s\n", v.ID, v.User, v.Expires.Format("2006-01-02 15:04 MST"), v.Token)
+	case op.action == "tokens":
+		var tokens []tokenView
+		if err := json.Unmarshal(answer, &tokens); err != nil {
+			return err
+		}
+		for _, t := range tokens {
+			fmt.Fprintf(out, "%s\t%s\t%s\texpires %s\n", t.ID, t.User, t.Name, t.Expires.Format("2006-01-02 15:04 MST"))
 		}
 	case generated:
 		fmt.Fprintf(out, "added %s; password (shown once): %s\n", op.name, *op.password)
