@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -287,8 +288,10 @@ func (v *Validator) Validate(ctx context.Context, token string) (*principal.Call
 	if len(token) > v.cfg.MaxTokenBytes {
 		return nil, invalid(ReasonTooLarge)
 	}
-	if resolve := v.cfg.Local.resolverFor(token); resolve != nil {
-		return resolve(ctx, token) // looked up every time: a revocation holds at once
+	if strings.IndexByte(token, '.') < 0 { // not a JWT: maybe an issuer's opaque token
+		if resolve := v.cfg.Local.resolverFor(token); resolve != nil {
+			return resolve(ctx, token) // looked up every time: a revocation holds at once
+		}
 	}
 	var key cacheKey
 	if v.cache != nil {
