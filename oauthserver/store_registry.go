@@ -291,24 +291,22 @@ func (r *registryStore) CreateUser(_ context.Context, u User) error {
 }
 
 func (r *registryStore) UpdateUser(_ context.Context, u User) error {
-	return r.write(nsUsers, func(c store.Collection) error {
-		if _, err := c.Get(u.Name); errors.Is(err, model.ErrNotFound) {
-			return ErrNotFound
-		} else if err != nil {
-			return err
-		}
-		return store.PutJSON(c, u.Name, u)
-	})
+	return r.onExisting(nsUsers, u.Name, func(c store.Collection) error { return store.PutJSON(c, u.Name, u) })
 }
 
 func (r *registryStore) DeleteUser(_ context.Context, name string) error {
-	return r.write(nsUsers, func(c store.Collection) error {
-		if _, err := c.Get(name); errors.Is(err, model.ErrNotFound) {
+	return r.onExisting(nsUsers, name, func(c store.Collection) error { return c.Delete(name) })
+}
+
+// onExisting runs fn in a write transaction when ns holds key, else ErrNotFound.
+func (r *registryStore) onExisting(ns, key string, fn func(store.Collection) error) error {
+	return r.write(ns, func(c store.Collection) error {
+		if _, err := c.Get(key); errors.Is(err, model.ErrNotFound) {
 			return ErrNotFound
 		} else if err != nil {
 			return err
 		}
-		return c.Delete(name)
+		return fn(c)
 	})
 }
 
@@ -494,12 +492,5 @@ func (r *registryStore) ListPersonalTokens(_ context.Context, user string) ([]Pe
 }
 
 func (r *registryStore) DeletePersonalToken(_ context.Context, id string) error {
-	return r.write(nsPersonal, func(c store.Collection) error {
-		if _, err := c.Get(id); errors.Is(err, model.ErrNotFound) {
-			return ErrNotFound
-		} else if err != nil {
-			return err
-		}
-		return c.Delete(id)
-	})
+	return r.onExisting(nsPersonal, id, func(c store.Collection) error { return c.Delete(id) })
 }
