@@ -430,6 +430,21 @@ func (a *App) Tombstone(name string) (t *model.Tombstone, err error) {
 	return t, err
 }
 
+// Running returns the mcp_registry app of the running config, for admin API routes
+// (which are not part of a config): a caddy.APIError 404 when none runs, 503 when it is
+// not provisioned yet.
+func Running() (*App, error) {
+	app, err := caddy.ActiveContext().AppIfConfigured("mcp_registry")
+	if err != nil || app == nil {
+		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the mcp_registry app is not running")}
+	}
+	a, ok := app.(*App)
+	if !ok || !a.Ready() {
+		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errors.New("the mcp_registry app is not ready")}
+	}
+	return a, nil
+}
+
 // Committed returns the named server as the store holds it, or an error matching
 // model.ErrNotFound. The index that Server reads can trail a concurrent write by a
 // moment; a read-modify-write that lost a race reads here to see what it lost to.

@@ -205,11 +205,9 @@ func handlePersonalTokens(w http.ResponseWriter, r *http.Request) error {
 		}
 		return writeAdminJSON(w, http.StatusOK, out)
 	case !hasID && r.Method == http.MethodPost:
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxUserBody))
-		dec.DisallowUnknownFields()
 		var in tokenInput
-		if err := dec.Decode(&in); err != nil {
-			return badUser("body: " + err.Error())
+		if err := readAdminJSON(w, r, &in); err != nil {
+			return err
 		}
 		if !userNamePattern.MatchString(in.User) {
 			return badUser(fmt.Sprintf("user %q is not a user name", in.User))
@@ -249,13 +247,9 @@ func handlePersonalTokens(w http.ResponseWriter, r *http.Request) error {
 
 // runningUserStore is the running config's user store: the mcp_registry store.
 func runningUserStore() (Store, error) {
-	app, err := caddy.ActiveContext().AppIfConfigured("mcp_registry")
-	if err != nil || app == nil {
-		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the mcp_registry app is not running")}
-	}
-	reg, ok := app.(*mcpregistry.App)
-	if !ok || !reg.Ready() {
-		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errors.New("the mcp_registry app is not ready")}
+	reg, err := mcpregistry.Running()
+	if err != nil {
+		return nil, err
 	}
 	db, err := reg.CollectionStore()
 	if err != nil {
@@ -265,20 +259,25 @@ func runningUserStore() (Store, error) {
 }
 
 func readUserInput(w http.ResponseWriter, r *http.Request) (*userInput, error) {
+	var in userInput
+	return &in, readAdminJSON(w, r, &in)
+}
+
+// readAdminJSON decodes one bounded JSON object with no unknown members into v.
+func readAdminJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxUserBody))
 	dec.DisallowUnknownFields()
-	var in userInput
-	if err := dec.Decode(&in); err != nil {
+	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("body larger than %d bytes", maxUserBody)}
+			return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("body larger than %d bytes", maxUserBody)}
 		}
-		return nil, badUser("body: " + err.Error())
+		return badUser("body: " + err.Error())
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, badUser("body: one JSON object expected")
+		return badUser("body: one JSON object expected")
 	}
-	return &in, nil
+	return nil
 }
 
 // applyUserInput checks in and sets what it carries on u (hashing the password).

@@ -160,6 +160,12 @@ func TestPersonalTokens(t *testing.T) {
 			t.Errorf("mint %s: %d %s", bad, code, body)
 		}
 	}
+	if code, body := req("POST", "http://"+admin+"/mcp_oauth/tokens", `{"user":"bob","name":"`+strings.Repeat("n", 20<<10)+`"}`, nil); code != 413 {
+		t.Errorf("mint with an oversized body: %d %s", code, body)
+	}
+	if code, body := req("POST", "http://"+admin+"/mcp_oauth/tokens", `{"user":"bob"}{"user":"mallory"}`, nil); code != 400 {
+		t.Errorf("mint with two objects: %d %s", code, body)
+	}
 	if code, _ := req("DELETE", "http://"+admin+"/mcp_oauth/tokens/"+id, "", nil); code != 404 {
 		t.Errorf("revoking twice: %d", code)
 	}

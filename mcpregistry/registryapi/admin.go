@@ -49,17 +49,6 @@ func (AdminAPI) Routes() []caddy.AdminRoute {
 }
 
 // runningRegistry returns the mcp_registry app of the running config.
-func runningRegistry() (*mcpregistry.App, error) {
-	app, err := caddy.ActiveContext().AppIfConfigured("mcp_registry")
-	if err != nil || app == nil {
-		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the mcp_registry app is not running")}
-	}
-	a, ok := app.(*mcpregistry.App)
-	if !ok || !a.Ready() {
-		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errors.New("the mcp_registry app is not ready")}
-	}
-	return a, nil
-}
 
 func methodNotAllowed(w http.ResponseWriter, allow string) error {
 	w.Header().Set("Allow", allow)
@@ -70,7 +59,7 @@ func handleAdminBackup(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, http.MethodGet)
 	}
-	a, err := runningRegistry()
+	a, err := mcpregistry.Running()
 	if err != nil {
 		return err
 	}
@@ -84,7 +73,7 @@ func handleAdminRestore(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, http.MethodPost)
 	}
-	a, err := runningRegistry()
+	a, err := mcpregistry.Running()
 	if err != nil {
 		return err
 	}
@@ -115,7 +104,7 @@ func handleAdminStats(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, http.MethodGet)
 	}
-	a, err := runningRegistry()
+	a, err := mcpregistry.Running()
 	if err != nil {
 		return err
 	}
@@ -134,7 +123,7 @@ func handleAdminImportServerJSON(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, http.MethodPost)
 	}
-	a, err := runningRegistry()
+	a, err := mcpregistry.Running()
 	if err != nil {
 		return err
 	}
@@ -162,7 +151,7 @@ func handleAdminSync(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, http.MethodPost)
 	}
-	a, err := runningRegistry()
+	a, err := mcpregistry.Running()
 	if err != nil {
 		return err
 	}
