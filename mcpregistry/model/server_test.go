@@ -51,3 +51,17 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 }
+
+// A server written at runtime can never be made to receive clients' cookies and
+// access_token; a config server may opt in.
+func TestForwardClientCredentialsConfigOnly(t *testing.T) {
+	s := &Server{Name: "a", Upstream: "http://h/mcp", ForwardClientCredentials: true}
+	var fe *FieldError
+	if err := s.Normalize(); !errors.As(err, &fe) || fe.Field != "forward_client_credentials" {
+		t.Errorf("runtime server: %v", err)
+	}
+	s = &Server{Name: "a", Upstream: "http://h/mcp", ForwardClientCredentials: true, Source: SourceConfig}
+	if err := s.Normalize(); err != nil {
+		t.Errorf("config server: %v", err)
+	}
+}

@@ -351,7 +351,8 @@ func TestRESTLifecycle(t *testing.T) {
 		t.Errorf("operator tool_count: %v", ov.body["tool_count"])
 	}
 	for _, who := range []string{"operators", "admins"} {
-		hits := e.do("GET", "/search?q=test+simple+text+image+audio&limit=100", who, nil).want(t, who+" search", 200).body["hits"].([]any)
+		// include_schemas must not reveal the schema of a tool the caller's tools/list hides.
+		hits := e.do("GET", "/search?include_schemas=true&q=test+simple+text+image+audio&limit=100", who, nil).want(t, who+" search", 200).body["hits"].([]any)
 		var tools []string
 		for _, h := range hits {
 			if tool, _ := h.(map[string]any)["tool"].(string); tool != "" {
@@ -666,6 +667,9 @@ func TestRESTPatch(t *testing.T) {
 	// Neither a member that merging would drop nor a case variant that decoding would
 	// match may turn a PATCH into a silent no-op with a new revision.
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"colour": nil}).want(t, "unknown null field", 400, "invalid_field", "colour")
+	// Only a config server may receive clients' cookies and access_token: never at runtime.
+	e.do("PATCH", "/servers/p", "admins", map[string]any{"forward_client_credentials": true}).want(t, "forward_client_credentials by PATCH", 400, "invalid_field", "forward_client_credentials")
+	e.do("PUT", "/servers/p", "admins", map[string]any{"upstream": "http://127.0.0.1:4300/mcp", "forward_client_credentials": true}, "If-Match", "*").want(t, "forward_client_credentials by PUT", 400, "invalid_field", "forward_client_credentials")
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"Description": "shouted"}).want(t, "case variant", 400, "invalid_field", "Description")
 	e.do("PATCH", "/servers/p", "admins", map[string]any{"backend_auth": map[string]any{"Scheme": "none"}}).want(t, "nested case variant", 400, "invalid_field", "backend_auth.Scheme")
 	// An If-Match beyond any revision matches nothing; it must not wrap to *.
