@@ -138,6 +138,7 @@ func buildSegment(src Source) *searchSegment {
 		}
 		return n
 	}
+	addName := func(w float32, name string) float32 { return addTerms(w, tokenizeName(name)) }
 	finish := func(d searchDoc, st docStat) {
 		id := int32(len(seg.docs))
 		for term, f := range tf {
@@ -158,11 +159,11 @@ func buildSegment(src Source) *searchSegment {
 	}
 	s := src.Server
 	tags := strings.Join(s.Tags, " ")
-	n := add(weightName, s.Name) + add(weightTags, tags) + add(weightDescription, s.Description)
+	n := addName(weightName, s.Name) + add(weightTags, tags) + add(weightDescription, s.Description)
 	finish(searchDoc{server: s.Name, description: s.Description}, docStat{length: n, factor: serverDocFactor})
-	ctx := append(tokenize(s.Name), tokenize(tags)...) // once per server, not per tool
+	ctx := append(tokenizeName(s.Name), tokenize(tags)...) // once per server, not per tool
 	for _, t := range src.Tools {
-		n := add(weightName, t.Name) + addTerms(weightServerCtx, ctx) +
+		n := addName(weightName, t.Name) + addTerms(weightServerCtx, ctx) +
 			add(weightDescription, t.Description) + add(weightSchemaProps, schemaProperties(t.InputSchema)...)
 		finish(searchDoc{server: s.Name, tool: t.Name, description: t.Description}, docStat{length: n, factor: 1})
 	}
@@ -623,9 +624,67 @@ type scoreBuf struct {
 	lists   []span // [term*len(shards) + shard]
 	weights []float32
 	scores  []float32
+	matched []uint64 // per document: groups matched by a query word (low half) or an expansion (high half)
 	touched []int32
 	heap    []scoredDoc
 }
+
+// coverage weighs a hit by the share of the query it answers: each query word (group)
+// counts in full when the word itself matched and in part when only an expansion did
+// (see normalize). A hit that shares one
+// incidental word with a long query ("back" in navigate_back for "get my money
+// back") then loses to one that answers most of it.
+type coverage struct {
+	primary, expansion [maxGroups]float32
+	total              float32
+}
+
+// normalize turns the groups' best weights into their shares of coverage: each query
+// word found in the index counts one, an expansion alone its weight relative to the
+// word's (all of it when the word itself is not in the index). Counting words rather
+// than their idf keeps one rare word from outweighing the rest of the query: it
+// already weighs in the BM25 score.
+func (c *coverage) normalize() {
+	c.total = 0
+	for g := range maxGroups {
+		p, e := c.primary[g], c.expansion[g]
+		switch {
+		case p > 0:
+			c.primary[g], c.expansion[g] = 1, min(1, e/p)
+		case e > 0:
+			c.expansion[g] = 1
+		default:
+			continue
+		}
+		c.total++
+	}
+}
+
+// factor is the multiplier of a document's BM25 score for its matched groups.
+func (c *coverage) factor(m uint64) float32 {
+	if c.total == 0 {
+		return 1
+	}
+	var got float32
+	p, e := uint32(m), uint32(m>>32)
+	for g := range maxGroups {
+		bit := uint32(1) << g
+		switch {
+		case p&bit != 0:
+			got += c.primary[g]
+		case e&bit != 0:
+			got += c.expansion[g]
+		}
+		if p|e < bit<<1 {
+			break
+		}
+	}
+	f := got / c.total
+	return coverageFloor + (1-coverageFloor)*f
+}
+
+// coverageFloor is what a hit answering almost none of the query keeps of its score.
+const coverageFloor = 0.2
 
 var scorePool = sync.Pool{New: func() any { return new(scoreBuf) }}
 
@@ -667,6 +726,8 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	n := float64(ix.n)
 	lists := buf.lists[:0]
 	weights := buf.weights[:0]
+	var cov coverage
+	var bits []uint64
 	for _, qt := range terms {
 		df := 0
 		for _, sh := range ix.shards {
@@ -675,12 +736,21 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			df += int(sp.n)
 		}
 		var w float32
-		if df > 0 {
+		if df > 0 && (qt.primary || df <= minExpansionCut || float64(df) <= maxExpansionShare*n) {
 			idf := float32(math.Log(1 + (n-float64(df)+0.5)/(float64(df)+0.5)))
 			w = qt.weight * idf
 		}
 		weights = append(weights, w)
+		bit := uint64(1) << qt.group
+		if qt.primary {
+			cov.primary[qt.group] = max(cov.primary[qt.group], w)
+		} else {
+			cov.expansion[qt.group] = max(cov.expansion[qt.group], w)
+			bit <<= 32
+		}
+		bits = append(bits, bit)
 	}
+	cov.normalize()
 	buf.lists, buf.weights = lists, weights
 
 	h := buf.heap[:0]
@@ -690,8 +760,10 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 		}
 		if cap(buf.scores) < len(sh.docs) {
 			buf.scores = make([]float32, len(sh.docs))
+			buf.matched = make([]uint64, len(sh.docs))
 		}
 		scores := buf.scores[:len(sh.docs)]
+		matched := buf.matched[:len(sh.docs)]
 		sc := ix.scoring[k]
 		touched := buf.touched[:0]
 		var imp []float32
@@ -700,10 +772,11 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 		}
 		for t := range terms {
 			sp := lists[t*len(ix.shards)+k]
-			if sp.n == 0 {
+			w := weights[t]
+			if sp.n == 0 || w == 0 {
 				continue
 			}
-			w := weights[t]
+			bit := bits[t]
 			docs := sh.pdoc[sp.off : sp.off+sp.n]
 			if imp != nil {
 				imps := imp[sp.off : sp.off+sp.n]
@@ -713,6 +786,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 						touched = append(touched, doc)
 					}
 					scores[doc] += s
+					matched[doc] |= bit
 				}
 				continue
 			}
@@ -727,13 +801,14 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 					touched = append(touched, doc)
 				}
 				scores[doc] += s
+				matched[doc] |= bit
 			}
 		}
 		// Shards come in order: a document wins a tie only against a later one of its
 		// own shard.
 		for _, id := range touched {
-			s := scores[id]
-			scores[id] = 0
+			s := scores[id] * cov.factor(matched[id])
+			scores[id], matched[id] = 0, 0
 			if len(h) < limit {
 				h = append(h, scoredDoc{score: s, shard: int32(k), doc: id})
 				siftUp(h, len(h)-1)

@@ -50,12 +50,23 @@ import (
 // Field weights (BM25F): a query word in a tool's name counts most, in the schema's
 // property names least.
 const (
-	weightName        = 3.0
+	weightName        = 2.0
 	weightTags        = 2.0
-	weightServerCtx   = 1.0 // a tool's server name and tags
+	weightServerCtx   = 0.5 // a tool's server name and tags
 	weightDescription = 1.0
 	weightSchemaProps = 0.5
-	weightSynonym     = 0.35 // a synonym of a query word counts this much of the word
+	weightSynonym     = 0.35 // a word of the synonyms table counts this much of the query word
+	weightConcept     = 0.3  // a WordNet synonym or derived form of a query word
+	weightBroader     = 0.15 // a WordNet hypernym (one level up) of a query word
+	weightIntent      = 0.6  // a word of asking that may also name a tool ("find", "search")
+	// maxConcepts and maxBroader bound the WordNet terms of one query word.
+	maxConcepts = 6
+	maxBroader  = 2
+	// An expansion term in more than maxExpansionShare of the documents (and more
+	// than minExpansionCut of them) adds nothing a user would notice but costs a scan
+	// of its postings, so it is left out.
+	maxExpansionShare = 0.05
+	minExpansionCut   = 1000
 	// serverDocFactor lowers whole servers slightly against their tools: people
 	// mostly look for a tool to call.
 	serverDocFactor = 0.8
@@ -64,14 +75,36 @@ const (
 	bm25B  = 0.75
 )
 
-// stopWords are grammatical words, dropped from documents and queries alike.
-var stopWords = toSet(`a an the to of for and or with in on at by from into as is are be it its
-	this that these those i me my we our us you your what which who how do does can could
-	would should will some any via`)
+// stopWords are grammatical words, dropped from descriptions and queries alike (never
+// from names: a tool called get_me or who_am_i keeps every word).
+var stopWords = toSet(`a an the to of for and or with in on at by from into onto as is are was
+	were be been being it its this that these those via than then there their them they he she
+	his her we our us you your i`)
+
+// queryStopWords are words of asking, dropped from queries only (on top of stopWords):
+// they say how a person asks, not what for.
+var queryStopWords = toSet(`what whats which how do does did can could would should will shall
+	may might must am have has had some any something anything thing things way ways also just
+	so very really about please`)
 
 // queryNoise are words of asking ("find tools to …") dropped from queries only, and only
 // when the query has other words: a query that is just "search" or "tools" still searches.
-var queryNoise = toSet(`want need please find tool tools look looking let lets using use`)
+var queryNoise = toSet(`want wants need needs tool tools let lets using use`)
+
+// intentWords ask to find something, and are tool names too (search_code, find_files):
+// kept, at weightIntent, so that they decide only between otherwise equal hits.
+var intentWords = toSet(`find search look lookup locate`)
+
+// selfWords name the person asking: tools say "me", "current user" or "authenticated
+// user" (get_me, get_current_user, whoami).
+var (
+	selfWords = map[string]float32{"i": 1, "me": 1, "myself": 1, "my": 0.5, "mine": 0.5}
+	selfTerms = []string{"current", "authenticated", "whoami"}
+)
+
+// shortTerms are words of one or two letters that mean something in a query; any other
+// (am, ok, 's, …) is noise. Words with a digit (s3, v2, 42) are always kept.
+var shortTerms = toSet(`db pr mr ci cd vm ai ml id ip ui ux os qa go js ts py gh io k8 tf`)
 
 // synonyms expands a query word (before stemming) into related words. Each word is
 // looked up alone; expansions count weightSynonym of the word.
@@ -169,6 +202,15 @@ func tokenize(s string) []string {
 			continue
 		}
 		out = append(out, stem(w))
+	}
+	return out
+}
+
+// tokenizeName is tokenize for names: every word is kept (get_me, who_am_i).
+func tokenizeName(s string) []string {
+	out := rawWords(s)
+	for i, w := range out {
+		out[i] = stem(w)
 	}
 	return out
 }
@@ -280,42 +322,104 @@ func schemaProperties(schema json.RawMessage) []string {
 type queryTerm struct {
 	term   string
 	weight float32
+	// group is the query word the term stands for (its own word or an expansion of
+	// it), for coverage: a hit is worth more the more of the query's words it answers.
+	group   uint8
+	primary bool // the query word itself, not an expansion
 }
 
-// queryTerms tokenizes a query and adds synonyms; each distinct term keeps its highest
-// weight.
+// maxGroups bounds the query words told apart for coverage (bits of a uint32).
+const maxGroups = 32
+
+// queryTerms tokenizes a query into weighted terms: its words (stop words, noise and
+// meaningless short words dropped), their synonyms and WordNet concepts. Each distinct
+// term keeps its highest weight.
 func queryTerms(query string) []queryTerm {
-	weights := map[string]float32{}
-	var order []string
-	put := func(term string, w float32) {
-		if old, ok := weights[term]; !ok {
-			order = append(order, term)
-			weights[term] = w
-		} else if w > old {
-			weights[term] = w
+	idx := map[string]int{}
+	var out []queryTerm
+	put := func(term string, w float32, g int, primary bool) {
+		if term == "" {
+			return
 		}
+		if i, ok := idx[term]; ok {
+			if w > out[i].weight {
+				out[i] = queryTerm{term, w, uint8(g), primary}
+			}
+			return
+		}
+		idx[term] = len(out)
+		out = append(out, queryTerm{term, w, uint8(g), primary})
 	}
 	words := rawWords(query)
+	keep := make([]bool, len(words))
 	meaningful := 0
-	for _, raw := range words {
-		if !stopWords[raw] && !queryNoise[raw] {
+	for i, raw := range words {
+		_, self := selfWords[raw]
+		keep[i] = self || !(stopWords[raw] || queryStopWords[raw] ||
+			(len(raw) <= 2 && !shortTerms[raw] && !hasDigit(raw)))
+		if keep[i] && !queryNoise[raw] {
 			meaningful++
 		}
 	}
-	for _, raw := range words {
-		if stopWords[raw] || (meaningful > 0 && queryNoise[raw]) {
-			continue
+	groups := map[string]int{}
+	groupOf := func(raw string) int {
+		g, ok := groups[raw]
+		if !ok {
+			g = min(len(groups), maxGroups-1)
+			groups[raw] = g
 		}
-		put(stem(raw), 1)
-		for _, syn := range synonyms[raw] {
-			for _, t := range tokenize(syn) {
-				put(t, weightSynonym)
-			}
+		return g
+	}
+	cn := concepts()
+	expand := func(c concept, g int) {
+		for _, t := range c.synonyms[:min(len(c.synonyms), maxConcepts)] {
+			put(t, weightConcept, g, false)
+		}
+		for _, t := range c.broader[:min(len(c.broader), maxBroader)] {
+			put(t, weightBroader, g, false)
 		}
 	}
-	out := make([]queryTerm, len(order))
-	for i, t := range order {
-		out[i] = queryTerm{t, weights[t]}
+	for i, raw := range words {
+		// Two-word collocations ("pay back", "log in", "look up") mean more than
+		// their words.
+		if i+1 < len(words) && (keep[i] || keep[i+1]) {
+			if c, ok := cn.lookup(words[i] + "_" + words[i+1]); ok {
+				first := words[i]
+				if !keep[i] {
+					first = words[i+1]
+				}
+				expand(c, groupOf(first))
+			}
+		}
+		if !keep[i] || (meaningful > 0 && queryNoise[raw]) {
+			continue
+		}
+		g := groupOf(raw)
+		if w, ok := selfWords[raw]; ok {
+			put("me", w, g, true)
+			for _, t := range selfTerms {
+				put(t, w*weightConcept, g, false)
+			}
+			continue
+		}
+		w := float32(1)
+		if intentWords[raw] && meaningful > 1 {
+			w = weightIntent
+		}
+		put(stem(raw), w, g, true)
+		for _, syn := range synonyms[raw] {
+			for _, t := range tokenize(syn) {
+				put(t, weightSynonym, g, false)
+			}
+		}
+		if intentWords[raw] {
+			continue // their WordNet senses (happen, chance, bump …) are not about finding tools
+		}
+		if c, ok := cn.lookup(raw); ok {
+			expand(c, g)
+		}
 	}
 	return out
 }
+
+func hasDigit(s string) bool { return strings.ContainsAny(s, "0123456789") }

@@ -211,9 +211,118 @@ func TestQueryNoiseOnlyWhenOtherWordsRemain(t *testing.T) {
 		t.Errorf(`"tools" alone must still search: %v`, got)
 	}
 	if got := terms("find tools for database operations"); strings.Join(got, ",") != stem("database")+","+stem("operations") {
-		t.Errorf("asking words must be dropped when the query has others: %v", got)
+		t.Errorf("asking words must be dropped, or weakened, when the query has others: %v", got)
+	}
+	for _, qt := range queryTerms("find tools for database operations") {
+		if qt.term == "find" && qt.weight != weightIntent {
+			t.Errorf("find: weight %v, want %v (an intent word among others)", qt.weight, weightIntent)
+		}
+		if qt.term == "tool" {
+			t.Errorf("tools is noise among other words: %v", queryTerms("find tools for database operations"))
+		}
 	}
 	if got := tokenize("search_repositories"); len(got) != 2 || got[0] != stem("search") {
 		t.Errorf("documents keep the word search: %v", got)
+	}
+}
+
+func primaryTerms(q string) []string {
+	var out []string
+	for _, qt := range queryTerms(q) {
+		if qt.primary {
+			out = append(out, qt.term)
+		}
+	}
+	return out
+}
+
+// TestQueryWords: grammatical words and meaningless short words go, words of intent
+// and of the person asking stay.
+func TestQueryWords(t *testing.T) {
+	for q, want := range map[string]string{
+		"who am I logged in as":            "who,me,log",
+		"what can you do with my calendar": "me,calendar",
+		"search the web":                   "search,web",
+		"find":                             "find",
+		"upload to s3 in us-east-1":        "upload,s3,east,1,useast1",
+		"ok go to the pr":                  "go,pr",
+		"team 42 dashboard":                "team,42,dashboard",
+	} {
+		if got := strings.Join(primaryTerms(q), ","); got != want {
+			t.Errorf("%q: query words %s, want %s", q, got, want)
+		}
+	}
+	if got := tokenizeName("who_am_i"); strings.Join(got, ",") != "who,am,i" {
+		t.Errorf("names keep every word: %v", got)
+	}
+	if got := tokenizeName("getMe"); strings.Join(got, ",") != "get,me" {
+		t.Errorf("names keep every word: %v", got)
+	}
+}
+
+// TestWordNetTable: the embedded table loads and relates what WordNet relates.
+func TestWordNetTable(t *testing.T) {
+	cn := concepts()
+	if len(cn.concepts) < 10000 {
+		t.Fatalf("%d concepts: the table is truncated", len(cn.concepts))
+	}
+	for _, pair := range [][2]string{
+		{"vulnerability", "exposure"}, {"refund", "repayment"}, {"remember", "recall"},
+		{"search", "seek"}, {"vulnerable", "vulnerability"}, {"refunds", "repay"},
+		{"give_back", "refund"}, {"directions", "way"},
+	} {
+		c, ok := cn.lookup(pair[0])
+		if !ok || !slices.Contains(c.synonyms, stem(pair[1])) {
+			t.Errorf("%s: %v, want the synonym %s", pair[0], c, pair[1])
+		}
+	}
+	if c, ok := cn.lookup("refund"); !ok || !slices.Contains(c.broader, "payment") {
+		t.Errorf("refund: %v, want the broader payment", c)
+	}
+	if cn.inflection["ran"] != "run" || cn.inflection["children"] != "child" {
+		t.Errorf("irregular forms: ran → %q, children → %q", cn.inflection["ran"], cn.inflection["children"])
+	}
+	if _, err := parseConcepts([]byte("not gzip")); err == nil {
+		t.Error("a corrupt table parsed")
+	}
+	var weights []float32
+	for _, qt := range queryTerms("vulnerability") {
+		if qt.term == "exposur" {
+			weights = append(weights, qt.weight)
+		}
+	}
+	if len(weights) != 1 || weights[0] != weightConcept {
+		t.Errorf("vulnerability expands to exposure at %v, want %v", weights, weightConcept)
+	}
+}
+
+// TestIncidentalNameWordLoses: a tool sharing one word of the query by chance (in its
+// name) ranks below one answering most of the query; and a paraphrase reaches a tool
+// through WordNet.
+func TestIncidentalNameWordLoses(t *testing.T) {
+	tool := func(name, desc string) model.ToolInfo { return model.ToolInfo{Name: name, Description: desc} }
+	src := sortedSources([]Source{
+		{Server: &model.Server{Name: "browser", Enabled: true}, Tools: []model.ToolInfo{
+			tool("navigate_back", "Go back to the previous page"), tool("navigate", "Open a URL")}},
+		{Server: &model.Server{Name: "payments", Enabled: true}, Tools: []model.ToolInfo{
+			tool("create_refund", "Refund money to a customer for a charge"), tool("list_charges", "List charges"),
+			tool("get_customer", "Get a customer"), tool("list_customers", "List customers"),
+			tool("update_customer", "Update a customer"), tool("get_balance", "Money in the account")}},
+		{Server: &model.Server{Name: "scanner", Enabled: true}, Tools: []model.ToolInfo{
+			tool("list_exposures", "List known exposures of a project's packages"), tool("scan", "Scan a project")}},
+	})
+	ix := Build(src)
+	top := func(q string) string {
+		hits := ix.Search(q, 3)
+		if len(hits) == 0 {
+			return ""
+		}
+		return hits[0].Server + "/" + hits[0].Tool
+	}
+	if got := top("send the money back to the customer"); got != "payments/create_refund" {
+		t.Errorf("money back to the customer: top hit %s", got)
+	}
+	if got := top("vulnerabilities in my dependencies"); got != "scanner/list_exposures" {
+		t.Errorf("vulnerabilities: top hit %s", got)
 	}
 }
