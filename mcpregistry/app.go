@@ -86,8 +86,13 @@ type App struct {
 	// cloud metadata, multicast or unspecified addresses, nor Caddy's admin endpoint.
 	RuntimeUpstreams *upstream.Rules `json:"runtime_upstreams,omitempty"`
 
-	search    searchState // ranked search index over servers and tools (search.go)
-	syncer    syncRunner  // periodic and admin syncs from other registries (sync.go)
+	// SearchConfig configures search_tools and /api/search: lexical ranking always,
+	// fused with semantic ranking when embeddings are configured.
+	SearchConfig *SearchConfig `json:"search,omitempty"`
+
+	search    searchState    // ranked search index over servers and tools (search.go)
+	semantic  *semanticState // embeddings of servers and tools, when configured (search_semantic.go)
+	syncer    syncRunner     // periodic and admin syncs from other registries (sync.go)
 	store     store.Store
 	storePath string
 	index     *Index
@@ -208,6 +213,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("mcp_registry: %w", err)
 	}
 
+	if err := a.provisionEmbeddings(); err != nil {
+		return err
+	}
 	declared, err := a.declaredServers()
 	if err != nil {
 		return err
@@ -396,7 +404,8 @@ func (a *App) Validate() error {
 // Provision: a provisioned config may never start).
 func (a *App) Start() error {
 	a.startHealth()
-	a.startSearch() // builds the search index in the background (search.go)
+	a.startSearch()   // builds the search index in the background (search.go)
+	a.startSemantic() // embeds servers and tools, when configured (search_semantic.go)
 	a.startTombstoneCleanup()
 	a.startSync()
 	return nil

@@ -3,6 +3,7 @@ package mcpregistry
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -40,6 +41,14 @@ func init() {
 //			allow   <cidr|address|host...>
 //			deny    <cidr|address|host...>
 //			resolve_timeout <duration>
+//		}
+//		search {
+//			embeddings <url> {
+//				model      <name>
+//				api_key    <secret>
+//				timeout    <duration>
+//				batch_size <n>
+//			}
 //		}
 //		sync <registry base URL> {
 //			interval    <duration>      # default 1h
@@ -161,6 +170,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+		case "search":
+			if a.SearchConfig != nil {
+				return d.Err("search already specified")
+			}
+			sc, err := unmarshalSearch(d)
+			if err != nil {
+				return err
+			}
+			a.SearchConfig = sc
 		case "sync":
 			sc, err := unmarshalSync(d)
 			if err != nil {
@@ -178,6 +196,83 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// unmarshalSearch reads
+//
+//	search {
+//		embeddings <url> {
+//			model      <name>
+//			api_key    <secret>
+//			timeout    <duration>
+//			batch_size <n>
+//		}
+//	}
+func unmarshalSearch(d *caddyfile.Dispenser) (*SearchConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	sc := new(SearchConfig)
+	for n := d.Nesting(); d.NextBlock(n); {
+		switch d.Val() {
+		case "embeddings":
+			if sc.Embeddings != nil {
+				return nil, d.Err("embeddings already specified")
+			}
+			e, err := unmarshalEmbeddings(d)
+			if err != nil {
+				return nil, err
+			}
+			sc.Embeddings = e
+		default:
+			return nil, d.Errf("unknown search option %q (embeddings)", d.Val())
+		}
+	}
+	return sc, nil
+}
+
+func unmarshalEmbeddings(d *caddyfile.Dispenser) (*EmbeddingsConfig, error) {
+	e := new(EmbeddingsConfig)
+	if !d.NextArg() {
+		return nil, d.Err("embeddings needs the URL of an OpenAI-compatible /v1/embeddings endpoint")
+	}
+	e.URL = d.Val()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	var err error
+	for n := d.Nesting(); d.NextBlock(n); {
+		switch d.Val() {
+		case "model":
+			e.Model, err = cfargs.One(d)
+		case "api_key":
+			e.APIKey, err = cfargs.One(d)
+		case "timeout":
+			var dur caddy.Duration
+			dur, err = cfargs.Duration(d)
+			if err == nil && dur <= 0 {
+				err = d.Errf("bad embeddings timeout %v: want a positive duration", time.Duration(dur))
+			}
+			e.Timeout = dur
+		case "batch_size":
+			var v string
+			if v, err = cfargs.One(d); err == nil {
+				e.BatchSize, err = strconv.Atoi(v)
+				if err != nil || e.BatchSize < 1 || e.BatchSize > maxEmbeddingsBatch {
+					err = d.Errf("bad embeddings batch_size %q: want 1-%d", v, maxEmbeddingsBatch)
+				}
+			}
+		default:
+			return nil, d.Errf("unknown embeddings option %q (model, api_key, timeout, batch_size)", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if e.Model == "" {
+		return nil, d.Err("embeddings needs a model")
+	}
+	return e, nil
 }
 
 // unmarshalSync reads `sync <url> { interval <duration>; name_prefix <prefix> }`.

@@ -303,11 +303,11 @@ func sortServers(s []*model.Server) {
 // for more results until limit visible ones are found or the index has no more.
 func (a *App) SearchVisible(ctx context.Context, query string, limit int) []search.Hit {
 	if _, ok := principal.FromContext(ctx); !ok {
-		return a.Search(query, limit)
+		return a.SearchContext(ctx, query, limit)
 	}
 	allowed := map[string]bool{}
 	for n := limit; ; n *= 4 {
-		hits := a.Search(query, n)
+		hits := a.SearchContext(ctx, query, n)
 		out := make([]search.Hit, 0, limit)
 		for _, h := range hits {
 			ok, seen := allowed[h.Server]

@@ -1,6 +1,7 @@
 package mcpregistry
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strings"
@@ -124,11 +125,23 @@ func searchRecheck(lastCost time.Duration) time.Duration {
 
 // Search ranks the enabled servers and their tools for a natural-language query and
 // returns at most limit hits, best first. It is safe for concurrent use. It waits only
-// for the first build of the index and for announced changes not yet applied.
+// for the first build of the index and for announced changes not yet applied, and,
+// with embeddings configured, for the query's embedding (bounded by their timeout).
 func (a *App) Search(query string, limit int) []search.Hit {
+	return a.SearchContext(context.Background(), query, limit)
+}
+
+// SearchContext is Search for a caller's request: the query's embedding, if any, is
+// given up when ctx ends (the search is then lexical).
+func (a *App) SearchContext(ctx context.Context, query string, limit int) []search.Hit {
 	ix := a.currentSearchIndex()
+	qv := a.queryVector(ctx, query) // I/O: before taking a scoring slot
 	defer a.search.searchSlot()()
-	return ix.Search(query, limit)
+	if qv == nil {
+		return ix.Search(query, limit)
+	}
+	depth := max(limit, semanticDepth)
+	return search.Fuse(limit, ix.Search(query, depth), a.semanticHits(qv, depth))
 }
 
 func (a *App) currentSearchIndex() *search.Index {
