@@ -3,6 +3,7 @@ package search
 import (
 	"bytes"
 	"math"
+	"math/bits"
 	"runtime"
 	"slices"
 	"strings"
@@ -623,8 +624,9 @@ type scoredDoc struct {
 type scoreBuf struct {
 	lists   []span // [term*len(shards) + shard]
 	weights []float32
+	masks   []uint32 // per query term: its group's bit
 	scores  []float32
-	matched []uint64 // per document: groups matched by a query word (low half) or an expansion (high half)
+	matched []uint32 // per document: groups matched by a query word (low half) or an expansion (high half)
 	touched []int32
 	heap    []scoredDoc
 }
@@ -635,7 +637,7 @@ type scoreBuf struct {
 // incidental word with a long query ("back" in navigate_back for "get my money
 // back") then loses to one that answers most of it.
 type coverage struct {
-	primary, expansion [maxGroups]float32
+	primary, expansion [maxGroups]float32 // per group
 	total              float32
 }
 
@@ -661,23 +663,14 @@ func (c *coverage) normalize() {
 }
 
 // factor is the multiplier of a document's BM25 score for its matched groups.
-func (c *coverage) factor(m uint64) float32 {
+func (c *coverage) factor(m uint32) float32 {
 	if c.total == 0 {
 		return 1
 	}
-	var got float32
-	p, e := uint32(m), uint32(m>>32)
-	for g := range maxGroups {
-		bit := uint32(1) << g
-		switch {
-		case p&bit != 0:
-			got += c.primary[g]
-		case e&bit != 0:
-			got += c.expansion[g]
-		}
-		if p|e < bit<<1 {
-			break
-		}
+	p, e := m&0xffff, m>>16
+	got := float32(bits.OnesCount32(p)) // a matched query word counts one (normalize)
+	for e &^= p; e != 0; e &= e - 1 {
+		got += c.expansion[bits.TrailingZeros32(e)]
 	}
 	f := got / c.total
 	return coverageFloor + (1-coverageFloor)*f
@@ -727,7 +720,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	lists := buf.lists[:0]
 	weights := buf.weights[:0]
 	var cov coverage
-	var bits []uint64
+	masks := buf.masks[:0]
 	for _, qt := range terms {
 		df := 0
 		for _, sh := range ix.shards {
@@ -741,15 +734,16 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			w = qt.weight * idf
 		}
 		weights = append(weights, w)
-		bit := uint64(1) << qt.group
+		bit := uint32(1) << qt.group
 		if qt.primary {
 			cov.primary[qt.group] = max(cov.primary[qt.group], w)
 		} else {
 			cov.expansion[qt.group] = max(cov.expansion[qt.group], w)
-			bit <<= 32
+			bit <<= 16
 		}
-		bits = append(bits, bit)
+		masks = append(masks, bit)
 	}
+	buf.masks = masks
 	cov.normalize()
 	buf.lists, buf.weights = lists, weights
 
@@ -760,7 +754,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 		}
 		if cap(buf.scores) < len(sh.docs) {
 			buf.scores = make([]float32, len(sh.docs))
-			buf.matched = make([]uint64, len(sh.docs))
+			buf.matched = make([]uint32, len(sh.docs))
 		}
 		scores := buf.scores[:len(sh.docs)]
 		matched := buf.matched[:len(sh.docs)]
@@ -776,17 +770,20 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			if sp.n == 0 || w == 0 {
 				continue
 			}
-			bit := bits[t]
+			bit := masks[t]
 			docs := sh.pdoc[sp.off : sp.off+sp.n]
 			if imp != nil {
 				imps := imp[sp.off : sp.off+sp.n]
 				for i, doc := range docs {
 					s := w * imps[i]
 					if scores[doc] == 0 {
+						// First touch: matched holds a stale value.
 						touched = append(touched, doc)
+						matched[doc] = bit
+					} else {
+						matched[doc] |= bit
 					}
 					scores[doc] += s
-					matched[doc] |= bit
 				}
 				continue
 			}
@@ -799,16 +796,22 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 				s := w * impact
 				if scores[doc] == 0 {
 					touched = append(touched, doc)
+					matched[doc] = bit
+				} else {
+					matched[doc] |= bit
 				}
 				scores[doc] += s
-				matched[doc] |= bit
 			}
 		}
 		// Shards come in order: a document wins a tie only against a later one of its
 		// own shard.
 		for _, id := range touched {
-			s := scores[id] * cov.factor(matched[id])
-			scores[id], matched[id] = 0, 0
+			s := scores[id]
+			scores[id] = 0
+			if len(h) == limit && s < h[0].score {
+				continue // the factor is at most 1: it cannot get in
+			}
+			s *= cov.factor(matched[id])
 			if len(h) < limit {
 				h = append(h, scoredDoc{score: s, shard: int32(k), doc: id})
 				siftUp(h, len(h)-1)

@@ -328,8 +328,9 @@ type queryTerm struct {
 	primary bool // the query word itself, not an expansion
 }
 
-// maxGroups bounds the query words told apart for coverage (bits of a uint32).
-const maxGroups = 32
+// maxGroups bounds the query words told apart for coverage (half the bits of a
+// uint32); further words share the last group.
+const maxGroups = 16
 
 // queryTerms tokenizes a query into weighted terms: its words (stop words, noise and
 // meaningless short words dropped), their synonyms and WordNet concepts. Each distinct
