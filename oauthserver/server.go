@@ -208,7 +208,8 @@ func (s *Server) Provision(ctx caddy.Context) error {
 	// a token arrives (so provisioning order does not matter).
 	withdrawKeys := reg.LocalIssuers().Set(s.Issuer, s.keys.jwksJSON)
 	withdrawTokens := reg.LocalIssuers().SetOpaque(personalTokenPrefix, s.resolvePersonalToken)
-	s.withdraw = func() { withdrawKeys(); withdrawTokens() }
+	withdrawSignIn := reg.LocalIssuers().SetSignIn(s.Issuer, s)
+	s.withdraw = func() { withdrawKeys(); withdrawTokens(); withdrawSignIn() }
 	return nil
 }
 
@@ -427,6 +428,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		s.serveRevoke(w, r)
 	case "jwks":
 		s.serveJWKS(w, r)
+	case "login":
+		s.serveLogin(w, r)
+	case "logout":
+		s.serveLogout(w, r)
+	case "account":
+		s.serveAccount(w, r)
 	default:
 		return next.ServeHTTP(w, r)
 	}

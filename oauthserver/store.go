@@ -148,8 +148,10 @@ type AuthRequest struct {
 
 // Session is a browser's sign-in session at the authorization server.
 type Session struct {
-	ID      string    `json:"id"`
-	User    string    `json:"user,omitempty"` // empty until signed in
+	ID   string `json:"id"`
+	User string `json:"user,omitempty"` // empty until signed in
+	// CSRF is the token the session's own pages (sign-in, account) put in their forms.
+	CSRF    string    `json:"csrf,omitempty"`
 	Expires time.Time `json:"expires"`
 }
 
