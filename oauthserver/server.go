@@ -60,6 +60,11 @@ type Server struct {
 	// Users are local users who may sign in, besides those held in the store.
 	Users []UserConfig `json:"users,omitempty"`
 
+	// FirstUser is created in the store when the server starts and finds no user at
+	// all (none configured, none stored): the first administrator of a new
+	// installation, who then adds the others.
+	FirstUser *FirstUserConfig `json:"first_user,omitempty"`
+
 	// ScopesSupported, when set, lists the scopes clients may request (advertised in
 	// the metadata); other scopes are refused with invalid_scope. Unset: any scope.
 	ScopesSupported []string `json:"scopes_supported,omitempty"`
@@ -147,6 +152,18 @@ type UserConfig struct {
 	PasswordHash string `json:"password_hash"`
 	// Groups are the user's groups, carried in tokens' groups claim.
 	Groups []string `json:"groups,omitempty"`
+}
+
+// FirstUserConfig is the user made on a first start.
+type FirstUserConfig struct {
+	// Name is the user name. Default admin.
+	Name string `json:"name,omitempty"`
+	// Groups are the user's groups: those the policy grants everything to.
+	Groups []string `json:"groups,omitempty"`
+	// Password is the initial password, normally a placeholder such as
+	// {env.MCP_ADMIN_PASSWORD}. Empty, or resolving to nothing: a random password,
+	// written once to the log (at warn level) when the user is created.
+	Password string `json:"password,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -298,6 +315,9 @@ func (s *Server) provision(ctx context.Context, logger *zap.Logger, store Store,
 			return fmt.Errorf("user %q: password hash is not a bcrypt hash", u.Name)
 		}
 		s.users[u.Name] = User{Name: u.Name, PasswordHash: hash, Groups: u.Groups}
+	}
+	if err := s.createFirstUser(ctx, repl); err != nil {
+		return err
 	}
 	// Unknown users are checked against this hash so that they cost what a real user costs.
 	s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte(rand.Text()), bcrypt.DefaultCost)
