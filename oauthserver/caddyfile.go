@@ -28,6 +28,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		resource                   <url>          # default: the issuer's origin
 //		client <id> {                              # pre-registered client, repeatable
 //			secret       <bcrypt hash | {env.*}>   # confidential; absent: public (PKCE)
+//			jwks         <JWK Set JSON | {file.*}> # or confidential with private_key_jwt
 //			redirect_uri <uri...>                  # absent: any loopback URI
 //			name         <text>
 //			groups       <group...>                # allows client_credentials
@@ -154,6 +155,8 @@ func (s *Server) unmarshalClient(d *caddyfile.Dispenser) error {
 		switch opt {
 		case "secret":
 			c.Secret, err = cfargs.One(d)
+		case "jwks":
+			c.JWKS, err = cfargs.One(d)
 		case "redirect_uri":
 			c.RedirectURIs = d.RemainingArgs()
 			if len(c.RedirectURIs) == 0 {
@@ -178,8 +181,8 @@ func (s *Server) unmarshalClient(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if public && c.Secret != "" {
-		return d.Errf("client %q: public with a secret", id)
+	if public && (c.Secret != "" || c.JWKS != "") {
+		return d.Errf("client %q: public with a secret or keys", id)
 	}
 	s.Clients = append(s.Clients, c)
 	return nil

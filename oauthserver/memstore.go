@@ -24,6 +24,7 @@ type MemoryStore struct {
 	personal  map[string]PersonalToken
 	keys      map[string]SigningKey
 	failures  map[string]LoginFailures
+	used      map[string]UsedAssertion
 	lastSweep time.Time
 }
 
@@ -39,6 +40,7 @@ func NewMemoryStore() *MemoryStore {
 		users:    map[string]User{},
 		keys:     map[string]SigningKey{},
 		failures: map[string]LoginFailures{},
+		used:     map[string]UsedAssertion{},
 	}
 }
 
@@ -75,6 +77,23 @@ func (m *MemoryStore) sweep(now time.Time) {
 			delete(m.failures, k)
 		}
 	}
+	for k, v := range m.used {
+		if now.After(v.Expires) {
+			delete(m.used, k)
+		}
+	}
+}
+
+func (m *MemoryStore) UseAssertion(_ context.Context, key string, expires time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	m.sweep(now)
+	if u, ok := m.used[key]; ok && !now.After(u.Expires) {
+		return ErrExists
+	}
+	m.used[key] = UsedAssertion{Expires: expires}
+	return nil
 }
 
 func cloneClient(c Client) Client {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/lestrrat-go/jwx/v2/jwk"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 
@@ -119,6 +120,7 @@ type Server struct {
 	issuerURL  *url.URL
 	issuerPath string // issuer path without trailing slash; "" at the root
 	clients    map[string]Client
+	clientKeys map[string]jwk.Set // private_key_jwt clients' public keys
 	users      map[string]User
 	dummyHash  []byte
 	metadata   []byte
@@ -134,13 +136,19 @@ type ClientConfig struct {
 	// Secret makes the client confidential: a bcrypt hash of its secret, or the secret
 	// itself through a placeholder ({env.*}, {file.*}). Absent: a public client (PKCE).
 	Secret string `json:"secret,omitempty"`
+	// JWKS makes the client confidential with private_key_jwt (RFC 7523): its public
+	// keys, as a JWK Set or one JWK in JSON, normally from {file.*}. The client signs a
+	// short-lived assertion (RS*, PS*, ES*, EdDSA; at most 5 minutes, each jti once) for
+	// every token request. Not together with Secret.
+	JWKS string `json:"jwks,omitempty"`
 	// RedirectURIs are the allowed redirect URIs, matched exactly (loopback ones on any
 	// port). Absent: any loopback redirect URI (a native client on a random port).
 	RedirectURIs []string `json:"redirect_uris,omitempty"`
 	// Name is shown on the consent page. Default: the ID.
 	Name string `json:"name,omitempty"`
 	// Groups are the groups of tokens the client obtains for itself with the
-	// client_credentials grant (confidential clients only). Absent: the grant is refused.
+	// client_credentials grant (confidential clients, with a secret or keys). Absent:
+	// the grant is refused.
 	Groups []string `json:"groups,omitempty"`
 }
 

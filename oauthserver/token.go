@@ -234,7 +234,7 @@ func (s *Server) refreshGrant(r *http.Request, c Client) (*tokenResponse, *oauth
 }
 
 func (s *Server) clientCredentialsGrant(r *http.Request, c Client) (*tokenResponse, *oauthError) {
-	if c.SecretHash == "" || !hasGrant(c, "client_credentials") || len(c.Groups) == 0 {
+	if (c.SecretHash == "" && c.AuthMethod != authPrivateKeyJWT) || !hasGrant(c, "client_credentials") || len(c.Groups) == 0 {
 		return nil, newOAuthError("unauthorized_client", "the client may not use client_credentials")
 	}
 	resource := s.Resource
