@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // The account pages let a user sign in without an application asking (<issuer>/login),
@@ -248,9 +249,55 @@ func (s *Server) accountAction(r *http.Request, user User, data *pageData) int {
 		s.logger.Info("personal token revoked by its user", zap.String("user", user.Name), zap.String("token_id", id))
 		data.Message = "Token revoked."
 		return http.StatusOK
+	case "password":
+		return s.changePassword(r, user, data)
 	}
 	data.Error = "Unknown action."
 	return http.StatusBadRequest
+}
+
+// changePassword sets a store-held user's password after checking the current one; a
+// wrong current password counts as a failed sign-in for the user's throttling.
+func (s *Server) changePassword(r *http.Request, user User, data *pageData) int {
+	ctx := r.Context()
+	if _, configured := s.users[user.Name]; configured {
+		data.Error = "Your password is set in the server's configuration; ask an administrator to change it."
+		return http.StatusConflict
+	}
+	userKey := "user:" + strings.ToLower(user.Name)
+	now := s.now()
+	if wait, err := s.throttled(ctx, userKey, "ip:"+clientIP(r), now); err != nil || wait > 0 {
+		data.Error = "Too many failed attempts. Wait a moment and try again."
+		return http.StatusTooManyRequests
+	}
+	current, next := r.PostForm.Get("current_password"), r.PostForm.Get("new_password")
+	if len(current) > maxPasswordLength || bcrypt.CompareHashAndPassword([]byte(user.PasswordHash), []byte(current)) != nil {
+		s.store.AddLoginFailure(ctx, userKey, now, failureWindow)
+		s.logger.Info("password change with a wrong current password", zap.String("user", user.Name), zap.String("remote_ip", clientIP(r)))
+		data.Error = "The current password is wrong."
+		return http.StatusForbidden
+	}
+	if len(next) < minPasswordBytes || len(next) > maxPasswordBytes {
+		data.Error = "The new password must be " + strconv.Itoa(minPasswordBytes) + " to " + strconv.Itoa(maxPasswordBytes) + " bytes long."
+		return http.StatusBadRequest
+	}
+	if next != r.PostForm.Get("repeat_password") {
+		data.Error = "The new password and its repetition differ."
+		return http.StatusBadRequest
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(next), bcrypt.DefaultCost)
+	if err == nil {
+		user.PasswordHash = string(hash)
+		err = s.store.UpdateUser(ctx, user)
+	}
+	if err != nil {
+		s.logger.Error("changing a password failed", zap.String("user", user.Name), zapErr(err))
+		data.Error = "The password could not be changed."
+		return http.StatusInternalServerError
+	}
+	s.logger.Info("password changed by its user", zap.String("user", user.Name))
+	data.Message = "Password changed."
+	return http.StatusOK
 }
 
 // tokenRow is a personal token as the account page lists it.

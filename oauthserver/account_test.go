@@ -236,3 +236,48 @@ func httptestRequest() *http.Request {
 	r, _ := http.NewRequest("GET", "http://127.0.0.1/", nil)
 	return r
 }
+
+// A store-held user changes their own password after proving the current one; a
+// wrong current password changes nothing and counts towards the user's throttling; a
+// user whose password the config sets is told to ask an administrator.
+func TestAccountPagePasswordChange(t *testing.T) {
+	as := newTestAS(t, nil, nil)
+	hash, _ := bcrypt.GenerateFromPassword([]byte("first password 1"), bcrypt.MinCost)
+	if err := as.store.CreateUser(context.Background(), User{Name: "bob", PasswordHash: string(hash)}); err != nil {
+		t.Fatal(err)
+	}
+	c, csrf := accountSignIn(t, as, "bob", "first password 1")
+	change := func(current, next, repeat string) (int, string) {
+		resp := postForm(t, c, as.Issuer+"/account", url.Values{"csrf": {csrf}, "action": {"password"},
+			"current_password": {current}, "new_password": {next}, "repeat_password": {repeat}})
+		return resp.StatusCode, readBody(t, resp)
+	}
+	if status, body := change("wrong", "second password 2", "second password 2"); status != http.StatusForbidden || !strings.Contains(body, "current password is wrong") {
+		t.Errorf("wrong current password: %d\n%s", status, body)
+	}
+	if f, _ := as.store.LoginFailures(context.Background(), "user:bob"); f.Count != 1 {
+		t.Errorf("failures after a wrong current password: %d, want 1", f.Count)
+	}
+	if status, _ := change("first password 1", "short", "short"); status != http.StatusBadRequest {
+		t.Errorf("short new password: %d", status)
+	}
+	if status, _ := change("first password 1", "second password 2", "second password 3"); status != http.StatusBadRequest {
+		t.Errorf("repetition differs: %d", status)
+	}
+	if status, body := change("first password 1", "second password 2", "second password 2"); status != http.StatusOK || !strings.Contains(body, "Password changed.") {
+		t.Fatalf("change: %d\n%s", status, body)
+	}
+	u, _ := as.store.GetUser(context.Background(), "bob")
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte("second password 2")) != nil {
+		t.Error("the new password does not match the stored hash")
+	}
+	accountSignIn(t, as, "bob", "second password 2")
+	assertNoSecretsLogged(t, as, "second password 2", "first password 1")
+
+	alice, aliceCSRF := accountSignIn(t, as, "alice", testPassword)
+	resp := postForm(t, alice, as.Issuer+"/account", url.Values{"csrf": {aliceCSRF}, "action": {"password"},
+		"current_password": {testPassword}, "new_password": {"another password 9"}, "repeat_password": {"another password 9"}})
+	if body := readBody(t, resp); resp.StatusCode != http.StatusConflict || !strings.Contains(body, "configuration") {
+		t.Errorf("configured user: %d\n%s", resp.StatusCode, body)
+	}
+}

@@ -57,7 +57,7 @@ func (s *Server) createFirstUser(ctx context.Context, repl *caddy.Replacer) erro
 	fields := []zap.Field{zap.String("user", name), zap.Strings("groups", f.Groups), zap.String("sign_in", s.Issuer+"/account")}
 	if generated {
 		// Shown once, as the bootstrap needs: the store keeps only the hash.
-		s.logger.Warn("created the first user with a random password; sign in and change it (caddy mcp-user set "+name+" --password-stdin)",
+		s.logger.Warn("created the first user with a random password; sign in and change it on the account page (or: caddy mcp-user set "+name+" --password-stdin)",
 			append(fields, zap.String("password", password))...)
 	} else {
 		s.logger.Info("created the first user with the configured password", fields...)

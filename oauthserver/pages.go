@@ -55,6 +55,13 @@ var pages = template.Must(template.New("").Parse(`
 <label for="name">What it is for</label><input id="name" name="name" maxlength="128" placeholder="laptop curl">
 <label for="days">Valid for (days, at most {{.MaxDays}})</label><input id="days" name="days" type="number" min="1" max="{{.MaxDays}}" value="{{if lt .MaxDays 30}}{{.MaxDays}}{{else}}30{{end}}" required>
 <button type="submit" name="action" value="mint">Create token</button></form>
+<h2>Change password</h2>
+<form method="post" action="{{.Action}}"><input type="hidden" name="csrf" value="{{.CSRF}}">
+<input type="hidden" name="username" value="{{.User}}" autocomplete="username">
+<label for="current_password">Current password</label><input id="current_password" name="current_password" type="password" autocomplete="current-password" required>
+<label for="new_password">New password</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" minlength="12" required>
+<label for="repeat_password">New password again</label><input id="repeat_password" name="repeat_password" type="password" autocomplete="new-password" minlength="12" required>
+<button type="submit" name="action" value="password">Change password</button></form>
 <form method="post" action="{{.LogoutAction}}"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit">Sign out</button></form>
 </body></html>{{end}}
 {{define "consent"}}{{template "head" .}}<h1>Allow access?</h1>
