@@ -25,6 +25,7 @@ type MemoryStore struct {
 	keys      map[string]SigningKey
 	failures  map[string]LoginFailures
 	used      map[string]UsedAssertion
+	revoked   map[string]Revocation
 	lastSweep time.Time
 }
 
@@ -41,6 +42,7 @@ func NewMemoryStore() *MemoryStore {
 		keys:     map[string]SigningKey{},
 		failures: map[string]LoginFailures{},
 		used:     map[string]UsedAssertion{},
+		revoked:  map[string]Revocation{},
 	}
 }
 
@@ -82,6 +84,31 @@ func (m *MemoryStore) sweep(now time.Time) {
 			delete(m.used, k)
 		}
 	}
+	for k, v := range m.revoked {
+		if now.After(v.Expires) {
+			delete(m.revoked, k)
+		}
+	}
+}
+
+func (m *MemoryStore) PutRevocation(_ context.Context, r Revocation) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.revoked[r.Key] = r
+	return nil
+}
+
+func (m *MemoryStore) ListRevocations(_ context.Context) ([]Revocation, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	out := make([]Revocation, 0, len(m.revoked))
+	for _, r := range m.revoked {
+		if !now.After(r.Expires) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 func (m *MemoryStore) UseAssertion(_ context.Context, key string, expires time.Time) error {

@@ -70,7 +70,8 @@ type Server struct {
 	// the metadata); other scopes are refused with invalid_scope. Unset: any scope.
 	ScopesSupported []string `json:"scopes_supported,omitempty"`
 
-	// AccessTokenLifetime is how long an access token is valid. Default 1h.
+	// AccessTokenLifetime is how long an access token is valid. Default 1h, at most
+	// 24h.
 	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
 
 	// RefreshTokenLifetime is how long a refresh token is valid; each use issues a new
@@ -114,8 +115,10 @@ type Server struct {
 	keys    *keyRing
 	cimd    *cimdFetcher
 	dcrRate *rateLimiter
-	logger  *zap.Logger
-	now     func() time.Time
+	// revocations is this instance's copy of the access-token revocation list.
+	revocations revocations
+	logger      *zap.Logger
+	now         func() time.Time
 
 	issuerURL  *url.URL
 	issuerPath string // issuer path without trailing slash; "" at the root
@@ -234,7 +237,8 @@ func (s *Server) Provision(ctx caddy.Context) error {
 	withdrawKeys := reg.LocalIssuers().Set(s.Issuer, s.keys.jwksJSON)
 	withdrawTokens := reg.LocalIssuers().SetOpaque(personalTokenPrefix, s.resolvePersonalToken)
 	withdrawSignIn := reg.LocalIssuers().SetSignIn(s.Issuer, s)
-	s.withdraw = func() { withdrawKeys(); withdrawTokens(); withdrawSignIn() }
+	withdrawRevocations := reg.LocalIssuers().SetRevocations(s.Issuer, s.revocations.revoked)
+	s.withdraw = func() { withdrawKeys(); withdrawTokens(); withdrawSignIn(); withdrawRevocations() }
 	return nil
 }
 
@@ -346,6 +350,10 @@ func (s *Server) provision(ctx context.Context, logger *zap.Logger, store Store,
 	if _, err := s.keys.signer(ctx, s.now()); err != nil {
 		return fmt.Errorf("preparing signing keys: %v", err)
 	}
+	if err := s.reloadRevocations(ctx); err != nil {
+		return fmt.Errorf("reading the access-token revocation list: %v", err)
+	}
+	go s.refreshRevocations(ctx)
 	if s.metadata, err = s.metadataJSON(); err != nil {
 		return err
 	}
@@ -360,6 +368,9 @@ func (s *Server) Validate() error {
 	}
 	if s.RegistrationRate < 0 {
 		return errors.New("registration_rate must not be negative")
+	}
+	if time.Duration(s.AccessTokenLifetime) > maxAccessTokenLifetime {
+		return fmt.Errorf("access_token_lifetime must be at most %s: access tokens are short-lived, refresh tokens keep clients signed in", maxAccessTokenLifetime)
 	}
 	if time.Duration(s.KeyRotation) < time.Hour {
 		return errors.New("key_rotation must be at least 1h")

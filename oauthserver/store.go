@@ -107,6 +107,11 @@ type Store interface {
 	// expires.
 	UseAssertion(ctx context.Context, key string, expires time.Time) error
 
+	// PutRevocation records (or replaces) an entry of the access-token revocation list.
+	PutRevocation(ctx context.Context, r Revocation) error
+	// ListRevocations returns the unexpired entries of the revocation list.
+	ListRevocations(ctx context.Context) ([]Revocation, error)
+
 	// LoginFailures returns the failed sign-in record of a throttling key ("user:alice",
 	// "ip:192.0.2.1"); the zero value when there is none.
 	LoginFailures(ctx context.Context, key string) (LoginFailures, error)

@@ -20,6 +20,7 @@ type LocalIssuers struct {
 	m      sync.Map // issuer → func() []byte (the issuer's current JWKS document)
 	opaque sync.Map // token prefix → *OpaqueResolver
 	signIn sync.Map // issuer → *BrowserSignIn
+	revoke sync.Map // issuer → *func(*principal.Caller) bool
 }
 
 // OpaqueResolver finds the caller of an opaque token (the built-in server's personal
@@ -102,4 +103,22 @@ func (l *LocalIssuers) SignIn(issuer string) (BrowserSignIn, bool) {
 		return nil, false
 	}
 	return *v.(*BrowserSignIn), true
+}
+
+// SetRevocations makes revoked decide, on every use of a token of issuer (cached or
+// not), whether the issuer has revoked it since (by its jti, or all of its subject's
+// tokens issued before some time). revoked must be fast: it runs on every request. The
+// returned function withdraws it.
+func (l *LocalIssuers) SetRevocations(issuer string, revoked func(*principal.Caller) bool) (remove func()) {
+	entry := &revoked
+	l.revoke.Store(issuer, entry)
+	return func() { l.revoke.CompareAndDelete(issuer, entry) }
+}
+
+func (l *LocalIssuers) revoked(p *principal.Caller) bool {
+	if l == nil || p.Issuer == "" {
+		return false
+	}
+	v, ok := l.revoke.Load(p.Issuer)
+	return ok && (*v.(*func(*principal.Caller) bool))(p)
 }
