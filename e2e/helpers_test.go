@@ -169,7 +169,8 @@ func exampleCaddyfile(t *testing.T, name string) string {
 		}
 		s = re.ReplaceAllString(s, r.repl)
 	}
-	return s
+	// The site's own URLs (issuer, resource) follow its port.
+	return strings.ReplaceAll(s, "localhost:8080", "localhost:{{PORT}}")
 }
 
 // ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -210,6 +211,22 @@ func TestOAuthServer(t *testing.T) {
 		})
 		if cimdDoc.fetches() == before {
 			t.Errorf("the server never fetched %s", cimdDoc.clientID)
+		}
+	})
+
+	t.Run("TypeScript SDK client through DCR", func(t *testing.T) {
+		res := runTSOAuthClient(t, mcpURL, "alice", alicePassword, allowedTool, deniedTool)
+		if !res.SignedIn || res.Iss != issuer {
+			t.Errorf("signed in %v, iss %q; want a token and iss %q", res.SignedIn, res.Iss, issuer)
+		}
+		if !slices.Equal(res.Tools, []string{allowedTool}) {
+			t.Errorf("tools/list %v, want only %s (the list is filtered to alice's grant)", res.Tools, allowedTool)
+		}
+		if c := res.Calls[allowedTool]; !c.OK {
+			t.Errorf("%s: %+v", allowedTool, c)
+		}
+		if c := res.Calls[deniedTool]; c.OK || !strings.Contains(c.Error, deniedTool) {
+			t.Errorf("%s: %+v, want a JSON-RPC error naming it", deniedTool, c)
 		}
 	})
 
@@ -509,4 +526,92 @@ func deliverConformanceLogin(ctx context.Context, authorizeURL string, port int)
 		return fmt.Errorf("the suite's callback answered %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// tsOAuthResult is what testdata/node/ts-oauth-client.mjs reports.
+type tsOAuthResult struct {
+	SignedIn bool     `json:"signedIn"`
+	Iss      string   `json:"iss"`
+	Tools    []string `json:"tools"`
+	Calls    map[string]struct {
+		OK    bool   `json:"ok"`
+		Text  string `json:"text"`
+		Error string `json:"error"`
+	} `json:"calls"`
+	Fatal string `json:"fatal"`
+}
+
+// runTSOAuthClient signs user in with the TypeScript SDK's OAuth client (DCR, PKCE,
+// resource indicator) and calls tools at mcpURL.
+func runTSOAuthClient(t *testing.T, mcpURL, user, password string, tools ...string) tsOAuthResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := append([]string{filepath.Join(testenv.NodeDir(), "ts-oauth-client.mjs"), mcpURL, user, password}, tools...)
+	cmd := exec.CommandContext(ctx, testenv.NodeBin(), args...)
+	cmd.Dir = testenv.NodeDir()
+	stdout, err := cmd.Output()
+	var res tsOAuthResult
+	if jerr := json.Unmarshal(stdout, &res); jerr != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("ts-oauth-client.mjs: %v; stdout %q; stderr %s", err, stdout, stderr)
+	}
+	if res.Fatal != "" {
+		t.Fatalf("TypeScript SDK OAuth client: %s", res.Fatal)
+	}
+	return res
+}
+
+var newTokenOnPage = regexp.MustCompile(`<code id="new-token">([^<]+)</code>`)
+
+// accountToken signs user in on the built-in server's account page and mints a
+// personal gateway token valid for one day, as the README shows for curl.
+func accountToken(t *testing.T, issuer, user, password string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Jar: jar, Timeout: requestTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var page func(resp *http.Response, err error) string
+	page = func(resp *http.Response, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode == http.StatusSeeOther {
+			loc, _ := resp.Location()
+			return page(c.Get(loc.String()))
+		}
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+			t.Fatalf("%s %s: %d %s", resp.Request.Method, resp.Request.URL, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	csrfOf := func(body string) string {
+		m := oauthHiddenField.FindStringSubmatch(body)
+		if m == nil || m[1] != "csrf" {
+			t.Fatalf("no csrf field on the page:\n%s", body)
+		}
+		return m[2]
+	}
+	iu, err := url.Parse(issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signin := page(c.Get(issuer + "/account")) // redirected to the sign-in page
+	account := page(c.PostForm(issuer+"/login", url.Values{"csrf": {csrfOf(signin)}, "return_to": {iu.Path + "/account"}, "username": {user}, "password": {password}}))
+	if !strings.Contains(account, "Signed in as <b>"+user+"</b>") {
+		t.Fatalf("after sign-in, not the account page of %s:\n%s", user, account)
+	}
+	minted := page(c.PostForm(issuer+"/account", url.Values{"csrf": {csrfOf(account)}, "action": {"mint"}, "name": {"e2e curl"}, "days": {"1"}}))
+	m := newTokenOnPage.FindStringSubmatch(minted)
+	if m == nil {
+		t.Fatalf("no new token on the page:\n%s", minted)
+	}
+	return m[1]
 }

@@ -101,3 +101,77 @@ func TestGatewayTrustsBuiltinIssuer(t *testing.T) {
 		t.Errorf("token for everything's URL on other: %d %s", res.status, res.body)
 	}
 }
+
+// A built-in server's access token revoked at its revocation endpoint (RFC 7009) is
+// refused by the gateway on its next use, although the gateway had it cached; a
+// token of another client, or revoked by someone else's client, keeps working.
+func TestGatewayHonoursBuiltinRevocation(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
+	}))
+	t.Cleanup(up.Close)
+	hash, _ := bcrypt.GenerateFromPassword([]byte("machine-secret"), bcrypt.MinCost)
+	c := &testCaddy{
+		Servers:  []any{map[string]any{"name": "everything", "upstream": up.URL + "/mcp"}},
+		Registry: map[string]any{"encryption_key": strings.Repeat("cd", 32)},
+	}
+	c.Listen = freeAddr(t)
+	base := "http://" + c.Listen
+	c.Routes = []any{map[string]any{
+		"match": []any{map[string]any{"path": []string{"/oauth/*", "/.well-known/*"}}},
+		"handle": []any{map[string]any{
+			"handler": "mcp_oauth_server", "issuer": base + "/oauth", "resource": base,
+			"clients": []any{
+				map[string]any{"id": "ci-bot", "secret": string(hash), "groups": []string{"bots"}},
+				map[string]any{"id": "other-bot", "secret": string(hash), "groups": []string{"bots"}},
+			},
+		}},
+	}}
+	c.Gateway = map[string]any{"auth": map[string]any{
+		"resource": base,
+		"policy": map[string]any{
+			"group_mappings": map[string]any{"bots": []string{"bots"}},
+			"scopes":         map[string]any{"bots": []any{map[string]any{"server": "*", "methods": []string{"tools/call"}, "tools": []string{"echo"}}}},
+		},
+	}}
+	c.start(t)
+	form := func(client string, v url.Values, endpoint string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, base+"/oauth/"+endpoint, strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(client, "machine-secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tr struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&tr)
+		return resp.StatusCode, tr.AccessToken
+	}
+	_, mine := form("ci-bot", url.Values{"grant_type": {"client_credentials"}}, "token")
+	_, theirs := form("other-bot", url.Values{"grant_type": {"client_credentials"}}, "token")
+	echo := func(tok string) int {
+		return post(t, base+"/everything/mcp", bearer(tok), call(1, "tools/call", "echo")).status
+	}
+	if echo(mine) != 200 || echo(theirs) != 200 {
+		t.Fatal("fresh tokens refused")
+	}
+	// other-bot cannot revoke ci-bot's token (RFC 7009: 200, left alone).
+	if st, _ := form("other-bot", url.Values{"token": {mine}}, "revoke"); st != 200 || echo(mine) != 200 {
+		t.Fatalf("revocation by another client: %d, then the token got %d", st, echo(mine))
+	}
+	if st, _ := form("ci-bot", url.Values{"token": {mine}, "token_type_hint": {"access_token"}}, "revoke"); st != 200 {
+		t.Fatalf("revoke: %d", st)
+	}
+	res := post(t, base+"/everything/mcp", bearer(mine), call(1, "tools/call", "echo"))
+	if res.status != 401 || !strings.Contains(res.header.Get("WWW-Authenticate"), "invalid_token") {
+		t.Errorf("revoked token: %d %q, want 401 invalid_token", res.status, res.header.Get("WWW-Authenticate"))
+	}
+	if echo(theirs) != 200 {
+		t.Error("another client's token stopped working")
+	}
+}

@@ -59,6 +59,13 @@ type App struct {
 	// credentials are never stored in plaintext.
 	EncryptionKey string `json:"encryption_key,omitempty"`
 
+	// EncryptionKeyFile is a file holding EncryptionKey (same format), written with a
+	// new random key (mode 0600) on the first start when it does not exist: encryption
+	// with no setup, for a laptop or a single instance. The key then lies beside the
+	// data it protects, so a copy of both is a copy of the secrets; in production give
+	// encryption_key from a secret store instead. Not together with encryption_key.
+	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
+
 	// PreviousEncryptionKeys are keys that sealed credentials before EncryptionKey did
 	// (same format). Credentials under one of them are read and re-sealed under
 	// EncryptionKey when the config loads; once every instance has loaded, they can go.
@@ -224,7 +231,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionSync(); err != nil {
 		return err
 	}
-	keys, err := newKeyring(a.EncryptionKey, a.PreviousEncryptionKeys)
+	encryptionKey := a.EncryptionKey
+	if a.EncryptionKeyFile != "" {
+		if a.EncryptionKey != "" {
+			return errors.New("mcp_registry: encryption_key and encryption_key_file are exclusive: configure one key")
+		}
+		path := caddy.NewReplacer().ReplaceKnown(a.EncryptionKeyFile, "")
+		key, created, err := loadOrCreateKeyFile(path)
+		if err != nil {
+			return fmt.Errorf("mcp_registry: %w", err)
+		}
+		if created {
+			a.logger.Warn("generated a new encryption key; keep it with the data, without it sealed credentials and sign-in keys are lost", zap.String("file", path))
+		}
+		encryptionKey = key
+	}
+	keys, err := newKeyring(encryptionKey, a.PreviousEncryptionKeys)
 	if err != nil {
 		return fmt.Errorf("mcp_registry: %w", err)
 	}

@@ -27,6 +27,7 @@ func init() {
 //		}
 //		disable_builtin_server
 //		encryption_key <secret>
+//		encryption_key_file <path>           # or: a key file, generated on first start when missing
 //		previous_encryption_keys <secret...>
 //		tombstone_retention <duration>
 //		health [off] {
@@ -131,6 +132,17 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.EncryptionKey = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "encryption_key_file":
+			if a.EncryptionKeyFile != "" {
+				return d.Err("encryption_key_file already specified")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.EncryptionKeyFile = d.Val()
 			if d.NextArg() {
 				return d.ArgErr()
 			}

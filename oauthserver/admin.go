@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,6 +133,10 @@ func handleUsers(w http.ResponseWriter, r *http.Request) error {
 					return err
 				}
 			}
+			// The user's access tokens stop too, not only when they expire.
+			if err := st.PutRevocation(ctx, revokeSubject(name, time.Now())); err != nil {
+				return err
+			}
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
@@ -148,11 +153,18 @@ func handleUsers(w http.ResponseWriter, r *http.Request) error {
 		} else if err != nil {
 			return err
 		}
+		oldGroups := slices.Clone(u.Groups)
 		if err := applyUserInput(&u, in); err != nil {
 			return err
 		}
 		if err := st.UpdateUser(ctx, u); err != nil {
 			return err
+		}
+		// Tokens carrying the old groups stop; clients refresh into the new ones.
+		if !slices.Equal(oldGroups, u.Groups) {
+			if err := st.PutRevocation(ctx, revokeSubject(name, time.Now())); err != nil {
+				return err
+			}
 		}
 		return writeAdminJSON(w, http.StatusOK, view(u))
 	}

@@ -80,11 +80,28 @@ func TestUsersAdminAPI(t *testing.T) {
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte("a new long password")) != nil || len(u.Groups) != 2 {
 		t.Fatalf("changed alice: %+v", u)
 	}
+	// The groups changed: the tokens carrying the old ones are revoked.
+	subjectRevoked := func() time.Time {
+		list, _ := st.ListRevocations(context.Background())
+		for _, r := range list {
+			if r.Key == "sub:alice" {
+				return r.Before
+			}
+		}
+		return time.Time{}
+	}
+	changed := subjectRevoked()
+	if changed.IsZero() {
+		t.Fatal("changing alice's groups revoked none of her tokens")
+	}
 	if code, _ := do("DELETE", "/mcp_oauth/users/alice", ""); code != 204 {
 		t.Fatalf("remove alice: %d", code)
 	}
 	if _, err := st.GetUser(context.Background(), "alice"); err == nil {
 		t.Fatal("alice still stored")
+	}
+	if removed := subjectRevoked(); !removed.After(changed) {
+		t.Errorf("removing alice did not revoke her later tokens (revoked before %v, then %v)", changed, removed)
 	}
 }
 

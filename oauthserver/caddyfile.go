@@ -28,6 +28,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		resource                   <url>          # default: the issuer's origin
 //		client <id> {                              # pre-registered client, repeatable
 //			secret       <bcrypt hash | {env.*}>   # confidential; absent: public (PKCE)
+//			jwks         <JWK Set JSON | {file.*}> # or confidential with private_key_jwt
 //			redirect_uri <uri...>                  # absent: any loopback URI
 //			name         <text>
 //			groups       <group...>                # allows client_credentials
@@ -36,10 +37,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		user <name> <bcrypt hash> {                # local user, repeatable; block optional
 //			groups <group...>
 //		}
+//		first_user [<name>] {                      # made on a first start with no user at all
+//			groups   <group...>
+//			password <secret>                      # e.g. {env.MCP_ADMIN_PASSWORD}; absent: random, logged once
+//		}
 //		scopes_supported           <scope...>
 //		access_token_lifetime      <duration>     # default 1h
 //		refresh_token_lifetime     <duration>     # default 30d
 //		key_rotation               <duration>     # default 30d
+//		personal_token_max_lifetime <duration>    # default 90d
 //		signing_key_encryption_key <secret>       # 32 bytes hex/base64, e.g. {env.MCP_OAUTH_KEY}
 //		registration off | registration_rate <per minute per IP>   # DCR; default on, 10
 //		cimd off
@@ -76,6 +82,10 @@ func (s *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(s.ScopesSupported) == 0 {
 				return d.ArgErr()
 			}
+		case "first_user":
+			err = s.unmarshalFirstUser(d)
+		case "personal_token_max_lifetime":
+			s.PersonalTokenMaxLifetime, err = cfargs.Duration(d)
 		case "access_token_lifetime":
 			s.AccessTokenLifetime, err = cfargs.Duration(d)
 		case "refresh_token_lifetime":
@@ -145,6 +155,8 @@ func (s *Server) unmarshalClient(d *caddyfile.Dispenser) error {
 		switch opt {
 		case "secret":
 			c.Secret, err = cfargs.One(d)
+		case "jwks":
+			c.JWKS, err = cfargs.One(d)
 		case "redirect_uri":
 			c.RedirectURIs = d.RemainingArgs()
 			if len(c.RedirectURIs) == 0 {
@@ -169,8 +181,8 @@ func (s *Server) unmarshalClient(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if public && c.Secret != "" {
-		return d.Errf("client %q: public with a secret", id)
+	if public && (c.Secret != "" || c.JWKS != "") {
+		return d.Errf("client %q: public with a secret or keys", id)
 	}
 	s.Clients = append(s.Clients, c)
 	return nil
@@ -202,6 +214,40 @@ func (s *Server) unmarshalUser(d *caddyfile.Dispenser) error {
 		}
 	}
 	s.Users = append(s.Users, u)
+	return nil
+}
+
+func (s *Server) unmarshalFirstUser(d *caddyfile.Dispenser) error {
+	f := &FirstUserConfig{}
+	if d.NextArg() {
+		f.Name = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("first_user: %s given twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "groups":
+			f.Groups = d.RemainingArgs()
+			if len(f.Groups) == 0 {
+				return d.ArgErr()
+			}
+		case "password":
+			var err error
+			if f.Password, err = cfargs.One(d); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown first_user option %q", opt)
+		}
+	}
+	s.FirstUser = f
 	return nil
 }
 

@@ -37,7 +37,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 	if s.Issuer != "https://mcp.example.com/oauth" || s.Resource != "https://mcp.example.com" || len(s.Clients) != 2 || len(s.Users) != 2 ||
 		s.RegistrationRate != 5 || s.SigningKeyEncryptionKey != "{env.MCP_OAUTH_KEY}" || !reflect.DeepEqual(s.CIMDAllow, []string{"10.0.0.0/8"}) {
-		t.Fatalf("%+v", s)
+		t.Fatalf("%+v", &s)
 	}
 	if c := s.Clients[0]; c.Name != "Cursor" || len(c.RedirectURIs) != 2 || c.Secret != "" {
 		t.Errorf("client %+v", c)

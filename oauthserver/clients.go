@@ -14,6 +14,9 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -28,6 +31,7 @@ const (
 // configuredClients builds the pre-registered clients from the config.
 func (s *Server) configuredClients(repl *caddy.Replacer) (map[string]Client, error) {
 	out := make(map[string]Client, len(s.Clients))
+	s.clientKeys = map[string]jwk.Set{}
 	for _, cc := range s.Clients {
 		if cc.ID == "" || len(cc.ID) > maxClientIDLength || strings.ContainsFunc(cc.ID, isControlOrSpace) {
 			return nil, fmt.Errorf("client id %q: want 1 to %d printable characters without spaces", cc.ID, maxClientIDLength)
@@ -62,8 +66,23 @@ func (s *Server) configuredClients(repl *caddy.Replacer) (map[string]Client, err
 			if len(cc.Groups) > 0 {
 				c.GrantTypes = append(c.GrantTypes, "client_credentials")
 			}
-		} else if len(cc.Groups) > 0 {
-			return nil, fmt.Errorf("client %q: groups (client_credentials) need a secret", cc.ID)
+		}
+		if cc.JWKS != "" {
+			if cc.Secret != "" {
+				return nil, fmt.Errorf("client %q: a secret and jwks: choose one way to authenticate", cc.ID)
+			}
+			keys, err := parseClientKeys(repl.ReplaceKnown(cc.JWKS, ""))
+			if err != nil {
+				return nil, fmt.Errorf("client %q: %v", cc.ID, err)
+			}
+			s.clientKeys[cc.ID] = keys
+			c.AuthMethod = authPrivateKeyJWT
+			if len(cc.Groups) > 0 {
+				c.GrantTypes = append(c.GrantTypes, "client_credentials")
+			}
+		}
+		if c.AuthMethod == authNone && len(cc.Groups) > 0 {
+			return nil, fmt.Errorf("client %q: groups (client_credentials) need a secret or jwks", cc.ID)
 		}
 		for _, ru := range cc.RedirectURIs {
 			if err := validRedirectURI(ru, ""); err != nil {
@@ -121,6 +140,9 @@ func secretMatches(stored, presented string) bool {
 // Basic or client_secret in the form for confidential clients, client_id alone for
 // public ones. The form must already be parsed.
 func (s *Server) authenticateClient(r *http.Request) (Client, *oauthError) {
+	if r.PostForm.Has("client_assertion") || r.PostForm.Has("client_assertion_type") {
+		return s.authenticateAssertion(r)
+	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		var err1, err2 error
@@ -149,6 +171,9 @@ func (s *Server) authenticateClient(r *http.Request) (Client, *oauthError) {
 		}
 		return Client{}, errInvalidClient("unknown client", basic)
 	}
+	if c.AuthMethod == authPrivateKeyJWT {
+		return Client{}, errInvalidClient("this client authenticates with private_key_jwt (client_assertion)", basic)
+	}
 	if c.SecretHash == "" {
 		if secret != "" {
 			return Client{}, errInvalidClient("public client presented a secret", basic)
@@ -157,6 +182,34 @@ func (s *Server) authenticateClient(r *http.Request) (Client, *oauthError) {
 	}
 	if !secretMatches(c.SecretHash, secret) {
 		return Client{}, errInvalidClient("client authentication failed", basic)
+	}
+	return c, nil
+}
+
+// authenticateAssertion identifies a client by its private_key_jwt assertion (RFC 7523
+// §2.2); no other credential may come with it.
+func (s *Server) authenticateAssertion(r *http.Request) (Client, *oauthError) {
+	if _, _, basic := r.BasicAuth(); basic || r.PostForm.Has("client_secret") {
+		return Client{}, errInvalidRequest("client authenticated twice (client_assertion and a secret)")
+	}
+	if r.PostForm.Get("client_assertion_type") != jwtBearerType {
+		return Client{}, errInvalidClient("client_assertion_type must be "+jwtBearerType, false)
+	}
+	assertion := r.PostForm.Get("client_assertion")
+	id := r.PostForm.Get("client_id")
+	if id == "" {
+		// The client is the assertion's sub; read unverified only to find its keys.
+		if tok, err := jwt.ParseInsecure([]byte(assertion)); err == nil && len(assertion) <= maxAssertionSize {
+			id = tok.Subject()
+		}
+	}
+	c, err := s.client(r.Context(), id)
+	if err != nil || c.AuthMethod != authPrivateKeyJWT {
+		return Client{}, errInvalidClient("unknown client, or not one that authenticates with private_key_jwt", false)
+	}
+	if err := s.verifyClientAssertion(r.Context(), c, assertion); err != nil {
+		s.logger.Info("client assertion refused", zapClient(c.ID), zap.String("reason", err.Error()))
+		return Client{}, errInvalidClient(err.Error(), false)
 	}
 	return c, nil
 }

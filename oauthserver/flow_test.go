@@ -3,6 +3,7 @@ package oauthserver
 import (
 	"context"
 	"encoding/json"
+	"github.com/caddymcp/caddymcp/internal/principal"
 	"net/http"
 	"net/url"
 	"slices"
@@ -303,8 +304,45 @@ func TestRevokeRefreshToken(t *testing.T) {
 	if r := token(t, as, url.Values{"grant_type": {"refresh_token"}, "client_id": {nativeClient}, "refresh_token": {a.Refresh}}, "", ""); r.Error != "invalid_grant" {
 		t.Fatalf("revoked refresh token works: %+v", r)
 	}
-	if st := revoke(url.Values{"token": {a.Access}, "client_id": {nativeClient}}); st != 400 {
-		t.Fatalf("access token revocation: %d, want 400 unsupported_token_type", st)
+	// Access tokens go on the revocation list: not by another client, at once by their
+	// own, and on every instance sharing the store once it reloads the list.
+	caller := func(tok string) *principal.Caller {
+		claims := verifyAccessToken(t, as, tok, as.Resource)
+		return &principal.Caller{Subject: claims.Subject(), TokenID: claims.JwtID(), IssuedAt: claims.IssuedAt()}
+	}
+	a2 := token(t, as, codeForm(nativeClient, signIn(t, as, browser(t), authURL(as, nativeClient, redirect, "s2", nil), "alice", testPassword).Query().Get("code"), redirect, testVerifier), "", "")
+	if st := revoke(url.Values{"token": {a.Access}, "client_id": {webClient}}); st != 200 || as.revocations.revoked(caller(a.Access)) {
+		t.Fatalf("access token revoked by another client (%d)", st)
+	}
+	if st := revoke(url.Values{"token": {a.Access}, "client_id": {nativeClient}}); st != 200 || !as.revocations.revoked(caller(a.Access)) {
+		t.Fatalf("access token revocation: %d, revoked %v", st, as.revocations.revoked(caller(a.Access)))
+	}
+	if as.revocations.revoked(caller(a2.Access)) {
+		t.Error("revoking one access token revoked another")
+	}
+	if st := revoke(url.Values{"token": {"eyJhbGciOiJub25lIn0.e30."}, "client_id": {nativeClient}}); st != 200 {
+		t.Errorf("revoking a token not ours: %d, want 200 (RFC 7009)", st)
+	}
+}
+
+// Removing a user, or changing their groups, revokes the access tokens they hold.
+func TestSubjectRevocation(t *testing.T) {
+	var rv revocations
+	now := time.Unix(1_800_000_000, 0)
+	rv.set([]Revocation{revokeSubject("alice", now.Add(500*time.Millisecond)), {Key: "jti:x", Expires: now.Add(-time.Second)}}, now)
+	for _, c := range []struct {
+		p    principal.Caller
+		want bool
+	}{
+		{principal.Caller{Subject: "alice", IssuedAt: now.Add(-time.Hour)}, true},
+		{principal.Caller{Subject: "alice", IssuedAt: now}, true}, // the same second
+		{principal.Caller{Subject: "alice", IssuedAt: now.Add(time.Second)}, false},
+		{principal.Caller{Subject: "bob", IssuedAt: now.Add(-time.Hour)}, false},
+		{principal.Caller{Subject: "bob", TokenID: "x"}, false}, // expired entry
+	} {
+		if got := rv.revoked(&c.p); got != c.want {
+			t.Errorf("%+v: revoked %v, want %v", c.p, got, c.want)
+		}
 	}
 }
 

@@ -59,7 +59,7 @@ func (s *Server) browserSession(w http.ResponseWriter, r *http.Request) (Session
 // newSession starts a session with a fresh random id (also on sign-in, so an id planted
 // before sign-in is worthless after it) and sets its cookie.
 func (s *Server) newSession(w http.ResponseWriter, r *http.Request, user string) (Session, error) {
-	sess := Session{ID: rand.Text(), User: user, Expires: s.now().Add(sessionLifetime)}
+	sess := Session{ID: rand.Text(), User: user, CSRF: rand.Text(), Expires: s.now().Add(sessionLifetime)}
 	if err := s.store.PutSession(r.Context(), sess); err != nil {
 		return Session{}, err
 	}
@@ -119,9 +119,20 @@ func (s *Server) throttled(ctx context.Context, userKey, ipKey string, now time.
 	return max(lockedFor(uf, freeUserFailures, now), lockedFor(ipf, freeIPFailures, now)), nil
 }
 
-// handleLogin checks a sign-in form. Unknown users and wrong passwords get the same
-// answer and cost the same bcrypt comparison.
-func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, req AuthRequest, c Client, sess Session) {
+// signInResult is the outcome of checking a sign-in form's credentials.
+type signInResult int
+
+const (
+	signInOK signInResult = iota
+	signInFailed
+	signInThrottled
+	signInUnavailable
+)
+
+// checkCredentials checks the username and password of a sign-in form, throttled per
+// user and per client IP. Unknown users and wrong passwords get the same answer and
+// cost the same bcrypt comparison. wait is set when throttled.
+func (s *Server) checkCredentials(r *http.Request) (user User, result signInResult, wait time.Duration) {
 	ctx := r.Context()
 	name := r.PostForm.Get("username")
 	password := r.PostForm.Get("password")
@@ -132,19 +143,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, req AuthReq
 	wait, err := s.throttled(ctx, userKey, ipKey, now)
 	if err != nil {
 		s.logger.Error("reading sign-in failures failed", zapErr(err))
-		renderError(w, http.StatusInternalServerError, "Server error", "Sign-in is unavailable.")
-		return
+		return User{}, signInUnavailable, 0
 	}
 	if wait > 0 {
 		s.logger.Warn("sign-in throttled", zap.String("user", truncate(name, 64)), zap.String("remote_ip", ip), zap.Duration("wait", wait))
-		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
-		data := pageData{Title: "Sign in", Action: s.issuerPath + "/authorize", RequestID: req.ID, CSRF: req.CSRF, ClientName: c.Name, Resource: req.Resource,
-			Error: "Too many failed sign-ins. Wait a moment and try again."}
-		renderPage(w, http.StatusTooManyRequests, "login", data, "")
-		return
+		return User{}, signInThrottled, wait
 	}
-
-	var user User
 	ok := false
 	if validUserName(name) == nil && len(password) <= maxPasswordLength {
 		var known bool
@@ -163,10 +167,36 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, req AuthReq
 		}
 		s.logger.Info("sign-in failed", zap.String("user", truncate(name, 64)), zap.String("remote_ip", ip),
 			zap.Int("user_failures", uf.Count), zap.Int("ip_failures", ipf.Count))
+		return User{}, signInFailed, 0
+	}
+	s.store.ClearLoginFailures(ctx, userKey)
+	s.logger.Info("signed in", zap.String("user", user.Name), zap.String("remote_ip", ip))
+	return user, signInOK, 0
+}
+
+// throttledAnswer sets Retry-After and returns the message of a throttled sign-in.
+func throttledAnswer(w http.ResponseWriter, wait time.Duration) string {
+	w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+	return "Too many failed sign-ins. Wait a moment and try again."
+}
+
+// handleLogin checks the sign-in form of an authorization request.
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, req AuthRequest, c Client, sess Session) {
+	ctx := r.Context()
+	user, result, wait := s.checkCredentials(r)
+	switch result {
+	case signInUnavailable:
+		renderError(w, http.StatusInternalServerError, "Server error", "Sign-in is unavailable.")
+		return
+	case signInThrottled:
+		data := pageData{Title: "Sign in", Action: s.issuerPath + "/authorize", RequestID: req.ID, CSRF: req.CSRF, ClientName: c.Name, Resource: req.Resource,
+			Error: throttledAnswer(w, wait)}
+		renderPage(w, http.StatusTooManyRequests, "login", data, "")
+		return
+	case signInFailed:
 		s.proceed(w, r, req, c, Session{}, badCredentials)
 		return
 	}
-	s.store.ClearLoginFailures(ctx, userKey)
 	s.store.DeleteSession(ctx, sess.ID)
 	newSess, err := s.newSession(w, r, user.Name)
 	if err != nil {
@@ -181,6 +211,5 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, req AuthReq
 		renderError(w, http.StatusInternalServerError, "Server error", "The request could not be stored.")
 		return
 	}
-	s.logger.Info("signed in", zap.String("user", user.Name), zap.String("remote_ip", ip))
 	s.proceed(w, r, req, c, newSess, "")
 }

@@ -24,6 +24,8 @@ type MemoryStore struct {
 	personal  map[string]PersonalToken
 	keys      map[string]SigningKey
 	failures  map[string]LoginFailures
+	used      map[string]UsedAssertion
+	revoked   map[string]Revocation
 	lastSweep time.Time
 }
 
@@ -39,6 +41,8 @@ func NewMemoryStore() *MemoryStore {
 		users:    map[string]User{},
 		keys:     map[string]SigningKey{},
 		failures: map[string]LoginFailures{},
+		used:     map[string]UsedAssertion{},
+		revoked:  map[string]Revocation{},
 	}
 }
 
@@ -75,6 +79,48 @@ func (m *MemoryStore) sweep(now time.Time) {
 			delete(m.failures, k)
 		}
 	}
+	for k, v := range m.used {
+		if now.After(v.Expires) {
+			delete(m.used, k)
+		}
+	}
+	for k, v := range m.revoked {
+		if now.After(v.Expires) {
+			delete(m.revoked, k)
+		}
+	}
+}
+
+func (m *MemoryStore) PutRevocation(_ context.Context, r Revocation) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.revoked[r.Key] = r
+	return nil
+}
+
+func (m *MemoryStore) ListRevocations(_ context.Context) ([]Revocation, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	out := make([]Revocation, 0, len(m.revoked))
+	for _, r := range m.revoked {
+		if !now.After(r.Expires) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (m *MemoryStore) UseAssertion(_ context.Context, key string, expires time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	m.sweep(now)
+	if u, ok := m.used[key]; ok && !now.After(u.Expires) {
+		return ErrExists
+	}
+	m.used[key] = UsedAssertion{Expires: expires}
+	return nil
 }
 
 func cloneClient(c Client) Client {

@@ -3,6 +3,7 @@ package oauthserver
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 )
@@ -21,12 +22,17 @@ func metadataPaths(p string) map[string]bool {
 func (s *Server) metadataJSON() ([]byte, error) {
 	grants := []string{"authorization_code", "refresh_token"}
 	for _, c := range s.clients {
-		if len(c.Groups) > 0 && c.SecretHash != "" {
+		if slices.Contains(c.GrantTypes, "client_credentials") {
 			grants = append(grants, "client_credentials")
 			break
 		}
 	}
 	authMethods := []string{"none", "client_secret_basic", "client_secret_post"}
+	var signingAlgs []string
+	if len(s.clientKeys) > 0 {
+		authMethods = append(authMethods, authPrivateKeyJWT)
+		signingAlgs = assertionAlgorithmNames()
+	}
 	m := oauthex.AuthServerMeta{
 		Issuer:                                     s.Issuer,
 		AuthorizationEndpoint:                      s.endpointURL("authorize"),
@@ -42,6 +48,7 @@ func (s *Server) metadataJSON() ([]byte, error) {
 		ClientIDMetadataDocumentSupported:          !s.DisableCIMD,
 		AuthorizationResponseIssParameterSupported: true,
 		RevocationEndpointAuthMethodsSupported:     authMethods,
+		TokenEndpointAuthSigningAlgValuesSupported: signingAlgs,
 	}
 	if !s.DisableRegistration {
 		m.RegistrationEndpoint = s.endpointURL("register")

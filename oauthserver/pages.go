@@ -13,7 +13,7 @@ import (
 const pageStyle = `body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}label{display:block;margin-top:1rem}input{width:100%;padding:.4rem;box-sizing:border-box}
 button{margin-top:1.2rem;padding:.5rem 1.2rem;margin-right:.5rem}.err{color:#b00020}.host{font-size:1.2rem;font-weight:bold}
-.small{color:#555;font-size:.9rem}code{word-break:break-all}`
+.small{color:#555;font-size:.9rem}code{word-break:break-all}h2{font-size:1.1rem;margin-top:2rem}table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2rem .4rem}`
 
 var styleCSP = func() string {
 	sum := sha256.Sum256([]byte(pageStyle))
@@ -31,6 +31,39 @@ var pages = template.Must(template.New("").Parse(`
 <label for="username">Username</label><input id="username" name="username" autocomplete="username" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form></body></html>{{end}}
+{{define "signin"}}{{template "head" .}}<h1>Sign in</h1>
+{{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}">
+<label for="username">Username</label><input id="username" name="username" autocomplete="username" required autofocus>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button></form></body></html>{{end}}
+{{define "account"}}{{template "head" .}}<h1>Your account</h1>
+<p>Signed in as <b>{{.User}}</b>{{if .Groups}} (groups: {{.Groups}}){{end}}.</p>
+{{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}{{if .Message}}<p role="status">{{.Message}}</p>{{end}}
+{{if .NewToken}}<h2>New token{{if .NewTokenName}} “{{.NewTokenName}}”{{end}}</h2>
+<p>Copy it now: it is shown only once.</p><p><code id="new-token">{{.NewToken}}</code></p>
+<p class="small">Use it as <code>Authorization: Bearer &lt;token&gt;</code> with <code>{{.Resource}}</code>, e.g.<br>
+<code>curl -H "Authorization: Bearer {{.NewToken}}" -H "Content-Type: application/json" -H "Accept: application/json, text/event-stream" -d '{"jsonrpc":"2.0","id":1,"method":"ping"}' {{.Resource}}/&lt;server&gt;/mcp</code></p>{{end}}
+<h2>Personal gateway tokens</h2>
+<p class="small">For tools that cannot sign in with OAuth (curl, scripts). A token acts as you, with the groups you have when it is used.</p>
+{{if .Tokens}}<table><tr><th>Name</th><th>Created</th><th>Expires</th><th></th></tr>
+{{range .Tokens}}<tr><td>{{.Name}}</td><td>{{.Created}}</td><td>{{.Expires}}</td><td><form method="post" action="{{$.Action}}"><input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="id" value="{{.ID}}"><button type="submit" name="action" value="revoke">Revoke</button></form></td></tr>
+{{end}}</table>{{else}}<p>You have no tokens.</p>{{end}}
+<h2>New token</h2>
+<form method="post" action="{{.Action}}"><input type="hidden" name="csrf" value="{{.CSRF}}">
+<label for="name">What it is for</label><input id="name" name="name" maxlength="128" placeholder="laptop curl">
+<label for="days">Valid for (days, at most {{.MaxDays}})</label><input id="days" name="days" type="number" min="1" max="{{.MaxDays}}" value="{{if lt .MaxDays 30}}{{.MaxDays}}{{else}}30{{end}}" required>
+<button type="submit" name="action" value="mint">Create token</button></form>
+<h2>Change password</h2>
+<form method="post" action="{{.Action}}"><input type="hidden" name="csrf" value="{{.CSRF}}">
+<input type="hidden" name="username" value="{{.User}}" autocomplete="username">
+<label for="current_password">Current password</label><input id="current_password" name="current_password" type="password" autocomplete="current-password" required>
+<label for="new_password">New password</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" minlength="12" required>
+<label for="repeat_password">New password again</label><input id="repeat_password" name="repeat_password" type="password" autocomplete="new-password" minlength="12" required>
+<button type="submit" name="action" value="password">Change password</button></form>
+<form method="post" action="{{.LogoutAction}}"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit">Sign out</button></form>
+</body></html>{{end}}
 {{define "consent"}}{{template "head" .}}<h1>Allow access?</h1>
 <p>Signed in as <b>{{.User}}</b>.</p>
 <p>The application <b>{{.ClientName}}</b> ({{.ClientKind}}) asks to access</p><p><code>{{.Resource}}</code></p>
@@ -56,6 +89,14 @@ type pageData struct {
 	Scope        string
 	User         string
 	RedirectHost string
+	// Sign-in and account pages.
+	ReturnTo     string
+	Groups       string
+	Tokens       []tokenRow
+	MaxDays      int
+	NewToken     string
+	NewTokenName string
+	LogoutAction string
 }
 
 // renderPage writes an HTML page with headers that keep it out of frames and caches.

@@ -29,6 +29,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/lestrrat-go/jwx/v2/jwk"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 
@@ -60,11 +61,17 @@ type Server struct {
 	// Users are local users who may sign in, besides those held in the store.
 	Users []UserConfig `json:"users,omitempty"`
 
+	// FirstUser is created in the store when the server starts and finds no user at
+	// all (none configured, none stored): the first administrator of a new
+	// installation, who then adds the others.
+	FirstUser *FirstUserConfig `json:"first_user,omitempty"`
+
 	// ScopesSupported, when set, lists the scopes clients may request (advertised in
 	// the metadata); other scopes are refused with invalid_scope. Unset: any scope.
 	ScopesSupported []string `json:"scopes_supported,omitempty"`
 
-	// AccessTokenLifetime is how long an access token is valid. Default 1h.
+	// AccessTokenLifetime is how long an access token is valid. Default 1h, at most
+	// 24h.
 	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
 
 	// RefreshTokenLifetime is how long a refresh token is valid; each use issues a new
@@ -108,12 +115,15 @@ type Server struct {
 	keys    *keyRing
 	cimd    *cimdFetcher
 	dcrRate *rateLimiter
-	logger  *zap.Logger
-	now     func() time.Time
+	// revocations is this instance's copy of the access-token revocation list.
+	revocations revocations
+	logger      *zap.Logger
+	now         func() time.Time
 
 	issuerURL  *url.URL
 	issuerPath string // issuer path without trailing slash; "" at the root
 	clients    map[string]Client
+	clientKeys map[string]jwk.Set // private_key_jwt clients' public keys
 	users      map[string]User
 	dummyHash  []byte
 	metadata   []byte
@@ -129,13 +139,19 @@ type ClientConfig struct {
 	// Secret makes the client confidential: a bcrypt hash of its secret, or the secret
 	// itself through a placeholder ({env.*}, {file.*}). Absent: a public client (PKCE).
 	Secret string `json:"secret,omitempty"`
+	// JWKS makes the client confidential with private_key_jwt (RFC 7523): its public
+	// keys, as a JWK Set or one JWK in JSON, normally from {file.*}. The client signs a
+	// short-lived assertion (RS*, PS*, ES*, EdDSA; at most 5 minutes, each jti once) for
+	// every token request. Not together with Secret.
+	JWKS string `json:"jwks,omitempty"`
 	// RedirectURIs are the allowed redirect URIs, matched exactly (loopback ones on any
 	// port). Absent: any loopback redirect URI (a native client on a random port).
 	RedirectURIs []string `json:"redirect_uris,omitempty"`
 	// Name is shown on the consent page. Default: the ID.
 	Name string `json:"name,omitempty"`
 	// Groups are the groups of tokens the client obtains for itself with the
-	// client_credentials grant (confidential clients only). Absent: the grant is refused.
+	// client_credentials grant (confidential clients, with a secret or keys). Absent:
+	// the grant is refused.
 	Groups []string `json:"groups,omitempty"`
 }
 
@@ -147,6 +163,18 @@ type UserConfig struct {
 	PasswordHash string `json:"password_hash"`
 	// Groups are the user's groups, carried in tokens' groups claim.
 	Groups []string `json:"groups,omitempty"`
+}
+
+// FirstUserConfig is the user made on a first start.
+type FirstUserConfig struct {
+	// Name is the user name. Default admin.
+	Name string `json:"name,omitempty"`
+	// Groups are the user's groups: those the policy grants everything to.
+	Groups []string `json:"groups,omitempty"`
+	// Password is the initial password, normally a placeholder such as
+	// {env.MCP_ADMIN_PASSWORD}. Empty, or resolving to nothing: a random password,
+	// written once to the log (at warn level) when the user is created.
+	Password string `json:"password,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -208,7 +236,9 @@ func (s *Server) Provision(ctx caddy.Context) error {
 	// a token arrives (so provisioning order does not matter).
 	withdrawKeys := reg.LocalIssuers().Set(s.Issuer, s.keys.jwksJSON)
 	withdrawTokens := reg.LocalIssuers().SetOpaque(personalTokenPrefix, s.resolvePersonalToken)
-	s.withdraw = func() { withdrawKeys(); withdrawTokens() }
+	withdrawSignIn := reg.LocalIssuers().SetSignIn(s.Issuer, s)
+	withdrawRevocations := reg.LocalIssuers().SetRevocations(s.Issuer, s.revocations.revoked)
+	s.withdraw = func() { withdrawKeys(); withdrawTokens(); withdrawSignIn(); withdrawRevocations() }
 	return nil
 }
 
@@ -298,6 +328,9 @@ func (s *Server) provision(ctx context.Context, logger *zap.Logger, store Store,
 		}
 		s.users[u.Name] = User{Name: u.Name, PasswordHash: hash, Groups: u.Groups}
 	}
+	if err := s.createFirstUser(ctx, repl); err != nil {
+		return err
+	}
 	// Unknown users are checked against this hash so that they cost what a real user costs.
 	s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte(rand.Text()), bcrypt.DefaultCost)
 
@@ -317,6 +350,10 @@ func (s *Server) provision(ctx context.Context, logger *zap.Logger, store Store,
 	if _, err := s.keys.signer(ctx, s.now()); err != nil {
 		return fmt.Errorf("preparing signing keys: %v", err)
 	}
+	if err := s.reloadRevocations(ctx); err != nil {
+		return fmt.Errorf("reading the access-token revocation list: %v", err)
+	}
+	go s.refreshRevocations(ctx)
 	if s.metadata, err = s.metadataJSON(); err != nil {
 		return err
 	}
@@ -331,6 +368,9 @@ func (s *Server) Validate() error {
 	}
 	if s.RegistrationRate < 0 {
 		return errors.New("registration_rate must not be negative")
+	}
+	if time.Duration(s.AccessTokenLifetime) > maxAccessTokenLifetime {
+		return fmt.Errorf("access_token_lifetime must be at most %s: access tokens are short-lived, refresh tokens keep clients signed in", maxAccessTokenLifetime)
 	}
 	if time.Duration(s.KeyRotation) < time.Hour {
 		return errors.New("key_rotation must be at least 1h")
@@ -427,6 +467,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		s.serveRevoke(w, r)
 	case "jwks":
 		s.serveJWKS(w, r)
+	case "login":
+		s.serveLogin(w, r)
+	case "logout":
+		s.serveLogout(w, r)
+	case "account":
+		s.serveAccount(w, r)
 	default:
 		return next.ServeHTTP(w, r)
 	}

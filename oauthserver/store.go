@@ -102,6 +102,16 @@ type Store interface {
 	// DeleteSigningKey removes a signing key.
 	DeleteSigningKey(ctx context.Context, id string) error
 
+	// UseAssertion records that a client assertion (by the hash of its client and jti)
+	// was used; ErrExists when it was, unexpired, before. The record can go after
+	// expires.
+	UseAssertion(ctx context.Context, key string, expires time.Time) error
+
+	// PutRevocation records (or replaces) an entry of the access-token revocation list.
+	PutRevocation(ctx context.Context, r Revocation) error
+	// ListRevocations returns the unexpired entries of the revocation list.
+	ListRevocations(ctx context.Context) ([]Revocation, error)
+
 	// LoginFailures returns the failed sign-in record of a throttling key ("user:alice",
 	// "ip:192.0.2.1"); the zero value when there is none.
 	LoginFailures(ctx context.Context, key string) (LoginFailures, error)
@@ -118,8 +128,8 @@ type Client struct {
 	// SecretHash is the SHA-256 (hex) of a generated secret, or a bcrypt hash for
 	// pre-registered clients; empty for public clients.
 	SecretHash string `json:"secret_hash,omitempty"`
-	// AuthMethod is the token endpoint auth method: none, client_secret_basic or
-	// client_secret_post.
+	// AuthMethod is the token endpoint auth method: none, client_secret_basic,
+	// client_secret_post or private_key_jwt.
 	AuthMethod      string    `json:"auth_method"`
 	Name            string    `json:"name,omitempty"`
 	RedirectURIs    []string  `json:"redirect_uris,omitempty"`
@@ -148,8 +158,10 @@ type AuthRequest struct {
 
 // Session is a browser's sign-in session at the authorization server.
 type Session struct {
-	ID      string    `json:"id"`
-	User    string    `json:"user,omitempty"` // empty until signed in
+	ID   string `json:"id"`
+	User string `json:"user,omitempty"` // empty until signed in
+	// CSRF is the token the session's own pages (sign-in, account) put in their forms.
+	CSRF    string    `json:"csrf,omitempty"`
 	Expires time.Time `json:"expires"`
 }
 
@@ -218,6 +230,11 @@ type SigningKey struct {
 	// SignUntil ends its use for new tokens; it stays published until Retire.
 	SignUntil time.Time `json:"sign_until"`
 	Retire    time.Time `json:"retire"`
+}
+
+// UsedAssertion remembers a client assertion until it expires, so it is used once.
+type UsedAssertion struct {
+	Expires time.Time `json:"expires"`
 }
 
 // LoginFailures counts failed sign-ins for one throttling key.

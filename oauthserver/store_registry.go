@@ -30,6 +30,8 @@ const (
 	nsKeys         = "oauth.keys"            // sealed signing keys, by kid
 	nsThrottle     = "oauth.throttle"        // failed sign-ins, by throttling key
 	nsPersonal     = "oauth.personal_tokens" // personal gateway tokens, by id
+	nsAssertions   = "oauth.used_assertions" // client assertions used, by hash of client and jti
+	nsRevocations  = "oauth.revocations"     // the access-token revocation list, by Revocation.Key
 )
 
 // failureRetention is how long a throttling key's failures are kept after the last
@@ -372,6 +374,39 @@ func (r *registryStore) AddLoginFailure(_ context.Context, key string, now time.
 	return out, err
 }
 
+func (r *registryStore) UseAssertion(_ context.Context, key string, expires time.Time) error {
+	return r.write(nsAssertions, func(c store.Collection) error {
+		u, found, err := load[UsedAssertion](c, key)
+		if err != nil {
+			return err
+		}
+		if found && !r.now().After(u.Expires) {
+			return ErrExists
+		}
+		return store.PutJSON(c, key, UsedAssertion{Expires: expires})
+	})
+}
+
+func (r *registryStore) PutRevocation(_ context.Context, rv Revocation) error {
+	return r.put(nsRevocations, rv.Key, rv)
+}
+
+func (r *registryStore) ListRevocations(_ context.Context) ([]Revocation, error) {
+	var out []Revocation
+	now := r.now()
+	err := r.view(nsRevocations, func(c store.Collection) error {
+		out = out[:0]
+		return c.ForEach(func(_ string, raw []byte) error {
+			var rv Revocation
+			if json.Unmarshal(raw, &rv) == nil && !now.After(rv.Expires) {
+				out = append(out, rv)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
 func (r *registryStore) ClearLoginFailures(_ context.Context, key string) error {
 	return r.delete(nsThrottle, key)
 }
@@ -382,9 +417,11 @@ var expiry = map[string]func(raw []byte) (time.Time, error){
 	nsSessions:     expiresAt[Session](func(v Session) time.Time { return v.Expires }),
 	// Redeemed codes outlive their expiry by one code lifetime, so a late replay is
 	// still recognised and revokes what the first redemption produced.
-	nsCodes:    expiresAt[Code](func(v Code) time.Time { return v.Expires.Add(codeLifetime) }),
-	nsFamilies: expiresAt[RefreshFamily](func(v RefreshFamily) time.Time { return v.Expires }),
-	nsThrottle: expiresAt[LoginFailures](func(v LoginFailures) time.Time { return v.Last.Add(failureRetention) }),
+	nsCodes:       expiresAt[Code](func(v Code) time.Time { return v.Expires.Add(codeLifetime) }),
+	nsFamilies:    expiresAt[RefreshFamily](func(v RefreshFamily) time.Time { return v.Expires }),
+	nsThrottle:    expiresAt[LoginFailures](func(v LoginFailures) time.Time { return v.Last.Add(failureRetention) }),
+	nsAssertions:  expiresAt[UsedAssertion](func(v UsedAssertion) time.Time { return v.Expires }),
+	nsRevocations: expiresAt[Revocation](func(v Revocation) time.Time { return v.Expires }),
 }
 
 func expiresAt[T any](at func(T) time.Time) func([]byte) (time.Time, error) {

@@ -415,3 +415,26 @@ func storedClients(t testing.TB, st Store) int {
 	t.Fatalf("no client count for %T", st)
 	return 0
 }
+
+// An assertion is used once, across instances sharing the store, until it expires.
+func TestStoreUseAssertionOnce(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st Store) {
+		ctx := context.Background()
+		exp := time.Now().Add(time.Minute)
+		if err := st.UseAssertion(ctx, "k", exp); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.UseAssertion(ctx, "k", exp); !errors.Is(err, ErrExists) {
+			t.Errorf("second use: %v, want ErrExists", err)
+		}
+		if err := st.UseAssertion(ctx, "k2", exp); err != nil {
+			t.Errorf("another assertion: %v", err)
+		}
+		if err := st.UseAssertion(ctx, "old", time.Now().Add(-time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.UseAssertion(ctx, "old", exp); err != nil {
+			t.Errorf("after its record expired: %v", err)
+		}
+	})
+}

@@ -234,7 +234,7 @@ func (s *Server) refreshGrant(r *http.Request, c Client) (*tokenResponse, *oauth
 }
 
 func (s *Server) clientCredentialsGrant(r *http.Request, c Client) (*tokenResponse, *oauthError) {
-	if c.SecretHash == "" || !hasGrant(c, "client_credentials") || len(c.Groups) == 0 {
+	if (c.SecretHash == "" && c.AuthMethod != authPrivateKeyJWT) || !hasGrant(c, "client_credentials") || len(c.Groups) == 0 {
 		return nil, newOAuthError("unauthorized_client", "the client may not use client_credentials")
 	}
 	resource := s.Resource
@@ -296,9 +296,8 @@ func (s *Server) accessToken(r *http.Request, c Client, subject string, groups [
 	return &tokenResponse{AccessToken: jwt, TokenType: "Bearer", ExpiresIn: int64(lifetime / time.Second), Scope: scope}, nil
 }
 
-// serveRevoke is RFC 7009: refresh tokens revoke their whole family. Access tokens are
-// self-contained JWTs this server cannot recall: they are refused with
-// unsupported_token_type and expire on their own.
+// serveRevoke is RFC 7009: refresh tokens revoke their whole family; access tokens go
+// on the revocation list the gateway consults (revocation.go).
 func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.clientPost(w, r)
 	if !ok {
@@ -311,7 +310,12 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	noStore(w)
 	if strings.Count(tok, ".") == 2 {
-		writeOAuthError(w, newOAuthError("unsupported_token_type", "access tokens expire on their own and cannot be revoked; revoke the refresh token"))
+		if err := s.revokeAccessToken(r.Context(), c.ID, tok); err != nil {
+			s.logger.Error("revoking an access token failed", zapErr(err))
+			writeOAuthError(w, errServer(errRevocationStore.Error()))
+			return
+		}
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	if familyID, ok := splitRefreshToken(tok); ok {

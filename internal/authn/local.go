@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -18,6 +19,8 @@ import (
 type LocalIssuers struct {
 	m      sync.Map // issuer → func() []byte (the issuer's current JWKS document)
 	opaque sync.Map // token prefix → *OpaqueResolver
+	signIn sync.Map // issuer → *BrowserSignIn
+	revoke sync.Map // issuer → *func(*principal.Caller) bool
 }
 
 // OpaqueResolver finds the caller of an opaque token (the built-in server's personal
@@ -69,4 +72,53 @@ func (l *LocalIssuers) keys(issuer string) (func() (jwk.Set, error), bool) {
 	}
 	jwks := *v.(*func() []byte)
 	return func() (jwk.Set, error) { return jwk.Parse(jwks()) }, true
+}
+
+// BrowserSignIn is a local issuer's sign-in in the browser, for pages served by other
+// handlers of the config that must know which user is at the browser (e.g. a page that
+// connects the user's account at an upstream service) without a sign-in of their own.
+type BrowserSignIn interface {
+	// SignedIn returns the subject of the user signed in in the browser that sent r.
+	SignedIn(r *http.Request) (subject string, ok bool)
+	// SignInURL is the issuer's sign-in page, which sends the browser back to returnTo
+	// (a path on the issuer's own site) once the user is signed in.
+	SignInURL(returnTo string) string
+}
+
+// SetSignIn makes b the browser sign-in of issuer. The returned function withdraws it.
+func (l *LocalIssuers) SetSignIn(issuer string, b BrowserSignIn) (remove func()) {
+	entry := &b
+	l.signIn.Store(issuer, entry)
+	return func() { l.signIn.CompareAndDelete(issuer, entry) }
+}
+
+// SignIn returns the browser sign-in of a local issuer, or false when issuer is not
+// one of this config.
+func (l *LocalIssuers) SignIn(issuer string) (BrowserSignIn, bool) {
+	if l == nil {
+		return nil, false
+	}
+	v, ok := l.signIn.Load(issuer)
+	if !ok {
+		return nil, false
+	}
+	return *v.(*BrowserSignIn), true
+}
+
+// SetRevocations makes revoked decide, on every use of a token of issuer (cached or
+// not), whether the issuer has revoked it since (by its jti, or all of its subject's
+// tokens issued before some time). revoked must be fast: it runs on every request. The
+// returned function withdraws it.
+func (l *LocalIssuers) SetRevocations(issuer string, revoked func(*principal.Caller) bool) (remove func()) {
+	entry := &revoked
+	l.revoke.Store(issuer, entry)
+	return func() { l.revoke.CompareAndDelete(issuer, entry) }
+}
+
+func (l *LocalIssuers) revoked(p *principal.Caller) bool {
+	if l == nil || p.Issuer == "" {
+		return false
+	}
+	v, ok := l.revoke.Load(p.Issuer)
+	return ok && (*v.(*func(*principal.Caller) bool))(p)
 }

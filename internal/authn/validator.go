@@ -297,7 +297,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*principal.Call
 	if v.cache != nil {
 		key = sha256.Sum256([]byte(token))
 		if p := v.cache.get(&key, v.cfg.Now()); p != nil {
-			return p, nil
+			return v.unlessRevoked(p)
 		}
 	}
 	p, src, gen, err := v.validate(ctx, token)
@@ -306,6 +306,15 @@ func (v *Validator) Validate(ctx context.Context, token string) (*principal.Call
 	}
 	if v.cache != nil && v.cfg.Now().Before(p.ExpiresAt) {
 		v.cache.put(&key, p, src, gen)
+	}
+	return v.unlessRevoked(p)
+}
+
+// unlessRevoked refuses a local issuer's token that issuer has revoked since it was
+// issued; checked on every use, cached or not, so a revocation holds at once.
+func (v *Validator) unlessRevoked(p *principal.Caller) (*principal.Caller, error) {
+	if v.cfg.Local.revoked(p) {
+		return nil, invalidFor(ReasonRevoked, p.Issuer, nil)
 	}
 	return p, nil
 }
@@ -401,9 +410,9 @@ func (v *Validator) principal(is *issuer, c *compact) (*principal.Caller, string
 			return nil, ReasonNotYetValid
 		}
 	}
+	var iat time.Time
 	if raw, ok := c.claims["iat"]; ok {
-		iat, ok := numericDate(raw)
-		if !ok {
+		if iat, ok = numericDate(raw); !ok {
 			return nil, ReasonMalformed
 		}
 		if iat.After(now.Add(skew)) {
@@ -418,7 +427,8 @@ func (v *Validator) principal(is *issuer, c *compact) (*principal.Caller, string
 		return nil, ReasonWrongAudience
 	}
 
-	p := &principal.Caller{Issuer: is.issuer, ExpiresAt: exp, Audiences: auds}
+	p := &principal.Caller{Issuer: is.issuer, ExpiresAt: exp, IssuedAt: iat, Audiences: auds}
+	p.TokenID, _ = jsonString(c.claims["jti"])
 	if raw, ok := c.claims["sub"]; ok {
 		if p.Subject, ok = jsonString(raw); !ok {
 			return nil, ReasonMalformed

@@ -33,6 +33,10 @@ type Caller struct {
 	TokenScopes []string
 	// ExpiresAt is the token's exp; zero for an API key.
 	ExpiresAt time.Time
+	// IssuedAt is the token's iat; zero when it has none.
+	IssuedAt time.Time
+	// TokenID is the token's jti; "" when it has none.
+	TokenID string
 	// Audiences is the token's aud, as validated (one of them is accepted). Callers
 	// that accept some audiences only for some resources (RFC 8707, per-server
 	// tokens) read it.

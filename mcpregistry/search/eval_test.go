@@ -1,0 +1,267 @@
+package search
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"os"
+	"sort"
+	"testing"
+
+	"github.com/caddymcp/caddymcp/mcpregistry/model"
+)
+
+// The evaluation set of testdata/eval (see its README): a catalog of real public
+// MCP servers and graded queries split into a train half, which a ranker may be
+// tuned on, and a held-out half, which is frozen and only ever reported in aggregate.
+
+const (
+	evalDir     = "testdata/eval"
+	evalTopK    = 10
+	evalMinRank = 2 // the grade a tool needs to count for MRR and for "a relevant tool was found"
+)
+
+type evalCatalog struct {
+	Servers []evalServer `json:"servers"`
+}
+
+type evalServer struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Source      struct {
+		Repo   string `json:"repo"`
+		Path   string `json:"path"`
+		Commit string `json:"commit"`
+	} `json:"source"`
+	Tools []model.ToolInfo `json:"tools"`
+}
+
+type evalQuery struct {
+	Query    string         `json:"query"`
+	Relevant map[string]int `json:"relevant"` // "server/tool" → grade 1..3; unlisted tools are grade 0
+}
+
+// evalScore is one query's result: NDCG@k with gain 2^g−1, the reciprocal rank of
+// the first tool graded at least evalMinRank (0 if none is in the ranking), and
+// whether any tool graded at least evalMinRank was returned at all.
+type evalScore struct {
+	NDCG, RR float64
+	Found    bool
+}
+
+// scoreRanking scores a ranked list of tool ids ("server/tool", best first, server
+// hits already removed) against graded relevance, looking at the first k.
+func scoreRanking(ranked []string, relevant map[string]int, k int) evalScore {
+	var s evalScore
+	var dcg float64
+	for i, id := range ranked {
+		g := relevant[id]
+		if i < k {
+			dcg += (math.Pow(2, float64(g)) - 1) / math.Log2(float64(i+2))
+		}
+		if g >= evalMinRank {
+			s.Found = true
+			if s.RR == 0 {
+				s.RR = 1 / float64(i+1)
+			}
+		}
+	}
+	grades := make([]int, 0, len(relevant))
+	for _, g := range relevant {
+		grades = append(grades, g)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(grades)))
+	var idcg float64
+	for i, g := range grades[:min(k, len(grades))] {
+		idcg += (math.Pow(2, float64(g)) - 1) / math.Log2(float64(i+2))
+	}
+	if idcg > 0 {
+		s.NDCG = dcg / idcg
+	}
+	return s
+}
+
+func TestScoreRanking(t *testing.T) {
+	rel := map[string]int{"a/x": 3, "b/y": 2, "c/z": 1}
+	// Ranking: c/z (1), miss, a/x (3). DCG = 1/log2(2) + 0 + 7/log2(4) = 1 + 3.5 = 4.5.
+	// Ideal: 3, 2, 1 → 7/1 + 3/log2(3) + 1/2 = 7 + 1.892789 + 0.5 = 9.392789.
+	got := scoreRanking([]string{"c/z", "d/w", "a/x"}, rel, 10)
+	if want := 4.5 / (7 + 3/math.Log2(3) + 0.5); math.Abs(got.NDCG-want) > 1e-9 {
+		t.Errorf("NDCG = %v, want %v", got.NDCG, want)
+	}
+	if got.RR != 1.0/3 || !got.Found { // c/z is graded 1, below evalMinRank
+		t.Errorf("RR = %v, Found = %v; want 1/3, true", got.RR, got.Found)
+	}
+	// A relevant tool beyond k counts for RR and Found but not for NDCG@k.
+	got = scoreRanking([]string{"d/w", "b/y"}, rel, 1)
+	if got.NDCG != 0 || got.RR != 0.5 || !got.Found {
+		t.Errorf("k=1: %+v, want NDCG 0, RR 0.5, Found", got)
+	}
+	got = scoreRanking(nil, rel, 10)
+	if got != (evalScore{}) {
+		t.Errorf("empty ranking: %+v", got)
+	}
+	if got := scoreRanking([]string{"a/x", "b/y", "c/z"}, rel, 10); math.Abs(got.NDCG-1) > 1e-12 || got.RR != 1 {
+		t.Errorf("ideal ranking: %+v", got)
+	}
+}
+
+func readEvalJSON(t *testing.T, name string, v any) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(evalDir + "/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return raw
+}
+
+// evalHalf is the half a query belongs to: the low bit of the first byte of the
+// SHA-256 of its text (0 train, 1 held-out).
+func evalHalf(query string) int {
+	sum := sha256.Sum256([]byte(query))
+	return int(sum[0] & 1)
+}
+
+func checkEvalData(t *testing.T, cat evalCatalog, halves map[string][]evalQuery) {
+	t.Helper()
+	ids := map[string]bool{}
+	tools := 0
+	for _, s := range cat.Servers {
+		if s.Name == "" || s.Source.Repo == "" || s.Source.Path == "" || len(s.Tools) == 0 {
+			t.Errorf("server %q: needs a name, a source repo and path, and tools", s.Name)
+		}
+		for _, tool := range s.Tools {
+			id := s.Name + "/" + tool.Name
+			if ids[id] {
+				t.Errorf("tool %s listed twice", id)
+			}
+			ids[id] = true
+			tools++
+		}
+	}
+	if len(cat.Servers) < 80 {
+		t.Errorf("catalog has %d servers, want at least 80", len(cat.Servers))
+	}
+	seen := map[string]string{}
+	n := 0
+	for half, qs := range halves {
+		want := map[string]int{"train": 0, "heldout": 1}[half]
+		for _, q := range qs {
+			n++
+			if prev, dup := seen[q.Query]; dup {
+				t.Errorf("query %q appears twice (%s and %s)", q.Query, prev, half)
+			}
+			seen[q.Query] = half
+			if evalHalf(q.Query) != want {
+				t.Errorf("query %q is in %s, but its hash puts it in the other half", q.Query, half)
+			}
+			good := false
+			for id, g := range q.Relevant {
+				if g < 0 || g > 3 {
+					t.Errorf("query %q: %s has grade %d, want 0..3", q.Query, id, g)
+				}
+				if !ids[id] {
+					t.Errorf("query %q: graded tool %s is not in the catalog", q.Query, id)
+				}
+				good = good || g >= evalMinRank
+			}
+			if !good {
+				t.Errorf("query %q has no tool graded %d or more", q.Query, evalMinRank)
+			}
+		}
+	}
+	if n < 200 {
+		t.Errorf("%d queries, want at least 200", n)
+	}
+}
+
+func evalSources(cat evalCatalog) []Source {
+	src := make([]Source, 0, len(cat.Servers))
+	for _, s := range cat.Servers {
+		src = append(src, Source{
+			Server: &model.Server{Name: s.Name, Path: s.Name, Description: s.Description, Enabled: true},
+			Tools:  s.Tools,
+		})
+	}
+	return src
+}
+
+// TestSearchEval reports the ranking's quality on both halves of the evaluation
+// set. Per-query lines (SEARCH_EVAL_VERBOSE=1 with -v) are printed for the train
+// half only: the held-out half is reported in aggregate, never query by query.
+func TestSearchEval(t *testing.T) {
+	var cat evalCatalog
+	readEvalJSON(t, "catalog.json", &cat)
+	halves := map[string][]evalQuery{}
+	for _, half := range []string{"train", "heldout"} {
+		var qs []evalQuery
+		readEvalJSON(t, half+".json", &qs)
+		halves[half] = qs
+	}
+	checkEvalData(t, cat, halves)
+	if t.Failed() {
+		return
+	}
+	tools := 0
+	for _, s := range cat.Servers {
+		tools += len(s.Tools)
+	}
+	ix := Build(evalSources(cat))
+	verbose := testing.Verbose() && os.Getenv("SEARCH_EVAL_VERBOSE") == "1"
+	for _, half := range []string{"train", "heldout"} {
+		var sumNDCG, sumRR float64
+		empty := 0
+		for _, q := range halves[half] {
+			// Ask for enough hits that server hits, which are skipped, cannot crowd
+			// the tool hits out of the top evalTopK.
+			var ranked []string
+			for _, h := range ix.Search(q.Query, evalTopK+len(cat.Servers)) {
+				if h.Tool != "" {
+					ranked = append(ranked, h.Server+"/"+h.Tool)
+				}
+			}
+			ranked = ranked[:min(evalTopK, len(ranked))]
+			s := scoreRanking(ranked, q.Relevant, evalTopK)
+			sumNDCG += s.NDCG
+			sumRR += s.RR
+			if !s.Found {
+				empty++
+			}
+			if verbose && half == "train" {
+				t.Logf("train ndcg %.3f rr %.2f %-55q %v", s.NDCG, s.RR, q.Query, ranked[:min(3, len(ranked))])
+			}
+		}
+		n := float64(len(halves[half]))
+		t.Logf("%-7s %3d queries over %d servers, %d tools: NDCG@%d %.3f, MRR %.3f, %d with no relevant tool",
+			half, len(halves[half]), len(cat.Servers), tools, evalTopK, sumNDCG/n, sumRR/n, empty)
+	}
+}
+
+// The held-out half and the catalog are frozen: a ranker is tuned on train.json
+// only, and its held-out figures mean something only while these files stay as
+// they were when the queries were graded.
+const (
+	evalHeldoutSHA256 = "9de4591a40ed24c098e0a9984ea96c528be167931163f190e6f76cf65384005c"
+	evalCatalogSHA256 = "3c940764e6b743f5d8c1854bd9ef1a26017d0c725dcff601e8fe1db03aa7e327"
+)
+
+func TestEvalFrozen(t *testing.T) {
+	for _, f := range []struct{ name, want string }{
+		{"heldout.json", evalHeldoutSHA256},
+		{"catalog.json", evalCatalogSHA256},
+	} {
+		raw, err := os.ReadFile(evalDir + "/" + f.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(raw)
+		if got := hex.EncodeToString(sum[:]); got != f.want {
+			t.Errorf("%s has sha256 %s, want %s: the held-out half of the evaluation set and its catalog are frozen "+
+				"and must not be edited (tune on train.json only; see %s/README.md)", f.name, got, f.want, evalDir)
+		}
+	}
+}

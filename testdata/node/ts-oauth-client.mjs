@@ -1,0 +1,114 @@
+// The TypeScript SDK's own OAuth client against an MCP URL behind caddymcp's built-in
+// authorization server: discovery from the 401 (RFC 9728, RFC 8414), dynamic client
+// registration, PKCE, the token request with the resource indicator, then MCP calls with
+// the token. The browser is played by submitting the server's sign-in and consent forms.
+//
+//   node ts-oauth-client.mjs <mcp url> <user> <password> [tool...]
+//
+// Prints one JSON line: {signedIn, iss, tools, calls: {tool: {ok, text|error}}} or {fatal}.
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+
+const [url, user, password, ...calls] = process.argv.slice(2);
+const redirectUrl = 'http://127.0.0.1:38125/callback';
+const out = {};
+let clientInfo, tokens, verifier, code;
+
+const provider = {
+  get redirectUrl() { return redirectUrl; },
+  get clientMetadata() {
+    return {
+      client_name: 'caddymcp e2e (TypeScript SDK)',
+      redirect_uris: [redirectUrl],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    };
+  },
+  clientInformation() { return clientInfo; },
+  saveClientInformation(info) { clientInfo = info; },
+  tokens() { return tokens; },
+  saveTokens(t) { tokens = t; },
+  saveCodeVerifier(v) { verifier = v; },
+  codeVerifier() { return verifier; },
+  async redirectToAuthorization(authorizationUrl) { code = await signIn(authorizationUrl); },
+};
+
+// signIn follows the authorization URL like a browser with a cookie jar, submitting the
+// sign-in form (and the consent form the first time), and returns the code of the
+// redirect back to redirectUrl.
+async function signIn(start) {
+  const cookies = new Map();
+  let next = new URL(start);
+  let form;
+  for (let step = 0; step < 4; step++) {
+    const headers = { cookie: [...cookies].map(([k, v]) => k + '=' + v).join('; ') };
+    let body;
+    if (form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = form.toString();
+    }
+    const resp = await fetch(next, { method: form ? 'POST' : 'GET', headers, body, redirect: 'manual' });
+    for (const c of resp.headers.getSetCookie()) {
+      const [pair] = c.split(';');
+      const i = pair.indexOf('=');
+      cookies.set(pair.slice(0, i), pair.slice(i + 1));
+    }
+    if (resp.status === 303 || resp.status === 302) {
+      const loc = new URL(resp.headers.get('location'), next);
+      if (!loc.href.startsWith(redirectUrl)) throw new Error('redirected to ' + loc.href + ', not the client');
+      out.iss = loc.searchParams.get('iss');
+      if (!loc.searchParams.get('code')) throw new Error('no code in ' + loc.href);
+      return loc.searchParams.get('code');
+    }
+    const page = await resp.text();
+    if (resp.status !== 200) throw new Error(`step ${step}: ${resp.status}: ${page}`);
+    form = new URLSearchParams();
+    for (const m of page.matchAll(/name="(request|csrf)" value="([^"]*)"/g)) form.set(m[1], m[2]);
+    next = new URL(page.match(/<form[^>]*action="([^"]+)"/)[1], next);
+    if (page.includes('name="username"')) {
+      form.set('action', 'login');
+      form.set('username', user);
+      form.set('password', password);
+    } else if (page.includes('value="approve"')) {
+      form.set('action', 'approve');
+    } else {
+      throw new Error('neither a sign-in nor a consent page: ' + page);
+    }
+  }
+  throw new Error('no redirect to the client after 4 steps');
+}
+
+async function connect() {
+  const client = new Client({ name: 'caddymcp-e2e-ts-oauth', version: '1' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { authProvider: provider }));
+  return client;
+}
+
+let client;
+try {
+  try {
+    client = await connect();
+  } catch (e) {
+    if (!(e instanceof UnauthorizedError)) throw e;
+    const transport = new StreamableHTTPClientTransport(new URL(url), { authProvider: provider });
+    await transport.finishAuth(code);
+    client = await connect();
+  }
+  out.signedIn = Boolean(tokens && tokens.access_token);
+  out.tools = (await client.listTools()).tools.map(t => t.name);
+  out.calls = {};
+  for (const name of calls) {
+    try {
+      const r = await client.callTool({ name, arguments: {} });
+      out.calls[name] = { ok: !r.isError, text: JSON.stringify(r.content) };
+    } catch (e) {
+      out.calls[name] = { ok: false, error: String(e && e.message || e) };
+    }
+  }
+} catch (e) {
+  out.fatal = String(e && e.stack || e);
+}
+console.log(JSON.stringify(out));
+if (client) await client.close().catch(() => {});
