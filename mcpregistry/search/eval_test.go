@@ -20,6 +20,9 @@ const (
 	evalDir     = "testdata/eval"
 	evalTopK    = 10
 	evalMinRank = 2 // the grade a tool needs to count for MRR and for "a relevant tool was found"
+	// Targets on the held-out half (lexical ranking alone).
+	evalMinNDCG = 0.75
+	evalMinMRR  = 0.80
 )
 
 type evalCatalog struct {
@@ -214,7 +217,7 @@ func TestSearchEval(t *testing.T) {
 	verbose := testing.Verbose() && os.Getenv("SEARCH_EVAL_VERBOSE") == "1"
 	for _, half := range []string{"train", "heldout"} {
 		var sumNDCG, sumRR float64
-		empty := 0
+		empty, nothing := 0, 0
 		for _, q := range halves[half] {
 			// Ask for enough hits that server hits, which are skipped, cannot crowd
 			// the tool hits out of the top evalTopK.
@@ -223,6 +226,9 @@ func TestSearchEval(t *testing.T) {
 				if h.Tool != "" {
 					ranked = append(ranked, h.Server+"/"+h.Tool)
 				}
+			}
+			if len(ranked) == 0 {
+				nothing++
 			}
 			ranked = ranked[:min(evalTopK, len(ranked))]
 			s := scoreRanking(ranked, q.Relevant, evalTopK)
@@ -236,8 +242,15 @@ func TestSearchEval(t *testing.T) {
 			}
 		}
 		n := float64(len(halves[half]))
-		t.Logf("%-7s %3d queries over %d servers, %d tools: NDCG@%d %.3f, MRR %.3f, %d with no relevant tool",
-			half, len(halves[half]), len(cat.Servers), tools, evalTopK, sumNDCG/n, sumRR/n, empty)
+		ndcg, mrr := sumNDCG/n, sumRR/n
+		t.Logf("%-7s %3d queries over %d servers, %d tools: NDCG@%d %.3f, MRR %.3f, %d with no relevant tool, %d with no tool at all",
+			half, len(halves[half]), len(cat.Servers), tools, evalTopK, ndcg, mrr, empty, nothing)
+		// The targets of issue 12, for lexical ranking alone, on the half nobody
+		// tuned on: reported and checked in aggregate only.
+		if half == "heldout" && (ndcg < evalMinNDCG || mrr < evalMinMRR || nothing > 0) {
+			t.Errorf("held-out: NDCG@%d %.3f, MRR %.3f, %d queries with no tool at all; want at least %.2f, %.2f and none",
+				evalTopK, ndcg, mrr, nothing, evalMinNDCG, evalMinMRR)
+		}
 	}
 }
 

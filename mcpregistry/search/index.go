@@ -43,9 +43,17 @@ type Source struct {
 }
 
 type posting struct {
-	doc int32   // index into the segment's or shard's documents
+	doc int32   // index into the segment's or shard's documents, | nameFlag
 	tf  float32 // weighted term frequency
 }
+
+// A posting's document carries nameFlag when the term is in the document's name (a
+// tool's or a server's), which the ranking favours (coverage.factor); docMask takes
+// the flag off. Shards hold far fewer than 2^30 documents.
+const (
+	nameFlag int32 = 1 << 30
+	docMask        = nameFlag - 1
+)
 
 type searchDoc struct {
 	server, tool, description string
@@ -55,8 +63,9 @@ type searchDoc struct {
 // docStat is what scoring needs of a document, kept apart from searchDoc so that
 // the scoring loop touches little memory.
 type docStat struct {
-	length float32 // weighted length
-	factor float32
+	length    float32 // weighted length
+	factor    float32
+	nameWords float32 // words in the document's name
 }
 
 // searchSegment is one server's documents. Immutable. A new segment carries its
@@ -111,8 +120,9 @@ type Index struct {
 }
 
 type docScoring struct {
-	norm   float32 // bm25K1 * (1 - bm25B + bm25B*length/avgLen)
-	factor float32
+	norm    float32 // bm25K1 * (1 - bm25B + bm25B*length/avgLen)
+	factor  float32
+	nameInv float32 // 1/nameWords (0 for no name)
 }
 
 // span is a term's postings in a shard: pdoc[off : off+n] and ptf[off : off+n].
@@ -124,6 +134,7 @@ var emptyShard = &searchShard{postings: map[string]span{}}
 func buildSegment(src Source) *searchSegment {
 	seg := &searchSegment{src: src}
 	tf := map[string]float32{}
+	inName := map[string]bool{}
 	termIdx := map[string]int32{}
 	var lists [][]posting
 	addTerms := func(w float32, terms []string) float32 {
@@ -139,7 +150,26 @@ func buildSegment(src Source) *searchSegment {
 		}
 		return n
 	}
-	addName := func(w float32, name string) float32 { return addTerms(w, tokenizeName(name)) }
+	// A name's words count less the more of them it has (BM25F's length
+	// normalisation of the name field, against a fixed typical length so that a
+	// document's terms do not depend on the rest of the corpus): list_users says
+	// more about "list users" than list_user_policies does.
+	// The first sentence of a description says what the tool does; the rest adds
+	// details, caveats and other tools' names, which count less.
+	addDescription := func(d string) float32 {
+		first, rest := firstSentence(d)
+		return add(weightDescription, first) + add(weightDescriptionRest, rest)
+	}
+	var nameWords float32
+	addName := func(w float32, name string) float32 {
+		terms := tokenizeName(name)
+		for _, t := range terms {
+			inName[t] = true
+		}
+		nameWords = float32(len(terms))
+		w /= 1 - nameB + nameB*nameWords/typicalNameWords
+		return addTerms(w, terms)
+	}
 	finish := func(d searchDoc, st docStat) {
 		id := int32(len(seg.docs))
 		for term, f := range tf {
@@ -150,9 +180,15 @@ func buildSegment(src Source) *searchSegment {
 				seg.terms = append(seg.terms, term)
 				lists = append(lists, nil)
 			}
-			lists[i] = append(lists[i], posting{doc: id, tf: f})
+			doc := id
+			if inName[term] {
+				doc |= nameFlag
+			}
+			lists[i] = append(lists[i], posting{doc: doc, tf: f})
 			delete(tf, term)
 		}
+		clear(inName)
+		st.nameWords = nameWords
 		seg.total += float64(st.length)
 		d.seq = id
 		seg.docs = append(seg.docs, d)
@@ -165,7 +201,7 @@ func buildSegment(src Source) *searchSegment {
 	ctx := append(tokenizeName(s.Name), tokenize(tags)...) // once per server, not per tool
 	for _, t := range src.Tools {
 		n := addName(weightName, t.Name) + addTerms(weightServerCtx, ctx) +
-			add(weightDescription, t.Description) + add(weightSchemaProps, schemaProperties(t.InputSchema)...)
+			addDescription(t.Description) + add(weightSchemaProps, schemaProperties(t.InputSchema)...)
 		finish(searchDoc{server: s.Name, tool: t.Name, description: t.Description}, docStat{length: n, factor: 1})
 	}
 	total := 0
@@ -244,7 +280,7 @@ func buildShard(old *searchShard, refs []segRef) *searchShard {
 		for term, sp := range old.postings {
 			c := int32(0)
 			for _, d := range old.pdoc[sp.off : sp.off+sp.n] {
-				if remap[d] >= 0 {
+				if remap[d&docMask] >= 0 {
 					c++
 				}
 			}
@@ -267,8 +303,8 @@ func buildShard(old *searchShard, refs []segRef) *searchShard {
 				continue
 			}
 			for i, d := range old.pdoc[osp.off : osp.off+osp.n] {
-				if nd := remap[d]; nd >= 0 {
-					sh.pdoc[sp.off+sp.n], sh.ptf[sp.off+sp.n] = nd, old.ptf[osp.off+int32(i)]
+				if nd := remap[d&docMask]; nd >= 0 {
+					sh.pdoc[sp.off+sp.n], sh.ptf[sp.off+sp.n] = nd|d&nameFlag, old.ptf[osp.off+int32(i)]
 					sp.n++
 				}
 			}
@@ -283,7 +319,7 @@ func buildShard(old *searchShard, refs []segRef) *searchShard {
 			for t, term := range g.terms {
 				sp := sh.postings[term]
 				for _, p := range g.posts[start:g.ends[t]] {
-					sh.pdoc[sp.off+sp.n], sh.ptf[sp.off+sp.n] = base+p.doc, p.tf
+					sh.pdoc[sp.off+sp.n], sh.ptf[sp.off+sp.n] = (base+p.doc&docMask)|p.doc&nameFlag, p.tf
 					sp.n++
 				}
 				sh.postings[term] = sp
@@ -364,7 +400,7 @@ func (ix *Index) WithImpacts() *Index {
 		sh, sc := ix.shards[k], ix.scoring[k]
 		imp := make([]float32, len(sh.pdoc))
 		for i, doc := range sh.pdoc {
-			d, tf := &sc[doc], sh.ptf[i]
+			d, tf := &sc[doc&docMask], sh.ptf[i]
 			imp[i] = d.factor * tf * (bm25K1 + 1) / (tf + d.norm)
 		}
 		c.impacts[k] = imp
@@ -535,6 +571,9 @@ func (ix *Index) finish() {
 		flat = flat[len(sh.docs):]
 		for i, d := range sh.stats {
 			sc[i] = docScoring{norm: bm25K1 * (1 - bm25B + bm25B*d.length/avgLen), factor: d.factor}
+			if d.nameWords > 0 {
+				sc[i].nameInv = 1 / d.nameWords
+			}
 		}
 		ix.scoring[k] = sc
 	}
@@ -662,22 +701,43 @@ func (c *coverage) normalize() {
 	}
 }
 
-// factor is the multiplier of a document's BM25 score for its matched groups.
-func (c *coverage) factor(m uint32) float32 {
+// A document's matched bits (scoreBuf.matched): which query words (groups) it
+// answers with the word itself, with an expansion only, and the same two in its name.
+const (
+	nameShift = 2 * maxGroups
+	groupMask = 1<<maxGroups - 1
+)
+
+// factor is the multiplier of a document's BM25 score for its matched groups m: the
+// share of the query it answers (coverage), and how much of its name the query
+// names (nameInv is 1 / the name's words): list_users is the answer to "list iam
+// users" before list_user_policies, whose description says as much.
+func (c *coverage) factor(m uint32, nameInv float32) float32 {
 	if c.total == 0 {
 		return 1
 	}
-	p, e := m&0xffff, m>>16
-	got := float32(bits.OnesCount32(p)) // a matched query word counts one (normalize)
+	got := c.credit(m & (groupMask<<maxGroups | groupMask))
+	share := got / c.total
+	f := coverageFloor + (1-coverageFloor)*share
+	if named := c.credit(m >> nameShift); named > 0 && nameInv > 0 {
+		// The F1 of the name against the query: how much of the name the query
+		// names, and how much of the query the name answers.
+		precision, recall := min(1, named*nameInv), named/c.total
+		f *= 1 + nameBoost*share*2*precision*recall/(precision+recall)
+	}
+	return f
+}
+
+// credit is what the groups of m (primary bits, then expansion bits) are worth: one
+// for each query word, and an expansion's share for a word answered only by one.
+func (c *coverage) credit(m uint32) float32 {
+	p, e := m&groupMask, m>>maxGroups&groupMask
+	got := float32(bits.OnesCount32(p))
 	for e &^= p; e != 0; e &= e - 1 {
 		got += c.expansion[bits.TrailingZeros32(e)]
 	}
-	f := got / c.total
-	return coverageFloor + (1-coverageFloor)*f
+	return got
 }
-
-// coverageFloor is what a hit answering almost none of the query keeps of its score.
-const coverageFloor = 0.2
 
 var scorePool = sync.Pool{New: func() any { return new(scoreBuf) }}
 
@@ -739,7 +799,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			cov.primary[qt.group] = max(cov.primary[qt.group], w)
 		} else {
 			cov.expansion[qt.group] = max(cov.expansion[qt.group], w)
-			bit <<= 16
+			bit <<= maxGroups
 		}
 		masks = append(masks, bit)
 	}
@@ -775,6 +835,11 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			if imp != nil {
 				imps := imp[sp.off : sp.off+sp.n]
 				for i, doc := range docs {
+					bit := bit
+					if doc&nameFlag != 0 {
+						bit |= bit << nameShift
+					}
+					doc &= docMask
 					s := w * imps[i]
 					if scores[doc] == 0 {
 						// First touch: matched holds a stale value.
@@ -789,6 +854,11 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			}
 			tfs := sh.ptf[sp.off : sp.off+sp.n]
 			for i, doc := range docs {
+				bit := bit
+				if doc&nameFlag != 0 {
+					bit |= bit << nameShift
+				}
+				doc &= docMask
 				d, tf := &sc[doc], tfs[i]
 				// The term's BM25 impact in the document (everything but idf and the
 				// query word's weight).
@@ -811,7 +881,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			if len(h) == limit && s < h[0].score {
 				continue // the factor is at most 1: it cannot get in
 			}
-			s *= cov.factor(matched[id])
+			s *= cov.factor(matched[id], sc[id].nameInv)
 			if len(h) < limit {
 				h = append(h, scoredDoc{score: s, shard: int32(k), doc: id})
 				siftUp(h, len(h)-1)
@@ -866,4 +936,20 @@ func siftDown(h []scoredDoc, i int) {
 		h[i], h[w] = h[w], h[i]
 		i = w
 	}
+}
+
+// firstSentence splits a description after its first sentence: at the first ". ",
+// "! ", "? " or line break.
+func firstSentence(d string) (first, rest string) {
+	for i := 0; i+1 < len(d); i++ {
+		switch d[i] {
+		case '.', '!', '?':
+			if d[i+1] == ' ' || d[i+1] == '\n' {
+				return d[:i+1], d[i+1:]
+			}
+		case '\n':
+			return d[:i], d[i:]
+		}
+	}
+	return d, ""
 }

@@ -2,6 +2,7 @@ package search
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -48,17 +49,38 @@ import (
 // (searchSlot), which keeps the latency of a loaded server fair.
 
 // Field weights (BM25F): a query word in a tool's name counts most, in the schema's
-// property names least.
+// property names least. Tuned on the train half of testdata/eval only.
 const (
 	weightName        = 2.0
 	weightTags        = 2.0
-	weightServerCtx   = 0.5 // a tool's server name and tags
+	weightServerCtx   = 1.0 // a tool's server name and tags
 	weightDescription = 1.0
-	weightSchemaProps = 0.5
-	weightSynonym     = 0.35 // a word of the synonyms table counts this much of the query word
-	weightConcept     = 0.3  // a WordNet synonym or derived form of a query word
-	weightBroader     = 0.15 // a WordNet hypernym (one level up) of a query word
-	weightIntent      = 0.6  // a word of asking that may also name a tool ("find", "search")
+	// weightDescriptionRest is for a description after its first sentence: details,
+	// caveats and other tools' names ("preferred over create_container").
+	weightDescriptionRest = 0.3
+	weightSchemaProps     = 0.5
+	// A name's words count weightName/(1 - nameB + nameB*words/typicalNameWords):
+	// BM25F's length normalisation of the name field, against a fixed typical length
+	// so that a document's postings never depend on the rest of the corpus.
+	nameB            = 0.5
+	typicalNameWords = 3
+
+	weightSynonym = 0.35 // a word of the synonyms table counts this much of the query word
+	weightConcept = 0.3  // a WordNet synonym or derived form of a query word
+	weightBroader = 0.15 // a WordNet hypernym (one level up) of a query word
+	weightIntent  = 0.6  // a word of asking that may also name a tool ("find", "search")
+
+	// coverageFloor is what a hit answering none of the query's words but one
+	// expansion keeps of its score (coverage.factor); nameBoost is what a hit whose
+	// whole name the query names gains.
+	coverageFloor = 0.2
+	nameBoost     = 2.0
+
+	bm25K1 = 1.2
+	bm25B  = 0.75
+)
+
+const (
 	// maxConcepts and maxBroader bound the WordNet terms of one query word.
 	maxConcepts = 6
 	maxBroader  = 2
@@ -70,9 +92,6 @@ const (
 	// serverDocFactor lowers whole servers slightly against their tools: people
 	// mostly look for a tool to call.
 	serverDocFactor = 0.8
-
-	bm25K1 = 1.2
-	bm25B  = 0.75
 )
 
 // stopWords are grammatical words, dropped from descriptions and queries alike (never
@@ -101,6 +120,10 @@ var (
 	selfWords = map[string]float32{"i": 1, "me": 1, "myself": 1, "my": 0.5, "mine": 0.5}
 	selfTerms = []string{"current", "authenticated", "whoami"}
 )
+
+// weightSelfAside is what a self word counts when the query is not about the person
+// asking (see asksAboutSelf).
+const weightSelfAside = 0.25
 
 // shortTerms are words of one or two letters that mean something in a query; any other
 // (am, ok, 's, …) is noise. Words with a digit (s3, v2, 42) are always kept.
@@ -328,9 +351,9 @@ type queryTerm struct {
 	primary bool // the query word itself, not an expansion
 }
 
-// maxGroups bounds the query words told apart for coverage (half the bits of a
-// uint32); further words share the last group.
-const maxGroups = 16
+// maxGroups bounds the query words told apart for coverage (a quarter of the bits of
+// a uint32, see coverage.factor); further words share the last group.
+const maxGroups = 8
 
 // queryTerms tokenizes a query into weighted terms: its words (stop words, noise and
 // meaningless short words dropped), their synonyms and WordNet concepts. Each distinct
@@ -397,6 +420,9 @@ func queryTerms(query string) []queryTerm {
 		}
 		g := groupOf(raw)
 		if w, ok := selfWords[raw]; ok {
+			if !asksAboutSelf(words, keep, i) {
+				w *= weightSelfAside
+			}
 			put("me", w, g, true)
 			for _, t := range selfTerms {
 				put(t, w*weightConcept, g, false)
@@ -421,6 +447,21 @@ func queryTerms(query string) []queryTerm {
 		}
 	}
 	return out
+}
+
+// asksAboutSelf reports whether the self word at i is what the query is about: a
+// question of who ("who am I logged in as") or the end of the query ("assign the
+// issue to me"); else it is an aside ("get me code examples", "list my repos").
+func asksAboutSelf(words []string, keep []bool, i int) bool {
+	if slices.Contains(words, "who") || slices.Contains(words, "whoami") {
+		return true
+	}
+	for _, k := range keep[i+1:] {
+		if k {
+			return false
+		}
+	}
+	return true
 }
 
 func hasDigit(s string) bool { return strings.ContainsAny(s, "0123456789") }

@@ -305,7 +305,7 @@ func TestIncidentalNameWordLoses(t *testing.T) {
 		{Server: &model.Server{Name: "browser", Enabled: true}, Tools: []model.ToolInfo{
 			tool("navigate_back", "Go back to the previous page"), tool("navigate", "Open a URL")}},
 		{Server: &model.Server{Name: "payments", Enabled: true}, Tools: []model.ToolInfo{
-			tool("create_refund", "Refund money to a customer for a charge"), tool("list_charges", "List charges"),
+			tool("create_refund", "Refund money to a customer's card for a charge"), tool("list_charges", "List charges"),
 			tool("get_customer", "Get a customer"), tool("list_customers", "List customers"),
 			tool("update_customer", "Update a customer"), tool("get_balance", "Money in the account")}},
 		{Server: &model.Server{Name: "scanner", Enabled: true}, Tools: []model.ToolInfo{
@@ -319,10 +319,53 @@ func TestIncidentalNameWordLoses(t *testing.T) {
 		}
 		return hits[0].Server + "/" + hits[0].Tool
 	}
-	if got := top("send the money back to the customer"); got != "payments/create_refund" {
+	if got := top("send the money back to the customer's card"); got != "payments/create_refund" {
 		t.Errorf("money back to the customer: top hit %s", got)
 	}
 	if got := top("vulnerabilities in my dependencies"); got != "scanner/list_exposures" {
 		t.Errorf("vulnerabilities: top hit %s", got)
+	}
+}
+
+// TestCoverageFactor: of two hits with the same BM25 score, the one answering more of
+// the query's words wins, an expansion answers in part, and a name the query names
+// lifts a hit only as far as the hit answers the query.
+func TestCoverageFactor(t *testing.T) {
+	var c coverage
+	for g := range 3 {
+		c.primary[g], c.expansion[g] = 2, 0.5 // three query words found in the index
+	}
+	c.expansion[2] = 0.6
+	c.normalize()
+	const p0, p1, p2 = 1, 2, 4 // primary bits of groups 0, 1, 2
+	e2 := uint32(4) << maxGroups
+	name := func(m uint32) uint32 { return m << nameShift }
+	one, all := c.factor(p0, 0), c.factor(p0|p1|p2, 0)
+	if !(one < all) || all != 1 {
+		t.Errorf("one word of three %v, all three %v", one, all)
+	}
+	if part := c.factor(p0|p1|e2, 0); !(part < all && part > c.factor(p0|p1, 0)) {
+		t.Errorf("an expansion answers in part: %v", part)
+	}
+	// A one-word name that is one query word: lifted, but less than a hit answering
+	// the whole query without its name.
+	if lifted := c.factor(p0|name(p0), 1); !(lifted > one && lifted < all) {
+		t.Errorf("incidental name word: %v (one word %v, all %v)", lifted, one, all)
+	}
+	if named := c.factor(p0|p1|p2|name(p0|p1), 0.5); !(named > all) {
+		t.Errorf("a name made of query words: %v, want above %v", named, all)
+	}
+}
+
+func TestFirstSentence(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"Run an image. Prefer it over create_container.": {"Run an image.", " Prefer it over create_container."},
+		"List v1.2 releases":                             {"List v1.2 releases", ""},
+		"Get a file\nArgs: path":                         {"Get a file", "\nArgs: path"},
+		"Ends here.":                                     {"Ends here.", ""},
+	} {
+		if f, r := firstSentence(in); f != want[0] || r != want[1] {
+			t.Errorf("firstSentence(%q) = %q, %q; want %q, %q", in, f, r, want[0], want[1])
+		}
 	}
 }
