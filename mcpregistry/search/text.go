@@ -17,15 +17,25 @@ import (
 //     and builds in well under a second, so there is nothing to persist and no index
 //     files to open, lock, migrate or repair next to the store;
 //   - we want full control over what is a document and how fields count: a tool is
-//     found by its own name (split on _-./ and camelCase), its description, the
-//     server's name and tags, and the property names of its input schema, each with
-//     its own weight, plus a small synonym table for the vocabulary of MCP servers
-//     (db → database, k8s → kubernetes, ticket → issue …);
+//     found by its own name (split on _-./ and camelCase, normalised by its length),
+//     its description (the first sentence counting most), the server's name and
+//     tags, and the property names of its input schema, each with its own weight;
 //   - no new dependency (bleve alone pulls in dozens of modules).
 //
 // Documents are each enabled server (name, tags, description) and each of its tools.
-// Text is lowercased, split on non-alphanumerics and camelCase, stop words dropped and
-// lightly stemmed (plural s/es/ies, ing, ed, final e) — the same on both sides.
+// Text is lowercased, split on non-alphanumerics and camelCase and lightly stemmed
+// (plural s/es/ies, ing, ed, final e) — the same on both sides. Grammatical stop
+// words are dropped from descriptions but never from names (get_me keeps "me").
+//
+// A query loses its grammatical and asking words and its meaningless one- or
+// two-letter words, keeps words of intent (find, search: weakened among others) and
+// of the person asking (i, me, my → me, current, authenticated), and each remaining
+// word brings weaker expansions: a small table of the field's abbreviations (db, k8s,
+// pr …) and the WordNet concepts of the word (synonyms and derived forms, one level
+// of broader words; wordnet.go). A hit's BM25F score is then multiplied by the share
+// of the query's words it answers (an expansion answering in part) and lifted by how
+// well its name matches the query (coverage.factor), so that a single word shared by
+// chance ("back" in navigate_back for "get my money back") does not win.
 //
 // The index (index.go) is split by server: each enabled server's documents form
 // an immutable segment, and segments are grouped into a fixed number of shards by a
@@ -129,8 +139,9 @@ const weightSelfAside = 0.25
 // (am, ok, 's, …) is noise. Words with a digit (s3, v2, 42) are always kept.
 var shortTerms = toSet(`db pr mr ci cd vm ai ml id ip ui ux os qa go js ts py gh io k8 tf`)
 
-// synonyms expands a query word (before stemming) into related words. Each word is
-// looked up alone; expansions count weightSynonym of the word.
+// synonyms expands a query word (before stemming) into the abbreviations, products
+// and vocabulary of developer tools that WordNet does not know (db, k8s, pr, s3 …).
+// Each word is looked up alone; expansions count weightSynonym of the word.
 var synonyms = map[string][]string{
 	"db":          {"database", "sql", "postgres", "mysql"},
 	"database":    {"db", "sql", "query", "table"},

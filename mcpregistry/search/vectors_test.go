@@ -59,3 +59,24 @@ func TestFuse(t *testing.T) {
 		t.Fatal("one ranking alone")
 	}
 }
+
+// BenchmarkVectorsNearest: one query against 10,000 documents of 384 dimensions.
+func BenchmarkVectorsNearest(b *testing.B) {
+	const n, dims = 10000, 384
+	docs := make([]VectorDoc, n)
+	x := uint32(1)
+	next := func() float32 { x = x*1664525 + 1013904223; return float32(x>>8)/(1<<24) - 0.5 }
+	for i := range docs {
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = next()
+		}
+		docs[i] = VectorDoc{Server: "s", Tool: "t", Vector: unitVec(v...)}
+	}
+	vs := NewVectors(docs, dims)
+	q := slices.Clone(docs[0].Vector)
+	q = unitVec(q...)
+	for b.Loop() {
+		vs.Nearest(q, 50)
+	}
+}
