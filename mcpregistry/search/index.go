@@ -835,10 +835,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			if imp != nil {
 				imps := imp[sp.off : sp.off+sp.n]
 				for i, doc := range docs {
-					bit := bit
-					if doc&nameFlag != 0 {
-						bit |= bit << nameShift
-					}
+					bit := bit | bit<<nameShift&uint32(-(doc>>30)) // the name bit too when flagged
 					doc &= docMask
 					s := w * imps[i]
 					if scores[doc] == 0 {
@@ -854,10 +851,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			}
 			tfs := sh.ptf[sp.off : sp.off+sp.n]
 			for i, doc := range docs {
-				bit := bit
-				if doc&nameFlag != 0 {
-					bit |= bit << nameShift
-				}
+				bit := bit | bit<<nameShift&uint32(-(doc>>30))
 				doc &= docMask
 				d, tf := &sc[doc], tfs[i]
 				// The term's BM25 impact in the document (everything but idf and the

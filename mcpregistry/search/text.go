@@ -97,7 +97,7 @@ const (
 	// An expansion term in more than maxExpansionShare of the documents (and more
 	// than minExpansionCut of them) adds nothing a user would notice but costs a scan
 	// of its postings, so it is left out.
-	maxExpansionShare = 0.05
+	maxExpansionShare = 0.02
 	minExpansionCut   = 1000
 	// serverDocFactor lowers whole servers slightly against their tools: people
 	// mostly look for a tool to call.
