@@ -15,6 +15,7 @@ import (
 	"github.com/caddymcp/caddymcp/mcpregistry/embeddings/embeddingstest"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 	"github.com/caddymcp/caddymcp/mcpregistry/search"
+	"github.com/caddymcp/caddymcp/mcpregistry/store"
 )
 
 // semanticConfig is a registry of three servers whose search uses the provider at srv.
@@ -258,5 +259,77 @@ func TestSearchCaddyfile(t *testing.T) {
 		if err := a.provisionEmbeddings(); err == nil {
 			t.Errorf("provisioned %+v", bad)
 		}
+	}
+}
+
+// TestSemanticDocsBounded: a server registered with an enormous tool description
+// costs the provider one bounded text, not the whole description.
+func TestSemanticDocsBounded(t *testing.T) {
+	st := &semanticState{model: "m"}
+	huge := strings.Repeat("exfiltrate ", 100000)
+	docs := st.semanticDocs([]search.Source{{
+		Server: &model.Server{Name: "evil", Description: huge},
+		Tools:  []model.ToolInfo{{Name: "t", Description: huge}, {Name: "u", Description: "short"}},
+	}})
+	if len(docs) != 3 {
+		t.Fatalf("%d documents", len(docs))
+	}
+	for _, d := range docs {
+		if len(d.text) > embedTextBytes {
+			t.Errorf("%s/%s: %d bytes embedded, want at most %d", d.Server, d.Tool, len(d.text), embedTextBytes)
+		}
+	}
+	if docs[1].key == docs[2].key || docs[1].key != st.vectorKey(docs[1].text) {
+		t.Error("vector keys do not follow the texts")
+	}
+	other := &semanticState{model: "other"}
+	if other.vectorKey(docs[2].text) == docs[2].key {
+		t.Error("another model shares the vector key")
+	}
+}
+
+// TestPruneVectors: stored vectors of texts no longer indexed go at the second check
+// that finds them unused, not the first (a restart before tools are rediscovered).
+func TestPruneVectors(t *testing.T) {
+	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "r.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	db := NewCollectionStore(bolt)
+	put := func(keys ...string) {
+		if err := db.Update(func(c Collections) error {
+			col, err := c.Collection(vectorsCollection)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if err := col.Put(k, encodeVector([]float32{1, 0})); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := func() (keys []string) {
+		db.View(func(c Collections) error {
+			col, _ := c.Collection(vectorsCollection)
+			return col.ForEach(func(k string, _ []byte) error { keys = append(keys, k); return nil })
+		})
+		return keys
+	}
+	put("a", "b", "c")
+	a := &App{semantic: &semanticState{}}
+	keep := map[string][]float32{"a": {1, 0}}
+	a.pruneVectors(db, keep)
+	if got := stored(); len(got) != 3 {
+		t.Fatalf("first check deleted: %v", got)
+	}
+	keep["b"] = []float32{1, 0} // b is back
+	a.pruneVectors(db, keep)
+	if got := strings.Join(stored(), ","); got != "a,b" {
+		t.Fatalf("after the second check: %s, want a,b", got)
 	}
 }
