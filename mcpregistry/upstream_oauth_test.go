@@ -387,3 +387,66 @@ func BenchmarkUpstreamAuthorizationHit(b *testing.B) {
 		}
 	})
 }
+
+type fakeSignIn struct{}
+
+func (fakeSignIn) SignedIn(*http.Request) (string, bool) { return "", false }
+func (fakeSignIn) SignInURL(string) string               { return "" }
+
+// Connections are listed per user and by admins, and removed by the user, by an
+// admin, with the user, and with the server.
+func TestUpstreamOAuthVaultRemoval(t *testing.T) {
+	as := newFakeAS(t)
+	upstream := upstreamWithPRM(t, as.srv.URL)
+	app, key, db := loadOAuthConfig(t, upstream, true, nil)
+	defer app.LocalIssuers().SetSignIn(testIssuer, fakeSignIn{})()
+	ctx := context.Background()
+	connect := func(sub, server string) {
+		t.Helper()
+		f, err := app.TakeConnectFlow(server, startFlow(t, app, server, sub, "n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.FinishConnect(ctx, f, "code", as.srv.URL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connect("alice", "saas")
+	connect("alice", "other")
+	connect("bob", "saas")
+	count := func(iss, sub string) int {
+		t.Helper()
+		c, err := app.UpstreamConnections(iss, sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(c)
+	}
+	if count("", "") != 3 || count(testIssuer, "alice") != 2 || count(testIssuer, "bob") != 1 || count("https://idp.example", "alice") != 0 {
+		t.Fatalf("listing: all %d alice %d bob %d", count("", ""), count(testIssuer, "alice"), count(testIssuer, "bob"))
+	}
+	gone, err := app.DisconnectUpstream(testIssuer, "alice", "other")
+	if err != nil || len(gone) != 1 || gone[0].Server != "other" || count(testIssuer, "alice") != 1 {
+		t.Fatalf("disconnect one: %+v %v", gone, err)
+	}
+	if _, err := app.UpstreamAuthorization(ctx, app.Server("other"), UpstreamCaller{Issuer: testIssuer, Subject: "alice"}); err == nil {
+		t.Fatal("a disconnected token is still sent")
+	}
+	if n, err := app.RemoveLocalUserConnections("bob"); err != nil || n != 1 || count(testIssuer, "bob") != 0 {
+		t.Fatalf("removing bob: %d %v", n, err)
+	}
+	// A server that no longer takes per-user OAuth loses its tokens with the config.
+	caddy.Stop()
+	_ = loadOAuthConfigAt(t, upstream, true, nil, db, key)
+	app = runningApp(t)
+	if count("", "") != 1 {
+		t.Fatalf("before: %d", count("", ""))
+	}
+	caddy.Stop()
+	loadConfig(t, map[string]any{"storage": map[string]any{"path": db}, "encryption_key": key, "health": map[string]any{"disabled": true},
+		"servers": []map[string]any{{"name": "saas", "upstream": upstream}}})
+	app = runningApp(t)
+	if count("", "") != 0 {
+		t.Fatalf("tokens of a server without backend_auth oauth are kept: %d", count("", ""))
+	}
+}
