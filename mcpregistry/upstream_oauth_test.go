@@ -2,8 +2,13 @@ package mcpregistry
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +21,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
@@ -34,10 +41,13 @@ type fakeAS struct {
 	revoked   bool // refresh answers invalid_grant
 	issued    int
 	forms     []url.Values
+	// assertionKey verifies private_key_jwt client assertions.
+	assertionKey any
+	seenJTI      map[string]bool
 }
 
 func newFakeAS(t *testing.T) *fakeAS {
-	f := &fakeAS{expiresIn: 3600}
+	f := &fakeAS{expiresIn: 3600, seenJTI: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -62,7 +72,15 @@ func newFakeAS(t *testing.T) *fakeAS {
 		defer f.mu.Unlock()
 		f.forms = append(f.forms, r.PostForm)
 		w.Header().Set("Content-Type", "application/json")
-		if user, pass, _ := r.BasicAuth(); user != "gw" || pass != "gw-secret" {
+		if a := r.PostForm.Get("client_assertion"); a != "" {
+			tok, err := jwt.Parse([]byte(a), jwt.WithKey(jwa.ES256, f.assertionKey), jwt.WithAudience(f.srv.URL+"/token"), jwt.WithIssuer("gw"), jwt.WithSubject("gw"))
+			if err != nil || r.PostForm.Get("client_id") != "gw" || tok.JwtID() == "" || f.seenJTI[tok.JwtID()] {
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
+				return
+			}
+			f.seenJTI[tok.JwtID()] = true
+		} else if user, pass, _ := r.BasicAuth(); user != "gw" || pass != "gw-secret" {
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
 			return
@@ -85,6 +103,13 @@ func newFakeAS(t *testing.T) *fakeAS {
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// requests returns the token requests so far and how many tokens were issued.
+func (f *fakeAS) requests() ([]url.Values, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]url.Values(nil), f.forms...), f.issued
 }
 
 func (f *fakeAS) set(fn func(*fakeAS)) {
@@ -248,7 +273,8 @@ func TestUpstreamOAuthConnectAndRefresh(t *testing.T) {
 	if err != nil || v2 == v1 {
 		t.Fatalf("after expiry: refreshed %t, %v", v2 != v1, err)
 	}
-	if last := as.forms[len(as.forms)-1]; last.Get("grant_type") != "refresh_token" || last.Get("resource") != upstream {
+	forms, _ := as.requests()
+	if last := forms[len(forms)-1]; last.Get("grant_type") != "refresh_token" || last.Get("resource") != upstream {
 		t.Fatalf("refresh request %v", last)
 	}
 	as.set(func(f *fakeAS) { f.revoked = true })
@@ -448,5 +474,48 @@ func TestUpstreamOAuthVaultRemoval(t *testing.T) {
 	app = runningApp(t)
 	if count("", "") != 0 {
 		t.Fatalf("tokens of a server without backend_auth oauth are kept: %d", count("", ""))
+	}
+}
+
+// Machine credentials: one token of the gateway's own for every caller, by client
+// secret or private_key_jwt, cached until shortly before it expires.
+func TestUpstreamOAuthClientCredentials(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	for name, extra := range map[string]map[string]any{
+		"client secret":   {"grant": "client_credentials"},
+		"private_key_jwt": {"grant": "client_credentials", "client_secret": "", "token_endpoint_auth_method": "private_key_jwt", "private_key": keyPEM, "private_key_id": "k1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			as := newFakeAS(t)
+			as.set(func(f *fakeAS) { f.assertionKey = key.Public(); f.expiresIn = 2 })
+			extra["token_endpoint"] = as.srv.URL + "/token"
+			app, _, _ := loadOAuthConfig(t, upstreamWithPRM(t, as.srv.URL), true, extra)
+			ctx := context.Background()
+			s := app.Server("saas")
+			v1, err := app.UpstreamAuthorization(ctx, s, UpstreamCaller{})
+			if err != nil || !strings.HasPrefix(v1, "Bearer ") {
+				t.Fatalf("machine token: %v", err)
+			}
+			if v, err := app.UpstreamAuthorization(ctx, s, UpstreamCaller{Issuer: testIssuer, Subject: "bob"}); err != nil || v != v1 {
+				t.Fatalf("a second caller got another token (%v): the machine token is one for all", err)
+			}
+			forms, issued := as.requests()
+			if issued != 1 {
+				t.Fatalf("%d tokens fetched for two calls; want one, cached", issued)
+			}
+			form := forms[0]
+			if form.Get("grant_type") != "client_credentials" || form.Get("scope") != "mcp" || form.Get("resource") == "" {
+				t.Fatalf("token request %v", form)
+			}
+			time.Sleep(2100 * time.Millisecond)
+			if v2, err := app.UpstreamAuthorization(ctx, s, UpstreamCaller{}); err != nil || v2 == v1 {
+				t.Fatalf("after expiry: new token %t, %v", v2 != v1, err)
+			}
+		})
 	}
 }
