@@ -519,3 +519,50 @@ func TestUpstreamOAuthClientCredentials(t *testing.T) {
 		})
 	}
 }
+
+// Token exchange: the caller's own token traded for one for the upstream, per caller,
+// in the RFC 8693 and the Entra on-behalf-of shapes.
+func TestUpstreamOAuthTokenExchange(t *testing.T) {
+	for _, profile := range []string{TokenExchangeRFC8693, TokenExchangeEntraOBO} {
+		t.Run(profile, func(t *testing.T) {
+			as := newFakeAS(t)
+			app, _, _ := loadOAuthConfig(t, upstreamWithPRM(t, as.srv.URL), true, map[string]any{
+				"grant": "token_exchange", "profile": profile, "token_endpoint": as.srv.URL + "/token", "audience": "urn:saas",
+			})
+			ctx := context.Background()
+			s := app.Server("saas")
+			alice := UpstreamCaller{Issuer: testIssuer, Subject: "alice", Token: "alice-gateway-token"}
+			va, err := app.UpstreamAuthorization(ctx, s, alice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again, _ := app.UpstreamAuthorization(ctx, s, alice); again != va {
+				t.Fatal("the exchanged token is not cached for its caller")
+			}
+			vb, err := app.UpstreamAuthorization(ctx, s, UpstreamCaller{Issuer: testIssuer, Subject: "bob", Token: "bob-gateway-token"})
+			if err != nil || vb == va {
+				t.Fatalf("bob got alice's exchanged token (%v)", err)
+			}
+			forms, issued := as.requests()
+			if issued != 2 {
+				t.Fatalf("%d exchanges for two callers", issued)
+			}
+			f := forms[0]
+			switch profile {
+			case TokenExchangeRFC8693:
+				if f.Get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange" || f.Get("subject_token") != "alice-gateway-token" ||
+					f.Get("subject_token_type") != "urn:ietf:params:oauth:token-type:access_token" || f.Get("audience") != "urn:saas" || f.Get("resource") == "" {
+					t.Fatalf("exchange request %v", f)
+				}
+			case TokenExchangeEntraOBO:
+				if f.Get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" || f.Get("assertion") != "alice-gateway-token" ||
+					f.Get("requested_token_use") != "on_behalf_of" || f.Get("scope") != "mcp" {
+					t.Fatalf("on-behalf-of request %v", f)
+				}
+			}
+			if _, err := app.UpstreamAuthorization(ctx, s, UpstreamCaller{Issuer: testIssuer, Subject: "carol"}); err == nil {
+				t.Fatal("an exchange without the caller's token succeeded")
+			}
+		})
+	}
+}
