@@ -82,6 +82,12 @@ func (g *Gateway) upstreamAuthorization(w http.ResponseWriter, r *http.Request, 
 		return true
 	}
 	var cr *mcpregistry.ConnectRequiredError
+	var refused *mcpregistry.ExchangeRefusedError
+	if errors.As(err, &refused) {
+		writeRPCError(w, http.StatusForbidden, firstID(in), codeExchangeRefused, "the authorization server of MCP server "+quote(server.Name)+
+			" does not accept your identity for it (token exchange refused: "+refused.Reason+"); ask its administrators to trust your sign-in")
+		return false
+	}
 	if !errors.As(err, &cr) {
 		g.logger.Warn("no upstream token", zap.String("server", server.Name), zap.String("user", uc.Subject), zap.Error(err))
 		w.Header().Set("Retry-After", "10")

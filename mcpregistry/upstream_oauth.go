@@ -62,6 +62,19 @@ func (e *ConnectRequiredError) Error() string {
 	return "no upstream authorization for server " + e.Server + ": " + e.Reason
 }
 
+// ExchangeRefusedError says the upstream's authorization server refused to exchange the
+// caller's token (invalid_grant: it does not trust the token's issuer, or the token
+// itself): retrying will not help, and connecting is not what the grant needs.
+type ExchangeRefusedError struct {
+	Server string
+	// Reason is the authorization server's error, bounded and printable (never a token).
+	Reason string
+}
+
+func (e *ExchangeRefusedError) Error() string {
+	return "the authorization server of " + e.Server + " refused to exchange the caller's token: " + e.Reason
+}
+
 // UpstreamCaller is who a token is wanted for.
 type UpstreamCaller struct {
 	Issuer, Subject string
@@ -82,6 +95,9 @@ type cachedToken struct {
 	missing      bool
 	missingUntil time.Time
 	reason       string
+	// refused: a token exchange was refused; remembered until missingUntil, so a
+	// caller the authorization server does not trust is not sent there on every call.
+	refused bool
 }
 
 type flight struct {
@@ -247,11 +263,14 @@ func (e *cachedToken) answer(s *model.Server, now time.Time) (string, error, boo
 	if e == nil {
 		return "", nil, false
 	}
-	if e.missing {
-		if now.Before(e.missingUntil) {
-			return "", &ConnectRequiredError{Server: s.Name, Reason: e.reason}, true
+	if e.missing || e.refused {
+		if !now.Before(e.missingUntil) {
+			return "", nil, false
 		}
-		return "", nil, false
+		if e.refused {
+			return "", &ExchangeRefusedError{Server: s.Name, Reason: e.reason}, true
+		}
+		return "", &ConnectRequiredError{Server: s.Name, Reason: e.reason}, true
 	}
 	if !e.refreshAt.IsZero() && !now.Before(e.refreshAt) {
 		return "", nil, false
@@ -452,6 +471,10 @@ func (st *upstreamAuthState) exchangeToken(ctx context.Context, cl *oauthClient,
 	tok, err := st.fetcher.Token(ctx, ep, cl.auth, form)
 	if err == nil && cl.profile != TokenExchangeEntraOBO {
 		err = upstreamoauth.CheckAudience(tok.AccessToken, cl.resource)
+	}
+	if upstreamoauth.InvalidGrant(err) {
+		st.logger.Warn("token exchange for an upstream refused", zap.String("server", s.Name), zap.String("user", c.Subject), zap.Error(err))
+		return &cachedToken{refused: true, missingUntil: st.now().Add(missingTTL), reason: err.Error()}, nil
 	}
 	if err != nil {
 		st.logger.Warn("token exchange for an upstream failed", zap.String("server", s.Name), zap.String("user", c.Subject), zap.Error(err))
