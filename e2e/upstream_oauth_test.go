@@ -317,8 +317,14 @@ func gatewayToken(t *testing.T, base, user, password string) string {
 	return tr.AccessToken
 }
 
-// elicitationOf returns the connect URL of a URLElicitationRequiredError.
+// elicitationOf returns the connect URL of a URLElicitationRequiredError for server saas.
 func elicitationOf(t *testing.T, err error) string {
+	t.Helper()
+	return elicitationFor(t, err, "saas")
+}
+
+// elicitationFor returns the connect URL of a URLElicitationRequiredError for server.
+func elicitationFor(t *testing.T, err error, server string) string {
 	t.Helper()
 	var rpcErr *jsonrpc.Error
 	if !errors.As(err, &rpcErr) || rpcErr.Code != mcp.CodeURLElicitationRequired {
@@ -333,7 +339,7 @@ func elicitationOf(t *testing.T, err error) string {
 		t.Fatalf("elicitation data %s: %v", rpcErr.Data, err)
 	}
 	e := data.Elicitations[0]
-	if e.Mode != "url" || e.ElicitationID == "" || !strings.Contains(e.URL, "/saas/connect?link=") {
+	if e.Mode != "url" || e.ElicitationID == "" || !strings.Contains(e.URL, "/"+server+"/connect?link=") {
 		t.Fatalf("elicitation %+v: want mode url, an id and the connect page", e)
 	}
 	return e.URL

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -108,8 +109,12 @@ func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request, server *m
 		renderConnect(w, http.StatusNotFound, "message", connectPage{Title: "Not found", Message: "MCP server " + server.Name + " takes no per-user connection.", Error: true})
 		return
 	}
-	if ep == endpointConnectCallback {
+	switch ep {
+	case endpointConnectCallback:
 		g.serveConnectCallback(w, r, server, segment)
+		return
+	case endpointConnectMetadata:
+		g.serveClientMetadata(w, r, server, segment)
 		return
 	}
 	switch r.Method {
@@ -281,6 +286,26 @@ func (g *Gateway) serveConnectCallback(w http.ResponseWriter, r *http.Request, s
 		return
 	}
 	renderConnect(w, http.StatusOK, "message", connectPage{Title: "Connected " + server.Name, Message: server.Name + " is connected for " + f.Subject + ".", Server: server.Name, Done: true})
+}
+
+// serveClientMetadata serves the gateway's client ID metadata document for server
+// (registration cimd): public, since the upstream's authorization server fetches it.
+func (g *Gateway) serveClientMetadata(w http.ResponseWriter, r *http.Request, server *model.Server, segment string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	doc, err := g.registry.ClientMetadataDocument(server.Name, g.publicBase(r)+g.connectPath(segment)+"/callback")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("Content-Length", strconv.Itoa(len(doc)))
+	_, _ = w.Write(doc)
 }
 
 // printableParam bounds and cleans a query parameter for a page or a log.

@@ -90,7 +90,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	server := g.registry.Lookup(segment)
-	if server != nil && (ep == endpointConnect || ep == endpointConnectCallback) {
+	if server != nil && (ep == endpointConnect || ep == endpointConnectCallback || ep == endpointConnectMetadata) {
 		g.serveConnect(w, r, server, segment, ep)
 		return nil
 	}

@@ -119,9 +119,11 @@ type upstreamAuthState struct {
 	vault   VaultStore
 	tokens  *Sealer // seals vault records
 	links   *Sealer // seals connect links
-	fetcher *upstreamoauth.Fetcher
-	logger  *zap.Logger
-	now     func() time.Time
+	// registrations seals the gateway's dynamic client registrations.
+	registrations *Sealer
+	fetcher       *upstreamoauth.Fetcher
+	logger        *zap.Logger
+	now           func() time.Time
 
 	mu      sync.RWMutex
 	cache   map[tokenKey]*cachedToken
@@ -147,6 +149,7 @@ func (a *App) provisionUpstreamAuth(declared []*model.Server) error {
 		byName[c.Name] = c
 	}
 	perUser := map[string]bool{}
+	dynamic := false
 	for _, s := range declared {
 		c := byName[s.Name]
 		if s.BackendAuth.Scheme != model.BackendAuthOAuth {
@@ -169,6 +172,7 @@ func (a *App) provisionUpstreamAuth(declared []*model.Server) error {
 		if cl.grant == OAuthGrantAuthorizationCode {
 			perUser[s.Name] = true
 		}
+		dynamic = dynamic || cl.registration == RegistrationDynamic
 		// The operator named these: dials to them are the operator's choice, like
 		// the config's upstreams. What metadata documents name is checked.
 		for target := range upstream.TrustedTargets([]*model.Server{{Upstream: cl.issuer}, {Upstream: cl.tokenURL}}) {
@@ -205,6 +209,12 @@ func (a *App) provisionUpstreamAuth(declared []*model.Server) error {
 		}
 		if st.links, err = a.Sealer("upstream connect link"); err != nil {
 			return err
+		}
+	}
+	if dynamic {
+		var err error
+		if st.registrations, err = a.Sealer(registrationPurpose); err != nil {
+			return fmt.Errorf("registration dynamic keeps the gateway's client secret sealed: %w", err)
 		}
 	}
 	removed, err := st.vault.DeleteTokens(func(_ string, rec *VaultRecord) bool { return !perUser[rec.Server] })
@@ -384,7 +394,20 @@ func (st *upstreamAuthState) userToken(ctx context.Context, cl *oauthClient, s *
 	if ep.Issuer != sec.AuthServer {
 		return drop("the server's authorization server changed; connect again")
 	}
-	tok, err := st.fetcher.Token(ctx, ep, cl.auth, url.Values{
+	auth := cl.auth
+	switch cl.registration {
+	case RegistrationCIMD:
+		auth = upstreamoauth.ClientAuth{ClientID: sec.ClientID, Method: "none"}
+	case RegistrationDynamic:
+		reg, err := st.registration(ctx, cl, ep, "", false)
+		if err != nil {
+			return nil, err
+		}
+		if auth = reg.Auth(); auth.ClientID != sec.ClientID {
+			return drop("the gateway's registration at " + s.Name + "'s authorization server changed; connect again")
+		}
+	}
+	tok, err := st.fetcher.Token(ctx, ep, auth, url.Values{
 		"grant_type":    {upstreamoauth.GrantRefreshToken},
 		"refresh_token": {sec.RefreshToken},
 		"resource":      {cl.resource},
@@ -408,7 +431,7 @@ func (st *upstreamAuthState) userToken(ctx context.Context, cl *oauthClient, s *
 	if tok.Scope != "" {
 		next.Scope = tok.Scope
 	}
-	if err := st.seal(key, &next, vaultSecret{Origin: sec.Origin, AuthServer: sec.AuthServer, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
+	if err := st.seal(key, &next, vaultSecret{Origin: sec.Origin, AuthServer: sec.AuthServer, ClientID: sec.ClientID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
 		return nil, err
 	}
 	if err := st.vault.PutToken(key, &next); err != nil {
@@ -622,16 +645,21 @@ func (a *App) BeginConnect(ctx context.Context, server, issuer, subject, redirec
 	if cl.redirect != "" {
 		redirectURI = cl.redirect
 	}
+	auth, err := st.clientAuth(ctx, cl, ep, redirectURI, true)
+	if err != nil {
+		st.logger.Warn("connect refused: no client registration", zap.String("server", server), zap.Error(err))
+		return "", err
+	}
 	state := upstreamoauth.RandomString(32)
 	verifier, challenge := upstreamoauth.PKCE()
 	sum := sha256.Sum256([]byte(browserNonce))
 	f := &ConnectFlow{
 		Server: server, Issuer: issuer, Subject: subject,
-		Verifier: verifier, RedirectURI: redirectURI, AuthServer: ep.Issuer,
+		Verifier: verifier, RedirectURI: redirectURI, AuthServer: ep.Issuer, ClientID: auth.ClientID,
 		Browser: hex.EncodeToString(sum[:]), ExpiresAt: st.now().Add(connectFlowTTL),
 	}
 	authURL, err := upstreamoauth.AuthorizeURL(ep, upstreamoauth.AuthorizeRequest{
-		ClientID: cl.auth.ClientID, RedirectURI: redirectURI, State: state,
+		ClientID: auth.ClientID, RedirectURI: redirectURI, State: state,
 		CodeChallenge: challenge, Resource: cl.resource, Scopes: cl.scopes,
 	})
 	if err != nil {
@@ -705,7 +733,14 @@ func (a *App) FinishConnect(ctx context.Context, f *ConnectFlow, code, issParam 
 	if code == "" || len(code) > 4096 {
 		return errors.New("the callback carries no valid code")
 	}
-	tok, err := st.fetcher.Token(ctx, ep, cl.auth, url.Values{
+	auth, err := st.clientAuth(ctx, cl, ep, f.RedirectURI, false)
+	if err != nil {
+		return err
+	}
+	if f.ClientID != "" && auth.ClientID != f.ClientID {
+		return errors.New("the gateway's registration at the authorization server changed during the connection; start again")
+	}
+	tok, err := st.fetcher.Token(ctx, ep, auth, url.Values{
 		"grant_type":    {upstreamoauth.GrantAuthorizationCode},
 		"code":          {code},
 		"redirect_uri":  {f.RedirectURI},
@@ -721,7 +756,7 @@ func (a *App) FinishConnect(ctx context.Context, f *ConnectFlow, code, issParam 
 	now := st.now()
 	key := vaultKey(f.Issuer, f.Subject, f.Server)
 	rec := &VaultRecord{Server: f.Server, Issuer: f.Issuer, Subject: f.Subject, Scope: tok.Scope, ConnectedAt: now, ExpiresAt: tok.ExpiresAt}
-	if err := st.seal(key, rec, vaultSecret{Origin: upstreamOrigin(s.Upstream), AuthServer: ep.Issuer, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
+	if err := st.seal(key, rec, vaultSecret{Origin: upstreamOrigin(s.Upstream), AuthServer: ep.Issuer, ClientID: auth.ClientID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
 		return err
 	}
 	if err := st.vault.PutToken(key, rec); err != nil {

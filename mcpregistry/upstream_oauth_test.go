@@ -382,6 +382,11 @@ func TestBackendOAuthConfigErrors(t *testing.T) {
 		"bad issuer":               {ClientID: "a", AuthorizationServer: "ftp://x"},
 		"profile without exchange": {ClientID: "a", Profile: TokenExchangeEntraOBO},
 		"bad key":                  {ClientID: "a", TokenEndpointAuthMethod: "private_key_jwt", PrivateKey: "nope"},
+		"bad registration":         {Registration: "magic"},
+		"dynamic with client id":   {Registration: RegistrationDynamic, ClientID: "a"},
+		"cimd with secret":         {Registration: RegistrationCIMD, ClientSecret: "s"},
+		"dynamic machine":          {Registration: RegistrationDynamic, Grant: OAuthGrantClientCredentials},
+		"cimd over http":           {Registration: RegistrationCIMD, RedirectURI: "http://gw.example/x/connect/callback"},
 	} {
 		if _, err := provisionOAuthClient(s, c); err == nil {
 			t.Errorf("%s: accepted", name)

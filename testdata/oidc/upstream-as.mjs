@@ -20,6 +20,15 @@
 // ACCESS_TTL seconds (default 600). Refresh tokens are issued on every code grant and
 // rotate on use. Users: any login (dev interactions: any password); sub = the login.
 //
+// Dynamic client registration (RFC 7591) is open (no initial access token, like
+// Keycloak's anonymous DCR); registered clients' redirect URIs match literally. Client
+// ID metadata documents (CIMD, draft-02, oidc-provider's own implementation) are
+// taken: an https client_id is fetched and must name itself. oidc-provider refuses to
+// fetch from loopback and other special-use addresses; CIMD_ALLOW_LOOPBACK=1 lifts that
+// (the tests' gateway runs on loopback) and NODE_EXTRA_CA_CERTS makes the gateway's
+// test certificate trusted. GET /test/clients answers {"registrations": n,
+// "cimd_fetches": m}.
+//
 // Token exchange (RFC 8693), a custom grant of this script: the gateway client may
 // trade a subject token (subject_token_type access_token or jwt) for an access token
 // of this server with the audience of the resource it asks for. The subject token must
@@ -54,7 +63,17 @@ const tokenTypeJWT = 'urn:ietf:params:oauth:token-type:jwt';
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'upstream-rs256', alg: 'RS256', use: 'sig' };
 
+let registrations = 0;
+let cimdFetches = 0;
+
 const provider = new Provider(issuer, {
+  // Outgoing fetches are only CIMD documents here.
+  fetch: (url, options) => {
+    cimdFetches += 1;
+    const opts = { ...options };
+    if (process.env.CIMD_ALLOW_LOOPBACK === '1') delete opts.dispatcher;
+    return globalThis.fetch(url, opts);
+  },
   clients: [
     {
       client_id: 'gateway',
@@ -78,6 +97,8 @@ const provider = new Provider(issuer, {
   rotateRefreshToken: true,
   features: {
     devInteractions: { enabled: true },
+    registration: { enabled: true },
+    clientIdMetadataDocument: { enabled: true, ack: 'draft-02' },
     clientCredentials: { enabled: true },
     revocation: { enabled: true },
     resourceIndicators: {
@@ -168,11 +189,19 @@ provider.registerGrantType(grantTokenExchange, async (ctx) => {
 }, ['subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'audience', 'scope', 'actor_token', 'actor_token_type']);
 
 provider.use(async (ctx, next) => {
+  if (ctx.method === 'GET' && ctx.path === '/test/clients') {
+    ctx.body = { registrations, cimd_fetches: cimdFetches };
+    return;
+  }
   if (ctx.method === 'GET' && ctx.path === '/test/exchanges') {
     ctx.body = { count: exchanges.length, subjects: exchanges, refused: refusals };
     return;
   }
   await next();
+});
+
+provider.on('registration_create.success', () => {
+  registrations += 1;
 });
 
 const server = provider.listen(port, '127.0.0.1');
