@@ -101,6 +101,17 @@ type saasUpstream struct {
 	tokens []string
 	// refused counts requests whose token did not verify.
 	refused int
+	// reject: tokens of this subject are answered 401 although they verify, as after
+	// the user's grant was revoked at the authorization server.
+	reject   string
+	rejected int
+}
+
+// rejectSubject makes the upstream answer 401 to sub's tokens ("": to nobody's).
+func (u *saasUpstream) rejectSubject(sub string) {
+	u.mu.Lock()
+	u.reject = sub
+	u.mu.Unlock()
 }
 
 func startSaaSUpstream(t *testing.T, issuer string) *saasUpstream {
@@ -131,6 +142,15 @@ func startSaaSUpstream(t *testing.T, issuer string) *saasUpstream {
 			u.refused++
 			u.mu.Unlock()
 			return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
+		}
+		u.mu.Lock()
+		revoked := u.reject != "" && u.reject == tok.Subject()
+		if revoked {
+			u.rejected++
+		}
+		u.mu.Unlock()
+		if revoked {
+			return nil, fmt.Errorf("%w: the grant was revoked", auth.ErrInvalidToken)
 		}
 		return &auth.TokenInfo{UserID: tok.Subject(), Expiration: tok.Expiration(), Extra: map[string]any{"jti": tok.JwtID()}}, nil
 	}
@@ -527,6 +547,43 @@ func TestUpstreamOAuth(t *testing.T) {
 		got := whoami(t, cs)
 		if !strings.HasPrefix(got, "sub=alice ") || got == first {
 			t.Fatalf("after expiry: %q (before: %q); want alice with a new token", got, first)
+		}
+	})
+
+	t.Run("upstream refuses a stored token", func(t *testing.T) {
+		// Bob's grant is revoked at the upstream: its 401 never reaches his client (which
+		// would try to sign in to the gateway again); he is asked to connect, by URL
+		// elicitation, and his stored connection is gone.
+		saas.rejectSubject("bob")
+		o := runTSClient(t, mcpURL, bobToken)
+		saas.rejectSubject("")
+		if len(o.Elicitation) != 1 || !strings.Contains(o.Elicitation[0].URL, "/saas/connect?link=") {
+			t.Fatalf("bob after the upstream refused his token: %+v; want a URL elicitation", o)
+		}
+		if o := runTSClient(t, mcpURL, bobToken); len(o.Elicitation) != 1 {
+			t.Fatalf("bob's refused connection is still used: %+v", o)
+		}
+		// Alice, mid-session on the go-sdk client: the tool call elicits.
+		saas.rejectSubject("alice")
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
+		saas.rejectSubject("")
+		elicitationOf(t, err)
+		cb := bob.connect(o.Elicitation[0].URL)
+		if resp, page := bob.do(http.MethodGet, cb.String(), nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("bob reconnecting: %d\n%s", resp.StatusCode, page)
+		}
+		if o := runTSClient(t, mcpURL, bobToken); !strings.HasPrefix(o.Text, "sub=bob ") {
+			t.Fatalf("bob after reconnecting: %+v", o)
+		}
+		callback := alice.connect(aliceLink)
+		if resp, page := alice.do(http.MethodGet, callback.String(), nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("alice reconnecting: %d\n%s", resp.StatusCode, page)
+		}
+		if got := whoami(t, cs); !strings.HasPrefix(got, "sub=alice ") {
+			t.Fatalf("alice after reconnecting: %q", got)
+		}
+		if !strings.Contains(caddy.Output(), "the upstream refused the caller's token; forgotten") {
+			t.Error("no log entry for the refused token")
 		}
 	})
 

@@ -28,6 +28,49 @@ import (
 // upstreamAuthKey is the replacer variable holding the upstream Authorization value.
 const upstreamAuthKey = "mcp_gateway.upstream_authorization"
 
+// upstreamRefusedKey is the replacer variable set when the upstream answered 401 to
+// the token the gateway sent for the caller.
+const upstreamRefusedKey = "mcp_gateway.upstream_refused"
+
+// errUpstreamRefusedToken: the upstream answered 401 to the caller's upstream token.
+// The 401 never reaches the client, which would take it for the gateway's own and try
+// to sign in to the gateway again; the caller is answered as an unconnected one.
+var errUpstreamRefusedToken = errors.New("the upstream refused the token the gateway sent (401)")
+
+// upstreamRefusedToken returns errUpstreamRefusedToken for a 401 answer to a request
+// that carried a backend_auth oauth token.
+func upstreamRefusedToken(res *http.Response) error {
+	if res.StatusCode != http.StatusUnauthorized || res.Request == nil {
+		return nil
+	}
+	repl, _ := res.Request.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return nil
+	}
+	if v, _ := repl.Get(upstreamAuthKey); v == nil {
+		return nil
+	}
+	return errUpstreamRefusedToken
+}
+
+// answerUpstreamRefused forgets the token the upstream refused and answers the caller:
+// a per-user connection is gone, so like a user who never connected (elicitation or
+// the link); a machine or exchanged token is fetched again on the next call.
+func (g *Gateway) answerUpstreamRefused(w http.ResponseWriter, r *http.Request, caller *principal.Caller, server *model.Server, segment, subjectToken string, in *jsonrpc.Inspection, body []byte) {
+	uc := mcpregistry.UpstreamCaller{Token: subjectToken}
+	if caller != nil {
+		uc.Issuer, uc.Subject = caller.Issuer, caller.Subject
+	}
+	g.registry.ForgetUpstreamToken(server.Name, uc)
+	g.logger.Warn("the upstream refused the caller's token; forgotten", zap.String("server", server.Name), zap.String("user", uc.Subject))
+	if g.registry.UpstreamGrant(server.Name) == mcpregistry.OAuthGrantAuthorizationCode {
+		g.answerConnectRequired(w, r, server, segment, uc, "your authorization at "+server.Name+" was revoked or has expired", in, body)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	writeRPCError(w, http.StatusBadGateway, firstID(in), codeUpstreamAuthFailed, "MCP server "+quote(server.Name)+" refused the gateway's token for you; retry")
+}
+
 // codeURLElicitationRequired is MCP's URLElicitationRequiredError (2025-11-25).
 const codeURLElicitationRequired = -32042
 

@@ -560,8 +560,10 @@ func (st *upstreamAuthState) open(key string, rec *VaultRecord) (*vaultSecret, e
 	return sec, nil
 }
 
-// ForgetUpstreamToken drops what the gateway holds in memory of c's token for server
-// (the upstream refused it): the next request reads the vault again and refreshes.
+// ForgetUpstreamToken forgets c's token for server, which the upstream refused (401):
+// a per-user connection is removed from the vault (the grant was revoked at the
+// upstream, so the user connects again); a machine or exchanged token is dropped from
+// memory and fetched again on the next request.
 func (a *App) ForgetUpstreamToken(server string, c UpstreamCaller) {
 	st := &a.upstreamAuth
 	cl := st.clients[server]
@@ -571,6 +573,16 @@ func (a *App) ForgetUpstreamToken(server string, c UpstreamCaller) {
 	k := tokenKey{server: server}
 	if cl.grant != OAuthGrantClientCredentials {
 		k.issuer, k.subject = c.Issuer, c.Subject
+	}
+	if cl.grant == OAuthGrantAuthorizationCode && c.Subject != "" {
+		key := vaultKey(c.Issuer, c.Subject, server)
+		if _, err := st.vault.DeleteTokens(func(kk string, _ *VaultRecord) bool { return kk == key }); err != nil {
+			st.logger.Error("removing a refused upstream token", zap.String("server", server), zap.Error(err))
+		}
+		st.mu.Lock()
+		st.cache[k] = st.missing(k, "your authorization at "+server+" was revoked or has expired; connect again")
+		st.mu.Unlock()
+		return
 	}
 	st.invalidate(k)
 }
