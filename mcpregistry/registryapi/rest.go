@@ -18,7 +18,7 @@ import (
 // The registry's REST API, served by mcp_registry_api under <prefix>/api:
 //
 //	GET    /api/servers                        list: cursor, limit (1-500, default 50), tag (repeatable: all must match),
-//	                                           enabled=true|false, health=healthy|unhealthy|unknown, q (text in name, description, tags)
+//	                                           enabled=true|false, health=healthy|unhealthy|auth_required|unknown, q (text in name, description, tags)
 //	POST   /api/servers                        register (201; Location, ETag)
 //	GET    /api/servers/{name}                 one server (ETag; If-None-Match → 304)
 //	PUT    /api/servers/{name}                 update: If-Match "<revision>" (or *) required; stale → 412
