@@ -493,6 +493,19 @@ func TestUpstreamOAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("bounded input", func(t *testing.T) {
+		long := strings.Repeat("a", 9<<10)
+		if resp, page := bob.do(http.MethodGet, base+"/saas/connect?link="+long, nil); resp.StatusCode != http.StatusRequestURITooLong || !strings.Contains(page, "too long") {
+			t.Fatalf("a 9 KiB connect query: %d\n%s", resp.StatusCode, page)
+		}
+		if resp, page := bob.do(http.MethodGet, base+"/saas/connect/callback?state=x&code="+long, nil); resp.StatusCode != http.StatusRequestURITooLong {
+			t.Fatalf("a 9 KiB callback query: %d\n%s", resp.StatusCode, page)
+		}
+		if resp, page := bob.do(http.MethodPost, base+"/saas/connect", url.Values{"pad": {strings.Repeat("a", 20<<10)}}); resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "could not be read") {
+			t.Fatalf("a 20 KiB connect form: %d\n%s", resp.StatusCode, page)
+		}
+	})
+
 	// Alice connects; her callback delivered in bob's browser is refused, and then
 	// that flow is spent: delivered again in alice's own browser, it is refused too.
 	callback := alice.connect(aliceLink)

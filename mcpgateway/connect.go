@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -31,6 +32,11 @@ const (
 	flowCookie = "mcp_connect_flow"
 	// maxConnectForm bounds the connect page's POST body.
 	maxConnectForm = 16 << 10
+	// maxConnectQuery bounds the query of the connect page and of its callback (a
+	// link is at most 2 KiB, a code 4 KiB, a state 512 bytes).
+	maxConnectQuery = 8 << 10
+	// maxFormServer bounds the server named in a disconnect.
+	maxFormServer = 256
 )
 
 var connectPages = template.Must(template.New("").Parse(`
@@ -109,6 +115,10 @@ func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request, server *m
 		renderConnect(w, http.StatusNotFound, "message", connectPage{Title: "Not found", Message: "MCP server " + server.Name + " takes no per-user connection.", Error: true})
 		return
 	}
+	if len(r.URL.RawQuery) > maxConnectQuery {
+		g.connectRefused(w, server.Name, http.StatusRequestURITooLong, "the address is too long")
+		return
+	}
 	switch ep {
 	case endpointConnectCallback:
 		g.serveConnectCallback(w, r, server, segment)
@@ -151,6 +161,12 @@ func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request, server *m
 			nonce := randomToken()
 			redirect := g.publicBase(r) + g.connectPath(segment) + "/callback"
 			authURL, err := g.registry.BeginConnect(r.Context(), server.Name, user.issuer, user.subject, redirect, nonce)
+			var tooMany *mcpregistry.TooManyFlowsError
+			if errors.As(err, &tooMany) {
+				w.Header().Set("Retry-After", "60")
+				g.connectRefused(w, server.Name, http.StatusTooManyRequests, err.Error(), zap.String("user", user.subject))
+				return
+			}
 			if err != nil {
 				g.connectRefused(w, server.Name, http.StatusBadGateway, "the authorization server of "+server.Name+" cannot be used right now: "+err.Error())
 				return
@@ -160,6 +176,10 @@ func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request, server *m
 			http.Redirect(w, r, authURL, http.StatusSeeOther)
 		case "disconnect":
 			name := r.PostForm.Get("server")
+			if name == "" || len(name) > maxFormServer {
+				g.connectRefused(w, server.Name, http.StatusBadRequest, "the form names no valid server to disconnect")
+				return
+			}
 			if _, err := g.registry.DisconnectUpstream(user.issuer, user.subject, name); err != nil {
 				g.connectRefused(w, server.Name, http.StatusInternalServerError, "disconnecting failed", zap.Error(err))
 				return

@@ -42,6 +42,11 @@ const (
 	connectFlowTTL = 10 * time.Minute
 	// discoveryRetry: a failed discovery is retried after this long.
 	discoveryRetry = 30 * time.Second
+	// maxFlowsPerUser and maxFlowsTotal bound the pending connect flows (each lives
+	// connectFlowTTL): a user starting connections in a loop, or many users, cannot
+	// grow the store without end.
+	maxFlowsPerUser = 5
+	maxFlowsTotal   = 10000
 )
 
 // skewFor is how long before expiry a token with remaining lifetime left is
@@ -125,6 +130,9 @@ type upstreamAuthState struct {
 	logger        *zap.Logger
 	now           func() time.Time
 
+	// flowsPerUser and flowsTotal are the caps on pending connect flows.
+	flowsPerUser, flowsTotal int
+
 	mu      sync.RWMutex
 	cache   map[tokenKey]*cachedToken
 	flights map[tokenKey]*flight
@@ -140,6 +148,7 @@ func (a *App) provisionUpstreamAuth(declared []*model.Server) error {
 	st.clients = map[string]*oauthClient{}
 	st.cache = map[tokenKey]*cachedToken{}
 	st.flights = map[tokenKey]*flight{}
+	st.flowsPerUser, st.flowsTotal = maxFlowsPerUser, maxFlowsTotal
 	trusted := make(map[string]bool, len(a.trustedDials))
 	for k := range a.trustedDials {
 		trusted[k] = true
@@ -677,7 +686,11 @@ func (a *App) BeginConnect(ctx context.Context, server, issuer, subject, redirec
 	if err != nil {
 		return "", err
 	}
-	if err := st.vault.PutFlow(flowKey(state), f, st.now()); err != nil {
+	if err := st.vault.PutFlow(flowKey(state), f, st.now(), st.flowsPerUser, st.flowsTotal); err != nil {
+		var tm *TooManyFlowsError
+		if errors.As(err, &tm) {
+			st.logger.Warn("connect refused: too many pending connections", zap.String("server", server), zap.String("user", subject), zap.Bool("per_user", tm.PerUser))
+		}
 		return "", err
 	}
 	return authURL, nil

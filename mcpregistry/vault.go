@@ -86,8 +86,10 @@ type VaultStore interface {
 	DeleteTokens(match func(key string, rec *VaultRecord) bool) ([]VaultRecord, error)
 	// ListTokens returns every record for which match is true, in key order.
 	ListTokens(match func(key string, rec *VaultRecord) bool) ([]VaultRecord, error)
-	// PutFlow stores a pending flow under key, dropping expired ones.
-	PutFlow(key string, f *ConnectFlow, now time.Time) error
+	// PutFlow stores a pending flow under key, dropping expired ones, unless that
+	// would make more than perUser pending flows of f's user or total in all: then it
+	// stores nothing and returns a *TooManyFlowsError.
+	PutFlow(key string, f *ConnectFlow, now time.Time, perUser, total int) error
 	// TakeFlow returns and deletes the flow under key in one atomic step, or an error
 	// matching model.ErrNotFound: a flow is taken at most once.
 	TakeFlow(key string) (*ConnectFlow, error)
@@ -191,17 +193,43 @@ func forEachRecord(c store.Collection, fn func(string, *VaultRecord)) error {
 	})
 }
 
-func (v collectionVault) PutFlow(key string, f *ConnectFlow, now time.Time) error {
+// TooManyFlowsError refuses a new connect flow: the user (PerUser) or everyone has
+// as many pending as allowed.
+type TooManyFlowsError struct {
+	PerUser bool
+	Limit   int
+}
+
+func (e *TooManyFlowsError) Error() string {
+	if e.PerUser {
+		return fmt.Sprintf("you have %d connections pending already; finish one, or start again in a few minutes when they expire", e.Limit)
+	}
+	return fmt.Sprintf("the gateway has %d connections pending; try again in a few minutes", e.Limit)
+}
+
+func (v collectionVault) PutFlow(key string, f *ConnectFlow, now time.Time, perUser, total int) error {
 	return v.in(nsVaultFlows, true, func(c store.Collection) error {
 		var expired []string
+		live, mine := 0, 0
 		if err := c.ForEach(func(k string, raw []byte) error {
 			var old ConnectFlow
 			if json.Unmarshal(raw, &old) != nil || now.After(old.ExpiresAt) {
 				expired = append(expired, k)
+				return nil
+			}
+			live++
+			if old.Issuer == f.Issuer && old.Subject == f.Subject {
+				mine++
 			}
 			return nil
 		}); err != nil {
 			return err
+		}
+		if mine >= perUser {
+			return &TooManyFlowsError{PerUser: true, Limit: perUser}
+		}
+		if live >= total {
+			return &TooManyFlowsError{Limit: total}
 		}
 		for _, k := range expired {
 			if err := c.Delete(k); err != nil {
