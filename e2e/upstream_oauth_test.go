@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,6 +107,11 @@ type saasUpstream struct {
 	// the user's grant was revoked at the authorization server.
 	reject   string
 	rejected int
+	// openHandshake: initialize and notifications/initialized are served without a
+	// token, as some SaaS MCP servers do; every other request needs one.
+	openHandshake atomic.Bool
+	// handshakes counts the handshakes served without a token.
+	handshakes atomic.Int32
 }
 
 // rejectSubject makes the upstream answer 401 to sub's tokens ("": to nobody's).
@@ -158,8 +165,21 @@ func startSaaSUpstream(t *testing.T, issuer string) *saasUpstream {
 	mux.Handle("/.well-known/oauth-protected-resource/mcp", auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
 		Resource: u.URL, AuthorizationServers: []string{issuer},
 	}))
-	mux.Handle("/mcp", auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{ResourceMetadataURL: prm})(
-		mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)))
+	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	protected := auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{ResourceMetadataURL: prm})(mcpHandler)
+	mux.Handle("/mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u.openHandshake.Load() && r.Method == http.MethodPost && r.Header.Get("Authorization") == "" {
+			body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			var m struct{ Method string }
+			if json.Unmarshal(body, &m) == nil && (m.Method == "initialize" || m.Method == "notifications/initialized") {
+				u.handshakes.Add(1)
+				mcpHandler.ServeHTTP(w, r)
+				return
+			}
+		}
+		protected.ServeHTTP(w, r)
+	}))
 	return u
 }
 
@@ -641,4 +661,97 @@ func TestUpstreamOAuth(t *testing.T) {
 func pkceChallenge(verifier string) string {
 	sum := sha256.Sum256([]byte(verifier))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// An upstream that serves the handshake without a token: an unconnected user's client
+// gets its session through the gateway (initialize passes upstream without a token),
+// and the first tool call carries the URL elicitation; after connecting, the same
+// session's calls carry the user's token. Both real clients (go-sdk, TypeScript SDK).
+func TestUpstreamOAuthOpenHandshake(t *testing.T) {
+	t.Parallel()
+	aliceHash, _ := bcrypt.GenerateFromPassword([]byte(alicePassword), bcrypt.MinCost)
+	bobHash, _ := bcrypt.GenerateFromPassword([]byte(bobPassword), bcrypt.MinCost)
+	asIssuer := startUpstreamAS(t)
+	saas := startSaaSUpstream(t, asIssuer)
+	saas.openHandshake.Store(true)
+	base, _ := startCaddy(t, upstreamOAuthCaddyfile, map[string]string{
+		"MCP_ENCRYPTION_KEY": "6d0c3a1e9b2f4c5d8e7f60718293a4b5c6d7e8f9012345678901234567890abc",
+		"SAAS_URL":           saas.URL,
+		"GATEWAY_SECRET":     "gateway-secret",
+		"ALICE_HASH":         string(aliceHash),
+		"BOB_HASH":           string(bobHash),
+	})
+	mcpURL := base + "/saas/mcp"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	aliceToken := gatewayToken(t, base, "alice", alicePassword)
+	bobToken := gatewayToken(t, base, "bob", bobPassword)
+
+	cs, err := goClient(ctx, mcpURL, aliceToken)
+	if err != nil {
+		t.Fatalf("go-sdk client of an unconnected user: no session: %v", err)
+	}
+	defer cs.Close()
+	if saas.handshakes.Load() == 0 {
+		t.Fatal("the handshake did not reach the upstream")
+	}
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
+	link := elicitationOf(t, err)
+	alice := newBrowser(t, "alice", alicePassword)
+	cb := alice.connect(link)
+	if resp, page := alice.do(http.MethodGet, cb.String(), nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("alice's callback: %d\n%s", resp.StatusCode, page)
+	}
+	if got := whoami(t, cs); !strings.HasPrefix(got, "sub=alice ") {
+		t.Fatalf("alice's call in the same session after connecting: %q", got)
+	}
+
+	// The TypeScript SDK: connect succeeds, the tool call throws UrlElicitationRequiredError.
+	before := saas.handshakes.Load()
+	o := runTSClient(t, mcpURL, bobToken)
+	if o.Fatal != "" || len(o.Elicitation) != 1 || o.Elicitation[0].Mode != "url" {
+		t.Fatalf("TypeScript client of an unconnected user: %+v", o)
+	}
+	if saas.handshakes.Load() == before {
+		t.Fatal("the TypeScript client's handshake did not reach the upstream")
+	}
+	// 2026-07-28: a tools/call of a client with URL elicitation gets the input-required
+	// result carrying the elicitation.
+	call := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{` +
+		`"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},` +
+		`"io.modelcontextprotocol/clientCapabilities":{"elicitation":{"url":{}}}}}}`
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, mcpURL, strings.NewReader(call))
+	for k, v := range map[string]string{"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+		"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "whoami", "Authorization": "Bearer " + bobToken} {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var ir struct {
+		Result struct {
+			ResultType    string `json:"resultType"`
+			InputRequests map[string]struct {
+				Method string            `json:"method"`
+				Params map[string]string `json:"params"`
+			} `json:"inputRequests"`
+		} `json:"result"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ir) != nil || ir.Result.ResultType != "input_required" ||
+		ir.Result.InputRequests["connect"].Method != "elicitation/create" || ir.Result.InputRequests["connect"].Params["mode"] != "url" ||
+		!strings.Contains(ir.Result.InputRequests["connect"].Params["url"], "/saas/connect?link=") {
+		t.Fatalf("2026-07-28 tools/call of an unconnected user: %d %s", resp.StatusCode, raw)
+	}
+
+	bob := newBrowser(t, "bob", bobPassword)
+	cb = bob.connect(o.Elicitation[0].URL)
+	if resp, page := bob.do(http.MethodGet, cb.String(), nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("bob's callback: %d\n%s", resp.StatusCode, page)
+	}
+	if o := runTSClient(t, mcpURL, bobToken); !strings.HasPrefix(o.Text, "sub=bob ") {
+		t.Fatalf("bob after connecting: %+v", o)
+	}
 }

@@ -28,6 +28,20 @@ import (
 // upstreamAuthKey is the replacer variable holding the upstream Authorization value.
 const upstreamAuthKey = "mcp_gateway.upstream_authorization"
 
+// upstreamHandshakeKey is set when a handshake of a caller without a token was sent
+// upstream without one.
+const upstreamHandshakeKey = "mcp_gateway.upstream_handshake"
+
+// isHandshake reports whether in is one initialize or notifications/initialized: they
+// carry no user data, and a client needs them answered to get a session at all.
+func isHandshake(in *jsonrpc.Inspection) bool {
+	if in == nil || in.Batch || len(in.Messages) != 1 {
+		return false
+	}
+	m := in.Messages[0].Method
+	return m == "initialize" || m == "notifications/initialized"
+}
+
 // upstreamRefusedKey is the replacer variable set when the upstream answered 401 to
 // the token the gateway sent for the caller.
 const upstreamRefusedKey = "mcp_gateway.upstream_refused"
@@ -60,6 +74,15 @@ func (g *Gateway) answerUpstreamRefused(w http.ResponseWriter, r *http.Request, 
 	uc := mcpregistry.UpstreamCaller{Token: subjectToken}
 	if caller != nil {
 		uc.Issuer, uc.Subject = caller.Issuer, caller.Subject
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return
+	}
+	if v, _ := repl.Get(upstreamHandshakeKey); v == true {
+		// A handshake sent without a token: the upstream wants one from the start.
+		g.answerConnectRequired(w, r, server, segment, uc, "you have not connected your account at "+server.Name+" yet", in, body)
+		return
 	}
 	g.registry.ForgetUpstreamToken(server.Name, uc)
 	g.logger.Warn("the upstream refused the caller's token; forgotten", zap.String("server", server.Name), zap.String("user", uc.Subject))
@@ -125,6 +148,15 @@ func (g *Gateway) upstreamAuthorization(w http.ResponseWriter, r *http.Request, 
 		return true
 	}
 	var cr *mcpregistry.ConnectRequiredError
+	if errors.As(err, &cr) && grant == mcpregistry.OAuthGrantAuthorizationCode && isHandshake(in) {
+		// The handshake goes to the upstream without a token, so that a client gets its
+		// session where the upstream allows that; the first call that needs the user's
+		// token elicits. An upstream that refuses it (401) gets the elicitation answer
+		// here instead (answerUpstreamRefused).
+		repl.Set(upstreamAuthKey, upstreamSecret(""))
+		repl.Set(upstreamHandshakeKey, true)
+		return true
+	}
 	var refused *mcpregistry.ExchangeRefusedError
 	if errors.As(err, &refused) {
 		writeRPCError(w, http.StatusForbidden, firstID(in), codeExchangeRefused, "the authorization server of MCP server "+quote(server.Name)+
@@ -166,6 +198,17 @@ func (g *Gateway) answerConnectRequired(w http.ResponseWriter, r *http.Request, 
 	}
 	noteRPCError(w, codeConnectRequired)
 	switch {
+	case id != "" && urlMode && r.Header.Get("Mcp-Protocol-Version") >= "2026-07-28" &&
+		(method == "tools/call" || method == "resources/read" || method == "prompts/get"):
+		// 2026-07-28: the input-required result (multi round-trip requests) carrying a
+		// URL-mode elicitation; the client retries the request once the user connected.
+		writeJSONRPC(w, id, "result", map[string]any{
+			"resultType": "input_required",
+			"inputRequests": map[string]any{"connect": map[string]any{
+				"method": "elicitation/create",
+				"params": map[string]string{"mode": "url", "elicitationId": eid, "url": u, "message": msg},
+			}},
+		})
 	case id != "" && urlMode:
 		type elicitation struct {
 			Mode          string `json:"mode"`
