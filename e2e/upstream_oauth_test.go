@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,6 +103,22 @@ type saasUpstream struct {
 	tokens []string
 	// refused counts requests whose token did not verify.
 	refused int
+	// reject: tokens of this subject are answered 401 although they verify, as after
+	// the user's grant was revoked at the authorization server.
+	reject   string
+	rejected int
+	// openHandshake: initialize and notifications/initialized are served without a
+	// token, as some SaaS MCP servers do; every other request needs one.
+	openHandshake atomic.Bool
+	// handshakes counts the handshakes served without a token.
+	handshakes atomic.Int32
+}
+
+// rejectSubject makes the upstream answer 401 to sub's tokens ("": to nobody's).
+func (u *saasUpstream) rejectSubject(sub string) {
+	u.mu.Lock()
+	u.reject = sub
+	u.mu.Unlock()
 }
 
 func startSaaSUpstream(t *testing.T, issuer string) *saasUpstream {
@@ -132,14 +150,36 @@ func startSaaSUpstream(t *testing.T, issuer string) *saasUpstream {
 			u.mu.Unlock()
 			return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
 		}
+		u.mu.Lock()
+		revoked := u.reject != "" && u.reject == tok.Subject()
+		if revoked {
+			u.rejected++
+		}
+		u.mu.Unlock()
+		if revoked {
+			return nil, fmt.Errorf("%w: the grant was revoked", auth.ErrInvalidToken)
+		}
 		return &auth.TokenInfo{UserID: tok.Subject(), Expiration: tok.Expiration(), Extra: map[string]any{"jti": tok.JwtID()}}, nil
 	}
 	prm := ts.URL + "/.well-known/oauth-protected-resource/mcp"
 	mux.Handle("/.well-known/oauth-protected-resource/mcp", auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
 		Resource: u.URL, AuthorizationServers: []string{issuer},
 	}))
-	mux.Handle("/mcp", auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{ResourceMetadataURL: prm})(
-		mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)))
+	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	protected := auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{ResourceMetadataURL: prm})(mcpHandler)
+	mux.Handle("/mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u.openHandshake.Load() && r.Method == http.MethodPost && r.Header.Get("Authorization") == "" {
+			body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			var m struct{ Method string }
+			if json.Unmarshal(body, &m) == nil && (m.Method == "initialize" || m.Method == "notifications/initialized") {
+				u.handshakes.Add(1)
+				mcpHandler.ServeHTTP(w, r)
+				return
+			}
+		}
+		protected.ServeHTTP(w, r)
+	}))
 	return u
 }
 
@@ -317,8 +357,14 @@ func gatewayToken(t *testing.T, base, user, password string) string {
 	return tr.AccessToken
 }
 
-// elicitationOf returns the connect URL of a URLElicitationRequiredError.
+// elicitationOf returns the connect URL of a URLElicitationRequiredError for server saas.
 func elicitationOf(t *testing.T, err error) string {
+	t.Helper()
+	return elicitationFor(t, err, "saas")
+}
+
+// elicitationFor returns the connect URL of a URLElicitationRequiredError for server.
+func elicitationFor(t *testing.T, err error, server string) string {
 	t.Helper()
 	var rpcErr *jsonrpc.Error
 	if !errors.As(err, &rpcErr) || rpcErr.Code != mcp.CodeURLElicitationRequired {
@@ -333,7 +379,7 @@ func elicitationOf(t *testing.T, err error) string {
 		t.Fatalf("elicitation data %s: %v", rpcErr.Data, err)
 	}
 	e := data.Elicitations[0]
-	if e.Mode != "url" || e.ElicitationID == "" || !strings.Contains(e.URL, "/saas/connect?link=") {
+	if e.Mode != "url" || e.ElicitationID == "" || !strings.Contains(e.URL, "/"+server+"/connect?link=") {
 		t.Fatalf("elicitation %+v: want mode url, an id and the connect page", e)
 	}
 	return e.URL
@@ -467,6 +513,19 @@ func TestUpstreamOAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("bounded input", func(t *testing.T) {
+		long := strings.Repeat("a", 9<<10)
+		if resp, page := bob.do(http.MethodGet, base+"/saas/connect?link="+long, nil); resp.StatusCode != http.StatusRequestURITooLong || !strings.Contains(page, "too long") {
+			t.Fatalf("a 9 KiB connect query: %d\n%s", resp.StatusCode, page)
+		}
+		if resp, page := bob.do(http.MethodGet, base+"/saas/connect/callback?state=x&code="+long, nil); resp.StatusCode != http.StatusRequestURITooLong {
+			t.Fatalf("a 9 KiB callback query: %d\n%s", resp.StatusCode, page)
+		}
+		if resp, page := bob.do(http.MethodPost, base+"/saas/connect", url.Values{"pad": {strings.Repeat("a", 20<<10)}}); resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "could not be read") {
+			t.Fatalf("a 20 KiB connect form: %d\n%s", resp.StatusCode, page)
+		}
+	})
+
 	// Alice connects; her callback delivered in bob's browser is refused, and then
 	// that flow is spent: delivered again in alice's own browser, it is refused too.
 	callback := alice.connect(aliceLink)
@@ -524,6 +583,43 @@ func TestUpstreamOAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("upstream refuses a stored token", func(t *testing.T) {
+		// Bob's grant is revoked at the upstream: its 401 never reaches his client (which
+		// would try to sign in to the gateway again); he is asked to connect, by URL
+		// elicitation, and his stored connection is gone.
+		saas.rejectSubject("bob")
+		o := runTSClient(t, mcpURL, bobToken)
+		saas.rejectSubject("")
+		if len(o.Elicitation) != 1 || !strings.Contains(o.Elicitation[0].URL, "/saas/connect?link=") {
+			t.Fatalf("bob after the upstream refused his token: %+v; want a URL elicitation", o)
+		}
+		if o := runTSClient(t, mcpURL, bobToken); len(o.Elicitation) != 1 {
+			t.Fatalf("bob's refused connection is still used: %+v", o)
+		}
+		// Alice, mid-session on the go-sdk client: the tool call elicits.
+		saas.rejectSubject("alice")
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
+		saas.rejectSubject("")
+		elicitationOf(t, err)
+		cb := bob.connect(o.Elicitation[0].URL)
+		if resp, page := bob.do(http.MethodGet, cb.String(), nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("bob reconnecting: %d\n%s", resp.StatusCode, page)
+		}
+		if o := runTSClient(t, mcpURL, bobToken); !strings.HasPrefix(o.Text, "sub=bob ") {
+			t.Fatalf("bob after reconnecting: %+v", o)
+		}
+		callback := alice.connect(aliceLink)
+		if resp, page := alice.do(http.MethodGet, callback.String(), nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("alice reconnecting: %d\n%s", resp.StatusCode, page)
+		}
+		if got := whoami(t, cs); !strings.HasPrefix(got, "sub=alice ") {
+			t.Fatalf("alice after reconnecting: %q", got)
+		}
+		if !strings.Contains(caddy.Output(), "the upstream refused the caller's token; forgotten") {
+			t.Error("no log entry for the refused token")
+		}
+	})
+
 	t.Run("disconnect", func(t *testing.T) {
 		resp, page := alice.do(http.MethodGet, aliceLink, nil)
 		if resp.StatusCode != http.StatusOK {
@@ -565,4 +661,97 @@ func TestUpstreamOAuth(t *testing.T) {
 func pkceChallenge(verifier string) string {
 	sum := sha256.Sum256([]byte(verifier))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// An upstream that serves the handshake without a token: an unconnected user's client
+// gets its session through the gateway (initialize passes upstream without a token),
+// and the first tool call carries the URL elicitation; after connecting, the same
+// session's calls carry the user's token. Both real clients (go-sdk, TypeScript SDK).
+func TestUpstreamOAuthOpenHandshake(t *testing.T) {
+	t.Parallel()
+	aliceHash, _ := bcrypt.GenerateFromPassword([]byte(alicePassword), bcrypt.MinCost)
+	bobHash, _ := bcrypt.GenerateFromPassword([]byte(bobPassword), bcrypt.MinCost)
+	asIssuer := startUpstreamAS(t)
+	saas := startSaaSUpstream(t, asIssuer)
+	saas.openHandshake.Store(true)
+	base, _ := startCaddy(t, upstreamOAuthCaddyfile, map[string]string{
+		"MCP_ENCRYPTION_KEY": "6d0c3a1e9b2f4c5d8e7f60718293a4b5c6d7e8f9012345678901234567890abc",
+		"SAAS_URL":           saas.URL,
+		"GATEWAY_SECRET":     "gateway-secret",
+		"ALICE_HASH":         string(aliceHash),
+		"BOB_HASH":           string(bobHash),
+	})
+	mcpURL := base + "/saas/mcp"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	aliceToken := gatewayToken(t, base, "alice", alicePassword)
+	bobToken := gatewayToken(t, base, "bob", bobPassword)
+
+	cs, err := goClient(ctx, mcpURL, aliceToken)
+	if err != nil {
+		t.Fatalf("go-sdk client of an unconnected user: no session: %v", err)
+	}
+	defer cs.Close()
+	if saas.handshakes.Load() == 0 {
+		t.Fatal("the handshake did not reach the upstream")
+	}
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
+	link := elicitationOf(t, err)
+	alice := newBrowser(t, "alice", alicePassword)
+	cb := alice.connect(link)
+	if resp, page := alice.do(http.MethodGet, cb.String(), nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("alice's callback: %d\n%s", resp.StatusCode, page)
+	}
+	if got := whoami(t, cs); !strings.HasPrefix(got, "sub=alice ") {
+		t.Fatalf("alice's call in the same session after connecting: %q", got)
+	}
+
+	// The TypeScript SDK: connect succeeds, the tool call throws UrlElicitationRequiredError.
+	before := saas.handshakes.Load()
+	o := runTSClient(t, mcpURL, bobToken)
+	if o.Fatal != "" || len(o.Elicitation) != 1 || o.Elicitation[0].Mode != "url" {
+		t.Fatalf("TypeScript client of an unconnected user: %+v", o)
+	}
+	if saas.handshakes.Load() == before {
+		t.Fatal("the TypeScript client's handshake did not reach the upstream")
+	}
+	// 2026-07-28: a tools/call of a client with URL elicitation gets the input-required
+	// result carrying the elicitation.
+	call := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{` +
+		`"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},` +
+		`"io.modelcontextprotocol/clientCapabilities":{"elicitation":{"url":{}}}}}}`
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, mcpURL, strings.NewReader(call))
+	for k, v := range map[string]string{"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+		"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "whoami", "Authorization": "Bearer " + bobToken} {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var ir struct {
+		Result struct {
+			ResultType    string `json:"resultType"`
+			InputRequests map[string]struct {
+				Method string            `json:"method"`
+				Params map[string]string `json:"params"`
+			} `json:"inputRequests"`
+		} `json:"result"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ir) != nil || ir.Result.ResultType != "input_required" ||
+		ir.Result.InputRequests["connect"].Method != "elicitation/create" || ir.Result.InputRequests["connect"].Params["mode"] != "url" ||
+		!strings.Contains(ir.Result.InputRequests["connect"].Params["url"], "/saas/connect?link=") {
+		t.Fatalf("2026-07-28 tools/call of an unconnected user: %d %s", resp.StatusCode, raw)
+	}
+
+	bob := newBrowser(t, "bob", bobPassword)
+	cb = bob.connect(o.Elicitation[0].URL)
+	if resp, page := bob.do(http.MethodGet, cb.String(), nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("bob's callback: %d\n%s", resp.StatusCode, page)
+	}
+	if o := runTSClient(t, mcpURL, bobToken); !strings.HasPrefix(o.Text, "sub=bob ") {
+		t.Fatalf("bob after connecting: %+v", o)
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -30,6 +32,11 @@ const (
 	flowCookie = "mcp_connect_flow"
 	// maxConnectForm bounds the connect page's POST body.
 	maxConnectForm = 16 << 10
+	// maxConnectQuery bounds the query of the connect page and of its callback (a
+	// link is at most 2 KiB, a code 4 KiB, a state 512 bytes).
+	maxConnectQuery = 8 << 10
+	// maxFormServer bounds the server named in a disconnect.
+	maxFormServer = 256
 )
 
 var connectPages = template.Must(template.New("").Parse(`
@@ -108,8 +115,16 @@ func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request, server *m
 		renderConnect(w, http.StatusNotFound, "message", connectPage{Title: "Not found", Message: "MCP server " + server.Name + " takes no per-user connection.", Error: true})
 		return
 	}
-	if ep == endpointConnectCallback {
+	if len(r.URL.RawQuery) > maxConnectQuery {
+		g.connectRefused(w, server.Name, http.StatusRequestURITooLong, "the address is too long")
+		return
+	}
+	switch ep {
+	case endpointConnectCallback:
 		g.serveConnectCallback(w, r, server, segment)
+		return
+	case endpointConnectMetadata:
+		g.serveClientMetadata(w, r, server, segment)
 		return
 	}
 	switch r.Method {
@@ -146,6 +161,12 @@ func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request, server *m
 			nonce := randomToken()
 			redirect := g.publicBase(r) + g.connectPath(segment) + "/callback"
 			authURL, err := g.registry.BeginConnect(r.Context(), server.Name, user.issuer, user.subject, redirect, nonce)
+			var tooMany *mcpregistry.TooManyFlowsError
+			if errors.As(err, &tooMany) {
+				w.Header().Set("Retry-After", "60")
+				g.connectRefused(w, server.Name, http.StatusTooManyRequests, err.Error(), zap.String("user", user.subject))
+				return
+			}
 			if err != nil {
 				g.connectRefused(w, server.Name, http.StatusBadGateway, "the authorization server of "+server.Name+" cannot be used right now: "+err.Error())
 				return
@@ -155,6 +176,10 @@ func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request, server *m
 			http.Redirect(w, r, authURL, http.StatusSeeOther)
 		case "disconnect":
 			name := r.PostForm.Get("server")
+			if name == "" || len(name) > maxFormServer {
+				g.connectRefused(w, server.Name, http.StatusBadRequest, "the form names no valid server to disconnect")
+				return
+			}
 			if _, err := g.registry.DisconnectUpstream(user.issuer, user.subject, name); err != nil {
 				g.connectRefused(w, server.Name, http.StatusInternalServerError, "disconnecting failed", zap.Error(err))
 				return
@@ -281,6 +306,26 @@ func (g *Gateway) serveConnectCallback(w http.ResponseWriter, r *http.Request, s
 		return
 	}
 	renderConnect(w, http.StatusOK, "message", connectPage{Title: "Connected " + server.Name, Message: server.Name + " is connected for " + f.Subject + ".", Server: server.Name, Done: true})
+}
+
+// serveClientMetadata serves the gateway's client ID metadata document for server
+// (registration cimd): public, since the upstream's authorization server fetches it.
+func (g *Gateway) serveClientMetadata(w http.ResponseWriter, r *http.Request, server *model.Server, segment string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	doc, err := g.registry.ClientMetadataDocument(server.Name, g.publicBase(r)+g.connectPath(segment)+"/callback")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("Content-Length", strconv.Itoa(len(doc)))
+	_, _ = w.Write(doc)
 }
 
 // printableParam bounds and cleans a query parameter for a page or a log.

@@ -11,6 +11,7 @@ const (
 	endpointMessage                             // <prefix>/<server>/message: legacy POST endpoint
 	endpointConnect                             // <prefix>/<server>/connect: connect page (backend_auth oauth)
 	endpointConnectCallback                     // <prefix>/<server>/connect/callback: the upstream's redirect back
+	endpointConnectMetadata                     // <prefix>/<server>/connect/client-metadata.json: the gateway's client ID metadata document
 )
 
 // splitRoute parses path as <prefix>/<segment>/<endpoint>[sub]. prefix is "" for the
@@ -43,6 +44,8 @@ func splitRoute(path, prefix string) (segment, sub string, ep endpoint, ok bool)
 		return segment, "", endpointConnect, true
 	case rest == "connect/callback":
 		return segment, "", endpointConnectCallback, true
+	case rest == "connect/client-metadata.json":
+		return segment, "", endpointConnectMetadata, true
 	}
 	return "", "", 0, false
 }

@@ -90,7 +90,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	server := g.registry.Lookup(segment)
-	if server != nil && (ep == endpointConnect || ep == endpointConnectCallback) {
+	if server != nil && (ep == endpointConnect || ep == endpointConnectCallback || ep == endpointConnectMetadata) {
 		g.serveConnect(w, r, server, segment, ep)
 		return nil
 	}
@@ -188,9 +188,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// standalone GET stream carries no responses (MCP spec) and stays unfiltered.
 		lw = newListWriter(w, caller.Grant, server.Name, "", g.logger)
 	}
+	var in *jsonrpc.Inspection
+	var body []byte
 	if oauthUpstream {
-		var in *jsonrpc.Inspection
-		var body []byte
 		if x := inspected; x != nil {
 			in, body = &x.inspect, x.buf
 		}
@@ -222,7 +222,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.ServeHTTP(w, r)
 		return nil
 	}
-	return g.forward(w, r, server, segment, sub, ep)
+	err := g.forward(w, r, server, segment, sub, ep)
+	if oauthUpstream {
+		if v, _ := repl.Get(upstreamRefusedKey); v == true {
+			g.answerUpstreamRefused(aw0, r, caller, server, segment, subjectToken, in, body)
+		}
+	}
+	return err
 }
 
 // readAndInspect reads the bounded JSON-RPC body, checks it (and, if checkHeaders, the

@@ -28,6 +28,72 @@ import (
 // upstreamAuthKey is the replacer variable holding the upstream Authorization value.
 const upstreamAuthKey = "mcp_gateway.upstream_authorization"
 
+// upstreamHandshakeKey is set when a handshake of a caller without a token was sent
+// upstream without one.
+const upstreamHandshakeKey = "mcp_gateway.upstream_handshake"
+
+// isHandshake reports whether in is one initialize or notifications/initialized: they
+// carry no user data, and a client needs them answered to get a session at all.
+func isHandshake(in *jsonrpc.Inspection) bool {
+	if in == nil || in.Batch || len(in.Messages) != 1 {
+		return false
+	}
+	m := in.Messages[0].Method
+	return m == "initialize" || m == "notifications/initialized"
+}
+
+// upstreamRefusedKey is the replacer variable set when the upstream answered 401 to
+// the token the gateway sent for the caller.
+const upstreamRefusedKey = "mcp_gateway.upstream_refused"
+
+// errUpstreamRefusedToken: the upstream answered 401 to the caller's upstream token.
+// The 401 never reaches the client, which would take it for the gateway's own and try
+// to sign in to the gateway again; the caller is answered as an unconnected one.
+var errUpstreamRefusedToken = errors.New("the upstream refused the token the gateway sent (401)")
+
+// upstreamRefusedToken returns errUpstreamRefusedToken for a 401 answer to a request
+// that carried a backend_auth oauth token.
+func upstreamRefusedToken(res *http.Response) error {
+	if res.StatusCode != http.StatusUnauthorized || res.Request == nil {
+		return nil
+	}
+	repl, _ := res.Request.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return nil
+	}
+	if v, _ := repl.Get(upstreamAuthKey); v == nil {
+		return nil
+	}
+	return errUpstreamRefusedToken
+}
+
+// answerUpstreamRefused forgets the token the upstream refused and answers the caller:
+// a per-user connection is gone, so like a user who never connected (elicitation or
+// the link); a machine or exchanged token is fetched again on the next call.
+func (g *Gateway) answerUpstreamRefused(w http.ResponseWriter, r *http.Request, caller *principal.Caller, server *model.Server, segment, subjectToken string, in *jsonrpc.Inspection, body []byte) {
+	uc := mcpregistry.UpstreamCaller{Token: subjectToken}
+	if caller != nil {
+		uc.Issuer, uc.Subject = caller.Issuer, caller.Subject
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return
+	}
+	if v, _ := repl.Get(upstreamHandshakeKey); v == true {
+		// A handshake sent without a token: the upstream wants one from the start.
+		g.answerConnectRequired(w, r, server, segment, uc, "you have not connected your account at "+server.Name+" yet", in, body)
+		return
+	}
+	g.registry.ForgetUpstreamToken(server.Name, uc)
+	g.logger.Warn("the upstream refused the caller's token; forgotten", zap.String("server", server.Name), zap.String("user", uc.Subject))
+	if g.registry.UpstreamGrant(server.Name) == mcpregistry.OAuthGrantAuthorizationCode {
+		g.answerConnectRequired(w, r, server, segment, uc, "your authorization at "+server.Name+" was revoked or has expired", in, body)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	writeRPCError(w, http.StatusBadGateway, firstID(in), codeUpstreamAuthFailed, "MCP server "+quote(server.Name)+" refused the gateway's token for you; retry")
+}
+
 // codeURLElicitationRequired is MCP's URLElicitationRequiredError (2025-11-25).
 const codeURLElicitationRequired = -32042
 
@@ -82,6 +148,21 @@ func (g *Gateway) upstreamAuthorization(w http.ResponseWriter, r *http.Request, 
 		return true
 	}
 	var cr *mcpregistry.ConnectRequiredError
+	if errors.As(err, &cr) && grant == mcpregistry.OAuthGrantAuthorizationCode && isHandshake(in) {
+		// The handshake goes to the upstream without a token, so that a client gets its
+		// session where the upstream allows that; the first call that needs the user's
+		// token elicits. An upstream that refuses it (401) gets the elicitation answer
+		// here instead (answerUpstreamRefused).
+		repl.Set(upstreamAuthKey, upstreamSecret(""))
+		repl.Set(upstreamHandshakeKey, true)
+		return true
+	}
+	var refused *mcpregistry.ExchangeRefusedError
+	if errors.As(err, &refused) {
+		writeRPCError(w, http.StatusForbidden, firstID(in), codeExchangeRefused, "the authorization server of MCP server "+quote(server.Name)+
+			" does not accept your identity for it (token exchange refused: "+refused.Reason+"); ask its administrators to trust your sign-in")
+		return false
+	}
 	if !errors.As(err, &cr) {
 		g.logger.Warn("no upstream token", zap.String("server", server.Name), zap.String("user", uc.Subject), zap.Error(err))
 		w.Header().Set("Retry-After", "10")
@@ -117,6 +198,17 @@ func (g *Gateway) answerConnectRequired(w http.ResponseWriter, r *http.Request, 
 	}
 	noteRPCError(w, codeConnectRequired)
 	switch {
+	case id != "" && urlMode && r.Header.Get("Mcp-Protocol-Version") >= "2026-07-28" &&
+		(method == "tools/call" || method == "resources/read" || method == "prompts/get"):
+		// 2026-07-28: the input-required result (multi round-trip requests) carrying a
+		// URL-mode elicitation; the client retries the request once the user connected.
+		writeJSONRPC(w, id, "result", map[string]any{
+			"resultType": "input_required",
+			"inputRequests": map[string]any{"connect": map[string]any{
+				"method": "elicitation/create",
+				"params": map[string]string{"mode": "url", "elicitationId": eid, "url": u, "message": msg},
+			}},
+		})
 	case id != "" && urlMode:
 		type elicitation struct {
 			Mode          string `json:"mode"`

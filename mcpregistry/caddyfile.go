@@ -58,6 +58,7 @@ func init() {
 //				grant authorization_code|client_credentials|token_exchange
 //				authorization_server <issuer URL>
 //				token_endpoint <url>
+//				registration dynamic|cimd
 //				client_id <id>
 //				client_secret <secret>
 //				token_endpoint_auth_method client_secret_basic|client_secret_post|private_key_jwt|none
@@ -364,6 +365,8 @@ func unmarshalBackendOAuth(d *caddyfile.Dispenser) (*UpstreamOAuthConfig, error)
 			c.AuthorizationServer, err = cfargs.One(d)
 		case "token_endpoint":
 			c.TokenEndpoint, err = cfargs.One(d)
+		case "registration":
+			c.Registration, err = cfargs.One(d)
 		case "client_id":
 			c.ClientID, err = cfargs.One(d)
 		case "client_secret":

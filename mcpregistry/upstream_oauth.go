@@ -42,6 +42,11 @@ const (
 	connectFlowTTL = 10 * time.Minute
 	// discoveryRetry: a failed discovery is retried after this long.
 	discoveryRetry = 30 * time.Second
+	// maxFlowsPerUser and maxFlowsTotal bound the pending connect flows (each lives
+	// connectFlowTTL): a user starting connections in a loop, or many users, cannot
+	// grow the store without end.
+	maxFlowsPerUser = 5
+	maxFlowsTotal   = 10000
 )
 
 // skewFor is how long before expiry a token with remaining lifetime left is
@@ -60,6 +65,19 @@ type ConnectRequiredError struct {
 
 func (e *ConnectRequiredError) Error() string {
 	return "no upstream authorization for server " + e.Server + ": " + e.Reason
+}
+
+// ExchangeRefusedError says the upstream's authorization server refused to exchange the
+// caller's token (invalid_grant: it does not trust the token's issuer, or the token
+// itself): retrying will not help, and connecting is not what the grant needs.
+type ExchangeRefusedError struct {
+	Server string
+	// Reason is the authorization server's error, bounded and printable (never a token).
+	Reason string
+}
+
+func (e *ExchangeRefusedError) Error() string {
+	return "the authorization server of " + e.Server + " refused to exchange the caller's token: " + e.Reason
 }
 
 // UpstreamCaller is who a token is wanted for.
@@ -82,6 +100,9 @@ type cachedToken struct {
 	missing      bool
 	missingUntil time.Time
 	reason       string
+	// refused: a token exchange was refused; remembered until missingUntil, so a
+	// caller the authorization server does not trust is not sent there on every call.
+	refused bool
 }
 
 type flight struct {
@@ -103,9 +124,14 @@ type upstreamAuthState struct {
 	vault   VaultStore
 	tokens  *Sealer // seals vault records
 	links   *Sealer // seals connect links
-	fetcher *upstreamoauth.Fetcher
-	logger  *zap.Logger
-	now     func() time.Time
+	// registrations seals the gateway's dynamic client registrations.
+	registrations *Sealer
+	fetcher       *upstreamoauth.Fetcher
+	logger        *zap.Logger
+	now           func() time.Time
+
+	// flowsPerUser and flowsTotal are the caps on pending connect flows.
+	flowsPerUser, flowsTotal int
 
 	mu      sync.RWMutex
 	cache   map[tokenKey]*cachedToken
@@ -122,6 +148,7 @@ func (a *App) provisionUpstreamAuth(declared []*model.Server) error {
 	st.clients = map[string]*oauthClient{}
 	st.cache = map[tokenKey]*cachedToken{}
 	st.flights = map[tokenKey]*flight{}
+	st.flowsPerUser, st.flowsTotal = maxFlowsPerUser, maxFlowsTotal
 	trusted := make(map[string]bool, len(a.trustedDials))
 	for k := range a.trustedDials {
 		trusted[k] = true
@@ -131,6 +158,7 @@ func (a *App) provisionUpstreamAuth(declared []*model.Server) error {
 		byName[c.Name] = c
 	}
 	perUser := map[string]bool{}
+	dynamic := false
 	for _, s := range declared {
 		c := byName[s.Name]
 		if s.BackendAuth.Scheme != model.BackendAuthOAuth {
@@ -153,6 +181,7 @@ func (a *App) provisionUpstreamAuth(declared []*model.Server) error {
 		if cl.grant == OAuthGrantAuthorizationCode {
 			perUser[s.Name] = true
 		}
+		dynamic = dynamic || cl.registration == RegistrationDynamic
 		// The operator named these: dials to them are the operator's choice, like
 		// the config's upstreams. What metadata documents name is checked.
 		for target := range upstream.TrustedTargets([]*model.Server{{Upstream: cl.issuer}, {Upstream: cl.tokenURL}}) {
@@ -189,6 +218,12 @@ func (a *App) provisionUpstreamAuth(declared []*model.Server) error {
 		}
 		if st.links, err = a.Sealer("upstream connect link"); err != nil {
 			return err
+		}
+	}
+	if dynamic {
+		var err error
+		if st.registrations, err = a.Sealer(registrationPurpose); err != nil {
+			return fmt.Errorf("registration dynamic keeps the gateway's client secret sealed: %w", err)
 		}
 	}
 	removed, err := st.vault.DeleteTokens(func(_ string, rec *VaultRecord) bool { return !perUser[rec.Server] })
@@ -247,11 +282,14 @@ func (e *cachedToken) answer(s *model.Server, now time.Time) (string, error, boo
 	if e == nil {
 		return "", nil, false
 	}
-	if e.missing {
-		if now.Before(e.missingUntil) {
-			return "", &ConnectRequiredError{Server: s.Name, Reason: e.reason}, true
+	if e.missing || e.refused {
+		if !now.Before(e.missingUntil) {
+			return "", nil, false
 		}
-		return "", nil, false
+		if e.refused {
+			return "", &ExchangeRefusedError{Server: s.Name, Reason: e.reason}, true
+		}
+		return "", &ConnectRequiredError{Server: s.Name, Reason: e.reason}, true
 	}
 	if !e.refreshAt.IsZero() && !now.Before(e.refreshAt) {
 		return "", nil, false
@@ -365,7 +403,20 @@ func (st *upstreamAuthState) userToken(ctx context.Context, cl *oauthClient, s *
 	if ep.Issuer != sec.AuthServer {
 		return drop("the server's authorization server changed; connect again")
 	}
-	tok, err := st.fetcher.Token(ctx, ep, cl.auth, url.Values{
+	auth := cl.auth
+	switch cl.registration {
+	case RegistrationCIMD:
+		auth = upstreamoauth.ClientAuth{ClientID: sec.ClientID, Method: "none"}
+	case RegistrationDynamic:
+		reg, err := st.registration(ctx, cl, ep, "", false)
+		if err != nil {
+			return nil, err
+		}
+		if auth = reg.Auth(); auth.ClientID != sec.ClientID {
+			return drop("the gateway's registration at " + s.Name + "'s authorization server changed; connect again")
+		}
+	}
+	tok, err := st.fetcher.Token(ctx, ep, auth, url.Values{
 		"grant_type":    {upstreamoauth.GrantRefreshToken},
 		"refresh_token": {sec.RefreshToken},
 		"resource":      {cl.resource},
@@ -389,7 +440,7 @@ func (st *upstreamAuthState) userToken(ctx context.Context, cl *oauthClient, s *
 	if tok.Scope != "" {
 		next.Scope = tok.Scope
 	}
-	if err := st.seal(key, &next, vaultSecret{Origin: sec.Origin, AuthServer: sec.AuthServer, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
+	if err := st.seal(key, &next, vaultSecret{Origin: sec.Origin, AuthServer: sec.AuthServer, ClientID: sec.ClientID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
 		return nil, err
 	}
 	if err := st.vault.PutToken(key, &next); err != nil {
@@ -453,6 +504,10 @@ func (st *upstreamAuthState) exchangeToken(ctx context.Context, cl *oauthClient,
 	if err == nil && cl.profile != TokenExchangeEntraOBO {
 		err = upstreamoauth.CheckAudience(tok.AccessToken, cl.resource)
 	}
+	if upstreamoauth.InvalidGrant(err) {
+		st.logger.Warn("token exchange for an upstream refused", zap.String("server", s.Name), zap.String("user", c.Subject), zap.Error(err))
+		return &cachedToken{refused: true, missingUntil: st.now().Add(missingTTL), reason: err.Error()}, nil
+	}
 	if err != nil {
 		st.logger.Warn("token exchange for an upstream failed", zap.String("server", s.Name), zap.String("user", c.Subject), zap.Error(err))
 		return nil, fmt.Errorf("exchanging your token for %s: %w", s.Name, err)
@@ -514,8 +569,10 @@ func (st *upstreamAuthState) open(key string, rec *VaultRecord) (*vaultSecret, e
 	return sec, nil
 }
 
-// ForgetUpstreamToken drops what the gateway holds in memory of c's token for server
-// (the upstream refused it): the next request reads the vault again and refreshes.
+// ForgetUpstreamToken forgets c's token for server, which the upstream refused (401):
+// a per-user connection is removed from the vault (the grant was revoked at the
+// upstream, so the user connects again); a machine or exchanged token is dropped from
+// memory and fetched again on the next request.
 func (a *App) ForgetUpstreamToken(server string, c UpstreamCaller) {
 	st := &a.upstreamAuth
 	cl := st.clients[server]
@@ -525,6 +582,16 @@ func (a *App) ForgetUpstreamToken(server string, c UpstreamCaller) {
 	k := tokenKey{server: server}
 	if cl.grant != OAuthGrantClientCredentials {
 		k.issuer, k.subject = c.Issuer, c.Subject
+	}
+	if cl.grant == OAuthGrantAuthorizationCode && c.Subject != "" {
+		key := vaultKey(c.Issuer, c.Subject, server)
+		if _, err := st.vault.DeleteTokens(func(kk string, _ *VaultRecord) bool { return kk == key }); err != nil {
+			st.logger.Error("removing a refused upstream token", zap.String("server", server), zap.Error(err))
+		}
+		st.mu.Lock()
+		st.cache[k] = st.missing(k, "your authorization at "+server+" was revoked or has expired; connect again")
+		st.mu.Unlock()
+		return
 	}
 	st.invalidate(k)
 }
@@ -599,22 +666,31 @@ func (a *App) BeginConnect(ctx context.Context, server, issuer, subject, redirec
 	if cl.redirect != "" {
 		redirectURI = cl.redirect
 	}
+	auth, err := st.clientAuth(ctx, cl, ep, redirectURI, true)
+	if err != nil {
+		st.logger.Warn("connect refused: no client registration", zap.String("server", server), zap.Error(err))
+		return "", err
+	}
 	state := upstreamoauth.RandomString(32)
 	verifier, challenge := upstreamoauth.PKCE()
 	sum := sha256.Sum256([]byte(browserNonce))
 	f := &ConnectFlow{
 		Server: server, Issuer: issuer, Subject: subject,
-		Verifier: verifier, RedirectURI: redirectURI, AuthServer: ep.Issuer,
+		Verifier: verifier, RedirectURI: redirectURI, AuthServer: ep.Issuer, ClientID: auth.ClientID,
 		Browser: hex.EncodeToString(sum[:]), ExpiresAt: st.now().Add(connectFlowTTL),
 	}
 	authURL, err := upstreamoauth.AuthorizeURL(ep, upstreamoauth.AuthorizeRequest{
-		ClientID: cl.auth.ClientID, RedirectURI: redirectURI, State: state,
+		ClientID: auth.ClientID, RedirectURI: redirectURI, State: state,
 		CodeChallenge: challenge, Resource: cl.resource, Scopes: cl.scopes,
 	})
 	if err != nil {
 		return "", err
 	}
-	if err := st.vault.PutFlow(flowKey(state), f, st.now()); err != nil {
+	if err := st.vault.PutFlow(flowKey(state), f, st.now(), st.flowsPerUser, st.flowsTotal); err != nil {
+		var tm *TooManyFlowsError
+		if errors.As(err, &tm) {
+			st.logger.Warn("connect refused: too many pending connections", zap.String("server", server), zap.String("user", subject), zap.Bool("per_user", tm.PerUser))
+		}
 		return "", err
 	}
 	return authURL, nil
@@ -682,7 +758,14 @@ func (a *App) FinishConnect(ctx context.Context, f *ConnectFlow, code, issParam 
 	if code == "" || len(code) > 4096 {
 		return errors.New("the callback carries no valid code")
 	}
-	tok, err := st.fetcher.Token(ctx, ep, cl.auth, url.Values{
+	auth, err := st.clientAuth(ctx, cl, ep, f.RedirectURI, false)
+	if err != nil {
+		return err
+	}
+	if f.ClientID != "" && auth.ClientID != f.ClientID {
+		return errors.New("the gateway's registration at the authorization server changed during the connection; start again")
+	}
+	tok, err := st.fetcher.Token(ctx, ep, auth, url.Values{
 		"grant_type":    {upstreamoauth.GrantAuthorizationCode},
 		"code":          {code},
 		"redirect_uri":  {f.RedirectURI},
@@ -698,7 +781,7 @@ func (a *App) FinishConnect(ctx context.Context, f *ConnectFlow, code, issParam 
 	now := st.now()
 	key := vaultKey(f.Issuer, f.Subject, f.Server)
 	rec := &VaultRecord{Server: f.Server, Issuer: f.Issuer, Subject: f.Subject, Scope: tok.Scope, ConnectedAt: now, ExpiresAt: tok.ExpiresAt}
-	if err := st.seal(key, rec, vaultSecret{Origin: upstreamOrigin(s.Upstream), AuthServer: ep.Issuer, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
+	if err := st.seal(key, rec, vaultSecret{Origin: upstreamOrigin(s.Upstream), AuthServer: ep.Issuer, ClientID: auth.ClientID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
 		return err
 	}
 	if err := st.vault.PutToken(key, rec); err != nil {

@@ -50,9 +50,19 @@ type UpstreamOAuthConfig struct {
 	// read for client_credentials and token_exchange.
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
 
+	// Registration is how the gateway becomes a client of that authorization server
+	// when no ClientID is configured (authorization_code only): "dynamic" registers it
+	// by dynamic client registration (RFC 7591) on the first connection, the result
+	// kept sealed in the store (so restarts and other instances reuse it); "cimd" uses
+	// the gateway's own client ID metadata document as client_id:
+	// <gateway origin><prefix>/<path>/connect/client-metadata.json, served by the
+	// gateway, which must be reached over https. Empty: ClientID is pre-registered.
+	Registration string `json:"registration,omitempty"`
+
 	// ClientID is the gateway's client id at that authorization server (registered
 	// there beforehand; for authorization_code with redirect URI RedirectURI).
-	ClientID string `json:"client_id"`
+	// Required unless Registration is set.
+	ClientID string `json:"client_id,omitempty"`
 
 	// ClientSecret authenticates the gateway at the token endpoint
 	// (client_secret_basic unless TokenEndpointAuthMethod says otherwise).
@@ -92,6 +102,12 @@ type UpstreamOAuthConfig struct {
 	Profile string `json:"profile,omitempty"`
 }
 
+// Registrations of backend_auth oauth clients.
+const (
+	RegistrationDynamic = "dynamic"
+	RegistrationCIMD    = "cimd"
+)
+
 // Profiles of token_exchange.
 const (
 	TokenExchangeRFC8693  = "rfc8693"
@@ -111,6 +127,10 @@ type oauthClient struct {
 	profile    string
 	auth       upstreamoauth.ClientAuth
 	discovered discoveryCache
+	// registration is RegistrationDynamic, RegistrationCIMD or "" (pre-registered).
+	registration string
+	// registered is the dynamic registration in use (registration.go).
+	registered registrationCache
 }
 
 // provisionOAuthClient resolves c for server s.
@@ -124,15 +144,16 @@ func provisionOAuthClient(s *model.Server, c *UpstreamOAuthConfig) (*oauthClient
 	repl := caddy.NewReplacer()
 	resolve := func(v string) string { return trimNewline(strings.TrimSpace(repl.ReplaceKnown(v, ""))) }
 	cl := &oauthClient{
-		server:   s.Name,
-		grant:    c.Grant,
-		issuer:   strings.TrimSuffix(resolve(c.AuthorizationServer), "/"),
-		tokenURL: resolve(c.TokenEndpoint),
-		resource: resolve(c.Resource),
-		redirect: resolve(c.RedirectURI),
-		scopes:   slices.Clone(c.Scopes),
-		audience: resolve(c.Audience),
-		profile:  c.Profile,
+		server:       s.Name,
+		grant:        c.Grant,
+		issuer:       strings.TrimSuffix(resolve(c.AuthorizationServer), "/"),
+		tokenURL:     resolve(c.TokenEndpoint),
+		resource:     resolve(c.Resource),
+		redirect:     resolve(c.RedirectURI),
+		scopes:       slices.Clone(c.Scopes),
+		audience:     resolve(c.Audience),
+		profile:      c.Profile,
+		registration: c.Registration,
 		auth: upstreamoauth.ClientAuth{
 			ClientID: resolve(c.ClientID),
 			Secret:   resolve(c.ClientSecret),
@@ -153,8 +174,20 @@ func provisionOAuthClient(s *model.Server, c *UpstreamOAuthConfig) (*oauthClient
 	if strings.HasPrefix(s.Upstream, model.BuiltinScheme+":") {
 		return nil, fail("a builtin server takes no upstream credential")
 	}
-	if cl.auth.ClientID == "" {
-		return nil, fail("client_id is required (is its placeholder set?)")
+	switch cl.registration {
+	case "":
+		if cl.auth.ClientID == "" {
+			return nil, fail("client_id is required (is its placeholder set?), or registration dynamic|cimd")
+		}
+	case RegistrationDynamic, RegistrationCIMD:
+		if cl.grant != OAuthGrantAuthorizationCode {
+			return nil, fail("registration %s is for grant authorization_code", cl.registration)
+		}
+		if cl.auth.ClientID != "" || cl.auth.Secret != "" || c.PrivateKey != "" || c.TokenEndpointAuthMethod != "" {
+			return nil, fail("registration %s takes no client_id, client_secret, private_key or token_endpoint_auth_method: the registration provides them", cl.registration)
+		}
+	default:
+		return nil, fail("registration %q is not one of dynamic, cimd", cl.registration)
 	}
 	for what, v := range map[string]string{"authorization_server": cl.issuer, "token_endpoint": cl.tokenURL, "resource": cl.resource, "redirect_uri": cl.redirect} {
 		if v == "" {
@@ -191,6 +224,9 @@ func provisionOAuthClient(s *model.Server, c *UpstreamOAuthConfig) (*oauthClient
 	}
 	if cl.grant != OAuthGrantAuthorizationCode && cl.auth.Secret == "" && cl.auth.Assertion == nil {
 		return nil, fail("grant %s needs a client_secret or private_key_jwt", cl.grant)
+	}
+	if cl.registration == RegistrationCIMD && cl.redirect != "" && !strings.HasPrefix(cl.redirect, "https://") {
+		return nil, fail("registration cimd needs an https redirect_uri: its client ID metadata document is served beside it")
 	}
 	switch cl.profile {
 	case "":

@@ -382,6 +382,11 @@ func TestBackendOAuthConfigErrors(t *testing.T) {
 		"bad issuer":               {ClientID: "a", AuthorizationServer: "ftp://x"},
 		"profile without exchange": {ClientID: "a", Profile: TokenExchangeEntraOBO},
 		"bad key":                  {ClientID: "a", TokenEndpointAuthMethod: "private_key_jwt", PrivateKey: "nope"},
+		"bad registration":         {Registration: "magic"},
+		"dynamic with client id":   {Registration: RegistrationDynamic, ClientID: "a"},
+		"cimd with secret":         {Registration: RegistrationCIMD, ClientSecret: "s"},
+		"dynamic machine":          {Registration: RegistrationDynamic, Grant: OAuthGrantClientCredentials},
+		"cimd over http":           {Registration: RegistrationCIMD, RedirectURI: "http://gw.example/x/connect/callback"},
 	} {
 		if _, err := provisionOAuthClient(s, c); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -564,5 +569,39 @@ func TestUpstreamOAuthTokenExchange(t *testing.T) {
 				t.Fatal("an exchange without the caller's token succeeded")
 			}
 		})
+	}
+}
+
+// Pending connect flows are bounded per user and in total; each refusal says which,
+// and stores nothing.
+func TestUpstreamOAuthFlowCaps(t *testing.T) {
+	as := newFakeAS(t)
+	app, _, _ := loadOAuthConfig(t, upstreamWithPRM(t, as.srv.URL), true, nil)
+	ctx := context.Background()
+	begin := func(sub string) error {
+		_, err := app.BeginConnect(ctx, "saas", testIssuer, sub, "https://gw.example/saas/connect/callback", "n")
+		return err
+	}
+	var states []string
+	for range maxFlowsPerUser {
+		states = append(states, startFlow(t, app, "saas", "alice", "n"))
+	}
+	var tm *TooManyFlowsError
+	if err := begin("alice"); !errors.As(err, &tm) || !tm.PerUser || !strings.Contains(err.Error(), "pending") {
+		t.Fatalf("alice's flow beyond her cap: %v", err)
+	}
+	if err := begin("bob"); err != nil {
+		t.Fatalf("bob is held to alice's cap: %v", err)
+	}
+	// A completed (taken) flow frees its place.
+	if _, err := app.TakeConnectFlow("saas", states[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := begin("alice"); err != nil {
+		t.Fatalf("alice after one flow was taken: %v", err)
+	}
+	app.upstreamAuth.flowsTotal = maxFlowsPerUser + 1 // alice's 5 and bob's 1
+	if err := begin("carol"); !errors.As(err, &tm) || tm.PerUser || !strings.Contains(err.Error(), "gateway") {
+		t.Fatalf("carol beyond the total cap: %v", err)
 	}
 }

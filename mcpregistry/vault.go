@@ -21,8 +21,9 @@ import (
 
 // Collections of the vault in the registry's store.
 const (
-	nsVaultTokens = "upstream.tokens" // by vaultKey
-	nsVaultFlows  = "upstream.flows"  // pending connect flows, by SHA-256 of the state
+	nsVaultTokens  = "upstream.tokens"  // by vaultKey
+	nsVaultFlows   = "upstream.flows"   // pending connect flows, by SHA-256 of the state
+	nsVaultClients = "upstream.clients" // the gateway's dynamic registrations, by server
 )
 
 const vaultPurpose = "upstream oauth token"
@@ -48,7 +49,10 @@ type vaultSecret struct {
 	Origin string `json:"origin"`
 	// AuthServer is the issuer of the authorization server that issued them: the
 	// refresh token goes only to it.
-	AuthServer   string `json:"as"`
+	AuthServer string `json:"as"`
+	// ClientID is the gateway's client id the tokens were issued to (it changes with
+	// a new dynamic registration, and with the origin of a CIMD client id).
+	ClientID     string `json:"cid,omitempty"`
 	AccessToken  string `json:"at"`
 	RefreshToken string `json:"rt,omitempty"`
 }
@@ -64,6 +68,8 @@ type ConnectFlow struct {
 	RedirectURI string `json:"redirect_uri"`
 	// AuthServer is the issuer the browser was sent to.
 	AuthServer string `json:"as"`
+	// ClientID is the gateway's client id in the authorization request.
+	ClientID string `json:"client_id,omitempty"`
 	// Browser is the SHA-256 (hex) of the nonce in the browser's flow cookie.
 	Browser   string    `json:"browser"`
 	ExpiresAt time.Time `json:"expires_at"`
@@ -80,11 +86,18 @@ type VaultStore interface {
 	DeleteTokens(match func(key string, rec *VaultRecord) bool) ([]VaultRecord, error)
 	// ListTokens returns every record for which match is true, in key order.
 	ListTokens(match func(key string, rec *VaultRecord) bool) ([]VaultRecord, error)
-	// PutFlow stores a pending flow under key, dropping expired ones.
-	PutFlow(key string, f *ConnectFlow, now time.Time) error
+	// PutFlow stores a pending flow under key, dropping expired ones, unless that
+	// would make more than perUser pending flows of f's user or total in all: then it
+	// stores nothing and returns a *TooManyFlowsError.
+	PutFlow(key string, f *ConnectFlow, now time.Time, perUser, total int) error
 	// TakeFlow returns and deletes the flow under key in one atomic step, or an error
 	// matching model.ErrNotFound: a flow is taken at most once.
 	TakeFlow(key string) (*ConnectFlow, error)
+	// GetClient returns the gateway's dynamic registration for server, or an error
+	// matching model.ErrNotFound.
+	GetClient(server string) (*ClientRecord, error)
+	// PutClient stores the gateway's dynamic registration for server.
+	PutClient(server string, rec *ClientRecord) error
 }
 
 // vaultUserKey identifies a user in vault keys: issuer and subject hashed, so keys
@@ -180,17 +193,43 @@ func forEachRecord(c store.Collection, fn func(string, *VaultRecord)) error {
 	})
 }
 
-func (v collectionVault) PutFlow(key string, f *ConnectFlow, now time.Time) error {
+// TooManyFlowsError refuses a new connect flow: the user (PerUser) or everyone has
+// as many pending as allowed.
+type TooManyFlowsError struct {
+	PerUser bool
+	Limit   int
+}
+
+func (e *TooManyFlowsError) Error() string {
+	if e.PerUser {
+		return fmt.Sprintf("you have %d connections pending already; finish one, or start again in a few minutes when they expire", e.Limit)
+	}
+	return fmt.Sprintf("the gateway has %d connections pending; try again in a few minutes", e.Limit)
+}
+
+func (v collectionVault) PutFlow(key string, f *ConnectFlow, now time.Time, perUser, total int) error {
 	return v.in(nsVaultFlows, true, func(c store.Collection) error {
 		var expired []string
+		live, mine := 0, 0
 		if err := c.ForEach(func(k string, raw []byte) error {
 			var old ConnectFlow
 			if json.Unmarshal(raw, &old) != nil || now.After(old.ExpiresAt) {
 				expired = append(expired, k)
+				return nil
+			}
+			live++
+			if old.Issuer == f.Issuer && old.Subject == f.Subject {
+				mine++
 			}
 			return nil
 		}); err != nil {
 			return err
+		}
+		if mine >= perUser {
+			return &TooManyFlowsError{PerUser: true, Limit: perUser}
+		}
+		if live >= total {
+			return &TooManyFlowsError{Limit: total}
 		}
 		for _, k := range expired {
 			if err := c.Delete(k); err != nil {
@@ -209,6 +248,18 @@ func (v collectionVault) TakeFlow(key string) (f *ConnectFlow, err error) {
 		return c.Delete(key)
 	})
 	return f, err
+}
+
+func (v collectionVault) GetClient(server string) (rec *ClientRecord, err error) {
+	err = v.in(nsVaultClients, false, func(c store.Collection) error {
+		rec, err = store.GetJSON[ClientRecord](c, server)
+		return err
+	})
+	return rec, err
+}
+
+func (v collectionVault) PutClient(server string, rec *ClientRecord) error {
+	return v.in(nsVaultClients, true, func(c store.Collection) error { return store.PutJSON(c, server, rec) })
 }
 
 // userOfKey reports whether vault key k belongs to the user key uk.

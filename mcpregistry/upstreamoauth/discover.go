@@ -24,6 +24,14 @@ type Endpoints struct {
 	IssParameter bool
 	// Scopes the server supports, for information.
 	Scopes []string
+	// RegistrationEndpoint is where dynamic client registration (RFC 7591) is done; ""
+	// when the server offers none.
+	RegistrationEndpoint string
+	// ClientIDMetadataDocuments: the server takes an https URL as client_id and
+	// fetches the client's metadata from it (client_id_metadata_document_supported).
+	ClientIDMetadataDocuments bool
+	// AuthMethods are its token_endpoint_auth_methods_supported.
+	AuthMethods []string
 }
 
 // Fetcher fetches metadata and calls token endpoints.
@@ -107,11 +115,14 @@ func (f *Fetcher) Discover(ctx context.Context, resource, issuer string) (*Endpo
 			return nil, fmt.Errorf("authorization server %s does not support PKCE S256", issuer)
 		}
 		return &Endpoints{
-			Issuer:                asm.Issuer,
-			AuthorizationEndpoint: asm.AuthorizationEndpoint,
-			TokenEndpoint:         asm.TokenEndpoint,
-			IssParameter:          asm.AuthorizationResponseIssParameterSupported,
-			Scopes:                asm.ScopesSupported,
+			Issuer:                    asm.Issuer,
+			AuthorizationEndpoint:     asm.AuthorizationEndpoint,
+			TokenEndpoint:             asm.TokenEndpoint,
+			IssParameter:              asm.AuthorizationResponseIssParameterSupported,
+			Scopes:                    asm.ScopesSupported,
+			RegistrationEndpoint:      asm.RegistrationEndpoint,
+			ClientIDMetadataDocuments: asm.ClientIDMetadataDocumentSupported,
+			AuthMethods:               asm.TokenEndpointAuthMethodsSupported,
 		}, nil
 	}
 	if len(errs) > 0 {
