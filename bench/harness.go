@@ -107,13 +107,14 @@ type Env struct {
 	Response int      // size in bytes of the upstream's tools/call response body
 
 	issuer *issuer  // the in-process token issuer of the auth targets
-	h2     []Target // GatewayH2, DirectH2: streams only, so not in Targets (whose calls are HTTP/1.1)
+	h2     []Target // GatewayH2, DirectH2, CaddyHoldH2: streams only, so not in Targets (whose calls are HTTP/1.1)
 
 	upstream      *http.Server
 	upstreamLn    net.Listener
 	upstreamTLS   *http.Server // the same handlers over TLS and HTTP/2 (DirectH2)
 	upstreamTLSLn net.Listener
-	openStreams   atomic.Int64 // upstream SSE handlers currently running
+	openStreams   atomic.Int64           // upstream SSE handlers currently running
+	streamProc    *streamUpstreamProcess // with Options.StreamUpstreamProcess
 	dir           string
 	check         func(status int, body []byte) error
 }
@@ -185,6 +186,13 @@ type Options struct {
 	// used in turn (0: no such target). To defeat the gateway's validated-token cache
 	// (10,000 entries, LRU) it must exceed the cache; AuthFreshPool is a safe size.
 	AuthFresh int
+	// StreamUpstreamProcess serves the upstream of the HTTP/2 stream targets (GatewayH2,
+	// DirectH2) from a child process (StreamUpstreamEnv), so that the memory phase
+	// counts neither the upstream's HTTP/1.1 share behind the gateway nor its HTTP/2
+	// share directly: each figure is then the client's and the proxy's, and
+	// GatewayH2 − DirectH2 is the gateway's own. The binary must call
+	// RunStreamUpstreamIfAsked first.
+	StreamUpstreamProcess bool
 }
 
 // AuthFreshPool is the token pool size that makes every GatewayFresh call a cache miss:
@@ -272,13 +280,21 @@ func StartWith(kind string, opt Options) (*Env, error) {
 	e.upstreamTLS = &http.Server{Handler: mux, ErrorLog: log.New(io.Discard, "", 0),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}}
 	go func() { _ = e.upstreamTLS.ServeTLS(e.upstreamTLSLn, "", "") }()
+	// The HTTP/2 targets' upstream: the in-process one, or a child process's.
+	h2Upstream, directH2 := e.upstreamLn.Addr().String(), e.upstreamTLSLn.Addr().String()
+	if opt.StreamUpstreamProcess {
+		if e.streamProc, err = startStreamUpstream(dir, cert); err != nil {
+			return nil, err
+		}
+		h2Upstream, directH2 = e.streamProc.plain, e.streamProc.secure
+	}
 	var gw, rp, ga, gh2, gb string
 	for attempt := 0; ; attempt++ {
 		gw, rp, ga, gh2, gb, err = freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr(), nil
 		if gw == "" || rp == "" || ga == "" || gh2 == "" || gb == "" {
 			return nil, errors.New("bench: no free loopback port")
 		}
-		cfg := caddyConfig(dir, e.upstreamLn.Addr().String(), gw, rp, ga, gh2, gb, e.issuer.url, cert)
+		cfg := caddyConfig(dir, e.upstreamLn.Addr().String(), h2Upstream, gw, rp, ga, gh2, gb, e.issuer.url, cert)
 		err = caddy.Load(cfg, true)
 		if err == nil {
 			break
@@ -301,8 +317,9 @@ func StartWith(kind string, opt Options) (*Env, error) {
 		{Name: Gateway, CallURL: mustURL("http://" + gw + "/bench/mcp"), StreamURL: mustURL("http://" + gw + "/stream/mcp")},
 	}
 	e.h2 = []Target{
-		{Name: GatewayH2, StreamURL: mustURL("https://" + gh2 + "/stream/mcp"), transport: cert.h2Transport},
-		{Name: DirectH2, StreamURL: mustURL("https://" + e.upstreamTLSLn.Addr().String() + "/stream"), transport: cert.h2Transport},
+		{Name: GatewayH2, StreamURL: mustURL("https://" + gh2 + "/stream-h2/mcp"), transport: cert.h2Transport},
+		{Name: DirectH2, StreamURL: mustURL("https://" + directH2 + "/stream"), transport: cert.h2Transport},
+		{Name: CaddyHoldH2, StreamURL: mustURL("https://" + gh2 + "/hold"), transport: cert.h2Transport},
 	}
 	// The token audience is the bench server's resource URL (the MCP URL, as the
 	// protected-resource metadata names it), one of the gateway's default audiences.
@@ -343,6 +360,9 @@ func StartWith(kind string, opt Options) (*Env, error) {
 func (e *Env) Close() {
 	if e.Targets != nil {
 		_ = caddy.Stop()
+	}
+	if e.streamProc != nil {
+		e.streamProc.close()
 	}
 	if e.issuer != nil {
 		e.issuer.srv.Close()
@@ -387,8 +407,9 @@ func (e *Env) HTTPServer(name string) (*caddyhttp.Server, error) {
 // http://<ga> (so the default audiences include http://<ga>/bench/mcp), and a policy
 // letting group "bench" call the echo tool on server "bench".
 //
-// The fourth listener, gh2, is the plain gateway over TLS (cert) with HTTP/2.
-func caddyConfig(dir, upstream, gw, rp, ga, gh2, gb, issuerURL string, cert *selfSigned) []byte {
+// The fourth listener, gh2, is the plain gateway over TLS (cert) with HTTP/2; its
+// streams (server stream-h2) go to h2Upstream.
+func caddyConfig(dir, upstream, h2Upstream, gw, rp, ga, gh2, gb, issuerURL string, cert *selfSigned) []byte {
 	route := func(h map[string]any) []any { return []any{map[string]any{"handle": []any{h}}} }
 	server := func(addr string, h map[string]any) map[string]any {
 		return map[string]any{
@@ -418,6 +439,7 @@ func caddyConfig(dir, upstream, gw, rp, ga, gh2, gb, issuerURL string, cert *sel
 				"servers": []any{
 					map[string]any{"name": "bench", "upstream": "http://" + upstream + "/mcp"},
 					map[string]any{"name": "stream", "upstream": "http://" + upstream + "/stream"},
+					map[string]any{"name": "stream-h2", "upstream": "http://" + h2Upstream + "/stream"},
 				},
 			},
 			"http": map[string]any{
@@ -425,6 +447,10 @@ func caddyConfig(dir, upstream, gw, rp, ga, gh2, gb, issuerURL string, cert *sel
 					Gateway: server(gw, map[string]any{"handler": "mcp_gateway"}),
 					GatewayH2: func() map[string]any {
 						s := server(gh2, map[string]any{"handler": "mcp_gateway"})
+						s["routes"] = append([]any{map[string]any{
+							"match":  []any{map[string]any{"path": []string{"/hold"}}},
+							"handle": []any{map[string]any{"handler": "bench_hold_stream"}},
+						}}, s["routes"].([]any)...)
 						s["tls_connection_policies"] = []any{map[string]any{}}
 						s["protocols"] = []string{"h1", "h2"}
 						return s

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -227,6 +228,36 @@ func TestOAuthServer(t *testing.T) {
 		}
 		if c := res.Calls[deniedTool]; c.OK || !strings.Contains(c.Error, deniedTool) {
 			t.Errorf("%s: %+v, want a JSON-RPC error naming it", deniedTool, c)
+		}
+	})
+
+	t.Run("mcp-remote signs in through the browser", func(t *testing.T) {
+		// mcp-remote (the TypeScript SDK's OAuth client behind a stdio proxy, as Claude
+		// Desktop runs it) opens $BROWSER through xdg-open; the fake browser signs alice
+		// in and delivers the code to mcp-remote's loopback callback.
+		home := t.TempDir() // mcp-remote keeps its tokens under ~/.mcp-auth
+		stderr := &lockedWriter{w: new(strings.Builder)}
+		cmd := exec.Command(testenv.NodeBin(), filepath.Join(testenv.NodeDir(), "node_modules", "mcp-remote", "dist", "proxy.js"), mcpURL)
+		cmd.Dir = testenv.NodeDir()
+		cmd.Env = append(os.Environ(), "HOME="+home, "E2E_USER=alice", "E2E_PASSWORD="+alicePassword,
+			"BROWSER="+testenv.NodeBin()+" "+filepath.Join(testenv.NodeDir(), "fake-browser.mjs"))
+		cmd.Stderr = stderr
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("mcp-remote's stderr:\n%s", stderr.String())
+			}
+		})
+		cs := connect(t, &mcp.CommandTransport{Command: cmd}, nil, "")
+		if got := toolNames(t, cs); !slices.Equal(got, []string{allowedTool}) {
+			t.Errorf("tools/list through mcp-remote: %v, want only %s", got, allowedTool)
+		}
+		if res := callTool(t, cs, &mcp.CallToolParams{Name: allowedTool}); res.IsError || text(res) == "" {
+			t.Errorf("%s through mcp-remote: isError=%v %q", allowedTool, res.IsError, text(res))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: deniedTool}); err == nil || !strings.Contains(err.Error(), deniedTool) {
+			t.Errorf("%s through mcp-remote: %v, want a JSON-RPC error naming it", deniedTool, err)
 		}
 	})
 
@@ -614,4 +645,22 @@ func accountToken(t *testing.T, issuer, user, password string) string {
 		t.Fatalf("no new token on the page:\n%s", minted)
 	}
 	return m[1]
+}
+
+// lockedWriter serialises writes of a process's output with reads of it.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }

@@ -36,7 +36,9 @@ func firstUserPassword(t *testing.T, ci *caddyInstance) string {
 func TestQuickstart(t *testing.T) {
 	t.Parallel()
 	everything := testenv.StartEverythingServer(t, false)
-	started, ci := startCaddy(t, exampleCaddyfile(t, "quickstart.Caddyfile"), nil)
+	// The site's own URLs (issuer, resource) follow its port.
+	cfg := strings.ReplaceAll(exampleCaddyfile(t, "quickstart.Caddyfile"), "localhost:8080", "localhost:{{PORT}}")
+	started, ci := startCaddy(t, cfg, nil)
 	// The example names its site localhost: clients must use that name, since go-sdk
 	// clients want the protected resource to be exactly the origin they connect to.
 	base := strings.Replace(started, "127.0.0.1", "localhost", 1)

@@ -28,36 +28,7 @@ func TestGatewayTrustsBuiltinIssuer(t *testing.T) {
 		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
 	}))
 	t.Cleanup(up.Close)
-	hash, err := bcrypt.GenerateFromPassword([]byte("machine-secret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &testCaddy{
-		Servers: []any{
-			map[string]any{"name": "everything", "upstream": up.URL + "/mcp"},
-			map[string]any{"name": "other", "upstream": up.URL + "/mcp"},
-		},
-		Registry: map[string]any{"encryption_key": strings.Repeat("cd", 32)},
-	}
-	c.Listen = freeAddr(t)
-	base := "http://" + c.Listen
-	c.Routes = []any{map[string]any{
-		"match": []any{map[string]any{"path": []string{"/oauth/*", "/.well-known/*"}}},
-		"handle": []any{map[string]any{
-			"handler": "mcp_oauth_server", "issuer": base + "/oauth", "resource": base,
-			"clients": []any{map[string]any{"id": "ci-bot", "secret": string(hash), "groups": []string{"bots"}}},
-		}},
-	}}
-	c.Gateway = map[string]any{"auth": map[string]any{
-		"resource": base,
-		"policy": map[string]any{
-			"group_mappings": map[string]any{"bots": []string{"bots"}},
-			"scopes": map[string]any{"bots": []any{map[string]any{
-				"server": "*", "methods": []string{"tools/call"}, "tools": []string{"echo"},
-			}}},
-		},
-	}}
-	c.start(t)
+	base := startBuiltinIssuerGateway(t, up.URL+"/mcp", []string{"everything", "other"}, []string{"ci-bot"})
 
 	token := func(resource string) string {
 		t.Helper()
@@ -111,31 +82,7 @@ func TestGatewayHonoursBuiltinRevocation(t *testing.T) {
 		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
 	}))
 	t.Cleanup(up.Close)
-	hash, _ := bcrypt.GenerateFromPassword([]byte("machine-secret"), bcrypt.MinCost)
-	c := &testCaddy{
-		Servers:  []any{map[string]any{"name": "everything", "upstream": up.URL + "/mcp"}},
-		Registry: map[string]any{"encryption_key": strings.Repeat("cd", 32)},
-	}
-	c.Listen = freeAddr(t)
-	base := "http://" + c.Listen
-	c.Routes = []any{map[string]any{
-		"match": []any{map[string]any{"path": []string{"/oauth/*", "/.well-known/*"}}},
-		"handle": []any{map[string]any{
-			"handler": "mcp_oauth_server", "issuer": base + "/oauth", "resource": base,
-			"clients": []any{
-				map[string]any{"id": "ci-bot", "secret": string(hash), "groups": []string{"bots"}},
-				map[string]any{"id": "other-bot", "secret": string(hash), "groups": []string{"bots"}},
-			},
-		}},
-	}}
-	c.Gateway = map[string]any{"auth": map[string]any{
-		"resource": base,
-		"policy": map[string]any{
-			"group_mappings": map[string]any{"bots": []string{"bots"}},
-			"scopes":         map[string]any{"bots": []any{map[string]any{"server": "*", "methods": []string{"tools/call"}, "tools": []string{"echo"}}}},
-		},
-	}}
-	c.start(t)
+	base := startBuiltinIssuerGateway(t, up.URL+"/mcp", []string{"everything"}, []string{"ci-bot", "other-bot"})
 	form := func(client string, v url.Values, endpoint string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, base+"/oauth/"+endpoint, strings.NewReader(v.Encode()))
@@ -174,4 +121,43 @@ func TestGatewayHonoursBuiltinRevocation(t *testing.T) {
 	if echo(theirs) != 200 {
 		t.Error("another client's token stopped working")
 	}
+}
+
+// startBuiltinIssuerGateway runs a config with the built-in authorization server at
+// /oauth (confidential machine clients with secret "machine-secret" and group bots),
+// servers routed to upstream, and a gateway whose policy lets bots call echo anywhere.
+// It returns the base URL.
+func startBuiltinIssuerGateway(t *testing.T, upstream string, servers, clients []string) string {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte("machine-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testCaddy{Registry: map[string]any{"encryption_key": strings.Repeat("cd", 32)}}
+	for _, name := range servers {
+		c.Servers = append(c.Servers, map[string]any{"name": name, "upstream": upstream})
+	}
+	var cl []any
+	for _, id := range clients {
+		cl = append(cl, map[string]any{"id": id, "secret": string(hash), "groups": []string{"bots"}})
+	}
+	c.Listen = freeAddr(t)
+	base := "http://" + c.Listen
+	c.Routes = []any{map[string]any{
+		"match": []any{map[string]any{"path": []string{"/oauth/*", "/.well-known/*"}}},
+		"handle": []any{map[string]any{
+			"handler": "mcp_oauth_server", "issuer": base + "/oauth", "resource": base, "clients": cl,
+		}},
+	}}
+	c.Gateway = map[string]any{"auth": map[string]any{
+		"resource": base,
+		"policy": map[string]any{
+			"group_mappings": map[string]any{"bots": []string{"bots"}},
+			"scopes": map[string]any{"bots": []any{map[string]any{
+				"server": "*", "methods": []string{"tools/call"}, "tools": []string{"echo"},
+			}}},
+		},
+	}}
+	c.start(t)
+	return base
 }

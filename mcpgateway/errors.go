@@ -21,6 +21,9 @@ const (
 	codeFilterFailed        = -32009 // 502: a list response could not be filtered (fails closed)
 	codeUnknownSession      = -32014 // 404: no session of this caller on this server has this id
 	codeRequestRefused      = -32015 // 400/405: an HTTP method, header or path the MCP transports do not use
+	codeConnectRequired     = -32016 // 403: backend_auth oauth: connect your account first (the message carries the link)
+	codeUpstreamAuthFailed  = -32017 // 502: backend_auth oauth: the gateway cannot obtain its upstream token now
+	codeExchangeRefused     = -32018 // 403: backend_auth oauth token_exchange: the upstream's authorization server refused the caller's token
 )
 
 // writeRPCError answers with an HTTP status and a JSON-RPC error body.

@@ -96,6 +96,8 @@ type Gateway struct {
 	// limits are the provisioned Limits (limits.go); nil in tests that build a Gateway
 	// without Provision.
 	limits *limits
+	// caps remembers which callers' clients take URL-mode elicitation (upstream_auth.go).
+	caps elicitCaps
 }
 
 // CaddyModule returns the Caddy module information.

@@ -88,6 +88,18 @@ func (g *Gateway) prepareOutbound(in *http.Request, h http.Header) {
 	for k, v := range g.registry.BackendHeaders(server) {
 		h[k] = v[:len(v):len(v)] // shared: capped so an append elsewhere copies
 	}
+	if server.BackendAuth.Scheme == model.BackendAuthOAuth {
+		// Only the token looked up for this caller (upstream_auth.go); the client's
+		// own Authorization never passes to an oauth upstream.
+		h.Del("Authorization")
+		if repl != nil {
+			if v, _ := repl.Get(upstreamAuthKey); v != nil {
+				if s, ok := v.(upstreamSecret); ok && s != "" {
+					h.Set("Authorization", string(s))
+				}
+			}
+		}
+	}
 }
 
 // joinGroups comma-joins the groups that can travel in a header; a group with a comma

@@ -62,6 +62,9 @@ func (g *Gateway) newReverseProxy() *httputil.ReverseProxy {
 
 // modifyResponse seals the upstream's session id and keeps event streams untransformed.
 func (g *Gateway) modifyResponse(res *http.Response) error {
+	if err := upstreamRefusedToken(res); err != nil {
+		return err
+	}
 	if err := g.sealResponseSession(res.Request, res.Header); err != nil {
 		return err
 	}
@@ -230,6 +233,12 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		return // the client went away; nobody is listening
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if errors.Is(err, errUpstreamRefusedToken) {
+		if repl != nil {
+			repl.Set(upstreamRefusedKey, true) // answered by ServeHTTP (answerUpstreamRefused)
+		}
+		return
+	}
 	var name, id string
 	if repl != nil {
 		name, _ = repl.GetString("http.mcp.server")

@@ -6,9 +6,12 @@ import "strings"
 type endpoint uint8
 
 const (
-	endpointMCP     endpoint = iota + 1 // <prefix>/<server>/mcp[/…]: streamable HTTP
-	endpointSSE                         // <prefix>/<server>/sse: legacy event stream
-	endpointMessage                     // <prefix>/<server>/message: legacy POST endpoint
+	endpointMCP             endpoint = iota + 1 // <prefix>/<server>/mcp[/…]: streamable HTTP
+	endpointSSE                                 // <prefix>/<server>/sse: legacy event stream
+	endpointMessage                             // <prefix>/<server>/message: legacy POST endpoint
+	endpointConnect                             // <prefix>/<server>/connect: connect page (backend_auth oauth)
+	endpointConnectCallback                     // <prefix>/<server>/connect/callback: the upstream's redirect back
+	endpointConnectMetadata                     // <prefix>/<server>/connect/client-metadata.json: the gateway's client ID metadata document
 )
 
 // splitRoute parses path as <prefix>/<segment>/<endpoint>[sub]. prefix is "" for the
@@ -37,6 +40,12 @@ func splitRoute(path, prefix string) (segment, sub string, ep endpoint, ok bool)
 		return segment, "", endpointSSE, true
 	case rest == "message":
 		return segment, "", endpointMessage, true
+	case rest == "connect":
+		return segment, "", endpointConnect, true
+	case rest == "connect/callback":
+		return segment, "", endpointConnectCallback, true
+	case rest == "connect/client-metadata.json":
+		return segment, "", endpointConnectMetadata, true
 	}
 	return "", "", 0, false
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/jsonrpc"
 	"github.com/caddymcp/caddymcp/internal/principal"
+	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
 
@@ -89,6 +90,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	server := g.registry.Lookup(segment)
+	if server != nil && (ep == endpointConnect || ep == endpointConnectCallback || ep == endpointConnectMetadata) {
+		g.serveConnect(w, r, server, segment, ep)
+		return nil
+	}
 	if server == nil || !transportServes(server.Transport, ep) {
 		writeRPCError(w, http.StatusNotFound, "", codeUnknownServer, "no MCP server at "+quote(r.URL.Path))
 		return nil
@@ -113,6 +118,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// Authentication runs before the body is read; authorization after inspection.
 	var caller *principal.Caller
 	var mcpPath string
+	oauthUpstream := server.BackendAuth.Scheme == model.BackendAuthOAuth
+	var subjectToken string
+	if oauthUpstream && g.registry.UpstreamGrant(server.Name) == mcpregistry.OAuthGrantTokenExchange {
+		subjectToken = subjectTokenOf(r, server) // authenticate removes the header
+	}
 	if g.auth != nil {
 		mcpPath = g.Prefix + "/" + segment + "/mcp"
 		if ep != endpointMCP {
@@ -137,12 +147,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer done()
 	}
 	var lw *listWriter
+	var inspected *exchange
+	aw0 := w // the answer before any list filter wraps it
 
 	if r.Method == http.MethodPost {
 		// Only a POST has a body to inspect; a GET is usually an SSE stream that may
 		// stay open for hours and must not pin a pooled exchange (4 KiB+) meanwhile.
 		x := exchangePool.Get().(*exchange)
 		defer x.release()
+		inspected = x
 		// The legacy HTTP+SSE transport (2024-11-05) has no MCP headers: its POSTs are
 		// not held to the streamable HTTP header rules (a go-sdk client's
 		// server/discover probe over it carries _meta but no MCP-Protocol-Version, and
@@ -175,6 +188,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// standalone GET stream carries no responses (MCP spec) and stays unfiltered.
 		lw = newListWriter(w, caller.Grant, server.Name, "", g.logger)
 	}
+	var in *jsonrpc.Inspection
+	var body []byte
+	if oauthUpstream {
+		if x := inspected; x != nil {
+			in, body = &x.inspect, x.buf
+		}
+		if !g.upstreamAuthorization(aw0, r, repl, caller, server, segment, subjectToken, in, body) {
+			return nil
+		}
+	}
 	if lw != nil {
 		if g.limits != nil {
 			lw.budget, lw.ctx = g.limits.lists, r.Context()
@@ -199,7 +222,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.ServeHTTP(w, r)
 		return nil
 	}
-	return g.forward(w, r, server, segment, sub, ep)
+	err := g.forward(w, r, server, segment, sub, ep)
+	if oauthUpstream {
+		if v, _ := repl.Get(upstreamRefusedKey); v == true {
+			g.answerUpstreamRefused(aw0, r, caller, server, segment, subjectToken, in, body)
+		}
+	}
+	return err
 }
 
 // readAndInspect reads the bounded JSON-RPC body, checks it (and, if checkHeaders, the

@@ -140,6 +140,10 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, t *target,
 		return
 	}
 	lr.n = -1 // the head is read: no limit on the body
+	if err := upstreamRefusedToken(resp); err != nil {
+		g.proxyError(w, r, err)
+		return
+	}
 	if err := g.sealResponseSession(r, resp.Header); err != nil {
 		g.proxyError(w, r, err)
 		return

@@ -105,6 +105,8 @@ type App struct {
 	index     *Index
 	builtins  map[string]http.Handler
 	creds     credentialState // backend credentials in memory (credentials.go)
+	// upstreamAuth: backend_auth oauth clients, token cache and vault (upstream_oauth.go)
+	upstreamAuth upstreamAuthState
 	// localIssuers are the token issuers of this config (mcp_oauth_server), which the
 	// gateway and the REST API trust with no configuration.
 	localIssuers authn.LocalIssuers
@@ -172,6 +174,10 @@ type ServerConfig struct {
 	// ForwardIdentity sends the caller's subject and groups to the upstream as headers
 	// (default X-MCP-User and X-MCP-Groups).
 	ForwardIdentity *model.ForwardIdentity `json:"forward_identity,omitempty"`
+	// BackendOAuth is the OAuth client of backend_auth oauth: how the gateway obtains
+	// the access token it sends (each user's own, the gateway's, or an exchanged one).
+	// See UpstreamOAuthConfig.
+	BackendOAuth *UpstreamOAuthConfig `json:"backend_oauth,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -289,6 +295,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.index = newIndex(servers)
+	if err := a.provisionUpstreamAuth(declared); err != nil {
+		_ = st.Close()
+		a.store = nil
+		return err
+	}
 	if err := a.provisionHealth(ctx); err != nil {
 		_ = st.Close()
 		a.store = nil

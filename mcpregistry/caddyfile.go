@@ -63,6 +63,21 @@ func init() {
 //			tags         <tag...>
 //			disabled
 //			backend_auth none|bearer|api_key [<header>]
+//			backend_auth oauth {
+//				grant authorization_code|client_credentials|token_exchange
+//				authorization_server <issuer URL>
+//				token_endpoint <url>
+//				registration dynamic|cimd
+//				client_id <id>
+//				client_secret <secret>
+//				token_endpoint_auth_method client_secret_basic|client_secret_post|private_key_jwt|none
+//				private_key <PEM> [<kid>]
+//				scopes <scope...>
+//				resource <uri>
+//				redirect_uri <url>
+//				audience <uri>
+//				profile rfc8693|entra_obo
+//			}
 //			backend_credential <secret>
 //			backend_header <name> <value>
 //			gateway_token_header authorization|x-authorization
@@ -367,6 +382,14 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 			if len(args) == 2 {
 				s.BackendAuth.Header = args[1]
 			}
+			if s.BackendAuth.Scheme == model.BackendAuthOAuth {
+				if len(args) != 1 {
+					return nil, d.Err("backend_auth oauth takes a block, not arguments")
+				}
+				if s.BackendOAuth, err = unmarshalBackendOAuth(d); err != nil {
+					return nil, err
+				}
+			}
 		case "backend_credential":
 			if s.BackendCredential != "" {
 				return nil, d.Err("backend_credential already specified")
@@ -417,6 +440,63 @@ func unmarshalServer(d *caddyfile.Dispenser) (*ServerConfig, error) {
 		return nil, d.Errf("server %q needs an upstream", s.Name)
 	}
 	return s, nil
+}
+
+// unmarshalBackendOAuth reads the block of backend_auth oauth.
+func unmarshalBackendOAuth(d *caddyfile.Dispenser) (*UpstreamOAuthConfig, error) {
+	c := new(UpstreamOAuthConfig)
+	seen := map[string]bool{}
+	for d.NextBlock(2) {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("backend_auth oauth: %s given twice", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "grant":
+			c.Grant, err = cfargs.One(d)
+		case "authorization_server":
+			c.AuthorizationServer, err = cfargs.One(d)
+		case "token_endpoint":
+			c.TokenEndpoint, err = cfargs.One(d)
+		case "registration":
+			c.Registration, err = cfargs.One(d)
+		case "client_id":
+			c.ClientID, err = cfargs.One(d)
+		case "client_secret":
+			c.ClientSecret, err = cfargs.One(d)
+		case "token_endpoint_auth_method":
+			c.TokenEndpointAuthMethod, err = cfargs.One(d)
+		case "private_key":
+			args := d.RemainingArgs()
+			if len(args) == 0 || len(args) > 2 {
+				return nil, d.ArgErr()
+			}
+			c.PrivateKey = args[0]
+			if len(args) == 2 {
+				c.PrivateKeyID = args[1]
+			}
+		case "scopes":
+			if c.Scopes = d.RemainingArgs(); len(c.Scopes) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "resource":
+			c.Resource, err = cfargs.One(d)
+		case "redirect_uri":
+			c.RedirectURI, err = cfargs.One(d)
+		case "audience":
+			c.Audience, err = cfargs.One(d)
+		case "profile":
+			c.Profile, err = cfargs.One(d)
+		default:
+			return nil, d.Errf("unknown backend_auth oauth option %q", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 func unmarshalHealth(d *caddyfile.Dispenser) (*HealthConfig, error) {

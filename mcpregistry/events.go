@@ -16,7 +16,7 @@ const (
 	// "revision" (its tombstone's).
 	EventServerRemoved = "server_removed"
 	// EventServerHealthChanged: a check found a server's status changed. Data:
-	// "server", "status" and "previous" (healthy, unhealthy or unknown).
+	// "server", "status" and "previous" (healthy, unhealthy, auth_required or unknown).
 	EventServerHealthChanged = "server_health_changed"
 	// EventServerToolsChanged: a check found a server's tools, prompts or resources
 	// changed since the previous one. Data: "server", "tools" (the number of tools).

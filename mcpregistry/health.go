@@ -319,6 +319,13 @@ func (a *App) checkAndRecord(ctx context.Context, s *model.Server) model.ServerH
 		Notifies:            prev.Notifies,
 	}
 	listsChanged := false
+	if res.Status == model.HealthAuthRequired {
+		// Up; the lists are each user's to see, not the registry's.
+		h.LastHealthyAt = res.CheckedAt
+		h.ConsecutiveFailures = 0
+		h.ProtocolVersion, h.ServerName, h.ServerVersion = "", "", ""
+		h.Tools, h.Prompts, h.Resources, h.Notifies = nil, nil, nil, false
+	}
 	if res.Status == model.HealthHealthy {
 		h.LastHealthyAt = res.CheckedAt
 		h.ProtocolVersion, h.ServerName, h.ServerVersion = res.ProtocolVersion, res.ServerName, res.ServerVersion
@@ -402,14 +409,21 @@ func (a *App) checkServer(ctx context.Context, s *model.Server) (h model.ServerH
 		return h
 	}
 
+	if a.perUserOAuth(s) {
+		return a.checkPerUserOAuth(ctx, s, h)
+	}
+	hc := a.healthClientFor(s)
+	if a.UpstreamGrant(s.Name) == OAuthGrantClientCredentials {
+		hc = &http.Client{Transport: machineTokenTransport{base: a.health.transport, a: a, s: s}}
+	}
 	var transport mcp.Transport
 	switch s.Transport {
 	case model.TransportSSE:
-		transport = &mcp.SSEClientTransport{Endpoint: s.Upstream, HTTPClient: a.healthClientFor(s)}
+		transport = &mcp.SSEClientTransport{Endpoint: s.Upstream, HTTPClient: hc}
 	default:
 		transport = &mcp.StreamableClientTransport{
 			Endpoint:             s.Upstream,
-			HTTPClient:           a.healthClientFor(s),
+			HTTPClient:           hc,
 			MaxRetries:           -1,
 			DisableStandaloneSSE: true,
 		}

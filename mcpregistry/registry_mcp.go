@@ -27,7 +27,7 @@ type ServerSummary struct {
 	Tags        []string `json:"tags,omitempty"`
 	Enabled     bool     `json:"enabled"`
 	Transport   string   `json:"transport"`
-	// Health is healthy, unhealthy or unknown. Unhealthy servers are still listed.
+	// Health is healthy, unhealthy, auth_required or unknown. Unhealthy servers are still listed.
 	Health string `json:"health,omitempty"`
 }
 

@@ -137,6 +137,12 @@ func handleUsers(w http.ResponseWriter, r *http.Request) error {
 			if err := st.PutRevocation(ctx, revokeSubject(name, time.Now())); err != nil {
 				return err
 			}
+			// The user's own access at upstream services goes with them.
+			if reg, err := mcpregistry.Running(); err == nil {
+				if _, err := reg.RemoveLocalUserConnections(name); err != nil {
+					return err
+				}
+			}
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}

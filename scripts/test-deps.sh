@@ -8,7 +8,9 @@
 #                                conformance-next), @modelcontextprotocol/server-everything,
 #                                oidc-provider (OpenID provider for the OIDC e2e test),
 #                                @modelcontextprotocol/inspector-cli (the MCP Inspector
-#                                CLI, a real client for the restricted-user e2e test)
+#                                CLI, a real client for the restricted-user e2e test),
+#                                mcp-remote (a real OAuth client of the built-in
+#                                authorization server, as Claude Desktop runs it)
 #   .bin/everything-server       go-sdk's conformance everything-server, built
 #                                from the Go module proxy
 #
@@ -45,6 +47,7 @@ required=(
 	node_modules/@modelcontextprotocol/server-everything/dist/index.js
 	node_modules/oidc-provider/lib/index.js
 	node_modules/@modelcontextprotocol/inspector-cli/build/cli.js
+	node_modules/mcp-remote/dist/proxy.js
 )
 missing=0
 for f in "${required[@]}"; do

@@ -15,6 +15,11 @@ const (
 	HealthHealthy HealthStatus = "healthy"
 	// HealthUnhealthy: the last check failed; LastError says why.
 	HealthUnhealthy HealthStatus = "unhealthy"
+	// HealthAuthRequired: the server is up and takes each user's own authorization
+	// (backend_auth oauth): it answered the registry's check, which has no user, with
+	// 401 and a Bearer challenge (or let it initialize). Its tools are unknown: they
+	// are not discovered with any user's token.
+	HealthAuthRequired HealthStatus = "auth_required"
 )
 
 // ServerHealth is what the registry knows about a server's health and capabilities.
@@ -22,7 +27,7 @@ const (
 type ServerHealth struct {
 	// Server is the server's name.
 	Server string `json:"server"`
-	// Status is healthy, unhealthy or unknown.
+	// Status is healthy, unhealthy, auth_required or unknown.
 	Status HealthStatus `json:"status"`
 	// LatencyMS is how long the last check took, in milliseconds.
 	LatencyMS float64 `json:"latency_ms,omitempty"`

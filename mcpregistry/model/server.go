@@ -31,12 +31,18 @@ const (
 	BackendAuthNone   BackendAuthScheme = "none"
 	BackendAuthBearer BackendAuthScheme = "bearer"
 	BackendAuthAPIKey BackendAuthScheme = "api_key"
+	// BackendAuthOAuth: the gateway is an OAuth client of the upstream's authorization
+	// server and sends each caller's own access token (per-user authorization code,
+	// token exchange) or the gateway's own (client credentials). Declared in the Caddy
+	// config only: it needs the client registration that comes with it.
+	BackendAuthOAuth BackendAuthScheme = "oauth"
 )
 
 // BackendAuth describes the credential the gateway presents to an upstream. The secret
 // itself is stored encrypted, separately from the record, and never returned by an API.
 type BackendAuth struct {
-	// Scheme is none (default), bearer (Authorization: Bearer) or api_key (Header).
+	// Scheme is none (default), bearer (Authorization: Bearer), api_key (Header) or
+	// oauth (an OAuth access token per caller or per gateway; config servers only).
 	Scheme BackendAuthScheme `json:"scheme,omitempty"`
 	// Header carries the key when Scheme is api_key, e.g. "X-API-Key".
 	Header string `json:"header,omitempty"`
@@ -168,8 +174,12 @@ func (s *Server) Normalize() error {
 		if s.BackendAuth.Header == "" {
 			return &FieldError{"backend_auth.header", "api_key needs the header name that carries the key"}
 		}
+	case BackendAuthOAuth:
+		if s.Source != SourceConfig {
+			return &FieldError{"backend_auth.scheme", "oauth is declared in the Caddy config only (backend_auth oauth { … } with the OAuth client registration)"}
+		}
 	default:
-		return &FieldError{"backend_auth.scheme", fmt.Sprintf("%q is not one of none, bearer, api_key", s.BackendAuth.Scheme)}
+		return &FieldError{"backend_auth.scheme", fmt.Sprintf("%q is not one of none, bearer, api_key, oauth", s.BackendAuth.Scheme)}
 	}
 	switch strings.ToLower(s.GatewayTokenHeader) {
 	case "", GatewayTokenAuthorization:

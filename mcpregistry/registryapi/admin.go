@@ -27,6 +27,7 @@ func init() {
 //	GET  /mcp_registry/stats                        counts and database size
 //	POST /mcp_registry/import_server_json[?name_prefix=]  register server.json document(s)
 //	POST /mcp_registry/sync?from=<url>[&name_prefix=][&full=true]  pull another registry's v0.1 API
+//	GET|DELETE /mcp_registry/upstream_connections[?issuer=&subject=[&server=]]  users' upstream OAuth connections
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -45,6 +46,7 @@ func (AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/mcp_registry/stats", Handler: caddy.AdminHandlerFunc(handleAdminStats)},
 		{Pattern: "/mcp_registry/import_server_json", Handler: caddy.AdminHandlerFunc(handleAdminImportServerJSON)},
 		{Pattern: "/mcp_registry/sync", Handler: caddy.AdminHandlerFunc(handleAdminSync)},
+		{Pattern: "/mcp_registry/upstream_connections", Handler: caddy.AdminHandlerFunc(handleAdminConnections)},
 	}
 }
 

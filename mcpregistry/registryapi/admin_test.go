@@ -70,6 +70,19 @@ func TestAdminRoutes(t *testing.T) {
 		return resp.StatusCode, b
 	}
 
+	if code, body := do("GET", "/mcp_registry/upstream_connections", nil); code != 200 || string(bytes.TrimSpace(body)) != `{"connections":[]}` {
+		t.Fatalf("upstream connections: %d %s", code, body)
+	}
+	if code, body := do("DELETE", "/mcp_registry/upstream_connections", nil); code != 400 {
+		t.Fatalf("deleting every user's connections at once: %d %s", code, body)
+	}
+	if code, body := do("GET", "/mcp_registry/upstream_connections?subject=alice", nil); code != 400 {
+		t.Fatalf("a subject without issuer: %d %s", code, body)
+	}
+	if code, body := do("DELETE", "/mcp_registry/upstream_connections?issuer=https://i.example&subject=alice", nil); code != 200 {
+		t.Fatalf("deleting a user's connections: %d %s", code, body)
+	}
+
 	code, body := do("GET", "/mcp_registry/stats", nil)
 	var st mcpregistry.RegistryStats
 	if code != 200 || json.Unmarshal(body, &st) != nil {

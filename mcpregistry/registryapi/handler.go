@@ -165,7 +165,8 @@ func (h *RegistryAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	}
 	// Only the REST API's own paths: a server whose gateway path is "api" keeps
 	// /api/mcp when both handlers share a prefix.
-	if rest == "/api/servers" || strings.HasPrefix(rest, "/api/servers/") || rest == "/api/search" {
+	if rest == "/api/servers" || strings.HasPrefix(rest, "/api/servers/") || rest == "/api/search" ||
+		rest == "/api/connections" || strings.HasPrefix(rest, "/api/connections/") {
 		h.serveREST(w, r, strings.TrimPrefix(rest, "/api"))
 		return nil
 	}

@@ -18,7 +18,7 @@ import (
 // The registry's REST API, served by mcp_registry_api under <prefix>/api:
 //
 //	GET    /api/servers                        list: cursor, limit (1-500, default 50), tag (repeatable: all must match),
-//	                                           enabled=true|false, health=healthy|unhealthy|unknown, q (text in name, description, tags)
+//	                                           enabled=true|false, health=healthy|unhealthy|auth_required|unknown, q (text in name, description, tags)
 //	POST   /api/servers                        register (201; Location, ETag)
 //	GET    /api/servers/{name}                 one server (ETag; If-None-Match → 304)
 //	PUT    /api/servers/{name}                 update: If-Match "<revision>" (or *) required; stale → 412
@@ -32,6 +32,8 @@ import (
 //	GET    /api/servers/{name}/health          last health check
 //	POST   /api/servers/{name}/health/check    check health now
 //	GET    /api/search?q=&limit=               ranked search over servers and tools
+//	GET    /api/connections                    the caller's upstream connections (backend_auth oauth)
+//	DELETE /api/connections/{server}           remove the caller's connection to server
 //
 // Permissions are the policy's UI scopes: list_service (read anything about the server;
 // without it the server does not exist for the caller: 404), register_service (POST),
@@ -84,6 +86,9 @@ func (h *RegistryAPI) serveREST(w http.ResponseWriter, r *http.Request, rest str
 			return
 		}
 		h.restSearch(w, r)
+		return
+	case rest == "/connections" || strings.HasPrefix(rest, "/connections/"):
+		h.serveConnections(w, r, rest)
 		return
 	}
 	// rest is /servers/{name}[/…]: ServeHTTP passes no other path here.

@@ -235,9 +235,9 @@ func (h *RegistryAPI) restList(w http.ResponseWriter, r *http.Request) {
 	}
 	health := model.HealthStatus(q.Get("health"))
 	switch health {
-	case "", model.HealthHealthy, model.HealthUnhealthy, model.HealthUnknown:
+	case "", model.HealthHealthy, model.HealthUnhealthy, model.HealthAuthRequired, model.HealthUnknown:
 	default:
-		restError(w, http.StatusBadRequest, "invalid_field", "health", "health must be one of healthy, unhealthy, unknown")
+		restError(w, http.StatusBadRequest, "invalid_field", "health", "health must be one of healthy, unhealthy, auth_required, unknown")
 		return
 	}
 	tags := q["tag"]

@@ -9,6 +9,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { signIn } from './sign-in.mjs';
 
 const [url, user, password, ...calls] = process.argv.slice(2);
 const redirectUrl = 'http://127.0.0.1:38125/callback';
@@ -32,52 +33,16 @@ const provider = {
   saveTokens(t) { tokens = t; },
   saveCodeVerifier(v) { verifier = v; },
   codeVerifier() { return verifier; },
-  async redirectToAuthorization(authorizationUrl) { code = await signIn(authorizationUrl); },
+  async redirectToAuthorization(authorizationUrl) { code = await browse(authorizationUrl); },
 };
 
-// signIn follows the authorization URL like a browser with a cookie jar, submitting the
-// sign-in form (and the consent form the first time), and returns the code of the
-// redirect back to redirectUrl.
-async function signIn(start) {
-  const cookies = new Map();
-  let next = new URL(start);
-  let form;
-  for (let step = 0; step < 4; step++) {
-    const headers = { cookie: [...cookies].map(([k, v]) => k + '=' + v).join('; ') };
-    let body;
-    if (form) {
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-      body = form.toString();
-    }
-    const resp = await fetch(next, { method: form ? 'POST' : 'GET', headers, body, redirect: 'manual' });
-    for (const c of resp.headers.getSetCookie()) {
-      const [pair] = c.split(';');
-      const i = pair.indexOf('=');
-      cookies.set(pair.slice(0, i), pair.slice(i + 1));
-    }
-    if (resp.status === 303 || resp.status === 302) {
-      const loc = new URL(resp.headers.get('location'), next);
-      if (!loc.href.startsWith(redirectUrl)) throw new Error('redirected to ' + loc.href + ', not the client');
-      out.iss = loc.searchParams.get('iss');
-      if (!loc.searchParams.get('code')) throw new Error('no code in ' + loc.href);
-      return loc.searchParams.get('code');
-    }
-    const page = await resp.text();
-    if (resp.status !== 200) throw new Error(`step ${step}: ${resp.status}: ${page}`);
-    form = new URLSearchParams();
-    for (const m of page.matchAll(/name="(request|csrf)" value="([^"]*)"/g)) form.set(m[1], m[2]);
-    next = new URL(page.match(/<form[^>]*action="([^"]+)"/)[1], next);
-    if (page.includes('name="username"')) {
-      form.set('action', 'login');
-      form.set('username', user);
-      form.set('password', password);
-    } else if (page.includes('value="approve"')) {
-      form.set('action', 'approve');
-    } else {
-      throw new Error('neither a sign-in nor a consent page: ' + page);
-    }
-  }
-  throw new Error('no redirect to the client after 4 steps');
+// The "browser": sign in, then read the code from the redirect to the client.
+async function browse(authorizationUrl) {
+  const loc = await signIn(authorizationUrl, user, password);
+  if (!loc.href.startsWith(redirectUrl)) throw new Error('redirected to ' + loc.href + ', not the client');
+  out.iss = loc.searchParams.get('iss');
+  if (!loc.searchParams.get('code')) throw new Error('no code in ' + loc.href);
+  return loc.searchParams.get('code');
 }
 
 async function connect() {
