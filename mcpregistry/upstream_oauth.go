@@ -863,3 +863,24 @@ func (a *App) RemoveLocalUserConnections(subject string) (int, error) {
 	}
 	return len(recs), err
 }
+
+// PruneLocalUserConnections removes the upstream connections of issuer's users for
+// whom exists is false: users removed from the config while the gateway was down, or
+// between two configs, take their upstream access with them as users removed through
+// the admin API do. exists must not call into the registry's store.
+func (a *App) PruneLocalUserConnections(issuer string, exists func(subject string) bool) (int, error) {
+	st := &a.upstreamAuth
+	if st.vault == nil {
+		return 0, nil
+	}
+	recs, err := st.vault.DeleteTokens(func(_ string, r *VaultRecord) bool {
+		return r.Issuer == issuer && !exists(r.Subject)
+	})
+	for _, r := range recs {
+		st.invalidate(tokenKey{r.Issuer, r.Subject, r.Server})
+	}
+	if len(recs) > 0 {
+		st.logger.Info("removed the upstream connections of users who no longer exist", zap.String("issuer", issuer), zap.Int("connections", len(recs)))
+	}
+	return len(recs), err
+}

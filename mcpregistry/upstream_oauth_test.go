@@ -466,6 +466,15 @@ func TestUpstreamOAuthVaultRemoval(t *testing.T) {
 	if n, err := app.RemoveLocalUserConnections("bob"); err != nil || n != 1 || count(testIssuer, "bob") != 0 {
 		t.Fatalf("removing bob: %d %v", n, err)
 	}
+	// Users who no longer exist (removed from the config) lose theirs at the next load;
+	// another issuer's users are not touched.
+	connect("carol", "saas")
+	if n, err := app.PruneLocalUserConnections("https://idp.example", func(string) bool { return false }); err != nil || n != 0 {
+		t.Fatalf("pruning another issuer: %d %v", n, err)
+	}
+	if n, err := app.PruneLocalUserConnections(testIssuer, func(sub string) bool { return sub == "alice" }); err != nil || n != 1 || count(testIssuer, "carol") != 0 || count(testIssuer, "alice") != 1 {
+		t.Fatalf("pruning carol: %d %v", n, err)
+	}
 	// A server that no longer takes per-user OAuth loses its tokens with the config.
 	caddy.Stop()
 	_ = loadOAuthConfigAt(t, upstream, true, nil, db, key)

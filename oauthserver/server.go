@@ -234,12 +234,33 @@ func (s *Server) Provision(ctx caddy.Context) error {
 	// Trusted by this config's gateway and registry API with no line of theirs: the
 	// registry app is the config's shared state, and they look issuers up there when
 	// a token arrives (so provisioning order does not matter).
+	if err := s.pruneConnections(ctx, reg); err != nil {
+		return err
+	}
 	withdrawKeys := reg.LocalIssuers().Set(s.Issuer, s.keys.jwksJSON)
 	withdrawTokens := reg.LocalIssuers().SetOpaque(personalTokenPrefix, s.resolvePersonalToken)
 	withdrawSignIn := reg.LocalIssuers().SetSignIn(s.Issuer, s)
 	withdrawRevocations := reg.LocalIssuers().SetRevocations(s.Issuer, s.revocations.revoked)
 	s.withdraw = func() { withdrawKeys(); withdrawTokens(); withdrawSignIn(); withdrawRevocations() }
 	return nil
+}
+
+// pruneConnections removes the upstream connections (backend_auth oauth) of users of
+// this issuer who exist no more: those removed from the config since they connected.
+func (s *Server) pruneConnections(ctx context.Context, reg *mcpregistry.App) error {
+	stored, err := s.store.ListUsers(ctx)
+	if err != nil {
+		return fmt.Errorf("listing users: %v", err)
+	}
+	names := make(map[string]bool, len(s.users)+len(stored))
+	for name := range s.users {
+		names[name] = true
+	}
+	for _, u := range stored {
+		names[u.Name] = true
+	}
+	_, err = reg.PruneLocalUserConnections(s.Issuer, func(sub string) bool { return names[sub] })
+	return err
 }
 
 // Cleanup withdraws the server from the issuers this config trusts.
