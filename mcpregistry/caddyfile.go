@@ -268,7 +268,12 @@ func unmarshalEmbeddings(d *caddyfile.Dispenser) (*EmbeddingsConfig, error) {
 		return nil, d.ArgErr()
 	}
 	var err error
+	seen := map[string]bool{}
 	for n := d.Nesting(); d.NextBlock(n); {
+		if seen[d.Val()] {
+			return nil, d.Errf("embeddings %s given twice", d.Val())
+		}
+		seen[d.Val()] = true
 		switch d.Val() {
 		case "model":
 			e.Model, err = cfargs.One(d)

@@ -242,6 +242,7 @@ func TestSearchCaddyfile(t *testing.T) {
 		`{ search { embeddings http://x/v1/embeddings { model m; batch_size 0 } } }`,
 		`{ search { embeddings http://x/v1/embeddings { model m; timeout -1s } } }`,
 		`{ search { embeddings http://x/v1/embeddings { model m; dims 3 } } }`,
+		`{ search { embeddings http://x/v1/embeddings { model m; model n } } }`,
 		`{ search { vectors } }`,
 		`{ search { embeddings http://x { model m } } search }`,
 	} {
