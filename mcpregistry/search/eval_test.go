@@ -126,10 +126,14 @@ func readEvalJSON(t *testing.T, name string, v any) []byte {
 }
 
 // evalSets are the query files of testdata/eval, by name without ".json": the
-// train and held-out halves of the first round, split by evalHalf, and a second
+// train and held-out halves of the first round, split by evalHalf, a second
 // held-out set written later by someone who saw neither the ranker nor the first
-// round's queries (see the README).
-var evalSets = []string{"train", "heldout", "heldout2"}
+// round's queries, and a second train set written the same way (see the README).
+var evalSets = []string{"train", "heldout", "heldout2", "train2"}
+
+// evalTrainSets are the sets a ranker may be tuned on, with the label each is
+// reported under. Only these get per-query lines: the others are held out.
+var evalTrainSets = map[string]string{"train": "train", "train2": "train 2"}
 
 // evalSplit is the evalHalf of each set that is one half of the hashed split.
 var evalSplit = map[string]int{"train": 0, "heldout": 1}
@@ -164,11 +168,17 @@ func checkEvalData(t *testing.T, cat evalCatalog, sets map[string][]evalQuery) {
 	seen := map[string]string{}
 	split := 0
 	for set, qs := range sets {
+		if len(qs) == 0 {
+			t.Errorf("query set %s has no queries", set)
+		}
 		want, hashed := evalSplit[set]
 		if hashed {
 			split += len(qs)
 		}
 		for _, q := range qs {
+			if q.Query == "" {
+				t.Errorf("query set %s has an empty query", set)
+			}
 			if prev, dup := seen[q.Query]; dup {
 				t.Errorf("query %q appears twice (%s and %s)", q.Query, prev, set)
 			}
@@ -209,8 +219,8 @@ func evalSources(cat evalCatalog) []Source {
 
 // TestSearchEval reports the ranking's quality on each query set and on both
 // held-out sets together. Per-query lines (SEARCH_EVAL_VERBOSE=1 with -v) are
-// printed for the train half only: the held-out sets are reported in aggregate,
-// never query by query.
+// printed for the train sets only (evalTrainSets): the held-out sets are
+// reported in aggregate, never query by query.
 func TestSearchEval(t *testing.T) {
 	var cat evalCatalog
 	readEvalJSON(t, "catalog.json", &cat)
@@ -235,8 +245,8 @@ func TestSearchEval(t *testing.T) {
 		for _, q := range sets[set] {
 			r := runEvalQuery(ix, q, len(cat.Servers))
 			results[set] = append(results[set], r)
-			if verbose && set == "train" {
-				t.Logf("train ndcg %.3f rr %.2f %-55q %v", r.NDCG, r.RR, q.Query, r.top[:min(3, len(r.top))])
+			if label, train := evalTrainSets[set]; verbose && train {
+				t.Logf("%s ndcg %.3f rr %.2f %-55q %v", label, r.NDCG, r.RR, q.Query, r.top[:min(3, len(r.top))])
 			}
 		}
 	}
@@ -246,7 +256,8 @@ func TestSearchEval(t *testing.T) {
 			label, len(rs), len(cat.Servers), tools, evalTopK, sum.NDCG, sum.MRR, sum.empty, sum.nothing)
 		return sum
 	}
-	report("train", results["train"])
+	report(evalTrainSets["train"], results["train"])
+	report(evalTrainSets["train2"], results["train2"])
 	heldout := report("held-out", results["heldout"])
 	report("held-out 2", results["heldout2"])
 	report("held-out 1+2", append(append([]evalResult(nil), results["heldout"]...), results["heldout2"]...))
