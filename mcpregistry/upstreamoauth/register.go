@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"time"
 
@@ -67,21 +65,9 @@ func (f *Fetcher) Register(ctx context.Context, endpoint string, meta oauthex.Cl
 		return nil, fmt.Errorf("registration endpoint %q: %v", endpoint, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := f.HTTP.Do(req)
+	status, body, err := f.postForJSON(req, "registration endpoint", maxRegistrationResponse)
 	if err != nil {
-		return nil, fmt.Errorf("calling the registration endpoint: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRegistrationResponse+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the registration answer: %v", err)
-	}
-	if len(body) > maxRegistrationResponse {
-		return nil, fmt.Errorf("the registration answer exceeds %d bytes", maxRegistrationResponse)
-	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" {
-		return nil, fmt.Errorf("the registration endpoint answered %d with Content-Type %q, not JSON", resp.StatusCode, mt)
+		return nil, err
 	}
 	var r struct {
 		ClientID              string      `json:"client_id"`
@@ -93,10 +79,10 @@ func (f *Fetcher) Register(ctx context.Context, endpoint string, meta oauthex.Cl
 		ErrorDescription      string      `json:"error_description"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("the registration answer (%d) is not a registration response", resp.StatusCode)
+		return nil, fmt.Errorf("the registration answer (%d) is not a registration response", status)
 	}
-	if (resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK) || r.Error != "" {
-		return nil, fmt.Errorf("the registration endpoint answered %d %s: %s", resp.StatusCode, printable(r.Error, 64), printable(r.ErrorDescription, 200))
+	if (status != http.StatusCreated && status != http.StatusOK) || r.Error != "" {
+		return nil, fmt.Errorf("the registration endpoint answered %d %s: %s", status, printable(r.Error, 64), printable(r.ErrorDescription, 200))
 	}
 	if !validToken(r.ClientID) || len(r.ClientID) > 1024 || (r.ClientSecret != "" && !validToken(r.ClientSecret)) {
 		return nil, errors.New("the registration endpoint issued an empty, oversized or malformed client id or secret")

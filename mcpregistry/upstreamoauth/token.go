@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -167,24 +165,12 @@ func (f *Fetcher) Token(ctx context.Context, ep *Endpoints, auth ClientAuth, for
 		return nil, fmt.Errorf("token endpoint %q: %v", ep.TokenEndpoint, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
 	if basicUser != "" {
 		req.SetBasicAuth(basicUser, basicPass)
 	}
-	resp, err := f.HTTP.Do(req)
+	status, body, err := f.postForJSON(req, "token endpoint", maxTokenResponse)
 	if err != nil {
-		return nil, fmt.Errorf("calling the token endpoint: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the token endpoint's answer: %v", err)
-	}
-	if len(body) > maxTokenResponse {
-		return nil, fmt.Errorf("the token endpoint's answer exceeds %d bytes", maxTokenResponse)
-	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" {
-		return nil, fmt.Errorf("the token endpoint answered %d with Content-Type %q, not JSON", resp.StatusCode, mt)
+		return nil, err
 	}
 	var tr struct {
 		AccessToken      string      `json:"access_token"`
@@ -199,8 +185,8 @@ func (f *Fetcher) Token(ctx context.Context, ep *Endpoints, auth ClientAuth, for
 	if err := json.Unmarshal(body, &tr); err != nil {
 		return nil, fmt.Errorf("the token endpoint's answer is not a token response: %v", err)
 	}
-	if resp.StatusCode != http.StatusOK || tr.Error != "" {
-		return nil, &Error{Status: resp.StatusCode, Code: printable(tr.Error, 64), Description: printable(tr.ErrorDescription, 200)}
+	if status != http.StatusOK || tr.Error != "" {
+		return nil, &Error{Status: status, Code: printable(tr.Error, 64), Description: printable(tr.ErrorDescription, 200)}
 	}
 	if !strings.EqualFold(tr.TokenType, "bearer") && !(tr.TokenType == "N_A" && tr.IssuedTokenType == TokenTypeAccessToken) {
 		return nil, fmt.Errorf("the token endpoint issued a %q token; only Bearer tokens are supported", printable(tr.TokenType, 32))
