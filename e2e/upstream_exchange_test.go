@@ -41,20 +41,7 @@ const upstreamExchangeCaddyfile = `{
 }
 
 :{{PORT}} {
-	mcp_oauth_server http://127.0.0.1:{{PORT}}/oauth {
-		resource http://127.0.0.1:{{PORT}}
-		client ide {
-			redirect_uri ` + oauthIDERedirect + `
-			name "Test IDE"
-		}
-		user alice {env.ALICE_HASH} {
-			groups eng
-		}
-		user bob {env.BOB_HASH} {
-			groups eng
-		}
-	}
-	mcp_gateway {
+` + twoUsersAuthServer + `	mcp_gateway {
 		auth {
 			issuer {$OIDC_ISSUER} {
 				groups_claim groups
@@ -80,18 +67,23 @@ type exchangeCount struct {
 	Refused  int      `json:"refused"`
 }
 
-func exchangesAt(t *testing.T, issuer string) exchangeCount {
+// testCounters reads the upstream test authorization server's counters at path.
+func testCounters[T any](t *testing.T, url string) T {
 	t.Helper()
-	resp, err := http.Get(issuer + "/test/exchanges")
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var c exchangeCount
+	var c T
 	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+func exchangesAt(t *testing.T, issuer string) exchangeCount {
+	return testCounters[exchangeCount](t, issuer+"/test/exchanges")
 }
 
 // Token exchange with real parts: the upstream's authorization server (oidc-provider

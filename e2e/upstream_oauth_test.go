@@ -59,36 +59,7 @@ const upstreamOAuthCaddyfile = `{
 	}
 }
 
-:{{PORT}} {
-	mcp_oauth_server http://127.0.0.1:{{PORT}}/oauth {
-		resource http://127.0.0.1:{{PORT}}
-		client ide {
-			redirect_uri ` + oauthIDERedirect + `
-			name "Test IDE"
-		}
-		user alice {env.ALICE_HASH} {
-			groups eng
-		}
-		user bob {env.BOB_HASH} {
-			groups eng
-		}
-	}
-	mcp_gateway {
-		auth {
-			resource http://127.0.0.1:{{PORT}}
-			policy {
-				group eng servers/eng
-				scope servers/eng {
-					rule * {
-						methods initialize notifications/initialized ping tools/list tools/call
-						tools *
-					}
-				}
-			}
-		}
-	}
-}
-`
+` + upstreamOAuthSite
 
 const bobPassword = "bob's e2e password"
 
@@ -755,3 +726,40 @@ func TestUpstreamOAuthOpenHandshake(t *testing.T) {
 		t.Fatalf("bob after connecting: %+v", o)
 	}
 }
+
+// twoUsersAuthServer is the built-in authorization server of the upstream-OAuth tests:
+// alice and bob (group eng) and the pre-registered client "ide".
+const twoUsersAuthServer = `	mcp_oauth_server http://127.0.0.1:{{PORT}}/oauth {
+		resource http://127.0.0.1:{{PORT}}
+		client ide {
+			redirect_uri ` + oauthIDERedirect + `
+			name "Test IDE"
+		}
+		user alice {env.ALICE_HASH} {
+			groups eng
+		}
+		user bob {env.BOB_HASH} {
+			groups eng
+		}
+	}
+`
+
+// upstreamOAuthSite is the gateway's site of the upstream-OAuth tests: the built-in
+// server, and a policy letting eng use every tool of every server.
+const upstreamOAuthSite = `:{{PORT}} {
+` + twoUsersAuthServer + `	mcp_gateway {
+		auth {
+			resource http://127.0.0.1:{{PORT}}
+			policy {
+				group eng servers/eng
+				scope servers/eng {
+					rule * {
+						methods initialize notifications/initialized ping tools/list tools/call
+						tools *
+					}
+				}
+			}
+		}
+	}
+}
+`

@@ -51,36 +51,7 @@ const upstreamRegistrationCaddyfile = `{
 	}
 }
 
-:{{PORT}} {
-	mcp_oauth_server http://127.0.0.1:{{PORT}}/oauth {
-		resource http://127.0.0.1:{{PORT}}
-		client ide {
-			redirect_uri ` + oauthIDERedirect + `
-			name "Test IDE"
-		}
-		user alice {env.ALICE_HASH} {
-			groups eng
-		}
-		user bob {env.BOB_HASH} {
-			groups eng
-		}
-	}
-	mcp_gateway {
-		auth {
-			resource http://127.0.0.1:{{PORT}}
-			policy {
-				group eng servers/eng
-				scope servers/eng {
-					rule * {
-						methods initialize notifications/initialized ping tools/list tools/call
-						tools *
-					}
-				}
-			}
-		}
-	}
-}
-`
+` + upstreamOAuthSite
 
 type clientCounts struct {
 	Registrations int `json:"registrations"`
@@ -88,17 +59,7 @@ type clientCounts struct {
 }
 
 func clientsAt(t *testing.T, issuer string) clientCounts {
-	t.Helper()
-	resp, err := http.Get(issuer + "/test/clients")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var c clientCounts
-	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testCounters[clientCounts](t, issuer+"/test/clients")
 }
 
 // The gateway registers itself at an upstream's authorization server it was never
