@@ -1,11 +1,14 @@
 package mcpregistry
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // The key file is made once, private, and every later start (or a concurrent one)
@@ -61,5 +64,25 @@ func TestEncryptionKeyFile(t *testing.T) {
 	os.WriteFile(big, make([]byte, 10<<10), 0o600)
 	if _, _, err := loadOrCreateKeyFile(big); err == nil || !strings.Contains(err.Error(), "not a key") {
 		t.Errorf("10 KiB key file: %v", err)
+	}
+}
+
+// A config with both encryption_key and encryption_key_file is refused, and nothing is
+// written: one key must decide what seals the store.
+func TestEncryptionKeyAndFileExclusive(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "encryption.key")
+	cfg, _ := json.Marshal(map[string]any{"admin": noAdmin, "apps": map[string]any{"mcp_registry": map[string]any{
+		"storage":             map[string]any{"path": filepath.Join(dir, "registry.db")},
+		"encryption_key":      strings.Repeat("ab", 32),
+		"encryption_key_file": keyFile,
+	}}})
+	err := caddy.Load(cfg, true)
+	if err == nil || !strings.Contains(err.Error(), "exclusive") {
+		caddy.Stop()
+		t.Fatalf("both keys: %v, want a refusal naming them exclusive", err)
+	}
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Errorf("the key file was written although the config was refused (%v)", err)
 	}
 }

@@ -281,3 +281,23 @@ func TestAccountPagePasswordChange(t *testing.T) {
 		t.Errorf("configured user: %d\n%s", resp.StatusCode, body)
 	}
 }
+
+// What a signed-in user can put into the mint form is bounded: a name of at most 128
+// bytes on one line, and at most maxPersonalTokensPerUser tokens.
+func TestAccountPageMintBounds(t *testing.T) {
+	as := newTestAS(t, nil, nil)
+	c, csrf := accountSignIn(t, as, "alice", testPassword)
+	for _, name := range []string{strings.Repeat("n", 129), "two\nlines"} {
+		if status, token, _ := mintOnPage(t, as, c, csrf, name, "1"); status != http.StatusBadRequest || token != "" {
+			t.Errorf("name %.20q: %d, token %q; want 400 and none", name, status, token)
+		}
+	}
+	for i := range maxPersonalTokensPerUser {
+		if status, _, body := mintOnPage(t, as, c, csrf, "t", "1"); status != http.StatusCreated {
+			t.Fatalf("token %d: %d\n%s", i, status, body)
+		}
+	}
+	if status, token, _ := mintOnPage(t, as, c, csrf, "one too many", "1"); status != http.StatusConflict || token != "" {
+		t.Errorf("token %d: %d, token %q; want 409 and none", maxPersonalTokensPerUser+1, status, token)
+	}
+}
