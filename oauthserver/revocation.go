@@ -2,7 +2,7 @@ package oauthserver
 
 import (
 	"context"
-	"errors"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -65,13 +65,10 @@ func (rv *revocations) set(list []Revocation, now time.Time) {
 		if now.After(r.Expires) {
 			continue
 		}
-		switch {
-		case len(r.Key) > 4 && r.Key[:4] == "jti:":
-			s.tokens[r.Key[4:]] = struct{}{}
-		case len(r.Key) > 4 && r.Key[:4] == "sub:":
-			if r.Before.After(s.subjects[r.Key[4:]]) {
-				s.subjects[r.Key[4:]] = r.Before
-			}
+		if jti, ok := strings.CutPrefix(r.Key, "jti:"); ok {
+			s.tokens[jti] = struct{}{}
+		} else if sub, ok := strings.CutPrefix(r.Key, "sub:"); ok && r.Before.After(s.subjects[sub]) {
+			s.subjects[sub] = r.Before
 		}
 	}
 	rv.snap.Store(s)
@@ -151,5 +148,3 @@ func (s *Server) revokeAccessToken(ctx context.Context, clientID, token string) 
 	s.logger.Info("access token revoked", zapClient(clientID), zap.String("user", tok.Subject()))
 	return nil
 }
-
-var errRevocationStore = errors.New("the revocation could not be stored")

@@ -312,7 +312,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	if strings.Count(tok, ".") == 2 {
 		if err := s.revokeAccessToken(r.Context(), c.ID, tok); err != nil {
 			s.logger.Error("revoking an access token failed", zapErr(err))
-			writeOAuthError(w, errServer(errRevocationStore.Error()))
+			writeOAuthError(w, errServer("the revocation could not be stored"))
 			return
 		}
 		w.WriteHeader(http.StatusOK)
