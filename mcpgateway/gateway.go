@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
+	"github.com/caddymcp/caddymcp/internal/accesslog"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 )
 
@@ -90,6 +91,9 @@ type Gateway struct {
 	// streams are the event streams carried by hijacked connections (stream.go).
 	streams streamSet
 	logger  *zap.Logger
+	// accessLog writes the access-log entry of requests that carry X-API-Key or
+	// X-Authorization, which Caddy's own entry would show in clear.
+	accessLog *accesslog.Writer
 	// obs writes the audit entry and the metrics of each request (audit.go); nil in
 	// tests that build a Gateway without Provision.
 	obs *observer
@@ -113,6 +117,7 @@ const defaultMaxBodySize = 4 << 20
 // Provision sets defaults and connects the gateway to the registry.
 func (g *Gateway) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	g.accessLog = accesslog.New(ctx)
 	g.Prefix = strings.TrimRight(g.Prefix, "/")
 	if g.Prefix != "" && !strings.HasPrefix(g.Prefix, "/") {
 		g.Prefix = "/" + g.Prefix

@@ -75,6 +75,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
+	defer g.accessLog.Take(w, r).Write()
 	var aw *auditWriter // audit entry and metrics of this MCP request (audit.go)
 	if g.obs != nil {
 		aw = g.obs.begin(w, r)

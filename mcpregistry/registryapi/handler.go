@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/internal/access"
+	"github.com/caddymcp/caddymcp/internal/accesslog"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 )
 
@@ -87,7 +88,10 @@ type RegistryAPI struct {
 	app    *mcpregistry.App
 	auth   *access.Authenticator
 	logger *zap.Logger
-	v01    v01Cache // rendered v0.1 list entries (v01_cache.go)
+	// accessLog writes the access-log entry of requests that carry X-API-Key, which
+	// Caddy's own entry would show in clear.
+	accessLog *accesslog.Writer
+	v01       v01Cache // rendered v0.1 list entries (v01_cache.go)
 }
 
 // DefaultNamespace is the namespace of published names when none is configured.
@@ -117,6 +121,7 @@ func (h *RegistryAPI) Provision(ctx caddy.Context) error {
 	}
 	h.app = app.(*mcpregistry.App)
 	h.logger = ctx.Logger()
+	h.accessLog = accesslog.New(ctx)
 	if h.V01Auth && h.Auth == nil {
 		return fmt.Errorf("mcp_registry_api: v01_auth needs an auth block")
 	}
@@ -159,18 +164,22 @@ func (h *RegistryAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		return next.ServeHTTP(w, r)
 	}
 	rest := path[len(h.Prefix):]
-	if rest == "/v0.1/servers" || strings.HasPrefix(rest, "/v0.1/servers/") {
-		h.serveV01(w, r, strings.TrimPrefix(rest, "/v0.1/servers"))
-		return nil
-	}
+	v01, isV01 := strings.CutPrefix(rest, "/v0.1/servers")
+	isV01 = isV01 && (v01 == "" || v01[0] == '/')
 	// Only the REST API's own paths: a server whose gateway path is "api" keeps
 	// /api/mcp when both handlers share a prefix.
-	if rest == "/api/servers" || strings.HasPrefix(rest, "/api/servers/") || rest == "/api/search" ||
-		rest == "/api/connections" || strings.HasPrefix(rest, "/api/connections/") {
-		h.serveREST(w, r, strings.TrimPrefix(rest, "/api"))
-		return nil
+	isREST := rest == "/api/servers" || strings.HasPrefix(rest, "/api/servers/") || rest == "/api/search" ||
+		rest == "/api/connections" || strings.HasPrefix(rest, "/api/connections/")
+	if !isV01 && !isREST {
+		return next.ServeHTTP(w, r)
 	}
-	return next.ServeHTTP(w, r)
+	defer h.accessLog.Take(w, r).Write()
+	if isV01 {
+		h.serveV01(w, r, v01)
+	} else {
+		h.serveREST(w, r, strings.TrimPrefix(rest, "/api"))
+	}
+	return nil
 }
 
 // apiSetCORS lets any origin read the API (it is public and cookie-free).
