@@ -11,11 +11,9 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -28,26 +26,11 @@ import (
 // the login reads the code from the Location header that points at it.
 const oidcRedirectURI = "http://127.0.0.1:1/callback"
 
-// startOIDCProvider runs testdata/oidc/provider.mjs (npm oidc-provider v9) with Node 22 on
-// a free port and returns its issuer, http://127.0.0.1:PORT.
+// startOIDCProvider runs testdata/oidc/provider.mjs with the public client's redirect
+// URI and returns its issuer.
 func startOIDCProvider(t *testing.T, env ...string) string {
 	t.Helper()
-	testenv.RequireTestDeps(t)
-	pkg := filepath.Join(testenv.NodeDir(), "node_modules", "oidc-provider", "package.json")
-	if _, err := os.Stat(pkg); err != nil {
-		t.Fatalf("missing test dependency oidc-provider (%v); run scripts/test-deps.sh", err)
-	}
-	script := filepath.Join(testenv.RepoRoot(), "testdata", "oidc", "provider.mjs")
-	p := testenv.StartCommand(t, testenv.Command{
-		Name:  "oidc-provider",
-		Path:  testenv.NodeBin(),
-		Dir:   testenv.NodeDir(),
-		Args:  func(port int) []string { return []string{script, strconv.Itoa(port)} },
-		Env:   func(int) []string { return append([]string{"REDIRECT_URIS=" + oidcRedirectURI}, env...) },
-		Ready: "READY http://127.0.0.1:",
-		InUse: []string{"EADDRINUSE"},
-	})
-	return p.BaseURL
+	return testenv.StartOIDCProvider(t, append([]string{"REDIRECT_URIS=" + oidcRedirectURI}, env...)...)
 }
 
 // oidcLogin logs user in at issuer without a browser — authorization code with PKCE

@@ -41,6 +41,8 @@ type Token struct {
 	ExpiresAt time.Time
 	// Scope is the granted scope (space-separated), as the server reported it.
 	Scope string
+	// IDToken is the OpenID Connect ID token, when the server issued one (unverified).
+	IDToken string
 }
 
 // Error is an OAuth error response (RFC 6749 §5.2) from a token endpoint.
@@ -181,6 +183,7 @@ func (f *Fetcher) Token(ctx context.Context, ep *Endpoints, auth ClientAuth, for
 		Error            string      `json:"error"`
 		ErrorDescription string      `json:"error_description"`
 		IssuedTokenType  string      `json:"issued_token_type"`
+		IDToken          string      `json:"id_token"`
 	}
 	if err := json.Unmarshal(body, &tr); err != nil {
 		return nil, fmt.Errorf("the token endpoint's answer is not a token response: %v", err)
@@ -191,10 +194,10 @@ func (f *Fetcher) Token(ctx context.Context, ep *Endpoints, auth ClientAuth, for
 	if !strings.EqualFold(tr.TokenType, "bearer") && !(tr.TokenType == "N_A" && tr.IssuedTokenType == TokenTypeAccessToken) {
 		return nil, fmt.Errorf("the token endpoint issued a %q token; only Bearer tokens are supported", printable(tr.TokenType, 32))
 	}
-	if !validToken(tr.AccessToken) || (tr.RefreshToken != "" && !validToken(tr.RefreshToken)) {
+	if !validToken(tr.AccessToken) || (tr.RefreshToken != "" && !validToken(tr.RefreshToken)) || (tr.IDToken != "" && !validToken(tr.IDToken)) {
 		return nil, errors.New("the token endpoint issued an empty, oversized or malformed token")
 	}
-	t := &Token{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, Scope: printable(tr.Scope, 1024)}
+	t := &Token{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, Scope: printable(tr.Scope, 1024), IDToken: tr.IDToken}
 	if tr.ExpiresIn != "" {
 		secs, err := tr.ExpiresIn.Int64()
 		if err != nil || secs < 0 {

@@ -11,6 +11,13 @@
 //   mcp-service  confidential (client_secret_basic/post, secret "mcp-service-secret"),
 //                client_credentials; its tokens carry the groups of SERVICE_GROUPS
 //                (comma-separated, default none)
+//   caddymcp-login  confidential (client_secret_basic, secret "caddymcp-login-secret"),
+//                authorization code + PKCE: the built-in authorization server signing
+//                users in here (mcp_oauth_server identity_provider); redirect URIs from
+//                LOGIN_REDIRECT_URIS (default http://127.0.0.1:1/oauth/login/corp/callback),
+//                matched literally as Okta and Cognito do; or, when LOGIN_REDIRECT_PATTERN
+//                is set, every URI matching that regex (for a gateway whose port is only
+//                known once it runs)
 //
 // Every resource indicator (RFC 8707) is accepted: a request carrying resource=<R> gets an
 // RS256 JWT access token (RFC 9068) with aud <R> and scope "mcp". Without resource= the
@@ -20,10 +27,15 @@
 //   alice  groups [readers]
 //   bob    groups [platform-admins]
 //   carol  groups []
+//   erin   groups [readers], but with PROFILE=entra her ID token has Entra's group
+//          overage instead (_claim_names/_claim_sources, no groups claim)
+//   frank  groups [readers]
 //   any other login: groups []
+// Every user's ID token and userinfo carry preferred_username (the login) and email
+// (<login>@example.com) with scopes profile and email.
 //
 // The groups travel in the ID token, userinfo (scope "groups" or the claims parameter) and
-// the access token. PROFILE shapes the access token's group claim like a real IdP:
+// the access token. PROFILE shapes the group claim of all three like a real IdP:
 //   generic   "groups": ["readers"]                       (default)
 //   keycloak  "realm_access": {"roles": ["readers"]}
 //   cognito   "cognito:groups": ["readers"]
@@ -47,6 +59,9 @@ const issuer = `http://127.0.0.1:${port}`;
 const profile = process.env.PROFILE || 'generic';
 const redirectURIs = (process.env.REDIRECT_URIS || 'http://127.0.0.1:1/callback')
   .split(',').map((s) => s.trim()).filter(Boolean);
+const loginRedirectURIs = (process.env.LOGIN_REDIRECT_URIS || 'http://127.0.0.1:1/oauth/login/corp/callback')
+  .split(',').map((s) => s.trim()).filter(Boolean);
+const loginRedirectPattern = process.env.LOGIN_REDIRECT_PATTERN ? new RegExp(process.env.LOGIN_REDIRECT_PATTERN) : null;
 const serviceGroups = (process.env.SERVICE_GROUPS || '')
   .split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -54,7 +69,10 @@ const USERS = {
   alice: ['readers'],
   bob: ['platform-admins'],
   carol: [],
+  erin: ['readers'],
+  frank: ['readers'],
 };
+const OVERAGE_USERS = new Set(['erin']);
 export const ENTRA_GUIDS = {
   readers: '7d3c1a52-2222-4a9b-8c1d-5e6f7a8b9c01',
   'platform-admins': '9b8a7c6d-3333-4e5f-a1b2-c3d4e5f6a7b8',
@@ -91,6 +109,14 @@ const provider = new Provider(issuer, {
       redirect_uris: redirectURIs,
     },
     {
+      client_id: 'caddymcp-login',
+      client_secret: 'caddymcp-login-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: loginRedirectURIs,
+    },
+    {
       client_id: 'mcp-service',
       client_secret: 'mcp-service-secret',
       grant_types: ['client_credentials'],
@@ -101,14 +127,23 @@ const provider = new Provider(issuer, {
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   pkce: { required: () => true },
-  scopes: ['openid', 'offline_access', 'groups'],
-  claims: { openid: ['sub'], groups: ['groups'] },
+  scopes: ['openid', 'offline_access', 'groups', 'profile', 'email'],
+  claims: {
+    openid: ['sub'],
+    profile: ['preferred_username'],
+    email: ['email'],
+    groups: ['groups', 'realm_access', 'cognito:groups', '_claim_names', '_claim_sources'],
+  },
   conformIdTokenClaims: false,
   async findAccount(ctx, id) {
     return {
       accountId: id,
       async claims() {
-        return { sub: id, groups: groupsOf(id) };
+        const overage = profile === 'entra' && OVERAGE_USERS.has(id);
+        const groups = overage
+          ? { _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: `https://graph.microsoft.com/v1.0/users/${id}/getMemberObjects` } } }
+          : groupClaims(groupsOf(id));
+        return { sub: id, preferred_username: id, email: `${id}@example.com`, ...groups };
       },
     };
   },
@@ -147,6 +182,14 @@ const provider = new Provider(issuer, {
     ClientCredentials: 600,
   },
 });
+
+if (loginRedirectPattern) {
+  const allowed = provider.Client.prototype.redirectUriAllowed;
+  provider.Client.prototype.redirectUriAllowed = function (uri) {
+    if (this.clientId === 'caddymcp-login') return loginRedirectPattern.test(uri);
+    return allowed.call(this, uri);
+  };
+}
 
 const server = provider.listen(port, '127.0.0.1');
 server.on('listening', () => console.log(`READY ${issuer}`));
