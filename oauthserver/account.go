@@ -102,7 +102,8 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renderSignIn(w http.ResponseWriter, status int, sess Session, returnTo, problem string) {
-	renderPage(w, status, "signin", pageData{Title: "Sign in", Action: s.issuerPath + "/login", CSRF: sess.CSRF, ReturnTo: returnTo, Error: problem}, "")
+	renderPage(w, status, "signin", pageData{Title: "Sign in", Action: s.issuerPath + "/login", CSRF: sess.CSRF, ReturnTo: returnTo, Error: problem,
+		Providers: s.providerLinks("", returnTo), NoPassword: s.DisablePasswordSignIn}, "")
 }
 
 // accountForm parses a form posted by the account pages and checks that it came from
@@ -171,6 +172,9 @@ func (s *Server) serveAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	data := pageData{Title: "Your account", Action: s.accountPath(), CSRF: sess.CSRF, User: user.Name,
 		Groups: strings.Join(user.Groups, ", "), Resource: s.Resource, MaxDays: s.maxPersonalDays(), LogoutAction: s.issuerPath + "/logout"}
+	if c, ok := s.idps[user.Provider]; ok && user.PasswordHash == "" {
+		data.ManagedBy = c.Provider().DisplayName
+	}
 	status := http.StatusOK
 	if r.Method == http.MethodPost {
 		status = s.accountAction(r, user, &data)
@@ -262,6 +266,10 @@ func (s *Server) changePassword(r *http.Request, user User, data *pageData) int 
 	ctx := r.Context()
 	if _, configured := s.users[user.Name]; configured {
 		data.Error = "Your password is set in the server's configuration; ask an administrator to change it."
+		return http.StatusConflict
+	}
+	if user.PasswordHash == "" {
+		data.Error = "You sign in through an identity provider; change your password there."
 		return http.StatusConflict
 	}
 	userKey := "user:" + strings.ToLower(user.Name)

@@ -76,6 +76,9 @@ type userInput struct {
 type userView struct {
 	Name   string   `json:"name"`
 	Groups []string `json:"groups"`
+	// Provider and SignedIn describe a user of an identity provider.
+	Provider string    `json:"provider,omitempty"`
+	SignedIn time.Time `json:"signed_in,omitzero"`
 }
 
 func handleUsers(w http.ResponseWriter, r *http.Request) error {
@@ -334,7 +337,7 @@ func view(u User) userView {
 	if g == nil {
 		g = []string{}
 	}
-	return userView{Name: u.Name, Groups: g}
+	return userView{Name: u.Name, Groups: g, Provider: u.Provider, SignedIn: u.SignedIn}
 }
 
 func badUser(msg string) error {

@@ -214,6 +214,8 @@ func (s *Server) proceed(w http.ResponseWriter, r *http.Request, req AuthRequest
 	if !known {
 		data.Title = "Sign in"
 		data.Error = loginError
+		data.Providers = s.providerLinks(req.ID, "")
+		data.NoPassword = s.DisablePasswordSignIn
 		status := http.StatusOK
 		if loginError != "" {
 			status = http.StatusUnauthorized

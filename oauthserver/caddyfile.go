@@ -50,6 +50,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		registration off | registration_rate <per minute per IP>   # DCR; default on, 10
 //		cimd off
 //		cimd_allow                 <cidr...>      # private networks CIMD may fetch from
+//		identity_provider <name> {                 # sign-in through the company's OpenID provider, repeatable
+//			issuer               <url>
+//			client_id            <id>
+//			client_secret        <secret>            # e.g. {env.IDP_CLIENT_SECRET}; absent: public client
+//			display_name         <text>
+//			scopes               <scope...>          # default: openid profile email
+//			username_claim       <claim>             # default: preferred_username
+//			groups_claim         <claim path>        # default: groups
+//			group                <provider value> <group>   # repeatable
+//			reauthenticate_after <duration>          # default 12h
+//		}
+//		password_sign_in off                       # only the identity providers
 //	}
 func (s *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -63,7 +75,7 @@ func (s *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if opt != "client" && opt != "user" && opt != "cimd_allow" && opt != "scopes_supported" {
+		if opt != "client" && opt != "user" && opt != "cimd_allow" && opt != "scopes_supported" && opt != "identity_provider" {
 			if seen[opt] {
 				return d.Errf("%s given twice", opt)
 			}
@@ -120,6 +132,14 @@ func (s *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(s.CIMDAllow) == 0 {
 				return d.ArgErr()
 			}
+		case "identity_provider":
+			err = s.unmarshalIdentityProvider(d)
+		case "password_sign_in":
+			var v string
+			if v, err = cfargs.One(d); err == nil && v != "off" {
+				return d.Errf("password_sign_in takes only off, got %q", v)
+			}
+			s.DisablePasswordSignIn = true
 		default:
 			return d.Errf("unknown mcp_oauth_server option %q", opt)
 		}

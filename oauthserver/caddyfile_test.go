@@ -4,8 +4,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddymcp/caddymcp/oauthserver/federation"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -30,6 +34,23 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		signing_key_encryption_key {env.MCP_OAUTH_KEY}
 		registration_rate 5
 		cimd_allow 10.0.0.0/8
+		identity_provider entra {
+			issuer https://login.microsoftonline.com/t1/v2.0
+			client_id 0000-1111
+			client_secret {env.ENTRA_SECRET}
+			display_name "Microsoft Entra ID"
+			scopes openid profile email
+			username_claim email
+			group 7d3c1a52 readers
+			group 9b8a7c6d admins
+			reauthenticate_after 8h
+		}
+		identity_provider cognito {
+			issuer https://cognito-idp.eu-west-1.amazonaws.com/pool
+			client_id abc
+			groups_claim cognito:groups
+		}
+		password_sign_in off
 	}`)
 	var s Server
 	if err := s.UnmarshalCaddyfile(d); err != nil {
@@ -44,6 +65,17 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 	if u := s.Users[0]; u.Name != "alice" || !reflect.DeepEqual(u.Groups, []string{"eng", "ops"}) {
 		t.Errorf("user %+v", u)
+	}
+	if len(s.IdentityProviders) != 2 || !s.DisablePasswordSignIn {
+		t.Fatalf("identity providers %+v, password sign-in off %v", s.IdentityProviders, s.DisablePasswordSignIn)
+	}
+	if p := s.IdentityProviders[0]; p.Name != "entra" || p.ClientSecret != "{env.ENTRA_SECRET}" || p.DisplayName != "Microsoft Entra ID" ||
+		p.UsernameClaim != "email" || !reflect.DeepEqual(p.GroupMap, map[string]string{"7d3c1a52": "readers", "9b8a7c6d": "admins"}) ||
+		p.ReauthenticateAfter != caddy.Duration(8*time.Hour) {
+		t.Errorf("entra %+v", p)
+	}
+	if p := s.IdentityProviders[1]; p.GroupsClaim != "cognito:groups" {
+		t.Errorf("cognito %+v", p)
 	}
 }
 
@@ -66,6 +98,13 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		block("client c {\nname a\nname b\n}"):                      "given twice",
 		block("access_token_lifetime 1h\naccess_token_lifetime 2h"): "given twice",
 		block("registration off\nregistration_rate 3"):              "registration off with",
+		block("identity_provider c {\nclient_id x\n}"):              "needs issuer and client_id",
+		block("identity_provider c {\nissuer https://i\nclient_id x\nbogus y\n}"):                                                 "unknown identity_provider option",
+		block("identity_provider c {\nissuer https://i\nissuer https://j\n}"):                                                     "given twice",
+		block("identity_provider c {\ngroup a b\ngroup a c\n}"):                                                                   "group \"a\" given twice",
+		block("identity_provider c {\ngroup a\n}"):                                                                                "the provider's value and the group name",
+		block("identity_provider c {\nissuer https://i\nclient_id x\n}\nidentity_provider c {\nissuer https://i\nclient_id x\n}"): "given twice",
+		block("password_sign_in on"):                                                                                              "only off",
 	} {
 		var s Server
 		err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
@@ -87,6 +126,14 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		"bad redirect":          func(s *Server) { s.Clients[0].RedirectURIs = []string{"http://evil.example/cb"} },
 		"groups without secret": func(s *Server) { s.Clients[0].Groups = []string{"g"} },
 		"bad CIDR":              func(s *Server) { s.CIMDAllow = []string{"10.0.0.0"} },
+		"password sign-in off without a provider": func(s *Server) { s.DisablePasswordSignIn = true },
+		"provider without client_id":              func(s *Server) { s.IdentityProviders = []federation.Provider{{Issuer: "https://idp.example"}} },
+		"provider over http": func(s *Server) {
+			s.IdentityProviders = []federation.Provider{{Issuer: "http://idp.example", ClientID: "c"}}
+		},
+		"provider twice": func(s *Server) {
+			s.IdentityProviders = []federation.Provider{{Issuer: "https://a.example", ClientID: "c"}, {Issuer: "https://b.example", ClientID: "c"}}
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := &Server{Issuer: "https://mcp.example.com/oauth",

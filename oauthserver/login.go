@@ -153,6 +153,8 @@ func (s *Server) checkCredentials(r *http.Request) (user User, result signInResu
 	if validUserName(name) == nil && len(password) <= maxPasswordLength {
 		var known bool
 		user, known = s.lookupUser(r, name)
+		// Users without a password (an identity provider's) cost what unknown ones do.
+		known = known && user.PasswordHash != "" && !s.DisablePasswordSignIn
 		hash := s.dummyHash
 		if known {
 			hash = []byte(user.PasswordHash)
@@ -190,7 +192,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, req AuthReq
 		return
 	case signInThrottled:
 		data := pageData{Title: "Sign in", Action: s.issuerPath + "/authorize", RequestID: req.ID, CSRF: req.CSRF, ClientName: c.Name, Resource: req.Resource,
-			Error: throttledAnswer(w, wait)}
+			Error: throttledAnswer(w, wait), Providers: s.providerLinks(req.ID, ""), NoPassword: s.DisablePasswordSignIn}
 		renderPage(w, http.StatusTooManyRequests, "login", data, "")
 		return
 	case signInFailed:

@@ -12,7 +12,7 @@ import (
 // no external asset, so the CSP can forbid everything else.
 const pageStyle = `body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}label{display:block;margin-top:1rem}input{width:100%;padding:.4rem;box-sizing:border-box}
-button{margin-top:1.2rem;padding:.5rem 1.2rem;margin-right:.5rem}.err{color:#b00020}.host{font-size:1.2rem;font-weight:bold}
+button,a.button{margin-top:1.2rem;padding:.5rem 1.2rem;margin-right:.5rem}a.button{display:inline-block;border:1px solid #767676;border-radius:2px;color:inherit;text-decoration:none}.err{color:#b00020}.host{font-size:1.2rem;font-weight:bold}
 .small{color:#555;font-size:.9rem}code{word-break:break-all}h2{font-size:1.1rem;margin-top:2rem}table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2rem .4rem}`
 
 var styleCSP = func() string {
@@ -26,18 +26,20 @@ var pages = template.Must(template.New("").Parse(`
 {{define "login"}}{{template "head" .}}<h1>Sign in</h1>
 <p><b>{{.ClientName}}</b> wants to access <code>{{.Resource}}</code> on your behalf.</p>
 {{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}
-<form method="post" action="{{.Action}}">
+{{template "providers" .}}{{if not .NoPassword}}<form method="post" action="{{.Action}}">
 <input type="hidden" name="request" value="{{.RequestID}}"><input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="action" value="login">
 <label for="username">Username</label><input id="username" name="username" autocomplete="username" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button></form></body></html>{{end}}
+<button type="submit">Sign in</button></form>{{end}}</body></html>{{end}}
+{{define "providers"}}{{range .Providers}}<p><a class="button" href="{{.URL}}">Sign in with {{.Name}}</a></p>
+{{end}}{{end}}
 {{define "signin"}}{{template "head" .}}<h1>Sign in</h1>
 {{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}
-<form method="post" action="{{.Action}}">
+{{template "providers" .}}{{if not .NoPassword}}<form method="post" action="{{.Action}}">
 <input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}">
 <label for="username">Username</label><input id="username" name="username" autocomplete="username" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button></form></body></html>{{end}}
+<button type="submit">Sign in</button></form>{{end}}</body></html>{{end}}
 {{define "account"}}{{template "head" .}}<h1>Your account</h1>
 <p>Signed in as <b>{{.User}}</b>{{if .Groups}} (groups: {{.Groups}}){{end}}.</p>
 {{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}{{if .Message}}<p role="status">{{.Message}}</p>{{end}}
@@ -55,13 +57,13 @@ var pages = template.Must(template.New("").Parse(`
 <label for="name">What it is for</label><input id="name" name="name" maxlength="128" placeholder="laptop curl">
 <label for="days">Valid for (days, at most {{.MaxDays}})</label><input id="days" name="days" type="number" min="1" max="{{.MaxDays}}" value="{{if lt .MaxDays 30}}{{.MaxDays}}{{else}}30{{end}}" required>
 <button type="submit" name="action" value="mint">Create token</button></form>
-<h2>Change password</h2>
+{{if .ManagedBy}}<p class="small">You sign in through {{.ManagedBy}}; your password is managed there.</p>{{else}}<h2>Change password</h2>
 <form method="post" action="{{.Action}}"><input type="hidden" name="csrf" value="{{.CSRF}}">
 <input type="hidden" name="username" value="{{.User}}" autocomplete="username">
 <label for="current_password">Current password</label><input id="current_password" name="current_password" type="password" autocomplete="current-password" required>
 <label for="new_password">New password</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" minlength="12" required>
 <label for="repeat_password">New password again</label><input id="repeat_password" name="repeat_password" type="password" autocomplete="new-password" minlength="12" required>
-<button type="submit" name="action" value="password">Change password</button></form>
+<button type="submit" name="action" value="password">Change password</button></form>{{end}}
 <form method="post" action="{{.LogoutAction}}"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit">Sign out</button></form>
 </body></html>{{end}}
 {{define "consent"}}{{template "head" .}}<h1>Allow access?</h1>
@@ -97,6 +99,12 @@ type pageData struct {
 	NewToken     string
 	NewTokenName string
 	LogoutAction string
+	// Providers are the identity providers' sign-in buttons; NoPassword hides the
+	// password form.
+	Providers  []providerLink
+	NoPassword bool
+	// ManagedBy names the identity provider of a user without a password.
+	ManagedBy string
 }
 
 // renderPage writes an HTML page with headers that keep it out of frames and caches.

@@ -34,6 +34,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddymcp/caddymcp/mcpregistry"
+	"github.com/caddymcp/caddymcp/oauthserver/federation"
 )
 
 func init() {
@@ -110,6 +111,15 @@ type Server struct {
 	// although they are private, loopback or link-local. Default: none.
 	CIMDAllow []string `json:"cimd_allow,omitempty"`
 
+	// IdentityProviders are OpenID providers users sign in with (the company's IdP),
+	// each a button on the sign-in pages. Their users are recorded in the store on
+	// their first sign-in, with the groups the provider gives them.
+	IdentityProviders []federation.Provider `json:"identity_providers,omitempty"`
+
+	// DisablePasswordSignIn hides the password form: users sign in only through the
+	// identity providers (at least one is then required).
+	DisablePasswordSignIn bool `json:"disable_password_sign_in,omitempty"`
+
 	store   Store
 	sealer  Sealer
 	keys    *keyRing
@@ -130,6 +140,9 @@ type Server struct {
 	metaPaths  map[string]bool
 	// withdraw removes this server from the registry's local issuers (Cleanup).
 	withdraw func()
+	// idps are the identity providers by name; idpOrder as configured.
+	idps     map[string]*federation.Client
+	idpOrder []*federation.Client
 }
 
 // ClientConfig is a pre-registered client.
@@ -349,6 +362,9 @@ func (s *Server) provision(ctx context.Context, logger *zap.Logger, store Store,
 		}
 		s.users[u.Name] = User{Name: u.Name, PasswordHash: hash, Groups: u.Groups}
 	}
+	if err := s.provisionIdentityProviders(ctx, repl); err != nil {
+		return err
+	}
 	if err := s.createFirstUser(ctx, repl); err != nil {
 		return err
 	}
@@ -495,6 +511,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	case "account":
 		s.serveAccount(w, r)
 	default:
+		if rest, ok := strings.CutPrefix(endpoint, "login/"); ok && len(s.idps) > 0 {
+			s.serveFederated(w, r, rest)
+			return nil
+		}
 		return next.ServeHTTP(w, r)
 	}
 	return nil

@@ -203,11 +203,18 @@ type Consent struct {
 	Granted  time.Time `json:"granted"`
 }
 
-// User is a local user: the embedded identity source.
+// User is a user of this server: local (a password) or signed in through an identity
+// provider (federation.Provider).
 type User struct {
 	Name         string   `json:"name"`
-	PasswordHash string   `json:"password_hash"` // bcrypt
+	PasswordHash string   `json:"password_hash"` // bcrypt; "" for a provider's user
 	Groups       []string `json:"groups,omitempty"`
+	// Provider names the identity provider the user signs in with; "" for local users.
+	Provider string `json:"provider,omitempty"`
+	// ProviderSubject is "<provider issuer> <sub>": the identity the name is bound to.
+	ProviderSubject string `json:"provider_subject,omitempty"`
+	// SignedIn is the user's last sign-in through Provider.
+	SignedIn time.Time `json:"signed_in,omitzero"`
 }
 
 // PersonalToken is a gateway token a user (or an admin for them) minted for a client

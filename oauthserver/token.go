@@ -212,6 +212,9 @@ func (s *Server) refreshGrant(r *http.Request, c Client) (*tokenResponse, *oauth
 		s.store.RevokeFamily(ctx, familyID)
 		return nil, errInvalidGrant("the user no longer exists")
 	}
+	if !s.federatedSignInLive(user) {
+		return nil, errInvalidGrant("sign in again: the sign-in through the identity provider is older than reauthenticate_after")
+	}
 	next := familyID + "." + rand.Text() + rand.Text()
 	now := s.now()
 	_, err = s.store.RotateRefresh(ctx, familyID, hashToken(tok), hashToken(next), now.Add(time.Duration(s.RefreshTokenLifetime)), now)
