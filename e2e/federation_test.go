@@ -1,0 +1,233 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+
+	"github.com/caddymcp/caddymcp/internal/testenv"
+)
+
+// federationCaddyfile: the built-in authorization server signs users in only through
+// the company's provider (provider.mjs); the group readers may call one tool.
+const federationCaddyfile = `{
+	admin {{ADMIN}}
+	mcp_registry {
+		storage bbolt {{DB}}
+		encryption_key {$MCP_ENCRYPTION_KEY}
+		disable_builtin_server
+		server everything {$EVERYTHING_URL}
+	}
+}
+
+:{{PORT}} {
+	mcp_oauth_server http://127.0.0.1:{{PORT}}/oauth {
+		identity_provider corp {
+			issuer        {$IDP_ISSUER}
+			client_id     caddymcp-login
+			client_secret {$IDP_SECRET}
+			display_name  "Corp SSO"
+			scopes        openid profile email groups
+			groups_claim  {$IDP_GROUPS_CLAIM}
+			group         7d3c1a52-2222-4a9b-8c1d-5e6f7a8b9c01 readers
+		}
+		password_sign_in off
+	}
+	mcp_oauth_metadata {
+		resource http://127.0.0.1:{{PORT}}
+		authorization_servers http://127.0.0.1:{{PORT}}/oauth
+	}
+	mcp_gateway {
+		auth {
+			resource http://127.0.0.1:{{PORT}}
+			policy {
+				group readers servers/read
+				scope servers/read {
+					rule everything {
+						methods *
+						tools ` + allowedTool + `
+					}
+				}
+			}
+		}
+	}
+}
+`
+
+// The IDE-by-identity-provider matrix: for each provider shape (Okta-like plain groups,
+// Keycloak realm roles, Cognito's cognito:groups, Entra's group object ids), an MCP
+// client that knows nothing of the provider (the go-sdk OAuth client, registering
+// itself by DCR at the built-in server) signs a user in through the provider's own
+// login pages, and calls through the gateway exactly what the user's provider group is
+// granted.
+func TestIdentityProviderMatrix(t *testing.T) {
+	t.Parallel()
+	everything := testenv.StartEverythingServer(t, false)
+	for _, tc := range []struct{ profile, claim string }{
+		{"generic", "groups"},
+		{"keycloak", "realm_access.roles"},
+		{"cognito", "cognito:groups"},
+		{"entra", "groups"},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			t.Parallel()
+			idp := testenv.StartOIDCProvider(t, "PROFILE="+tc.profile,
+				`LOGIN_REDIRECT_PATTERN=^http://127\.0\.0\.1:\d+/oauth/login/corp/callback$`)
+			base, _ := startCaddy(t, federationCaddyfile, map[string]string{
+				"MCP_ENCRYPTION_KEY": "6d0c3a1e9b2f4c5d8e7f60718293a4b5c6d7e8f9012345678901234567890abc",
+				"EVERYTHING_URL":     everything.URL,
+				"IDP_ISSUER":         idp,
+				"IDP_SECRET":         "caddymcp-login-secret",
+				"IDP_GROUPS_CLAIM":   tc.claim,
+			})
+			mcpURL := base + "/everything/mcp"
+			// readers in every profile but Entra's, where its object id is mapped to it.
+			user := "frank"
+			redirect := "http://127.0.0.1:38125/callback"
+			handler, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+				DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+					RedirectURIs:            []string{redirect},
+					TokenEndpointAuthMethod: "none",
+					GrantTypes:              []string{"authorization_code", "refresh_token"},
+					ClientName:              "go-sdk e2e (DCR, " + tc.profile + ")",
+				}},
+				RedirectURL: redirect,
+				AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+					loc, err := federatedSignIn(ctx, args.URL, redirect, user)
+					if err != nil {
+						return nil, err
+					}
+					q := loc.Query()
+					if q.Get("code") == "" {
+						return nil, fmt.Errorf("authorization response %s has no code", loc)
+					}
+					return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs := connect(t, &mcp.StreamableClientTransport{Endpoint: mcpURL, OAuthHandler: handler}, nil, "")
+			if res := callTool(t, cs, &mcp.CallToolParams{Name: allowedTool}); res.IsError || text(res) == "" {
+				t.Errorf("%s: isError=%v text %q", allowedTool, res.IsError, text(res))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			defer cancel()
+			ts, err := handler.TokenSource(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := ts.Token()
+			if err != nil {
+				t.Fatal(err)
+			}
+			claims := jwtClaims(t, tok.AccessToken)
+			if g, _ := json.Marshal(claims["groups"]); claims["sub"] != user || string(g) != `["readers"]` {
+				t.Errorf("token sub %v groups %s, want %s in [readers]", claims["sub"], g, user)
+			}
+			h := mcpHeader(cs.ID(), "")
+			h.Set("Authorization", "Bearer "+tok.AccessToken)
+			resp, body := send(t, newHTTPClient(t), http.MethodPost, mcpURL, h,
+				`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"`+deniedTool+`","arguments":{}}}`)
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), deniedTool) {
+				t.Errorf("tools/call %s: %d %s, want 403 naming it", deniedTool, resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+var (
+	federationButton = regexp.MustCompile(`<a class="button" href="([^"]+)">Sign in with Corp SSO</a>`)
+	idpFormPrompt    = regexp.MustCompile(`name="prompt" value="(\w+)"`)
+)
+
+// federatedSignIn plays the browser from an authorization URL of the built-in server:
+// it follows the provider's button, signs user in on the provider's dev login and
+// consent forms, comes back, approves the built-in server's consent page, and returns
+// the redirect to the client's redirect URI.
+func federatedSignIn(ctx context.Context, authorizeURL, redirect, user string) (*url.URL, error) {
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	next, err := url.Parse(authorizeURL)
+	if err != nil {
+		return nil, err
+	}
+	var form url.Values
+	for step := range 16 {
+		method, body := http.MethodGet, io.Reader(nil)
+		if form != nil {
+			method, body = http.MethodPost, strings.NewReader(form.Encode())
+		}
+		req, err := http.NewRequestWithContext(ctx, method, next.String(), body)
+		if err != nil {
+			return nil, err
+		}
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		page, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		form = nil
+		switch {
+		case resp.StatusCode == http.StatusSeeOther || resp.StatusCode == http.StatusFound:
+			loc, err := resp.Location()
+			if err != nil {
+				return nil, err
+			}
+			if strings.HasPrefix(loc.String(), redirect+"?") {
+				return loc, nil
+			}
+			next = loc
+			continue
+		case resp.StatusCode != http.StatusOK:
+			return nil, fmt.Errorf("step %d: %s %s: status %d: %s", step, method, next, resp.StatusCode, page)
+		}
+		if m := federationButton.FindSubmatch(page); m != nil {
+			if next, err = next.Parse(html.UnescapeString(string(m[1]))); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		action := oauthFormAction.FindSubmatch(page)
+		if action == nil {
+			return nil, fmt.Errorf("step %d: %s shows no form:\n%s", step, next, page)
+		}
+		if next, err = next.Parse(html.UnescapeString(string(action[1]))); err != nil {
+			return nil, err
+		}
+		if p := idpFormPrompt.FindSubmatch(page); p != nil { // the provider's pages
+			form = url.Values{"prompt": {string(p[1])}}
+			if string(p[1]) == "login" {
+				form.Set("login", user)
+				form.Set("password", "any password")
+			}
+			continue
+		}
+		form = url.Values{"action": {"approve"}} // the built-in server's consent page
+		for _, m := range oauthHiddenField.FindAllSubmatch(page, -1) {
+			form.Set(string(m[1]), string(m[2]))
+		}
+		if !strings.Contains(string(page), `value="approve"`) {
+			return nil, fmt.Errorf("step %d: neither the provider's nor a consent page:\n%s", step, page)
+		}
+	}
+	return nil, fmt.Errorf("no redirect to the client after 16 steps (last %s)", next)
+}
