@@ -60,6 +60,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			groups_claim         <claim path>        # default: groups
 //			group                <provider value> <group>   # repeatable
 //			reauthenticate_after <duration>          # default 12h
+//			inactive_after       <duration>          # default 30d
 //		}
 //		password_sign_in off                       # only the identity providers
 //	}

@@ -19,6 +19,7 @@ import (
 //		groups_claim         <claim path>        # default: groups
 //		group                <provider value> <group>   # repeatable, e.g. an Entra object id
 //		reauthenticate_after <duration>          # default 12h
+//		inactive_after       <duration>          # default 30d: personal tokens stop after that long without a sign-in
 //	}
 func (s *Server) unmarshalIdentityProvider(d *caddyfile.Dispenser) error {
 	name, err := cfargs.One(d)
@@ -72,6 +73,8 @@ func (s *Server) unmarshalIdentityProvider(d *caddyfile.Dispenser) error {
 			p.GroupMap[args[0]] = args[1]
 		case "reauthenticate_after":
 			p.ReauthenticateAfter, err = cfargs.Duration(d)
+		case "inactive_after":
+			p.InactiveAfter, err = cfargs.Duration(d)
 		default:
 			return d.Errf("unknown identity_provider option %q", opt)
 		}

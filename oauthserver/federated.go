@@ -295,6 +295,16 @@ func (s *Server) federatedSignInLive(u User) bool {
 	return ok && s.now().Before(u.SignedIn.Add(time.Duration(c.Provider().ReauthenticateAfter)))
 }
 
+// federatedUserActive reports whether a user of an identity provider signed in there
+// recently enough for their personal tokens to be honoured (inactive_after).
+func (s *Server) federatedUserActive(u User) bool {
+	if u.Provider == "" {
+		return true
+	}
+	c, ok := s.idps[u.Provider]
+	return ok && s.now().Before(u.SignedIn.Add(time.Duration(c.Provider().InactiveAfter)))
+}
+
 // provisionIdentityProviders resolves the providers' placeholders and prepares their
 // clients; ctx bounds their key refresh.
 func (s *Server) provisionIdentityProviders(ctx context.Context, repl *caddy.Replacer) error {

@@ -227,6 +227,19 @@ func TestFederatedAccountSignIn(t *testing.T) {
 	if !strings.Contains(page, "Signed in as <b>carol</b>") {
 		t.Fatalf("account page:\n%s", page)
 	}
+	// A personal token works while carol keeps signing in through the provider, and
+	// stops once she has not for inactive_after (she left the company).
+	_, personal, body := mintOnPage(t, as, c, pageCSRF(t, page), "ci", "90")
+	if personal == "" {
+		t.Fatalf("mint:\n%s", body)
+	}
+	if p, err := as.resolvePersonalToken(context.Background(), personal); err != nil || p.Subject != "carol" {
+		t.Fatalf("personal token: %+v %v", p, err)
+	}
+	as.clock.advance(federation.DefaultInactiveAfter + time.Hour)
+	if _, err := as.resolvePersonalToken(context.Background(), personal); err == nil {
+		t.Error("a personal token of a user inactive at the provider still works")
+	}
 	// alice is a local user of the test server: a provider's alice cannot take her name.
 	c2 := browser(t)
 	_, page = browse(t, c2, as.Issuer+"/login")

@@ -67,7 +67,7 @@ func (s *Server) resolvePersonalToken(ctx context.Context, token string) (*princ
 		return nil, reject
 	}
 	u, ok := s.lookupUserByName(ctx, t.User)
-	if !ok {
+	if !ok || !s.federatedUserActive(u) {
 		return nil, reject
 	}
 	return &principal.Caller{

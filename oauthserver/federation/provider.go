@@ -68,10 +68,18 @@ type Provider struct {
 	// a user removed at the IdP, or moved out of a group, loses access within it.
 	// Default 12h.
 	ReauthenticateAfter caddy.Duration `json:"reauthenticate_after,omitempty"`
+
+	// InactiveAfter bounds the personal gateway tokens of this provider's users: they
+	// stop working once the user has not signed in here for this long, so the tokens
+	// of someone who left the company die with their IdP account. Default 30d.
+	InactiveAfter caddy.Duration `json:"inactive_after,omitempty"`
 }
 
-// DefaultReauthenticateAfter is Provider.ReauthenticateAfter's default.
-const DefaultReauthenticateAfter = 12 * time.Hour
+// Defaults of Provider.ReauthenticateAfter and Provider.InactiveAfter.
+const (
+	DefaultReauthenticateAfter = 12 * time.Hour
+	DefaultInactiveAfter       = 30 * 24 * time.Hour
+)
 
 var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 
@@ -109,8 +117,11 @@ func (p Provider) WithDefaults() (Provider, error) {
 	if p.ReauthenticateAfter == 0 {
 		p.ReauthenticateAfter = caddy.Duration(DefaultReauthenticateAfter)
 	}
-	if p.ReauthenticateAfter < 0 {
-		return p, fmt.Errorf("identity provider %s: reauthenticate_after must be positive", p.Name)
+	if p.InactiveAfter == 0 {
+		p.InactiveAfter = caddy.Duration(DefaultInactiveAfter)
+	}
+	if p.ReauthenticateAfter < 0 || p.InactiveAfter < 0 {
+		return p, fmt.Errorf("identity provider %s: reauthenticate_after and inactive_after must be positive", p.Name)
 	}
 	return p, nil
 }
