@@ -16,7 +16,7 @@ import (
 //		display_name         <text>              # the button: "Sign in with <text>"
 //		scopes               <scope...>          # default: openid profile email
 //		username_claim       <claim>             # default: preferred_username (then email, then sub)
-//		groups_claim         <claim path>        # default: groups
+//		groups_claim         <claim path>|none   # default: groups; none: groups set on the admin endpoint
 //		group                <provider value> <group>   # repeatable, e.g. an Entra object id
 //		reauthenticate_after <duration>          # default 12h
 //		inactive_after       <duration>          # default 30d: personal tokens stop after that long without a sign-in

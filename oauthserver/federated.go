@@ -263,6 +263,9 @@ func (s *Server) federatedUser(ctx context.Context, p federation.Provider, id fe
 		if stored.Provider != want.Provider || stored.ProviderSubject != want.ProviderSubject {
 			return User{}, fmt.Errorf("the name %s belongs to another account of this server; ask an administrator", quoteName(id.Username))
 		}
+		if p.GroupsClaim == federation.NoGroups {
+			want.Groups = stored.Groups // set on the admin endpoint
+		}
 		if err := s.store.UpdateUser(ctx, want); err != nil {
 			return User{}, err
 		}

@@ -337,3 +337,28 @@ func TestPasswordSignInOff(t *testing.T) {
 		t.Errorf("password sign-in with password_sign_in off: %v", result)
 	}
 }
+
+// A provider that sends no groups (groups_claim none, as Google): the groups an
+// administrator gives the user stay across sign-ins.
+func TestFederatedGroupsFromAdmin(t *testing.T) {
+	as := newTestAS(t, func(s *Server) {
+		s.IdentityProviders = []federation.Provider{{Name: "google", Issuer: "https://accounts.google.com", ClientID: "c", GroupsClaim: federation.NoGroups}}
+	}, nil)
+	p := as.idps["google"].Provider()
+	ctx := context.Background()
+	if _, err := as.federatedUser(ctx, p, federation.Identity{Subject: "1", Username: "gina@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := as.store.GetUser(ctx, "gina@example.com")
+	u.Groups = []string{"eng"}
+	if err := as.store.UpdateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := as.federatedUser(ctx, p, federation.Identity{Subject: "1", Username: "gina@example.com"}); err != nil || !slices.Equal(got.Groups, []string{"eng"}) {
+		t.Fatalf("second sign-in: %+v %v", got, err)
+	}
+	// Another subject with the same name is refused.
+	if _, err := as.federatedUser(ctx, p, federation.Identity{Subject: "2", Username: "gina@example.com"}); err == nil || !strings.Contains(err.Error(), "another account") {
+		t.Fatalf("another subject: %v", err)
+	}
+}

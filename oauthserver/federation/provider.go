@@ -56,7 +56,9 @@ type Provider struct {
 
 	// GroupsClaim is the ID-token claim path holding the user's groups: "groups"
 	// (default), "cognito:groups", "roles", "realm_access.roles". A key that exists
-	// verbatim wins; otherwise dots descend into nested objects.
+	// verbatim wins; otherwise dots descend into nested objects. "none": the provider
+	// sends no groups (Google); the users' groups are set on the admin endpoint and
+	// kept across sign-ins.
 	GroupsClaim string `json:"groups_claim,omitempty"`
 
 	// GroupMap renames the provider's group values, e.g. Entra ID's group object ids
@@ -74,6 +76,9 @@ type Provider struct {
 	// of someone who left the company die with their IdP account. Default 30d.
 	InactiveAfter caddy.Duration `json:"inactive_after,omitempty"`
 }
+
+// NoGroups is the GroupsClaim of a provider that sends no groups.
+const NoGroups = "none"
 
 // Defaults of Provider.ReauthenticateAfter and Provider.InactiveAfter.
 const (

@@ -190,6 +190,9 @@ func (c *Client) identity(ctx context.Context, idToken, nonce string) (Identity,
 	if caller.Subject == "" {
 		return Identity{}, errors.New("the ID token has no sub")
 	}
+	if c.p.GroupsClaim == NoGroups {
+		return Identity{Subject: caller.Subject, Username: c.username(claims, caller.Subject)}, nil
+	}
 	if caller.Groups == nil {
 		if names, ok := claims["_claim_names"]; ok && strings.Contains(string(names), `"`+c.p.GroupsClaim+`"`) {
 			return Identity{}, fmt.Errorf("the identity provider left the %s claim out of the ID token (too many groups: Entra ID's overage); have it send only the groups assigned to the application", c.p.GroupsClaim)
