@@ -9,7 +9,11 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,12 +70,12 @@ const federationCaddyfile = `{
 }
 `
 
-// The IDE-by-identity-provider matrix: for each provider shape (Okta-like plain groups,
-// Keycloak realm roles, Cognito's cognito:groups, Entra's group object ids), an MCP
-// client that knows nothing of the provider (the go-sdk OAuth client, registering
-// itself by DCR at the built-in server) signs a user in through the provider's own
-// login pages, and calls through the gateway exactly what the user's provider group is
-// granted.
+// The client-by-identity-provider matrix: for each provider shape (Okta-like plain
+// groups, Keycloak realm roles, Cognito's cognito:groups, Entra's group object ids),
+// three real MCP clients that know nothing of the provider (the go-sdk and TypeScript
+// SDK OAuth clients, and mcp-remote as Claude Desktop runs it), each registering itself
+// by DCR at the built-in server, sign a user in through the provider's own login pages
+// and call through the gateway exactly what the user's provider group is granted.
 func TestIdentityProviderMatrix(t *testing.T) {
 	t.Parallel()
 	everything := testenv.StartEverythingServer(t, false)
@@ -93,58 +97,98 @@ func TestIdentityProviderMatrix(t *testing.T) {
 				"IDP_GROUPS_CLAIM":   tc.claim,
 			})
 			mcpURL := base + "/everything/mcp"
-			// readers in every profile but Entra's, where its object id is mapped to it.
-			user := "frank"
-			redirect := "http://127.0.0.1:38125/callback"
-			handler, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
-				DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
-					RedirectURIs:            []string{redirect},
-					TokenEndpointAuthMethod: "none",
-					GrantTypes:              []string{"authorization_code", "refresh_token"},
-					ClientName:              "go-sdk e2e (DCR, " + tc.profile + ")",
-				}},
-				RedirectURL: redirect,
-				AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
-					loc, err := federatedSignIn(ctx, args.URL, redirect, user)
-					if err != nil {
-						return nil, err
-					}
-					q := loc.Query()
-					if q.Get("code") == "" {
-						return nil, fmt.Errorf("authorization response %s has no code", loc)
-					}
-					return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
-				},
+			// readers in every profile; Entra's object id for it is renamed by the group line.
+			const user = "frank"
+			t.Run("go-sdk client through DCR", func(t *testing.T) {
+				federatedGoSDK(t, mcpURL, user, tc.profile)
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cs := connect(t, &mcp.StreamableClientTransport{Endpoint: mcpURL, OAuthHandler: handler}, nil, "")
-			if res := callTool(t, cs, &mcp.CallToolParams{Name: allowedTool}); res.IsError || text(res) == "" {
-				t.Errorf("%s: isError=%v text %q", allowedTool, res.IsError, text(res))
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-			defer cancel()
-			ts, err := handler.TokenSource(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tok, err := ts.Token()
-			if err != nil {
-				t.Fatal(err)
-			}
-			claims := jwtClaims(t, tok.AccessToken)
-			if g, _ := json.Marshal(claims["groups"]); claims["sub"] != user || string(g) != `["readers"]` {
-				t.Errorf("token sub %v groups %s, want %s in [readers]", claims["sub"], g, user)
-			}
-			h := mcpHeader(cs.ID(), "")
-			h.Set("Authorization", "Bearer "+tok.AccessToken)
-			resp, body := send(t, newHTTPClient(t), http.MethodPost, mcpURL, h,
-				`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"`+deniedTool+`","arguments":{}}}`)
-			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), deniedTool) {
-				t.Errorf("tools/call %s: %d %s, want 403 naming it", deniedTool, resp.StatusCode, body)
-			}
+			t.Run("TypeScript SDK client through DCR", func(t *testing.T) {
+				res := runTSOAuthClientEnv(t, []string{"SIGN_IN_PROVIDER=Corp SSO"}, mcpURL, user, "", allowedTool, deniedTool)
+				if !res.SignedIn || !slices.Equal(res.Tools, []string{allowedTool}) || !res.Calls[allowedTool].OK {
+					t.Errorf("signed in %v, tools %v, %s %+v", res.SignedIn, res.Tools, allowedTool, res.Calls[allowedTool])
+				}
+				if c := res.Calls[deniedTool]; c.OK || !strings.Contains(c.Error, deniedTool) {
+					t.Errorf("%s: %+v, want a JSON-RPC error naming it", deniedTool, c)
+				}
+			})
+			t.Run("mcp-remote through the browser", func(t *testing.T) {
+				home := t.TempDir() // mcp-remote keeps its tokens under ~/.mcp-auth
+				stderr := &lockedWriter{w: new(strings.Builder)}
+				cmd := exec.Command(testenv.NodeBin(), filepath.Join(testenv.NodeDir(), "node_modules", "mcp-remote", "dist", "proxy.js"), mcpURL)
+				cmd.Dir = testenv.NodeDir()
+				cmd.Env = append(os.Environ(), "HOME="+home, "E2E_USER="+user, "E2E_IDP=Corp SSO",
+					"BROWSER="+testenv.NodeBin()+" "+filepath.Join(testenv.NodeDir(), "fake-browser.mjs"))
+				cmd.Stderr = stderr
+				t.Cleanup(func() {
+					if t.Failed() {
+						t.Logf("mcp-remote's stderr:\n%s", stderr.String())
+					}
+				})
+				cs := connect(t, &mcp.CommandTransport{Command: cmd}, nil, "")
+				if got := toolNames(t, cs); !slices.Equal(got, []string{allowedTool}) {
+					t.Errorf("tools/list through mcp-remote: %v, want only %s", got, allowedTool)
+				}
+				if res := callTool(t, cs, &mcp.CallToolParams{Name: allowedTool}); res.IsError || text(res) == "" {
+					t.Errorf("%s through mcp-remote: isError=%v %q", allowedTool, res.IsError, text(res))
+				}
+			})
 		})
+	}
+}
+
+// federatedGoSDK signs user in with the go-sdk OAuth client (DCR at the built-in
+// server, the browser played by federatedSignIn), calls the granted tool, and checks
+// the token's name and groups and that another tool is refused.
+func federatedGoSDK(t *testing.T, mcpURL, user, profile string) {
+	t.Helper()
+	redirect := "http://127.0.0.1:38125/callback"
+	handler, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+			RedirectURIs:            []string{redirect},
+			TokenEndpointAuthMethod: "none",
+			GrantTypes:              []string{"authorization_code", "refresh_token"},
+			ClientName:              "go-sdk e2e (DCR, " + profile + ")",
+		}},
+		RedirectURL: redirect,
+		AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+			loc, err := federatedSignIn(ctx, args.URL, redirect, user)
+			if err != nil {
+				return nil, err
+			}
+			q := loc.Query()
+			if q.Get("code") == "" {
+				return nil, fmt.Errorf("authorization response %s has no code", loc)
+			}
+			return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, &mcp.StreamableClientTransport{Endpoint: mcpURL, OAuthHandler: handler}, nil, "")
+	if res := callTool(t, cs, &mcp.CallToolParams{Name: allowedTool}); res.IsError || text(res) == "" {
+		t.Errorf("%s: isError=%v text %q", allowedTool, res.IsError, text(res))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	ts, err := handler.TokenSource(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ts.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwtClaims(t, tok.AccessToken)
+	if g, _ := json.Marshal(claims["groups"]); claims["sub"] != user || string(g) != `["readers"]` {
+		t.Errorf("token sub %v groups %s, want %s in [readers]", claims["sub"], g, user)
+	}
+	h := mcpHeader(cs.ID(), "")
+	h.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, body := send(t, newHTTPClient(t), http.MethodPost, mcpURL, h,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"`+deniedTool+`","arguments":{}}}`)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), deniedTool) {
+		t.Errorf("tools/call %s: %d %s, want 403 naming it", deniedTool, resp.StatusCode, body)
 	}
 }
 

@@ -576,11 +576,19 @@ type tsOAuthResult struct {
 // resource indicator) and calls tools at mcpURL.
 func runTSOAuthClient(t *testing.T, mcpURL, user, password string, tools ...string) tsOAuthResult {
 	t.Helper()
+	return runTSOAuthClientEnv(t, nil, mcpURL, user, password, tools...)
+}
+
+// runTSOAuthClientEnv is runTSOAuthClient with variables added to the client's
+// environment (SIGN_IN_PROVIDER).
+func runTSOAuthClientEnv(t *testing.T, env []string, mcpURL, user, password string, tools ...string) tsOAuthResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	args := append([]string{filepath.Join(testenv.NodeDir(), "ts-oauth-client.mjs"), mcpURL, user, password}, tools...)
 	cmd := exec.CommandContext(ctx, testenv.NodeBin(), args...)
 	cmd.Dir = testenv.NodeDir()
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.Output()
 	var res tsOAuthResult
 	if jerr := json.Unmarshal(stdout, &res); jerr != nil {

@@ -3,7 +3,9 @@
 // registration, PKCE, the token request with the resource indicator, then MCP calls with
 // the token. The browser is played by submitting the server's sign-in and consent forms.
 //
-//   node ts-oauth-client.mjs <mcp url> <user> <password> [tool...]
+//   [SIGN_IN_PROVIDER=<button text>] node ts-oauth-client.mjs <mcp url> <user> <password> [tool...]
+//
+// With SIGN_IN_PROVIDER the user signs in through that identity provider's button.
 //
 // Prints one JSON line: {signedIn, iss, tools, calls: {tool: {ok, text|error}}} or {fatal}.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -38,7 +40,7 @@ const provider = {
 
 // The "browser": sign in, then read the code from the redirect to the client.
 async function browse(authorizationUrl) {
-  const loc = await signIn(authorizationUrl, user, password);
+  const loc = await signIn(authorizationUrl, user, password, process.env.SIGN_IN_PROVIDER);
   if (!loc.href.startsWith(redirectUrl)) throw new Error('redirected to ' + loc.href + ', not the client');
   out.iss = loc.searchParams.get('iss');
   if (!loc.searchParams.get('code')) throw new Error('no code in ' + loc.href);
