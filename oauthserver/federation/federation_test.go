@@ -84,7 +84,8 @@ func TestFinishChecksStateFirst(t *testing.T) {
 }
 
 func TestUsableName(t *testing.T) {
-	for name, want := range map[string]bool{"alice": true, "alice@example.com": true, "Ana María": false, "": false, "a\tb": false, strings.Repeat("x", 129): false} {
+	for name, want := range map[string]bool{"alice": true, "alice@example.com": true, "00u1ab2CD-x_y": true, "Ana María": false, "": false, "a\tb": false,
+		"bob+tag@example.com": false, ".hidden": false, strings.Repeat("x", 65): false} {
 		if UsableName(name) != want {
 			t.Errorf("UsableName(%q) = %v", name, !want)
 		}

@@ -10,11 +10,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/caddymcp/caddymcp/internal/authn"
 	"github.com/caddymcp/caddymcp/mcpregistry/upstreamoauth"
@@ -190,15 +189,18 @@ func (c *Client) identity(ctx context.Context, idToken, nonce string) (Identity,
 	if caller.Subject == "" {
 		return Identity{}, errors.New("the ID token has no sub")
 	}
+	id := Identity{Subject: caller.Subject, Username: c.username(claims, caller.Subject)}
+	if id.Username == "" {
+		return Identity{}, fmt.Errorf("none of the ID token's %s, email and sub is a usable user name (letters, digits, . _ @ -, at most 64)", c.p.UsernameClaim)
+	}
 	if c.p.GroupsClaim == NoGroups {
-		return Identity{Subject: caller.Subject, Username: c.username(claims, caller.Subject)}, nil
+		return id, nil
 	}
 	if caller.Groups == nil {
 		if names, ok := claims["_claim_names"]; ok && strings.Contains(string(names), `"`+c.p.GroupsClaim+`"`) {
 			return Identity{}, fmt.Errorf("the identity provider left the %s claim out of the ID token (too many groups: Entra ID's overage); have it send only the groups assigned to the application", c.p.GroupsClaim)
 		}
 	}
-	id := Identity{Subject: caller.Subject, Username: c.username(claims, caller.Subject)}
 	for _, g := range caller.Groups {
 		if to, ok := c.p.GroupMap[g]; ok {
 			g = to
@@ -208,21 +210,25 @@ func (c *Client) identity(ctx context.Context, idToken, nonce string) (Identity,
 	return id, nil
 }
 
+// username is the first usable of the username claim, email and sub; "" when none is.
 func (c *Client) username(claims map[string]json.RawMessage, sub string) string {
 	for _, name := range []string{c.p.UsernameClaim, "email"} {
 		if v, ok := stringClaim(claims, name); ok && UsableName(v) {
 			return v
 		}
 	}
-	return sub
+	if UsableName(sub) {
+		return sub
+	}
+	return ""
 }
 
-// UsableName: 1 to 128 bytes of printable UTF-8 without spaces.
-func UsableName(s string) bool {
-	return s != "" && len(s) <= 128 && utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r)
-	})
-}
+// usableName is what the server's admin endpoint can address a user by.
+var usableName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+
+// UsableName reports whether s can name a user here: 1 to 64 letters, digits, '.',
+// '_', '@' and '-', starting with a letter or digit (what the admin endpoint takes).
+func UsableName(s string) bool { return usableName.MatchString(s) }
 
 func payload(jwt string) (map[string]json.RawMessage, error) {
 	parts := strings.Split(jwt, ".")
