@@ -127,7 +127,12 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		"groups without secret": func(s *Server) { s.Clients[0].Groups = []string{"g"} },
 		"bad CIDR":              func(s *Server) { s.CIMDAllow = []string{"10.0.0.0"} },
 		"password sign-in off without a provider": func(s *Server) { s.DisablePasswordSignIn = true },
-		"provider without client_id":              func(s *Server) { s.IdentityProviders = []federation.Provider{{Issuer: "https://idp.example"}} },
+		"password sign-in off with first_user": func(s *Server) {
+			s.DisablePasswordSignIn = true
+			s.FirstUser = &FirstUserConfig{}
+			s.IdentityProviders = []federation.Provider{{Issuer: "https://a.example", ClientID: "c"}}
+		},
+		"provider without client_id": func(s *Server) { s.IdentityProviders = []federation.Provider{{Issuer: "https://idp.example"}} },
 		"provider over http": func(s *Server) {
 			s.IdentityProviders = []federation.Provider{{Issuer: "http://idp.example", ClientID: "c"}}
 		},

@@ -331,6 +331,9 @@ func (s *Server) provisionIdentityProviders(ctx context.Context, repl *caddy.Rep
 	if s.DisablePasswordSignIn && len(s.idps) == 0 {
 		return errors.New("disable_password_sign_in needs an identity provider to sign in with")
 	}
+	if s.DisablePasswordSignIn && s.FirstUser != nil {
+		return errors.New("first_user signs in with a password, and password sign-in is off: remove one of them (the provider's groups make the first administrator)")
+	}
 	return nil
 }
 
