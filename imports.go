@@ -3,6 +3,7 @@
 package caddymcp
 
 import (
+	_ "github.com/caddymcp/caddymcp/ideconfig/configapi"
 	_ "github.com/caddymcp/caddymcp/mcpgateway"
 	_ "github.com/caddymcp/caddymcp/mcpregistry"
 	_ "github.com/caddymcp/caddymcp/mcpregistry/registryapi"

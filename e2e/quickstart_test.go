@@ -116,6 +116,13 @@ func TestQuickstart(t *testing.T) {
 		if len(toolNames(t, ev)) == 0 {
 			t.Error("the registered server has no tools through the gateway")
 		}
+		// The client configurations list both servers at the gateway's URLs.
+		resp, body = send(t, c, "GET", base+"/ide-config/claude-code", h, "")
+		var cfg struct{ Content, Command string }
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &cfg) != nil ||
+			!strings.Contains(cfg.Content, `"url": "`+base+`/everything/mcp"`) || !strings.Contains(cfg.Command, "claude mcp add --transport http registry "+base+"/registry/mcp") {
+			t.Errorf("GET /ide-config/claude-code: %d %s", resp.StatusCode, body)
+		}
 	})
 
 	// Paths that are not an MCP endpoint fall through to the example's respond.

@@ -11,6 +11,8 @@
 //	                    unauthenticated discovery, so no auth directive may run first
 //	mcp_registry_api    before respond, and before mcp_gateway: it answers only its own
 //	                    paths (/api/…, /v0.1/…), which the gateway must not take
+//	mcp_ide_config      before respond, and before mcp_gateway: it answers only its
+//	                    prefix (/ide-config/…), which a server named ide-config must not take
 //	mcp_gateway         before respond: it serves <prefix>/<server>/mcp and passes the
 //	                    rest on, so a site's respond/file_server still serve other paths
 package directiveorder
@@ -20,5 +22,6 @@ import "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 func init() {
 	httpcaddyfile.RegisterDirectiveOrder("mcp_oauth_metadata", httpcaddyfile.Before, "basic_auth")
 	httpcaddyfile.RegisterDirectiveOrder("mcp_registry_api", httpcaddyfile.Before, "respond")
+	httpcaddyfile.RegisterDirectiveOrder("mcp_ide_config", httpcaddyfile.Before, "respond")
 	httpcaddyfile.RegisterDirectiveOrder("mcp_gateway", httpcaddyfile.Before, "respond")
 }
