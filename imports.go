@@ -7,6 +7,7 @@ import (
 	_ "github.com/caddymcp/caddymcp/mcpgateway"
 	_ "github.com/caddymcp/caddymcp/mcpregistry"
 	_ "github.com/caddymcp/caddymcp/mcpregistry/registryapi"
+	_ "github.com/caddymcp/caddymcp/mcpui"
 	_ "github.com/caddymcp/caddymcp/oauthmeta"
 	_ "github.com/caddymcp/caddymcp/oauthserver"
 )

@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -125,6 +129,19 @@ func TestQuickstart(t *testing.T) {
 		}
 	})
 
+	t.Run("the dashboard in Chromium", func(t *testing.T) {
+		res := runDashboardBrowser(t, base, "admin", password, "registry", "cursor")
+		if res.User != "admin" || !slices.Contains(res.Servers, "registry") || res.URL != base+"/registry/mcp" {
+			t.Errorf("dashboard: %+v", res)
+		}
+		if res.Clipboard == "" || res.Clipboard != res.Config || !strings.Contains(res.Config, `"url": "`+base+`/registry/mcp"`) {
+			t.Errorf("copied %q, the page shows %q", res.Clipboard, res.Config)
+		}
+		if len(res.ConsoleErrors) > 0 {
+			t.Errorf("console errors (a refused script or style?): %v", res.ConsoleErrors)
+		}
+	})
+
 	// Paths that are not an MCP endpoint fall through to the example's respond.
 	resp, body = send(t, c, "GET", base+"/", nil, "")
 	if resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(string(body), "caddymcp: MCP servers are at /<server>/mcp") {
@@ -192,4 +209,35 @@ func decodeStructured(t *testing.T, res *mcp.CallToolResult, v any) {
 	if err != nil || json.Unmarshal(b, v) != nil || string(b) == "null" {
 		t.Fatalf("structured content %s does not decode into %T (%v)", b, v, err)
 	}
+}
+
+// dashboardResult is what testdata/node/dashboard-browser.mjs saw in Chromium.
+type dashboardResult struct {
+	User, URL, Config, Clipboard, Fatal string
+	Servers, ConsoleErrors             []string
+}
+
+// runDashboardBrowser signs user in on the dashboard in headless Chromium, opens
+// server's page and copies client's configuration.
+func runDashboardBrowser(t *testing.T, base, user, password, server, client string) dashboardResult {
+	t.Helper()
+	chromium := testenv.ChromiumBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testenv.NodeBin(), filepath.Join(testenv.NodeDir(), "dashboard-browser.mjs"), base, user, password, server, client)
+	cmd.Dir = testenv.NodeDir()
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	stdout, err := cmd.Output()
+	var res dashboardResult
+	if jerr := json.Unmarshal(stdout, &res); jerr != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("dashboard-browser.mjs: %v; stdout %q; stderr %s", err, stdout, stderr)
+	}
+	if res.Fatal != "" {
+		t.Fatalf("Chromium: %s", res.Fatal)
+	}
+	return res
 }

@@ -421,8 +421,9 @@ func BenchmarkUpstreamAuthorizationHit(b *testing.B) {
 
 type fakeSignIn struct{}
 
-func (fakeSignIn) SignedIn(*http.Request) (string, bool) { return "", false }
-func (fakeSignIn) SignInURL(string) string               { return "" }
+func (fakeSignIn) SignedIn(*http.Request) (string, bool)               { return "", false }
+func (fakeSignIn) SignedInUser(*http.Request) (string, []string, bool) { return "", nil, false }
+func (fakeSignIn) SignInURL(string) string                             { return "" }
 
 // Connections are listed per user and by admins, and removed by the user, by an
 // admin, with the user, and with the server.

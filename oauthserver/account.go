@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,19 @@ func (s *Server) SignedIn(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return sess.User, true
+}
+
+// SignedInUser is SignedIn with the user's groups.
+func (s *Server) SignedInUser(r *http.Request) (string, []string, bool) {
+	sess, ok := s.currentSession(r)
+	if !ok || sess.User == "" {
+		return "", nil, false
+	}
+	u, known := s.lookupUser(r, sess.User)
+	if !known {
+		return "", nil, false
+	}
+	return u.Name, slices.Clone(u.Groups), true
 }
 
 // SignInURL is the sign-in page that sends the browser on to returnTo.

@@ -10,7 +10,9 @@
 #                                @modelcontextprotocol/inspector-cli (the MCP Inspector
 #                                CLI, a real client for the restricted-user e2e test),
 #                                mcp-remote (a real OAuth client of the built-in
-#                                authorization server, as Claude Desktop runs it)
+#                                authorization server, as Claude Desktop runs it),
+#                                playwright-core (drives Debian's Chromium, which
+#                                .ci/run installs, for the dashboard's browser test)
 #   .bin/everything-server       go-sdk's conformance everything-server, built
 #                                from the Go module proxy
 #
@@ -48,6 +50,7 @@ required=(
 	node_modules/oidc-provider/lib/index.js
 	node_modules/@modelcontextprotocol/inspector-cli/build/cli.js
 	node_modules/mcp-remote/dist/proxy.js
+	node_modules/playwright-core/package.json
 )
 missing=0
 for f in "${required[@]}"; do

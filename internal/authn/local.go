@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -80,6 +81,8 @@ func (l *LocalIssuers) keys(issuer string) (func() (jwk.Set, error), bool) {
 type BrowserSignIn interface {
 	// SignedIn returns the subject of the user signed in in the browser that sent r.
 	SignedIn(r *http.Request) (subject string, ok bool)
+	// SignedInUser is SignedIn with the user's groups, as the issuer's tokens carry them.
+	SignedInUser(r *http.Request) (subject string, groups []string, ok bool)
 	// SignInURL is the issuer's sign-in page, which sends the browser back to returnTo
 	// (a path on the issuer's own site) once the user is signed in.
 	SignInURL(returnTo string) string
@@ -103,6 +106,20 @@ func (l *LocalIssuers) SignIn(issuer string) (BrowserSignIn, bool) {
 		return nil, false
 	}
 	return *v.(*BrowserSignIn), true
+}
+
+// SignInIssuers lists the local issuers with a browser sign-in, sorted.
+func (l *LocalIssuers) SignInIssuers() []string {
+	if l == nil {
+		return nil
+	}
+	var out []string
+	l.signIn.Range(func(k, _ any) bool {
+		out = append(out, k.(string))
+		return true
+	})
+	slices.Sort(out)
+	return out
 }
 
 // SetRevocations makes revoked decide, on every use of a token of issuer (cached or

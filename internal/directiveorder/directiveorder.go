@@ -13,6 +13,8 @@
 //	                    paths (/api/…, /v0.1/…), which the gateway must not take
 //	mcp_ide_config      before respond, and before mcp_gateway: it answers only its
 //	                    prefix (/ide-config/…), which a server named ide-config must not take
+//	mcp_ui              before respond, and before mcp_gateway: it answers only its
+//	                    prefix (/ui/…)
 //	mcp_gateway         before respond: it serves <prefix>/<server>/mcp and passes the
 //	                    rest on, so a site's respond/file_server still serve other paths
 package directiveorder
@@ -23,5 +25,6 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("mcp_oauth_metadata", httpcaddyfile.Before, "basic_auth")
 	httpcaddyfile.RegisterDirectiveOrder("mcp_registry_api", httpcaddyfile.Before, "respond")
 	httpcaddyfile.RegisterDirectiveOrder("mcp_ide_config", httpcaddyfile.Before, "respond")
+	httpcaddyfile.RegisterDirectiveOrder("mcp_ui", httpcaddyfile.Before, "respond")
 	httpcaddyfile.RegisterDirectiveOrder("mcp_gateway", httpcaddyfile.Before, "respond")
 }

@@ -1,0 +1,65 @@
+package mcpui
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddymcp/caddymcp/internal/access"
+	"github.com/caddymcp/caddymcp/internal/cfargs"
+	_ "github.com/caddymcp/caddymcp/internal/directiveorder"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mcp_ui", parseCaddyfile)
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	u := new(UI)
+	return u, u.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mcp_ui [<matcher>] {
+//		prefix         <path>      # default /ui
+//		sign_in        <issuer>    # the mcp_oauth_server whose sign-in it uses; default the only one
+//		public_url     <origin>    # e.g. https://mcp.example.com; default the request's origin
+//		gateway_prefix <path>      # the mcp_gateway's prefix; default the root
+//		auth { … }                 # required: the same block as mcp_gateway's (its policy)
+//	}
+func (u *UI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("%s given twice", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "prefix":
+			u.Prefix, err = cfargs.One(d)
+		case "sign_in":
+			u.SignIn, err = cfargs.One(d)
+		case "public_url":
+			u.PublicURL, err = cfargs.One(d)
+		case "gateway_prefix":
+			u.GatewayPrefix, err = cfargs.One(d)
+		case "auth":
+			u.Auth, err = access.UnmarshalCaddyfile(d)
+		default:
+			return d.Errf("unknown mcp_ui option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*UI)(nil)
