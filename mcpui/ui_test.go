@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddymcp/caddymcp/internal/testenv"
+	"github.com/caddymcp/caddymcp/mcpregistry"
 	_ "github.com/caddymcp/caddymcp/oauthserver"
 )
 
@@ -44,6 +45,8 @@ func startDashboard(t *testing.T) string {
 					map[string]any{"name": "legacy", "upstream": "https://legacy.example.com/sse", "transport": "sse"},
 					map[string]any{"name": "jira", "upstream": "https://jira.example.com/mcp", "description": "Tickets"},
 					map[string]any{"name": "hr", "upstream": "https://hr.example.com/mcp", "description": "Salaries", "disabled": true},
+					map[string]any{"name": "saas", "upstream": "https://saas.example.com/mcp", "backend_auth": map[string]any{"scheme": "oauth"},
+						"backend_oauth": map[string]any{"client_id": "gateway", "authorization_server": "https://as.saas.example.com"}},
 				},
 			},
 			"http": map[string]any{"servers": map[string]any{"s": map[string]any{
@@ -149,6 +152,21 @@ func TestDashboardPerUser(t *testing.T) {
 	// A disabled server offers no configuration; the gateway would answer it 503.
 	if _, page := get(t, bob, base+"/ui/servers/hr"); strings.Contains(page, "Add it to your assistant") {
 		t.Errorf("hr, disabled, offers configurations:\n%s", page)
+	}
+	// A server that acts as each person links to the connect page, with a link made
+	// for bob alone.
+	_, page = get(t, bob, base+"/ui/servers/saas")
+	m := regexp.MustCompile(`<a id="connect" href="` + regexp.QuoteMeta(base) + `/servers/saas/connect\?link=([^"]+)">`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("saas's page has no connect link:\n%s", page)
+	}
+	link, _ := url.QueryUnescape(html(m[1]))
+	app, err := mcpregistry.Running()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iss, sub, err := app.OpenConnectLink("saas", link); err != nil || iss != base+"/oauth" || sub != "bob" {
+		t.Errorf("the connect link opens to %q %q, %v", iss, sub, err)
 	}
 }
 
