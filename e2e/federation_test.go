@@ -4,15 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"html"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -151,7 +146,7 @@ func federatedGoSDK(t *testing.T, mcpURL, user, profile string) {
 		}},
 		RedirectURL: redirect,
 		AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
-			loc, err := federatedSignIn(ctx, args.URL, redirect, user)
+			loc, err := browserSignIn(ctx, args.URL, signInAs{user: user, provider: "Corp SSO", redirect: redirect})
 			if err != nil {
 				return nil, err
 			}
@@ -190,88 +185,4 @@ func federatedGoSDK(t *testing.T, mcpURL, user, profile string) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), deniedTool) {
 		t.Errorf("tools/call %s: %d %s, want 403 naming it", deniedTool, resp.StatusCode, body)
 	}
-}
-
-var (
-	federationButton = regexp.MustCompile(`<a class="button" href="([^"]+)">Sign in with Corp SSO</a>`)
-	idpFormPrompt    = regexp.MustCompile(`name="prompt" value="(\w+)"`)
-)
-
-// federatedSignIn plays the browser from an authorization URL of the built-in server:
-// it follows the provider's button, signs user in on the provider's dev login and
-// consent forms, comes back, approves the built-in server's consent page, and returns
-// the redirect to the client's redirect URI.
-func federatedSignIn(ctx context.Context, authorizeURL, redirect, user string) (*url.URL, error) {
-	jar, _ := cookiejar.New(nil)
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	next, err := url.Parse(authorizeURL)
-	if err != nil {
-		return nil, err
-	}
-	var form url.Values
-	for step := range 16 {
-		method, body := http.MethodGet, io.Reader(nil)
-		if form != nil {
-			method, body = http.MethodPost, strings.NewReader(form.Encode())
-		}
-		req, err := http.NewRequestWithContext(ctx, method, next.String(), body)
-		if err != nil {
-			return nil, err
-		}
-		if form != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		page, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		form = nil
-		switch {
-		case resp.StatusCode == http.StatusSeeOther || resp.StatusCode == http.StatusFound:
-			loc, err := resp.Location()
-			if err != nil {
-				return nil, err
-			}
-			if strings.HasPrefix(loc.String(), redirect+"?") {
-				return loc, nil
-			}
-			next = loc
-			continue
-		case resp.StatusCode != http.StatusOK:
-			return nil, fmt.Errorf("step %d: %s %s: status %d: %s", step, method, next, resp.StatusCode, page)
-		}
-		if m := federationButton.FindSubmatch(page); m != nil {
-			if next, err = next.Parse(html.UnescapeString(string(m[1]))); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		action := oauthFormAction.FindSubmatch(page)
-		if action == nil {
-			return nil, fmt.Errorf("step %d: %s shows no form:\n%s", step, next, page)
-		}
-		if next, err = next.Parse(html.UnescapeString(string(action[1]))); err != nil {
-			return nil, err
-		}
-		if p := idpFormPrompt.FindSubmatch(page); p != nil { // the provider's pages
-			form = url.Values{"prompt": {string(p[1])}}
-			if string(p[1]) == "login" {
-				form.Set("login", user)
-				form.Set("password", "any password")
-			}
-			continue
-		}
-		form = url.Values{"action": {"approve"}} // the built-in server's consent page
-		for _, m := range oauthHiddenField.FindAllSubmatch(page, -1) {
-			form.Set(string(m[1]), string(m[2]))
-		}
-		if !strings.Contains(string(page), `value="approve"`) {
-			return nil, fmt.Errorf("step %d: neither the provider's nor a consent page:\n%s", step, page)
-		}
-	}
-	return nil, fmt.Errorf("no redirect to the client after 16 steps (last %s)", next)
 }

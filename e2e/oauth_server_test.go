@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -303,6 +304,25 @@ func TestOAuthServer(t *testing.T) {
 // submits the login form as user (keeping the session cookie and the CSRF token) and
 // approves the consent page, and returns the redirect to the client.
 func oauthSignIn(ctx context.Context, authorizeURL, user, password string) (*url.URL, error) {
+	return browserSignIn(ctx, authorizeURL, signInAs{user: user, password: password})
+}
+
+// signInAs is who the browser signs in as, and how.
+type signInAs struct {
+	user, password string
+	// provider is the text of an identity provider's "Sign in with …" button to sign
+	// in through instead of the password form; its dev login takes any password.
+	provider string
+	// redirect, when set, is the client's redirect URI: the browser follows every
+	// other redirect until it is sent there. Unset: the first redirect is the answer.
+	redirect string
+}
+
+// browserSignIn plays the browser from an authorization URL of the built-in server:
+// the password form, or an identity provider's button and the provider's own login
+// and consent forms; then the built-in server's consent page. It returns the
+// redirect to the client.
+func browserSignIn(ctx context.Context, authorizeURL string, as signInAs) (*url.URL, error) {
 	jar, _ := cookiejar.New(nil)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -311,8 +331,12 @@ func oauthSignIn(ctx context.Context, authorizeURL, user, password string) (*url
 	if err != nil {
 		return nil, err
 	}
+	var button *regexp.Regexp
+	if as.provider != "" {
+		button = regexp.MustCompile(`<a class="button" href="([^"]+)">Sign in with ` + regexp.QuoteMeta(as.provider) + `</a>`)
+	}
 	var form url.Values
-	for step := range 4 {
+	for step := range 16 {
 		method, body := http.MethodGet, io.Reader(nil)
 		if form != nil {
 			method, body = http.MethodPost, strings.NewReader(form.Encode())
@@ -330,41 +354,72 @@ func oauthSignIn(ctx context.Context, authorizeURL, user, password string) (*url
 		}
 		page, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
+		form = nil
 		switch {
 		case resp.StatusCode == http.StatusSeeOther || resp.StatusCode == http.StatusFound:
-			return resp.Location()
+			loc, err := resp.Location()
+			if err != nil || as.redirect == "" || strings.HasPrefix(loc.String(), as.redirect+"?") {
+				return loc, err
+			}
+			next = loc
+			continue
 		case resp.StatusCode != http.StatusOK:
 			return nil, fmt.Errorf("step %d: %s %s: status %d: %s", step, method, next, resp.StatusCode, page)
 		}
-		fields := url.Values{}
-		for _, m := range oauthHiddenField.FindAllSubmatch(page, -1) {
-			fields.Set(string(m[1]), string(m[2]))
+		if m := findSubmatch(button, page); m != nil {
+			if next, err = next.Parse(html.UnescapeString(string(m[1]))); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		action := oauthFormAction.FindSubmatch(page)
-		if fields.Get("request") == "" || fields.Get("csrf") == "" || action == nil {
-			return nil, fmt.Errorf("step %d: %s shows no form with request and csrf fields:\n%s", step, next, page)
+		if action == nil {
+			return nil, fmt.Errorf("step %d: %s shows no form:\n%s", step, next, page)
 		}
-		if next, err = next.Parse(string(action[1])); err != nil {
+		if next, err = next.Parse(html.UnescapeString(string(action[1]))); err != nil {
 			return nil, err
+		}
+		if p := idpFormPrompt.FindSubmatch(page); p != nil { // the provider's own pages
+			form = url.Values{"prompt": {string(p[1])}}
+			if string(p[1]) == "login" {
+				form.Set("login", as.user)
+				form.Set("password", "any password")
+			}
+			continue
+		}
+		form = url.Values{}
+		for _, m := range oauthHiddenField.FindAllSubmatch(page, -1) {
+			form.Set(string(m[1]), string(m[2]))
+		}
+		if form.Get("request") == "" || form.Get("csrf") == "" {
+			return nil, fmt.Errorf("step %d: %s shows no form with request and csrf fields:\n%s", step, next, page)
 		}
 		switch {
 		case strings.Contains(string(page), `name="username"`):
-			fields.Set("action", "login")
-			fields.Set("username", user)
-			fields.Set("password", password)
+			form.Set("action", "login")
+			form.Set("username", as.user)
+			form.Set("password", as.password)
 		case strings.Contains(string(page), `value="approve"`):
-			fields.Set("action", "approve")
+			form.Set("action", "approve")
 		default:
 			return nil, fmt.Errorf("step %d: neither a login nor a consent page:\n%s", step, page)
 		}
-		form = fields
 	}
-	return nil, fmt.Errorf("no redirect to the client after 4 steps (last %s)", next)
+	return nil, fmt.Errorf("no redirect to the client after 16 steps (last %s)", next)
+}
+
+// findSubmatch is re.FindSubmatch, with no match for no re.
+func findSubmatch(re *regexp.Regexp, b []byte) [][]byte {
+	if re == nil {
+		return nil
+	}
+	return re.FindSubmatch(b)
 }
 
 var (
 	oauthHiddenField = regexp.MustCompile(`name="(request|csrf)" value="([^"]*)"`)
 	oauthFormAction  = regexp.MustCompile(`<form[^>]*action="([^"]+)"`)
+	idpFormPrompt    = regexp.MustCompile(`name="prompt" value="(\w+)"`)
 )
 
 // oauthServerToken signs alice in at the built-in server as the public client clientID

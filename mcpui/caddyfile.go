@@ -5,7 +5,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/caddymcp/caddymcp/internal/access"
 	"github.com/caddymcp/caddymcp/internal/cfargs"
 	_ "github.com/caddymcp/caddymcp/internal/directiveorder"
 )
@@ -40,19 +39,12 @@ func (u *UI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s given twice", opt)
 		}
 		seen[opt] = true
-		var err error
-		switch opt {
-		case "prefix":
-			u.Prefix, err = cfargs.One(d)
-		case "sign_in":
+		ok, err := u.UnmarshalOption(d, opt)
+		if !ok && opt == "sign_in" {
+			ok = true
 			u.SignIn, err = cfargs.One(d)
-		case "public_url":
-			u.PublicURL, err = cfargs.One(d)
-		case "gateway_prefix":
-			u.GatewayPrefix, err = cfargs.One(d)
-		case "auth":
-			u.Auth, err = access.UnmarshalCaddyfile(d)
-		default:
+		}
+		if !ok {
 			return d.Errf("unknown mcp_ui option %q", opt)
 		}
 		if err != nil {

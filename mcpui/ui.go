@@ -18,8 +18,8 @@ import (
 
 	"github.com/caddymcp/caddymcp/internal/access"
 	"github.com/caddymcp/caddymcp/internal/authn"
-	"github.com/caddymcp/caddymcp/internal/origin"
 	"github.com/caddymcp/caddymcp/internal/principal"
+	"github.com/caddymcp/caddymcp/internal/published"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 )
 
@@ -36,23 +36,14 @@ func init() {
 // sign-in page and back. Requests to other paths, <prefix>/mcp included, go to the
 // next handler.
 type UI struct {
-	// Prefix is the path the dashboard is served under. Default "/ui".
-	Prefix string `json:"prefix,omitempty"`
+	// Site is where the dashboard is mounted (prefix, default /ui), the gateway it
+	// publishes, and the auth block, required: its policy decides what each person
+	// sees.
+	published.Site
 
 	// SignIn is the issuer of the built-in authorization server (mcp_oauth_server)
 	// whose browser sign-in the dashboard uses. Default: the config's only one.
 	SignIn string `json:"sign_in,omitempty"`
-
-	// PublicURL is the origin clients reach the gateway at (scheme://host[:port]).
-	// Default: the origin of the request.
-	PublicURL string `json:"public_url,omitempty"`
-
-	// GatewayPrefix is the mcp_gateway handler's prefix. Default: the root.
-	GatewayPrefix string `json:"gateway_prefix,omitempty"`
-
-	// Auth holds the policy that decides what each user sees (the same block as
-	// mcp_gateway's; share one Caddyfile snippet). Required.
-	Auth *access.Config `json:"auth,omitempty"`
 
 	app    *mcpregistry.App
 	auth   *access.Authenticator
@@ -70,37 +61,12 @@ func (*UI) CaddyModule() caddy.ModuleInfo {
 // Provision sets up the handler.
 func (u *UI) Provision(ctx caddy.Context) error {
 	u.logger = ctx.Logger()
-	u.Prefix = cleanPrefix(u.Prefix, "/ui")
-	u.GatewayPrefix = cleanPrefix(u.GatewayPrefix, "")
-	u.PublicURL = strings.TrimRight(u.PublicURL, "/")
-	if u.PublicURL != "" {
-		if p, err := url.Parse(u.PublicURL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.Path != "" {
-			return fmt.Errorf("mcp_ui: public_url %q must be an origin: http(s)://host[:port]", u.PublicURL)
-		}
-	}
 	if u.Auth == nil {
 		return fmt.Errorf("mcp_ui: an auth block is required: its policy decides what each user sees")
 	}
-	app, err := ctx.App("mcp_registry")
-	if err != nil {
-		return fmt.Errorf("mcp_ui: loading the mcp_registry app: %w", err)
-	}
-	u.app = app.(*mcpregistry.App)
-	if u.auth, err = access.New(ctx, u.logger, u.Auth, u.app.MCPAudience(u.Auth.Resource, u.GatewayPrefix), u.app.LocalIssuers()); err != nil {
-		return fmt.Errorf("mcp_ui: %w", err)
-	}
-	return nil
-}
-
-func cleanPrefix(p, def string) string {
-	if p == "" {
-		p = def
-	}
-	p = strings.TrimRight(p, "/")
-	if p != "" && !strings.HasPrefix(p, "/") {
-		p = "/" + p
-	}
-	return p
+	var err error
+	u.app, u.auth, err = u.Site.Provision(ctx, u.logger, "mcp_ui", "/ui")
+	return err
 }
 
 // ServeHTTP serves the dashboard's pages and passes every other request to next.
@@ -131,7 +97,7 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	}
 	caller := u.auth.Resolve(&principal.Caller{Issuer: issuer, Subject: subject, Groups: groups})
 	r = r.WithContext(principal.WithCaller(r.Context(), caller))
-	v := view{ui: u, r: r, caller: caller, base: origin.Resolve(u.PublicURL, r) + u.GatewayPrefix}
+	v := view{ui: u, r: r, caller: caller, base: u.GatewayBase(r)}
 	if rest == "/" {
 		v.serveIndex(w)
 		return nil

@@ -107,7 +107,9 @@ func signedIn(t *testing.T, base, user string) (*http.Client, string) {
 	return c, string(b)
 }
 
-func html(s string) string { return strings.NewReplacer("&#39;", "'", "&amp;", "&", "&#34;", `"`).Replace(s) }
+func html(s string) string {
+	return strings.NewReplacer("&#39;", "'", "&amp;", "&", "&#34;", `"`).Replace(s)
+}
 
 func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
 	t.Helper()

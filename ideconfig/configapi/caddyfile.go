@@ -5,7 +5,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/caddymcp/caddymcp/internal/access"
 	"github.com/caddymcp/caddymcp/internal/cfargs"
 	_ "github.com/caddymcp/caddymcp/internal/directiveorder"
 )
@@ -40,19 +39,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s given twice", opt)
 		}
 		seen[opt] = true
-		var err error
-		switch opt {
-		case "prefix":
-			h.Prefix, err = cfargs.One(d)
-		case "public_url":
-			h.PublicURL, err = cfargs.One(d)
-		case "gateway_prefix":
-			h.GatewayPrefix, err = cfargs.One(d)
-		case "token_env":
+		ok, err := h.UnmarshalOption(d, opt)
+		if !ok && opt == "token_env" {
+			ok = true
 			h.TokenEnv, err = cfargs.One(d)
-		case "auth":
-			h.Auth, err = access.UnmarshalCaddyfile(d)
-		default:
+		}
+		if !ok {
 			return d.Errf("unknown mcp_ide_config option %q", opt)
 		}
 		if err != nil {

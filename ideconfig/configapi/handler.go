@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -21,8 +20,8 @@ import (
 	"github.com/caddymcp/caddymcp/internal/access"
 	"github.com/caddymcp/caddymcp/internal/accesslog"
 	"github.com/caddymcp/caddymcp/internal/authn"
-	"github.com/caddymcp/caddymcp/internal/origin"
 	"github.com/caddymcp/caddymcp/internal/principal"
+	"github.com/caddymcp/caddymcp/internal/published"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
@@ -45,26 +44,14 @@ func init() {
 // from an environment variable or a prompt, never written into the file). Requests to
 // other paths, <prefix>/<anything but a client> included, go to the next handler.
 type Handler struct {
-	// Prefix is the path the handler answers under. Default "/ide-config".
-	Prefix string `json:"prefix,omitempty"`
-
-	// PublicURL is the origin clients reach the gateway at (scheme://host[:port]).
-	// Default: the origin of the request.
-	PublicURL string `json:"public_url,omitempty"`
-
-	// GatewayPrefix is the mcp_gateway handler's prefix, so server URLs are
-	// <public_url><gateway_prefix>/<path>/mcp. Default: the root.
-	GatewayPrefix string `json:"gateway_prefix,omitempty"`
+	// Site is where the handler is mounted (prefix, default /ide-config), the gateway
+	// it publishes, and the auth block. Without auth, anonymous callers get every
+	// server, as the registry API lists them.
+	published.Site
 
 	// TokenEnv names the environment variable that holds the user's gateway token in
 	// configurations generated with auth=token. Default CADDYMCP_TOKEN.
 	TokenEnv string `json:"token_env,omitempty"`
-
-	// Auth authenticates callers exactly like mcp_gateway's auth block (share one
-	// Caddyfile snippet); the configuration lists only the servers the caller's
-	// policy lets them list (list_service). Absent: anonymous callers get every
-	// server, as the registry API lists them.
-	Auth *access.Config `json:"auth,omitempty"`
 
 	app       *mcpregistry.App
 	auth      *access.Authenticator
@@ -89,42 +76,15 @@ const maxServersPerConfig = 200
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.accessLog = accesslog.New(ctx)
-	h.Prefix = cleanPrefix(h.Prefix, "/ide-config")
-	h.GatewayPrefix = cleanPrefix(h.GatewayPrefix, "")
-	h.PublicURL = strings.TrimRight(h.PublicURL, "/")
 	if h.TokenEnv == "" {
 		h.TokenEnv = "CADDYMCP_TOKEN"
 	}
 	if !envVarName.MatchString(h.TokenEnv) {
 		return fmt.Errorf("mcp_ide_config: token_env %q is not an environment variable name", h.TokenEnv)
 	}
-	if h.PublicURL != "" {
-		if u, err := url.Parse(h.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return fmt.Errorf("mcp_ide_config: public_url %q must be an origin: http(s)://host[:port]", h.PublicURL)
-		}
-	}
-	app, err := ctx.App("mcp_registry")
-	if err != nil {
-		return fmt.Errorf("mcp_ide_config: loading the mcp_registry app: %w", err)
-	}
-	h.app = app.(*mcpregistry.App)
-	if h.Auth != nil {
-		if h.auth, err = access.New(ctx, h.logger, h.Auth, h.app.MCPAudience(h.Auth.Resource, h.GatewayPrefix), h.app.LocalIssuers()); err != nil {
-			return fmt.Errorf("mcp_ide_config: %w", err)
-		}
-	}
-	return nil
-}
-
-func cleanPrefix(p, def string) string {
-	if p == "" {
-		p = def
-	}
-	p = strings.TrimRight(p, "/")
-	if p != "" && !strings.HasPrefix(p, "/") {
-		p = "/" + p
-	}
-	return p
+	var err error
+	h.app, h.auth, err = h.Site.Provision(ctx, h.logger, "mcp_ide_config", "/ide-config")
+	return err
 }
 
 // ServeHTTP serves the handler's paths and passes every other request to next.
@@ -191,7 +151,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			chosen = append(chosen, s)
 		}
 	}
-	out, servers, notes, err := h.generate(ideconfig.Client(client), chosen, origin.Resolve(h.PublicURL, r)+h.GatewayPrefix, useToken)
+	out, servers, notes, err := h.generate(ideconfig.Client(client), chosen, h.GatewayBase(r), useToken)
 	if err != nil {
 		writeError(w, http.StatusUnprocessableEntity, "", err.Error())
 		return nil
