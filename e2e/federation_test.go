@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -107,25 +104,7 @@ func TestIdentityProviderMatrix(t *testing.T) {
 				}
 			})
 			t.Run("mcp-remote through the browser", func(t *testing.T) {
-				home := t.TempDir() // mcp-remote keeps its tokens under ~/.mcp-auth
-				stderr := &lockedWriter{w: new(strings.Builder)}
-				cmd := exec.Command(testenv.NodeBin(), filepath.Join(testenv.NodeDir(), "node_modules", "mcp-remote", "dist", "proxy.js"), mcpURL)
-				cmd.Dir = testenv.NodeDir()
-				cmd.Env = append(os.Environ(), "HOME="+home, "E2E_USER="+user, "E2E_IDP=Corp SSO",
-					"BROWSER="+testenv.NodeBin()+" "+filepath.Join(testenv.NodeDir(), "fake-browser.mjs"))
-				cmd.Stderr = stderr
-				t.Cleanup(func() {
-					if t.Failed() {
-						t.Logf("mcp-remote's stderr:\n%s", stderr.String())
-					}
-				})
-				cs := connect(t, &mcp.CommandTransport{Command: cmd}, nil, "")
-				if got := toolNames(t, cs); !slices.Equal(got, []string{allowedTool}) {
-					t.Errorf("tools/list through mcp-remote: %v, want only %s", got, allowedTool)
-				}
-				if res := callTool(t, cs, &mcp.CallToolParams{Name: allowedTool}); res.IsError || text(res) == "" {
-					t.Errorf("%s through mcp-remote: isError=%v %q", allowedTool, res.IsError, text(res))
-				}
+				mcpRemoteSession(t, mcpURL, "E2E_USER="+user, "E2E_IDP=Corp SSO")
 			})
 		})
 	}

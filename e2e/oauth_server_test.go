@@ -236,25 +236,7 @@ func TestOAuthServer(t *testing.T) {
 		// mcp-remote (the TypeScript SDK's OAuth client behind a stdio proxy, as Claude
 		// Desktop runs it) opens $BROWSER through xdg-open; the fake browser signs alice
 		// in and delivers the code to mcp-remote's loopback callback.
-		home := t.TempDir() // mcp-remote keeps its tokens under ~/.mcp-auth
-		stderr := &lockedWriter{w: new(strings.Builder)}
-		cmd := exec.Command(testenv.NodeBin(), filepath.Join(testenv.NodeDir(), "node_modules", "mcp-remote", "dist", "proxy.js"), mcpURL)
-		cmd.Dir = testenv.NodeDir()
-		cmd.Env = append(os.Environ(), "HOME="+home, "E2E_USER=alice", "E2E_PASSWORD="+alicePassword,
-			"BROWSER="+testenv.NodeBin()+" "+filepath.Join(testenv.NodeDir(), "fake-browser.mjs"))
-		cmd.Stderr = stderr
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("mcp-remote's stderr:\n%s", stderr.String())
-			}
-		})
-		cs := connect(t, &mcp.CommandTransport{Command: cmd}, nil, "")
-		if got := toolNames(t, cs); !slices.Equal(got, []string{allowedTool}) {
-			t.Errorf("tools/list through mcp-remote: %v, want only %s", got, allowedTool)
-		}
-		if res := callTool(t, cs, &mcp.CallToolParams{Name: allowedTool}); res.IsError || text(res) == "" {
-			t.Errorf("%s through mcp-remote: isError=%v %q", allowedTool, res.IsError, text(res))
-		}
+		cs := mcpRemoteSession(t, mcpURL, "E2E_USER=alice", "E2E_PASSWORD="+alicePassword)
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 		defer cancel()
 		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: deniedTool}); err == nil || !strings.Contains(err.Error(), deniedTool) {
@@ -726,4 +708,31 @@ func (l *lockedWriter) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.String()
+}
+
+// mcpRemoteSession runs mcp-remote (the TypeScript SDK's OAuth client behind a stdio
+// proxy, as Claude Desktop runs it) against mcpURL, with the fake browser on $BROWSER
+// signing in as env says (E2E_USER, E2E_PASSWORD or E2E_IDP), checks that it lists
+// only allowedTool and calls it, and returns the session.
+func mcpRemoteSession(t *testing.T, mcpURL string, env ...string) *mcp.ClientSession {
+	t.Helper()
+	home := t.TempDir() // mcp-remote keeps its tokens under ~/.mcp-auth
+	stderr := &lockedWriter{w: new(strings.Builder)}
+	cmd := exec.Command(testenv.NodeBin(), filepath.Join(testenv.NodeDir(), "node_modules", "mcp-remote", "dist", "proxy.js"), mcpURL)
+	cmd.Dir = testenv.NodeDir()
+	cmd.Env = append(append(os.Environ(), "HOME="+home, "BROWSER="+testenv.NodeBin()+" "+filepath.Join(testenv.NodeDir(), "fake-browser.mjs")), env...)
+	cmd.Stderr = stderr
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("mcp-remote's stderr:\n%s", stderr.String())
+		}
+	})
+	cs := connect(t, &mcp.CommandTransport{Command: cmd}, nil, "")
+	if got := toolNames(t, cs); !slices.Equal(got, []string{allowedTool}) {
+		t.Errorf("tools/list through mcp-remote: %v, want only %s", got, allowedTool)
+	}
+	if res := callTool(t, cs, &mcp.CallToolParams{Name: allowedTool}); res.IsError || text(res) == "" {
+		t.Errorf("%s through mcp-remote: isError=%v %q", allowedTool, res.IsError, text(res))
+	}
+	return cs
 }

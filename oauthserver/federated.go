@@ -2,7 +2,6 @@ package oauthserver
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -226,14 +225,7 @@ func (s *Server) finishFederated(w http.ResponseWriter, r *http.Request, c *fede
 		renderError(w, http.StatusBadRequest, "Unknown application", "The application of this request is no longer registered. Start again from your application.")
 		return
 	}
-	req.SessionID = newSess.ID
-	req.CSRF = rand.Text()
-	if err := s.store.PutAuthRequest(ctx, req); err != nil {
-		s.logger.Error("storing authorization request failed", zapErr(err))
-		renderError(w, http.StatusInternalServerError, "Server error", "The request could not be stored.")
-		return
-	}
-	s.proceed(w, r, req, client, newSess, "")
+	s.proceedSignedIn(w, r, req, client, newSess)
 }
 
 // federatedUser records the user a provider signed in: created on their first sign-in,

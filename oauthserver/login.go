@@ -206,12 +206,18 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, req AuthReq
 		renderError(w, http.StatusInternalServerError, "Server error", "Your session could not be created.")
 		return
 	}
-	req.SessionID = newSess.ID
+	s.proceedSignedIn(w, r, req, c, newSess)
+}
+
+// proceedSignedIn moves a pending request to the session its user just signed in to
+// (with a fresh CSRF token for its next form) and shows its next step.
+func (s *Server) proceedSignedIn(w http.ResponseWriter, r *http.Request, req AuthRequest, c Client, sess Session) {
+	req.SessionID = sess.ID
 	req.CSRF = rand.Text()
-	if err := s.store.PutAuthRequest(ctx, req); err != nil {
+	if err := s.store.PutAuthRequest(r.Context(), req); err != nil {
 		s.logger.Error("storing authorization request failed", zapErr(err))
 		renderError(w, http.StatusInternalServerError, "Server error", "The request could not be stored.")
 		return
 	}
-	s.proceed(w, r, req, c, newSess, "")
+	s.proceed(w, r, req, c, sess, "")
 }
