@@ -23,6 +23,11 @@ type pageData struct {
 	Connected  bool
 	ConnectURL string
 	Notes      []string
+	// The server page's actions: shown when the caller's policy grants them.
+	CSRF      string
+	MayToggle bool
+	MayCheck  bool
+	Done      string
 	// A message page.
 	Message string
 }
@@ -63,7 +68,11 @@ var pages = template.Must(template.New("").Parse(`
 {{template "foot" .}}{{end}}
 {{define "server"}}{{template "head" .}}{{with .Server}}
 <h2>{{.Name}}{{if not .Enabled}} <span class="small">(disabled)</span>{{end}}</h2><p>{{.Description}}</p>
-<p>MCP URL: <code id="mcp-url">{{.URL}}</code></p><p>Health: <span class="{{.Health}}">{{.Health}}</span>{{if $.LastError}} <span class="small">— {{$.LastError}}</span>{{end}}</p>{{end}}
+<p>MCP URL: <code id="mcp-url">{{.URL}}</code></p><p>Health: <span class="{{.Health}}" id="health">{{.Health}}</span>{{if $.LastError}} <span class="small">— {{$.LastError}}</span>{{end}}</p>{{end}}
+{{if .Done}}<p role="status" id="done">Done: {{.Done}}.</p>{{end}}
+{{if or .MayToggle .MayCheck}}<form method="post" id="actions"><input type="hidden" name="csrf" value="{{.CSRF}}">
+{{if .MayToggle}}{{if .Server.Enabled}}<button type="submit" name="action" value="disable">Disable</button>{{else}}<button type="submit" name="action" value="enable">Enable</button>{{end}}{{end}}
+{{if .MayCheck}}<button type="submit" name="action" value="check">Check now</button>{{end}}</form>{{end}}
 {{if .ConnectURL}}<p>{{if .Connected}}Your account is connected. <a href="{{.ConnectURL}}">Manage the connection</a>{{else}}This server acts as you: <a id="connect" href="{{.ConnectURL}}">connect your account</a> before your assistant uses it.{{end}}</p>{{end}}
 {{range .Notes}}<p class="small">{{.}}</p>{{end}}
 {{if .Configs}}<h2>Add it to your assistant</h2>

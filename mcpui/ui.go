@@ -29,8 +29,9 @@ func init() {
 
 // UI is the mcp_ui handler:
 //
-//	GET <prefix>/                  the servers the signed-in user may list; ?q= searches tools
-//	GET <prefix>/servers/<name>    one server: health, tools, client configurations, connection
+//	GET  <prefix>/                  the servers the signed-in user may list; ?q= searches tools
+//	GET  <prefix>/servers/<name>    one server: health, tools, client configurations, connection
+//	POST <prefix>/servers/<name>    action=enable|disable (toggle_service), check (health_check_service)
 //
 // A browser that is not signed in is sent to the built-in authorization server's
 // sign-in page and back. Requests to other paths, <prefix>/mcp included, go to the
@@ -80,9 +81,13 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		http.Redirect(w, r, u.Prefix+"/", http.StatusMovedPermanently)
 		return nil
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	post := r.Method == http.MethodPost && rest != "/"
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !post {
 		w.Header().Set("Allow", "GET, HEAD")
-		renderMessage(w, http.StatusMethodNotAllowed, "Method not allowed", "The dashboard takes GET.")
+		if rest != "/" {
+			w.Header().Set("Allow", "GET, HEAD, POST")
+		}
+		renderMessage(w, http.StatusMethodNotAllowed, "Method not allowed", "The dashboard takes GET, and POST from a server's page.")
 		return nil
 	}
 	signIn, issuer, problem := u.browserSignIn()
@@ -105,6 +110,10 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	name, err := url.PathUnescape(strings.TrimPrefix(rest, "/servers/"))
 	if err != nil {
 		name = ""
+	}
+	if post {
+		v.act(w, name)
+		return nil
 	}
 	v.serveServer(w, name)
 	return nil

@@ -63,7 +63,7 @@ func startDashboard(t *testing.T) string {
 							"group_mappings": map[string]any{"eng": []string{"eng"}, "ops": []string{"ops"}},
 							"ui_scopes": map[string]any{
 								"eng": map[string]any{"list_service": []string{"github", "legacy"}},
-								"ops": map[string]any{"list_service": []string{"all"}},
+								"ops": map[string]any{"list_service": []string{"all"}, "toggle_service": []string{"jira"}, "health_check_service": []string{"all"}},
 							},
 						},
 					}},
@@ -226,5 +226,81 @@ func TestDashboardRefusals(t *testing.T) {
 	resp, _ = get(t, anon, base+"/ui/servers/github")
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "/oauth/login?return_to=%2Fui%2Fservers%2Fgithub") {
 		t.Errorf("anonymous: %d %s", resp.StatusCode, loc)
+	}
+}
+
+var pageCSRF = regexp.MustCompile(`<form method="post" id="actions"><input type="hidden" name="csrf" value="([^"]+)">`)
+
+// post submits a server page's action form as c, with the page's CSRF token unless
+// csrf overrides it, and an Origin header when origin is set.
+func post(t *testing.T, c *http.Client, u, action, csrf, origin string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(url.Values{"action": {action}, "csrf": {csrf}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// The server page's buttons: shown and honoured for the actions the caller's policy
+// grants on that server, and only from the page itself (CSRF token, same origin).
+func TestDashboardActions(t *testing.T) {
+	base := startDashboard(t)
+	app, err := mcpregistry.Running()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, _ := signedIn(t, base, "bob")
+	_, page := get(t, bob, base+"/ui/servers/jira")
+	m := pageCSRF.FindStringSubmatch(page)
+	if m == nil || !strings.Contains(page, `value="disable">Disable`) || !strings.Contains(page, `value="check">Check now`) {
+		t.Fatalf("bob's jira page has no actions:\n%s", page)
+	}
+	csrf := m[1]
+	for _, tc := range []struct {
+		name, csrf, origin string
+	}{
+		{"no token", "", ""},
+		{"another token", "x" + csrf, ""},
+		{"another site", csrf, "https://evil.example"},
+	} {
+		if resp, _ := post(t, bob, base+"/ui/servers/jira", "disable", tc.csrf, tc.origin); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: %d", tc.name, resp.StatusCode)
+		}
+	}
+	if !app.Server("jira").Enabled {
+		t.Fatal("a refused form disabled jira")
+	}
+	resp, page := post(t, bob, base+"/ui/servers/jira", "disable", csrf, base)
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.RawQuery != "done=disabled" || !strings.Contains(page, `value="enable">Enable`) {
+		t.Fatalf("disable: %d %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	if app.Server("jira").Enabled {
+		t.Error("jira still enabled")
+	}
+	// toggle_service covers jira only; health_check_service everything.
+	_, page = get(t, bob, base+"/ui/servers/github")
+	if strings.Contains(page, `value="disable"`) || !strings.Contains(page, `value="check"`) {
+		t.Errorf("bob's github page actions:\n%s", page)
+	}
+	csrf = pageCSRF.FindStringSubmatch(page)[1]
+	if resp, _ := post(t, bob, base+"/ui/servers/github", "disable", csrf, ""); resp.StatusCode != http.StatusForbidden || !app.Server("github").Enabled {
+		t.Errorf("bob disabling github: %d", resp.StatusCode)
+	}
+	// alice may only list: no form, and a forged one is refused.
+	alice, _ := signedIn(t, base, "alice")
+	_, page = get(t, alice, base+"/ui/servers/github")
+	if strings.Contains(page, `id="actions"`) {
+		t.Errorf("alice sees actions:\n%s", page)
+	}
+	if resp, _ := post(t, alice, base+"/ui/servers/github", "check", "", ""); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("alice's check: %d", resp.StatusCode)
 	}
 }

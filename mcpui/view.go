@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/ideconfig"
+	"github.com/caddymcp/caddymcp/internal/policy"
 	"github.com/caddymcp/caddymcp/internal/principal"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
@@ -82,6 +83,15 @@ func (v view) serveServer(w http.ResponseWriter, name string) {
 	hl, _ := app.Health(s.Name)
 	d.Server = &serverRow{Name: s.Name, Description: s.Description, URL: v.serverURL(s), Health: string(hl.Status), Tags: s.Tags, Enabled: s.Enabled}
 	d.LastError = hl.LastError
+	d.MayToggle = mcpregistry.Allowed(ctx, policy.ToggleService, s.Name)
+	d.MayCheck = mcpregistry.Allowed(ctx, policy.HealthCheckService, s.Name)
+	if d.MayToggle || d.MayCheck {
+		d.CSRF = v.csrfToken(w)
+	}
+	switch done := v.r.URL.Query().Get("done"); done {
+	case "enabled", "disabled", "checked":
+		d.Done = done
+	}
 	for _, t := range app.VisibleTools(ctx, s) {
 		d.Tools = append(d.Tools, hitRow{Tool: t.Name, Description: t.Description})
 	}
