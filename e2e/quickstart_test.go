@@ -137,6 +137,9 @@ func TestQuickstart(t *testing.T) {
 		if res.Clipboard == "" || res.Clipboard != res.Config || !strings.Contains(res.Config, `"url": "`+base+`/registry/mcp"`) {
 			t.Errorf("copied %q, the page shows %q", res.Clipboard, res.Config)
 		}
+		if res.Done != "Done: checked." {
+			t.Errorf("Check now: %q", res.Done)
+		}
 		if len(res.ConsoleErrors) > 0 {
 			t.Errorf("console errors (a refused script or style?): %v", res.ConsoleErrors)
 		}
@@ -213,7 +216,7 @@ func decodeStructured(t *testing.T, res *mcp.CallToolResult, v any) {
 
 // dashboardResult is what testdata/node/dashboard-browser.mjs saw in Chromium.
 type dashboardResult struct {
-	User, URL, Config, Clipboard, Fatal string
+	User, URL, Config, Clipboard, Done, Fatal string
 	Servers, ConsoleErrors              []string
 }
 

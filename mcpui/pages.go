@@ -96,7 +96,9 @@ func render(w http.ResponseWriter, status int, name string, d pageData) {
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src "+styleCSP+"; script-src "+scriptCSP+"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer the browser sends "Origin: null"
+	// with the page's own forms, and the same-origin check would have nothing to check.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = pages.ExecuteTemplate(w, name, d)

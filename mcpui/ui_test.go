@@ -270,6 +270,7 @@ func TestDashboardActions(t *testing.T) {
 		{"no token", "", ""},
 		{"another token", "x" + csrf, ""},
 		{"another site", csrf, "https://evil.example"},
+		{"an opaque origin (a sandboxed frame)", csrf, "null"},
 	} {
 		if resp, _ := post(t, bob, base+"/ui/servers/jira", "disable", tc.csrf, tc.origin); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("%s: %d", tc.name, resp.StatusCode)

@@ -1,16 +1,17 @@
 // Drives Debian's Chromium (headless, through playwright-core) through caddymcp's
 // dashboard as a person would: opens <base>/ui/, is sent to the built-in server's
 // sign-in page, signs in, reads the server list, opens a server's page, unfolds a
-// client's configuration and presses Copy, then reads the clipboard.
+// client's configuration and presses Copy, then reads the clipboard, and presses
+// Check now.
 //
 //   node dashboard-browser.mjs <base url> <user> <password> <server> <client>
 //
-// Prints one JSON line: {user, servers, url, clipboard, config, consoleErrors} or {fatal}.
+// Prints one JSON line: {user, servers, url, clipboard, config, done, consoleErrors} or {fatal}.
 import { chromium } from 'playwright-core';
 
 const [base, user, password, server, client] = process.argv.slice(2);
 const out = { consoleErrors: [] };
-let browser;
+let browser, page;
 try {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -19,7 +20,7 @@ try {
   });
   const context = await browser.newContext();
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(base).origin });
-  const page = await context.newPage();
+  page = await context.newPage();
   // A Content-Security-Policy refusal (of the copy script, say) shows as a console error.
   page.on('console', (m) => { if (m.type() === 'error') out.consoleErrors.push(m.text()); });
   await page.goto(base + '/ui/');
@@ -35,8 +36,12 @@ try {
   await page.waitForFunction((c) => document.querySelector(`#client-${c} button`).textContent !== 'Copy', client);
   out.config = await page.textContent(`#cfg-${client}`);
   out.clipboard = await page.evaluate(() => navigator.clipboard.readText());
+  // The page's own form, as the browser posts it (its cookie, its Origin).
+  await Promise.all([page.waitForURL(/done=checked/), page.click('#actions button[value=check]')]);
+  out.done = await page.textContent('#done');
 } catch (e) {
   out.fatal = String(e && e.stack || e);
+  if (page) out.fatal += '\nat ' + page.url() + ':\n' + (await page.content().catch(() => '')).slice(0, 3000);
 } finally {
   if (browser) await browser.close();
 }
