@@ -78,11 +78,28 @@ type saasUpstream struct {
 	// the user's grant was revoked at the authorization server.
 	reject   string
 	rejected int
+	// stale: these tokens are answered 401 although they verify and have not
+	// expired, as after the upstream revoked an access token alone.
+	stale map[string]bool
 	// openHandshake: initialize and notifications/initialized are served without a
 	// token, as some SaaS MCP servers do; every other request needs one.
 	openHandshake atomic.Bool
 	// handshakes counts the handshakes served without a token.
 	handshakes atomic.Int32
+}
+
+// staleSeen makes the upstream answer 401 to every token of sub it has received so far.
+func (u *saasUpstream) staleSeen(sub string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.stale == nil {
+		u.stale = map[string]bool{}
+	}
+	for _, tok := range u.tokens {
+		if t, err := jwt.ParseInsecure([]byte(tok)); err == nil && t.Subject() == sub {
+			u.stale[tok] = true
+		}
+	}
 }
 
 // rejectSubject makes the upstream answer 401 to sub's tokens ("": to nobody's).
@@ -122,7 +139,7 @@ func startSaaSUpstream(t *testing.T, issuer string) *saasUpstream {
 			return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
 		}
 		u.mu.Lock()
-		revoked := u.reject != "" && u.reject == tok.Subject()
+		revoked := (u.reject != "" && u.reject == tok.Subject()) || u.stale[token]
 		if revoked {
 			u.rejected++
 		}
@@ -551,6 +568,20 @@ func TestUpstreamOAuth(t *testing.T) {
 		got := whoami(t, cs)
 		if !strings.HasPrefix(got, "sub=alice ") || got == first {
 			t.Fatalf("after expiry: %q (before: %q); want alice with a new token", got, first)
+		}
+	})
+
+	t.Run("upstream refuses a token its refresh renews", func(t *testing.T) {
+		// The upstream revokes alice's access token alone: the gateway refreshes it and
+		// sends the call again; her client sees only the answer.
+		before := whoami(t, cs)
+		saas.staleSeen("alice")
+		got := whoami(t, cs)
+		if !strings.HasPrefix(got, "sub=alice ") || got == before {
+			t.Fatalf("after the upstream refused alice's token: %q (before: %q); want alice with a new token", got, before)
+		}
+		if !strings.Contains(caddy.Output(), "refreshed an upstream token the upstream refused") {
+			t.Error("no log entry for the refresh")
 		}
 	})
 

@@ -225,6 +225,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	err := g.forward(w, r, server, segment, sub, ep)
 	if oauthUpstream {
+		if v, _ := repl.Get(upstreamRefusedKey); v == true && g.retryAfterRefresh(r, repl, caller, server, body) {
+			err = g.forward(w, r, server, segment, sub, ep)
+		}
 		if v, _ := repl.Get(upstreamRefusedKey); v == true {
 			g.answerUpstreamRefused(aw0, r, caller, server, segment, subjectToken, in, body)
 		}

@@ -1,8 +1,10 @@
 package mcpgateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -92,6 +94,37 @@ func (g *Gateway) answerUpstreamRefused(w http.ResponseWriter, r *http.Request, 
 	}
 	w.Header().Set("Retry-After", "1")
 	writeRPCError(w, http.StatusBadGateway, firstID(in), codeUpstreamAuthFailed, "MCP server "+quote(server.Name)+" refused the gateway's token for you; retry")
+}
+
+// retryAfterRefresh is asked when the upstream refused the caller's stored token (401)
+// before the token expired. When a refresh renews it, the request is made ready to be
+// sent once more (the new token in place, its inspected body rewound) and true
+// returned; the second refusal, if any, is answered as refused.
+func (g *Gateway) retryAfterRefresh(r *http.Request, repl *caddy.Replacer, caller *principal.Caller, server *model.Server, body []byte) bool {
+	if caller == nil || g.registry.UpstreamGrant(server.Name) != mcpregistry.OAuthGrantAuthorizationCode {
+		return false
+	}
+	if v, _ := repl.Get(upstreamHandshakeKey); v == true {
+		return false // sent without a token: nothing to refresh
+	}
+	if r.Method == http.MethodPost && body == nil {
+		return false // a body the gateway does not hold cannot be sent again
+	}
+	sent, _ := repl.Get(upstreamAuthKey)
+	uc := mcpregistry.UpstreamCaller{Issuer: caller.Issuer, Subject: caller.Subject}
+	if s, _ := sent.(upstreamSecret); !g.registry.RefreshRefusedToken(r.Context(), server, uc, string(s)) {
+		return false
+	}
+	v, err := g.registry.UpstreamAuthorization(r.Context(), server, uc)
+	if err != nil {
+		return false
+	}
+	repl.Set(upstreamAuthKey, upstreamSecret(v))
+	repl.Set(upstreamRefusedKey, false)
+	if body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return true
 }
 
 // codeURLElicitationRequired is MCP's URLElicitationRequiredError (2025-11-25).

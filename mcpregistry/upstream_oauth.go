@@ -351,7 +351,7 @@ func (st *upstreamAuthState) obtain(ctx context.Context, cl *oauthClient, s *mod
 	case OAuthGrantTokenExchange:
 		return st.exchangeToken(ctx, cl, s, c)
 	}
-	return st.userToken(ctx, cl, s, k)
+	return st.userToken(ctx, cl, s, k, "")
 }
 
 // cached makes the cache entry of tok for s.
@@ -363,8 +363,9 @@ func (st *upstreamAuthState) cached(s *model.Server, access string, expiresAt ti
 	return e
 }
 
-// userToken reads k's token from the vault, refreshing it when it is about to expire.
-func (st *upstreamAuthState) userToken(ctx context.Context, cl *oauthClient, s *model.Server, k tokenKey) (*cachedToken, error) {
+// userToken reads k's token from the vault, refreshing it when it is about to expire,
+// or when it is refusedHeader (the upstream refused it before its time).
+func (st *upstreamAuthState) userToken(ctx context.Context, cl *oauthClient, s *model.Server, k tokenKey, refusedHeader string) (*cachedToken, error) {
 	key := vaultKey(k.issuer, k.subject, k.server)
 	rec, err := st.vault.GetToken(key)
 	if errors.Is(err, model.ErrNotFound) {
@@ -382,7 +383,8 @@ func (st *upstreamAuthState) userToken(ctx context.Context, cl *oauthClient, s *
 		return st.missing(k, "the server's upstream changed since you connected; connect again"), nil
 	}
 	now := st.now()
-	if rec.ExpiresAt.IsZero() || now.Before(rec.ExpiresAt.Add(-skewFor(rec.ExpiresAt.Sub(now)))) {
+	refused := refusedHeader != "" && refusedHeader == "Bearer "+sec.AccessToken
+	if !refused && (rec.ExpiresAt.IsZero() || now.Before(rec.ExpiresAt.Add(-skewFor(rec.ExpiresAt.Sub(now))))) {
 		return st.cached(s, sec.AccessToken, rec.ExpiresAt), nil
 	}
 	drop := func(reason string) (*cachedToken, error) {
@@ -594,6 +596,35 @@ func (a *App) ForgetUpstreamToken(server string, c UpstreamCaller) {
 		return
 	}
 	st.invalidate(k)
+}
+
+// RefreshRefusedToken is asked when the upstream answered 401 to the caller's stored
+// token refusedHeader (the Authorization value sent) although the token had not
+// expired: the upstream may have revoked the access token alone, or rotated its
+// keys. When the connection holds a refresh token, it is refreshed now, once however
+// many requests were refused together, and true returned: the request may be sent
+// once more. False otherwise (and when the refresh fails): the caller forgets the
+// connection as refused.
+func (a *App) RefreshRefusedToken(ctx context.Context, s *model.Server, c UpstreamCaller, refusedHeader string) bool {
+	st := &a.upstreamAuth
+	cl := st.clients[s.Name]
+	if cl == nil || cl.grant != OAuthGrantAuthorizationCode || c.Subject == "" || refusedHeader == "" {
+		return false
+	}
+	k := tokenKey{issuer: c.Issuer, subject: c.Subject, server: s.Name}
+	st.mu.Lock()
+	if e := st.cache[k]; e != nil && e.header == refusedHeader {
+		delete(st.cache, k)
+	}
+	st.mu.Unlock()
+	e, err := st.fetch(ctx, k, func(ctx context.Context) (*cachedToken, error) {
+		return st.userToken(ctx, cl, s, k, refusedHeader)
+	})
+	if err != nil || e == nil || e.missing || e.header == refusedHeader {
+		return false
+	}
+	st.logger.Info("refreshed an upstream token the upstream refused", zap.String("server", s.Name), zap.String("user", c.Subject))
+	return true
 }
 
 // connectLink is what a connect link carries, sealed.
