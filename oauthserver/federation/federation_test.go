@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -89,5 +90,35 @@ func TestUsableName(t *testing.T) {
 		if UsableName(name) != want {
 			t.Errorf("UsableName(%q) = %v", name, !want)
 		}
+	}
+}
+
+// The name comes from the username claim, else a verified email, else sub: an
+// unverified email (which a user may set to a colleague's at some providers) is never a
+// name.
+func TestUsername(t *testing.T) {
+	c := &Client{p: Provider{UsernameClaim: "preferred_username"}}
+	for _, tc := range []struct {
+		claims, want string
+	}{
+		{`{"preferred_username":"alice","email":"a@x.example","email_verified":true}`, "alice"},
+		{`{"preferred_username":"Alice Smith","email":"a@x.example","email_verified":true}`, "a@x.example"},
+		{`{"email":"boss@x.example"}`, "sub-1"},
+		{`{"email":"boss@x.example","email_verified":false}`, "sub-1"},
+		{`{"email":"boss@x.example","email_verified":"true"}`, "sub-1"},
+	} {
+		var claims map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(tc.claims), &claims); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.username(claims, "sub-1"); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.claims, got, tc.want)
+		}
+	}
+	c.p.UsernameClaim = "email"
+	var claims map[string]json.RawMessage
+	json.Unmarshal([]byte(`{"email":"boss@x.example"}`), &claims)
+	if got := c.username(claims, "sub-1"); got != "sub-1" {
+		t.Errorf("username_claim email, unverified: %q", got)
 	}
 }

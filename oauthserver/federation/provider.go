@@ -50,7 +50,8 @@ type Provider struct {
 	// UsernameClaim names the ID-token claim that becomes the user's name on this
 	// server (tokens' sub, audit logs, upstream connections). Default
 	// preferred_username; when that is absent or not a usable name (1 to 64 letters,
-	// digits, '.', '_', '@', '-': what the admin endpoint can address), email, then sub. A name stays bound to the provider's subject that first used
+	// digits, '.', '_', '@', '-': what the admin endpoint can address), email (only
+	// with email_verified true, also when named here), then sub. A name stays bound to the provider's subject that first used
 	// it, so a user who changes their claim at the IdP cannot take another's name.
 	UsernameClaim string `json:"username_claim,omitempty"`
 

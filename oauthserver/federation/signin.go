@@ -211,8 +211,14 @@ func (c *Client) identity(ctx context.Context, idToken, nonce string) (Identity,
 }
 
 // username is the first usable of the username claim, email and sub; "" when none is.
+// An email counts only when the provider says it verified it: otherwise anyone could
+// claim a colleague's address at a provider that lets users set their own (Entra's
+// email claim is one such) and take their name here first.
 func (c *Client) username(claims map[string]json.RawMessage, sub string) string {
 	for _, name := range []string{c.p.UsernameClaim, "email"} {
+		if name == "email" && string(claims["email_verified"]) != "true" {
+			continue
+		}
 		if v, ok := stringClaim(claims, name); ok && UsableName(v) {
 			return v
 		}
