@@ -217,7 +217,7 @@ func decodeStructured(t *testing.T, res *mcp.CallToolResult, v any) {
 // dashboardResult is what testdata/node/dashboard-browser.mjs saw in Chromium.
 type dashboardResult struct {
 	User, URL, Config, Clipboard, Done, Fatal string
-	Servers, ConsoleErrors              []string
+	Servers, ConsoleErrors                    []string
 }
 
 // runDashboardBrowser signs user in on the dashboard in headless Chromium, opens
