@@ -78,6 +78,9 @@ const (
 	typicalNameWords = 3
 
 	weightSynonym = 0.35 // a word of the synonyms table counts this much of the query word
+	// weightAbbreviation is what the full form of an abbreviation counts (ns →
+	// namespace): the same word written out, so nearly the word itself.
+	weightAbbreviation = 0.8
 	weightConcept = 0.3  // a WordNet synonym or derived form of a query word
 	weightBroader = 0.15 // a WordNet hypernym (one level up) of a query word
 	weightIntent  = 0.6  // a word of asking that may also name a tool ("find", "search")
@@ -143,7 +146,29 @@ const weightSelfAside = 0.25
 
 // shortTerms are words of one or two letters that mean something in a query; any other
 // (am, ok, 's, …) is noise. Words with a digit (s3, v2, 42) are always kept.
-var shortTerms = toSet(`db pr mr ci cd vm ai ml id ip ui ux os qa go js ts py gh io k8 tf`)
+var shortTerms = toSet(`db pr mr ci cd vm ai ml id ip ui ux os qa go js ts py gh io k8 tf
+	ns pg ff dm ps ls rm mv cp tz`)
+
+// abbreviations are the common short forms of developers' words and commands, each with
+// its full form: a query word found here also stands for its full form (counting
+// weightAbbreviation) and that form's WordNet concepts.
+var abbreviations = map[string]string{
+	"prs": "pull requests", "mrs": "merge requests", "gh": "github", "tf": "terraform",
+	"k8s": "kubernetes", "kube": "kubernetes", "ns": "namespace", "pg": "postgres",
+	"ff": "feature flag", "dm": "direct message", "dms": "direct messages",
+	"repo": "repository", "repos": "repositories", "env": "environment", "envs": "environments",
+	"prod": "production", "dev": "development", "cfg": "configuration", "config": "configuration",
+	"msg": "message", "msgs": "messages", "cert": "certificate", "certs": "certificates",
+	"dep": "dependency", "deps": "dependencies", "vuln": "vulnerability", "vulns": "vulnerabilities",
+	"img": "image", "dir": "directory", "dirs": "directories", "pkg": "package", "pkgs": "packages",
+	"lat": "latitude", "lng": "longitude", "lon": "longitude", "addr": "address", "tz": "timezone",
+	"sev": "severity", "auth": "authentication", "creds": "credentials", "perms": "permissions",
+	"stats": "statistics", "info": "information", "txn": "transaction", "txns": "transactions",
+	"ps": "list processes", "ls": "list", "rm": "remove", "mv": "move", "cp": "copy",
+	"mkdir": "create directory", "cat": "read file", "grep": "search", "md": "markdown",
+	"tmpl": "template", "doc": "document", "docs": "documentation",
+	"db": "database", "dbs": "databases", "k8": "kubernetes",
+}
 
 // synonyms expands a query word (before stemming) into the abbreviations, products
 // and vocabulary of developer tools that WordNet does not know (db, k8s, pr, s3 …).
@@ -497,6 +522,14 @@ func queryTerms(query string) []queryTerm {
 			w = weightIntent
 		}
 		put(stem(raw), w, g, true)
+		if full, ok := abbreviations[raw]; ok {
+			for _, fw := range rawWords(full) {
+				put(stem(fw), weightAbbreviation, g, false)
+				if c, ok := cn.lookup(fw); ok {
+					expand(c, g)
+				}
+			}
+		}
 		for _, syn := range synonyms[raw] {
 			for _, t := range tokenize(syn) {
 				put(t, weightSynonym, g, false)
