@@ -81,10 +81,10 @@ const (
 	// weightAbbreviation is what the full form of an abbreviation counts (ns →
 	// namespace): the same word written out, so nearly the word itself.
 	weightAbbreviation = 0.8
-	weightConcept = 0.3  // a WordNet synonym or derived form of a query word
-	weightBroader = 0.15 // a WordNet hypernym (one level up) of a query word
-	weightIntent  = 0.6  // a word of asking that may also name a tool ("find", "search")
-	weightPart    = 0.5  // a part of a compound query word (sync in AppSync)
+	weightConcept      = 0.3  // a WordNet synonym or derived form of a query word
+	weightBroader      = 0.15 // a WordNet hypernym (one level up) of a query word
+	weightIntent       = 0.6  // a word of asking that may also name a tool ("find", "search")
+	weightPart         = 0.5  // a part of a compound query word (sync in AppSync)
 
 	// coverageFloor is what a hit answering none of the query's words but one
 	// expansion keeps of its score (coverage.factor); nameBoost is what a hit whose
