@@ -828,10 +828,20 @@ func (ix *Index) Search(query string, limit int) []Hit {
 	return out
 }
 
+// known reports whether some document has term.
+func (ix *Index) known(term string) bool {
+	for _, sh := range ix.shards {
+		if _, ok := sh.postings[term]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // searchScored returns the best limit documents for query, best first, with their
 // exact scores.
 func (ix *Index) searchScored(query string, limit int) []scoredDoc {
-	terms := queryTerms(query)
+	terms := queryTermsKnown(query, ix.known)
 	if len(terms) == 0 || ix.n == 0 || limit <= 0 {
 		return nil
 	}

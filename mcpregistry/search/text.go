@@ -430,7 +430,11 @@ const maxGroups = 8
 // queryTerms tokenizes a query into weighted terms: its words (stop words, noise and
 // meaningless short words dropped), their synonyms and WordNet concepts. Each distinct
 // term keeps its highest weight.
-func queryTerms(query string) []queryTerm {
+func queryTerms(query string) []queryTerm { return queryTermsKnown(query, nil) }
+
+// queryTermsKnown is queryTerms with the misspelt words corrected against the terms
+// known reports the index has (correctSpelling); nil corrects none.
+func queryTermsKnown(query string, known func(string) bool) []queryTerm {
 	idx := map[string]int{}
 	var out []queryTerm
 	put := func(term string, w float32, g int, primary bool) {
@@ -456,6 +460,11 @@ func queryTerms(query string) []queryTerm {
 	for i, n := range parts {
 		for j := i - n; j < i; j++ {
 			compound[j] = i
+		}
+	}
+	for i, w := range words {
+		if parts[i] == 0 && compound[i] < 0 {
+			words[i] = correctSpelling(w, known)
 		}
 	}
 	meaningful := 0
