@@ -50,13 +50,17 @@ type posting struct {
 // A posting's document carries nameFlag when the term is in the document's name (a
 // tool's or a server's), which the ranking favours (coverage.factor), and verbFlag
 // when it is the first word of a tool's name after its server's own (create in
-// create_issue and in todoist_create_task): the action that tool names take.
-// docMask takes the flags off. Shards hold far fewer than 2^29 documents.
+// create_issue and in todoist_create_task): the action that tool names take; and
+// serverFlag when the term is in the name of the document's server (github for every
+// tool of the github server), which a query naming that product favours.
+// docMask takes the flags off. Shards hold far fewer than 2^28 documents.
 const (
-	nameFlag int32 = 1 << 30
-	verbFlag int32 = 1 << 29
-	docMask        = verbFlag - 1
-	flagMask       = ^docMask
+	nameFlag   int32 = 1 << 30
+	verbFlag   int32 = 1 << 29
+	serverFlag int32 = 1 << 28
+	docMask          = serverFlag - 1
+	flagMask         = ^docMask
+	flagShift        = 28
 )
 
 type searchDoc struct {
@@ -130,7 +134,11 @@ type docScoring struct {
 }
 
 // span is a term's postings in a shard: pdoc[off : off+n] and ptf[off : off+n].
-type span struct{ off, n int32 }
+//
+// ns is how many of them carry serverFlag: a term most of whose documents are the
+// tools of servers it names (github, heroku, sentry) is a product's name, unlike one
+// that servers' names share with ordinary text (time, memory, tables).
+type span struct{ off, n, ns int32 }
 
 var emptyShard = &searchShard{postings: map[string]span{}}
 
@@ -139,7 +147,8 @@ func buildSegment(src Source) *searchSegment {
 	seg := &searchSegment{src: src}
 	tf := map[string]float32{}
 	inName := map[string]bool{}
-	verb := "" // the current document's verb (see verbFlag)
+	var serverWords map[string]bool // the words of the server's name (see serverFlag)
+	verb := ""                      // the current document's verb (see verbFlag)
 	termIdx := map[string]int32{}
 	var lists [][]posting
 	addTerms := func(w float32, terms []string) float32 {
@@ -192,6 +201,9 @@ func buildSegment(src Source) *searchSegment {
 			if term == verb {
 				doc |= verbFlag
 			}
+			if serverWords[term] {
+				doc |= serverFlag
+			}
 			lists[i] = append(lists[i], posting{doc: doc, tf: f})
 			delete(tf, term)
 		}
@@ -204,14 +216,14 @@ func buildSegment(src Source) *searchSegment {
 		seg.stats = append(seg.stats, st)
 	}
 	s := src.Server
-	tags := strings.Join(s.Tags, " ")
-	n := addName(weightName, s.Name) + add(weightTags, tags) + add(weightDescription, s.Description)
-	finish(searchDoc{server: s.Name, description: s.Description}, docStat{length: n, factor: serverDocFactor})
 	ctx, _ := tokenizeName(s.Name)
-	serverWords := map[string]bool{}
+	serverWords = map[string]bool{}
 	for _, w := range ctx {
 		serverWords[w] = true
 	}
+	tags := strings.Join(s.Tags, " ")
+	n := addName(weightName, s.Name) + add(weightTags, tags) + add(weightDescription, s.Description)
+	finish(searchDoc{server: s.Name, description: s.Description}, docStat{length: n, factor: serverDocFactor})
 	ctx = append(ctx, tokenize(tags)...) // once per server, not per tool
 	for _, t := range src.Tools {
 		verb = nameVerb(t.Name, serverWords)
@@ -336,6 +348,9 @@ func buildShard(old *searchShard, refs []segRef) *searchShard {
 				if nd := remap[d&docMask]; nd >= 0 {
 					sh.pdoc[sp.off+sp.n], sh.ptf[sp.off+sp.n] = nd|d&flagMask, old.ptf[osp.off+int32(i)]
 					sp.n++
+					if d&serverFlag != 0 {
+						sp.ns++
+					}
 				}
 			}
 			sh.postings[term] = sp
@@ -351,6 +366,9 @@ func buildShard(old *searchShard, refs []segRef) *searchShard {
 				for _, p := range g.posts[start:g.ends[t]] {
 					sh.pdoc[sp.off+sp.n], sh.ptf[sp.off+sp.n] = (base+p.doc&docMask)|p.doc&flagMask, p.tf
 					sp.n++
+					if p.doc&serverFlag != 0 {
+						sp.ns++
+					}
 				}
 				sh.postings[term] = sp
 				start = g.ends[t]
@@ -693,7 +711,7 @@ type scoredDoc struct {
 type scoreBuf struct {
 	lists   []span // [term*len(shards) + shard]
 	weights []float32
-	masks   [][4]uint64 // per query term: its bits in a document, by the posting's flags (see flagged)
+	masks   [][8]uint64 // per query term: its bits in a document, by the posting's flags (see flagged)
 	scores  []float32
 	matched []uint64 // per document: groups matched (see nameShift, verbShift)
 	touched []int32
@@ -708,6 +726,7 @@ type scoreBuf struct {
 type coverage struct {
 	primary, expansion [maxGroups]float32 // per group
 	total, invTotal    float32
+	product            bool // the query names a product (see productBit)
 	// expanded is, per set of groups (a bit each), what answering them by expansions
 	// only is worth (see credit): a table, so that scoring a document only looks up.
 	expanded [1 << maxGroups]float32
@@ -751,6 +770,8 @@ const (
 	groupMask = 1<<maxGroups - 1
 	matchMask = 1<<nameShift - 1
 	verbBits  = 1 | 1<<maxGroups
+	// productBit: the document's server is named by a product word of the query.
+	productBit = 1 << (4*maxGroups + 2*maxGroups)
 )
 
 // factor is the multiplier of a document's BM25 score for its matched groups m: the
@@ -776,6 +797,9 @@ func (c *coverage) factor(m uint64, nameInv float32) float32 {
 		// the answer before one that only mentions it (run_container).
 		f *= 1 + verbBoost*c.credit(uint32(m>>verbShift)&verbBits)
 	}
+	if c.product && m&productBit == 0 {
+		f *= offProductFactor
+	}
 	return f
 }
 
@@ -786,18 +810,22 @@ func (c *coverage) credit(m uint32) float32 {
 	return float32(bits.OnesCount32(p)) + c.expanded[e&^p]
 }
 
-// flagged is a term's bits in a document, indexed by its posting's flags (doc>>29):
-// the group's bit, with its name bit under nameFlag and its verb bit (if the term
-// stands for the query's verb) under verbFlag.
-func flagged(bit uint64) (out [4]uint64) {
+// flagged is a term's bits in a document, indexed by its posting's flags
+// (doc>>flagShift): the group's bit, with its name bit under nameFlag, its verb bit
+// (if the term stands for the query's verb) under verbFlag, and productBit under
+// serverFlag if the term names a product.
+func flagged(bit uint64, product bool) (out [8]uint64) {
 	match, verb := bit&matchMask, bit&^matchMask
 	for f := range out {
 		out[f] = match
-		if int32(f)<<29&nameFlag != 0 {
+		if int32(f)<<flagShift&nameFlag != 0 {
 			out[f] |= match << nameShift
 		}
-		if int32(f)<<29&verbFlag != 0 {
+		if int32(f)<<flagShift&verbFlag != 0 {
 			out[f] |= verb
+		}
+		if product && int32(f)<<flagShift&serverFlag != 0 {
+			out[f] |= productBit
 		}
 	}
 	return out
@@ -856,12 +884,17 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	var cov coverage
 	masks := buf.masks[:0]
 	for _, qt := range terms {
-		df := 0
+		df, ns := 0, 0
 		for _, sh := range ix.shards {
 			sp := sh.postings[qt.term]
 			lists = append(lists, sp)
 			df += int(sp.n)
+			ns += int(sp.ns)
 		}
+		// A query word most of whose documents belong to servers it names is a
+		// product's name ("whoami on github"): that server's tools come first.
+		product := qt.primary && ns > 0 && float64(ns) >= productShare*float64(df)
+		cov.product = cov.product || product
 		var w float32
 		if df > 0 && (qt.primary || df <= minExpansionCut || float64(df) <= maxExpansionShare*n) {
 			idf := float32(math.Log(1 + (n-float64(df)+0.5)/(float64(df)+0.5)))
@@ -878,7 +911,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 		if qt.group == 0 {
 			bit |= bit << verbShift
 		}
-		masks = append(masks, flagged(bit))
+		masks = append(masks, flagged(bit, product))
 	}
 	buf.masks = masks
 	cov.normalize()
@@ -912,7 +945,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			if imp != nil {
 				imps := imp[sp.off : sp.off+sp.n]
 				for i, doc := range docs {
-					bit := fbits[uint32(doc)>>29]
+					bit := fbits[uint32(doc)>>flagShift]
 					doc &= docMask
 					s := w * imps[i]
 					if scores[doc] == 0 {
@@ -928,7 +961,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			}
 			tfs := sh.ptf[sp.off : sp.off+sp.n]
 			for i, doc := range docs {
-				bit := fbits[uint32(doc)>>29]
+				bit := fbits[uint32(doc)>>flagShift]
 				doc &= docMask
 				d, tf := &sc[doc], tfs[i]
 				// The term's BM25 impact in the document (everything but idf and the

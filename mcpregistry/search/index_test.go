@@ -3,6 +3,7 @@ package search
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -274,4 +275,46 @@ func BenchmarkSearchIndexUpdate(b *testing.B) {
 			ix.WithImpacts()
 		}
 	})
+}
+
+// TestSearchProductName: a query word that names a server (most of its documents are
+// that server's tools) lowers the tools of other servers; a word that a server's name
+// shares with ordinary text does not.
+func TestSearchProductName(t *testing.T) {
+	tool := func(name, desc string) model.ToolInfo { return model.ToolInfo{Name: name, Description: desc} }
+	src := sortedSources([]Source{
+		{Server: &model.Server{Name: "acme"}, Tools: []model.ToolInfo{
+			tool("list_items", "List the items in stock (parts, widgets)"),
+		}},
+		{Server: &model.Server{Name: "other"}, Tools: []model.ToolInfo{
+			tool("list_widgets", "List widgets"),
+		}},
+		{Server: &model.Server{Name: "time"}, Tools: []model.ToolInfo{
+			tool("convert_time", "Convert a time between time zones"),
+		}},
+		{Server: &model.Server{Name: "clock"}, Tools: []model.ToolInfo{
+			tool("set_alarm", "Set an alarm for a time of day"),
+			tool("start_timer", "Start a timer that runs out after some time"),
+			tool("stopwatch", "Measure elapsed time"),
+		}},
+	})
+	ix := Build(src)
+	// other/list_widgets answers "list widgets" in both queries and neither of acme
+	// and time: only the product penalty tells its scores apart.
+	score := func(query string) float32 {
+		for _, h := range exactHits(ix, query, 10) {
+			if h.tool == "list_widgets" {
+				return h.score
+			}
+		}
+		t.Fatalf("%s: no list_widgets in %v", query, exactHits(ix, query, 10))
+		return 0
+	}
+	if named, plain := score("list widgets acme"), score("list widgets time"); math.Abs(float64(named/plain-offProductFactor)) > 1e-4 {
+		t.Errorf("list_widgets scores %v when the query names acme, %v when it says time: want a ratio of %v", named, plain, offProductFactor)
+	}
+	// "time" names the time server but is mostly ordinary text: no product.
+	if hits := exactHits(ix, "alarm time", 3); len(hits) == 0 || hits[0].tool != "set_alarm" {
+		t.Errorf("alarm time: %v, want clock/set_alarm first", hits)
+	}
 }

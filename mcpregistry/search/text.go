@@ -94,6 +94,11 @@ const (
 	// verbBoost is what a hit whose name takes the action the query asks for (its
 	// first word) gains.
 	verbBoost = 0.5
+	// A query word is a product's name when at least productShare of the documents
+	// holding it are the tools of servers it names; then a hit from any other server
+	// keeps offProductFactor of its score.
+	productShare     = 0.75
+	offProductFactor = 0.7
 
 	bm25K1 = 1.2
 	bm25B  = 0.75
