@@ -856,20 +856,19 @@ func (ix *Index) Search(query string, limit int) []Hit {
 	return out
 }
 
-// known reports whether some document has term.
-func (ix *Index) known(term string) bool {
+// docFreq returns the number of documents that have term.
+func (ix *Index) docFreq(term string) int {
+	n := 0
 	for _, sh := range ix.shards {
-		if _, ok := sh.postings[term]; ok {
-			return true
-		}
+		n += int(sh.postings[term].n)
 	}
-	return false
+	return n
 }
 
 // searchScored returns the best limit documents for query, best first, with their
 // exact scores.
 func (ix *Index) searchScored(query string, limit int) []scoredDoc {
-	terms := queryTermsKnown(query, ix.known)
+	terms := queryTermsKnown(query, ix.docFreq)
 	if len(terms) == 0 || ix.n == 0 || limit <= 0 {
 		return nil
 	}

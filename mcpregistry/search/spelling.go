@@ -5,16 +5,22 @@ package search
 // the index, the WordNet table nor the abbreviation and synonym tables know is
 // replaced by the first word one edit away that the index knows, trying the commonest
 // slips first: two letters swapped, then one letter too many, one missing, one wrong
-// (Damerau's edits). Only words of minSpellLen letters or more are corrected: shorter
-// ones are too often a real abbreviation, and have too many neighbours.
+// (Damerau's edits). Short words have many neighbours and are often names or jargon
+// (jane, todo, saas), so the looser edits need longer words: a swap minSwapLen
+// letters, a letter too many or missing minIndelLen, a wrong one minSubstLen; and the
+// word corrected to must be in at least minSpellDocs documents, not a rarity.
+const (
+	minSwapLen   = 4
+	minIndelLen  = 5
+	minSubstLen  = 6
+	minSpellDocs = 2
+)
 
-const minSpellLen = 4
-
-// correctSpelling returns w or the correction of it; known reports whether the index
-// has a (stemmed) term.
-func correctSpelling(w string, known func(string) bool) string {
-	if known == nil || len(w) < minSpellLen || hasDigit(w) || !isASCIILower(w) ||
-		known(stem(w)) || abbreviations[w] != "" || synonyms[w] != nil || stopWords[w] ||
+// correctSpelling returns w or the correction of it; docs reports how many
+// documents of the index have a (stemmed) term.
+func correctSpelling(w string, docs func(string) int) string {
+	if docs == nil || len(w) < minSwapLen || hasDigit(w) || !isASCIILower(w) ||
+		docs(stem(w)) > 0 || abbreviations[w] != "" || synonyms[w] != nil || stopWords[w] ||
 		queryStopWords[w] {
 		return w
 	}
@@ -22,7 +28,7 @@ func correctSpelling(w string, known func(string) bool) string {
 		return w // a real word the catalog does not use
 	}
 	b := []byte(w)
-	try := func(c []byte) bool { return known(stem(string(c))) }
+	try := func(c []byte) bool { return docs(stem(string(c))) >= minSpellDocs }
 	for i := 0; i+1 < len(b); i++ { // swapped
 		if b[i] == b[i+1] {
 			continue
@@ -32,6 +38,9 @@ func correctSpelling(w string, known func(string) bool) string {
 		if try(c) {
 			return string(c)
 		}
+	}
+	if len(b) < minIndelLen {
+		return w
 	}
 	for i := range b { // one too many
 		c := append(append([]byte(nil), b[:i]...), b[i+1:]...)
@@ -46,6 +55,9 @@ func correctSpelling(w string, known func(string) bool) string {
 				return string(c)
 			}
 		}
+	}
+	if len(b) < minSubstLen {
+		return w
 	}
 	for i := range b { // one wrong
 		for l := byte('a'); l <= 'z'; l++ {

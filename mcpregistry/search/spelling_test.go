@@ -3,8 +3,9 @@ package search
 import "testing"
 
 func TestCorrectSpelling(t *testing.T) {
-	vocab := map[string]bool{"kubernet": true, "deploy": true, "ticket": true, "request": true, "list": true}
-	known := func(term string) bool { return vocab[term] }
+	vocab := map[string]int{"kubernet": 9, "deploy": 9, "ticket": 9, "request": 9, "list": 9, "too": 9, "cane": 9,
+		"photo": 9, "retry": 9, "untils": 1}
+	docs := func(term string) int { return vocab[term] }
 	for in, want := range map[string]string{
 		"kuberentes":  "kubernetes", // swapped
 		"deplyoments": "deployments",
@@ -15,8 +16,13 @@ func TestCorrectSpelling(t *testing.T) {
 		"ns":          "ns",     // too short
 		"v1beta":      "v1beta", // a digit
 		"zzzzzz":      "zzzzzz", // nothing near
+		"todo":        "todo",   // too short to miss a letter
+		"jane":        "jane",   // too short for a wrong letter
+		"proto":       "proto",
+		"retro":       "retro",
+		"utils":       "utils", // untils is in too few documents
 	} {
-		if got := correctSpelling(in, known); got != want {
+		if got := correctSpelling(in, docs); got != want {
 			t.Errorf("correctSpelling(%q) = %q, want %q", in, got, want)
 		}
 	}

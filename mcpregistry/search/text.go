@@ -438,8 +438,9 @@ const maxGroups = 8
 func queryTerms(query string) []queryTerm { return queryTermsKnown(query, nil) }
 
 // queryTermsKnown is queryTerms with the misspelt words corrected against the terms
-// known reports the index has (correctSpelling); nil corrects none.
-func queryTermsKnown(query string, known func(string) bool) []queryTerm {
+// of the index, docs giving each one's document frequency (correctSpelling); nil
+// corrects none.
+func queryTermsKnown(query string, docs func(string) int) []queryTerm {
 	idx := map[string]int{}
 	var out []queryTerm
 	put := func(term string, w float32, g int, primary bool) {
@@ -469,7 +470,7 @@ func queryTermsKnown(query string, known func(string) bool) []queryTerm {
 	}
 	for i, w := range words {
 		if parts[i] == 0 && compound[i] < 0 {
-			words[i] = correctSpelling(w, known)
+			words[i] = correctSpelling(w, docs)
 		}
 	}
 	meaningful := 0
