@@ -131,6 +131,7 @@ type docScoring struct {
 	norm    float32 // bm25K1 * (1 - bm25B + bm25B*length/avgLen)
 	factor  float32
 	nameInv float32 // 1/nameWords (0 for no name)
+	up      int32   // how far back the document's server is (0 for a server)
 }
 
 // span is a term's postings in a shard: pdoc[off : off+n] and ptf[off : off+n].
@@ -618,7 +619,7 @@ func (ix *Index) finish() {
 		sc := flat[:len(sh.docs):len(sh.docs)]
 		flat = flat[len(sh.docs):]
 		for i, d := range sh.stats {
-			sc[i] = docScoring{norm: bm25K1 * (1 - bm25B + bm25B*d.length/avgLen), factor: d.factor}
+			sc[i] = docScoring{norm: bm25K1 * (1 - bm25B + bm25B*d.length/avgLen), factor: d.factor, up: sh.docs[i].seq}
 			if d.nameWords > 0 {
 				sc[i].nameInv = 1 / d.nameWords
 			}
@@ -979,8 +980,14 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 		// Shards come in order: a document wins a tie only against a later one of its
 		// own shard.
 		for _, id := range touched {
-			s := scores[id]
-			scores[id] = 0
+			s, m := scores[id], matched[id]
+			if up := sc[id].up; up > 0 && scores[id-up] != 0 {
+				// What the query finds in the tool's server (its description: "task
+				// management", "reactions") is found in part in the tool: cluster
+				// smoothing, as a passage is scored with its document.
+				s += serverShare * scores[id-up]
+				m |= matched[id-up] & matchMask
+			}
 			if len(h) == limit && s < h[0].score {
 				// Pruned as if the factor were at most 1. It is not (a name or verb
 				// lifts a hit up to 4.5 times), so a hit lifted past the last of the
@@ -989,7 +996,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 				// the same NDCG@10 and MRR as a search of 91).
 				continue
 			}
-			s *= cov.factor(matched[id], sc[id].nameInv)
+			s *= cov.factor(m, sc[id].nameInv)
 			if len(h) < limit {
 				h = append(h, scoredDoc{score: s, shard: int32(k), doc: id})
 				siftUp(h, len(h)-1)
@@ -997,6 +1004,9 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 				h[0] = scoredDoc{score: s, shard: int32(k), doc: id}
 				siftDown(h, 0)
 			}
+		}
+		for _, id := range touched {
+			scores[id] = 0
 		}
 		buf.touched = touched
 	}

@@ -318,3 +318,29 @@ func TestSearchProductName(t *testing.T) {
 		t.Errorf("alarm time: %v, want clock/set_alarm first", hits)
 	}
 }
+
+// TestSearchServerContext: what a query finds in a server's description counts, in
+// part, for the server's tools: "todo items" finds the todo manager's list_items
+// before another server's list_items.
+func TestSearchServerContext(t *testing.T) {
+	tool := func(name, desc string) model.ToolInfo { return model.ToolInfo{Name: name, Description: desc} }
+	src := sortedSources([]Source{
+		{Server: &model.Server{Name: "alpha", Description: "Inventory of parts"}, Tools: []model.ToolInfo{
+			tool("list_items", "List items"),
+		}},
+		{Server: &model.Server{Name: "beta", Description: "Todo manager"}, Tools: []model.ToolInfo{
+			tool("list_items", "List items"),
+		}},
+	})
+	ix := Build(src)
+	hits := exactHits(ix, "todo items", 10)
+	var tools []exactHit
+	for _, h := range hits {
+		if h.tool != "" {
+			tools = append(tools, h)
+		}
+	}
+	if len(tools) != 2 || tools[0].server != "beta" || tools[0].score <= tools[1].score {
+		t.Errorf("todo items: %v, want beta/list_items above alpha/list_items", hits)
+	}
+}

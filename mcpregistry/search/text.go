@@ -99,6 +99,8 @@ const (
 	// keeps offProductFactor of its score.
 	productShare     = 0.75
 	offProductFactor = 0.7
+	// serverShare is the part of its server's score a tool adds to its own.
+	serverShare = 0.3
 
 	bm25K1 = 1.2
 	bm25B  = 0.75
