@@ -103,7 +103,7 @@ const (
 	serverShare = 0.3
 
 	bm25K1 = 1.2
-	bm25B  = 0.75
+	bm25B  = 0.5
 )
 
 const (
