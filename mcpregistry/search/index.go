@@ -105,6 +105,10 @@ type searchShard struct {
 	pdoc     []int32         // postings: document
 	ptf      []float32       // postings: weighted term frequency
 	total    float64
+	// up is, per document, how far back its server's own document is: 0 for that
+	// document itself, and for a tool too far from it to say in a byte (which then
+	// goes without its server's score).
+	up []uint8
 }
 
 // Index is an immutable snapshot of the whole index.
@@ -131,7 +135,6 @@ type docScoring struct {
 	norm    float32 // bm25K1 * (1 - bm25B + bm25B*length/avgLen)
 	factor  float32
 	nameInv float32 // 1/nameWords (0 for no name)
-	up      int32   // how far back the document's server is (0 for a server)
 }
 
 // span is a term's postings in a shard: pdoc[off : off+n] and ptf[off : off+n].
@@ -330,6 +333,12 @@ func buildShard(old *searchShard, refs []segRef) *searchShard {
 			if c > 0 {
 				counts[term] += c
 			}
+		}
+	}
+	sh.up = make([]uint8, len(sh.docs))
+	for i, d := range sh.docs {
+		if d.seq <= math.MaxUint8 {
+			sh.up[i] = uint8(d.seq)
 		}
 	}
 	nposts := int32(0)
@@ -619,7 +628,7 @@ func (ix *Index) finish() {
 		sc := flat[:len(sh.docs):len(sh.docs)]
 		flat = flat[len(sh.docs):]
 		for i, d := range sh.stats {
-			sc[i] = docScoring{norm: bm25K1 * (1 - bm25B + bm25B*d.length/avgLen), factor: d.factor, up: sh.docs[i].seq}
+			sc[i] = docScoring{norm: bm25K1 * (1 - bm25B + bm25B*d.length/avgLen), factor: d.factor}
 			if d.nameWords > 0 {
 				sc[i].nameInv = 1 / d.nameWords
 			}
@@ -716,6 +725,7 @@ type scoreBuf struct {
 	scores  []float32
 	matched []uint64 // per document: groups matched (see nameShift, verbShift)
 	touched []int32
+	servers []int32 // touched documents read after the loop over touched (see up)
 	heap    []scoredDoc
 }
 
@@ -979,14 +989,22 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 		}
 		// Shards come in order: a document wins a tie only against a later one of its
 		// own shard.
+		// What the query finds in a server (its description: "task management",
+		// "reactions") is found in part in its tools that it touched: cluster
+		// smoothing, as a passage is scored with its document. A server's tools
+		// follow it.
+		// A server's document is cleared after the loop, once its tools have read it.
+		servers := buf.servers[:0]
 		for _, id := range touched {
 			s, m := scores[id], matched[id]
-			if up := sc[id].up; up > 0 && scores[id-up] != 0 {
-				// What the query finds in the tool's server (its description: "task
-				// management", "reactions") is found in part in the tool: cluster
-				// smoothing, as a passage is scored with its document.
-				s += serverShare * scores[id-up]
-				m |= matched[id-up] & matchMask
+			if up := int32(sh.up[id]); up != 0 {
+				scores[id] = 0
+				if ss := scores[id-up]; ss != 0 {
+					s += serverShare * ss
+					m |= matched[id-up] & matchMask
+				}
+			} else {
+				servers = append(servers, id)
 			}
 			if len(h) == limit && s < h[0].score {
 				// Pruned as if the factor were at most 1. It is not (a name or verb
@@ -1005,10 +1023,10 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 				siftDown(h, 0)
 			}
 		}
-		for _, id := range touched {
+		for _, id := range servers {
 			scores[id] = 0
 		}
-		buf.touched = touched
+		buf.touched, buf.servers = touched, servers
 	}
 	buf.heap = h
 	out := slices.Clone(h)
