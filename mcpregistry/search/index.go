@@ -74,6 +74,7 @@ type docStat struct {
 	length    float32 // weighted length
 	factor    float32
 	nameWords float32 // words in the document's name
+	writes    bool    // the tool's name takes an action that changes something (writeVerbs)
 }
 
 // searchSegment is one server's documents. Immutable. A new segment carries its
@@ -135,6 +136,7 @@ type docScoring struct {
 	norm    float32 // bm25K1 * (1 - bm25B + bm25B*length/avgLen)
 	factor  float32
 	nameInv float32 // 1/nameWords (0 for no name)
+	writes  bool
 }
 
 // span is a term's postings in a shard: pdoc[off : off+n] and ptf[off : off+n].
@@ -231,9 +233,10 @@ func buildSegment(src Source) *searchSegment {
 	ctx = append(ctx, tokenize(tags)...) // once per server, not per tool
 	for _, t := range src.Tools {
 		verb = nameVerb(t.Name, serverWords)
+		writes := writeVerbs[verb]
 		n := addName(weightName, t.Name) + addTerms(weightServerCtx, ctx) +
 			addDescription(t.Description) + add(weightSchemaProps, schemaProperties(t.InputSchema)...)
-		finish(searchDoc{server: s.Name, tool: t.Name, description: t.Description}, docStat{length: n, factor: 1})
+		finish(searchDoc{server: s.Name, tool: t.Name, description: t.Description}, docStat{length: n, factor: 1, writes: writes})
 	}
 	total := 0
 	for _, l := range lists {
@@ -628,7 +631,7 @@ func (ix *Index) finish() {
 		sc := flat[:len(sh.docs):len(sh.docs)]
 		flat = flat[len(sh.docs):]
 		for i, d := range sh.stats {
-			sc[i] = docScoring{norm: bm25K1 * (1 - bm25B + bm25B*d.length/avgLen), factor: d.factor}
+			sc[i] = docScoring{norm: bm25K1 * (1 - bm25B + bm25B*d.length/avgLen), factor: d.factor, writes: d.writes}
 			if d.nameWords > 0 {
 				sc[i].nameInv = 1 / d.nameWords
 			}
@@ -738,6 +741,7 @@ type coverage struct {
 	primary, expansion [maxGroups]float32 // per group
 	total, invTotal    float32
 	product            bool // the query names a product (see productBit)
+	asks               bool // the query is a question that changes nothing (asksToRead)
 	// expanded is, per set of groups (a bit each), what answering them by expansions
 	// only is worth (see credit): a table, so that scoring a document only looks up.
 	expanded [1 << maxGroups]float32
@@ -925,6 +929,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	}
 	buf.masks = masks
 	cov.normalize()
+	cov.asks = asksToRead(query)
 	buf.lists, buf.weights = lists, weights
 
 	h := buf.heap[:0]
@@ -1015,6 +1020,9 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 				continue
 			}
 			s *= cov.factor(m, sc[id].nameInv)
+			if cov.asks && sc[id].writes {
+				s *= askWriteFactor
+			}
 			if len(h) < limit {
 				h = append(h, scoredDoc{score: s, shard: int32(k), doc: id})
 				siftUp(h, len(h)-1)

@@ -344,3 +344,30 @@ func TestSearchServerContext(t *testing.T) {
 		t.Errorf("todo items: %v, want beta/list_items above alpha/list_items", hits)
 	}
 }
+
+// TestSearchQuestionLowersWrites: a question that names no change is answered by a
+// tool that reads; one that creates, updates or deletes keeps askWriteFactor.
+func TestSearchQuestionLowersWrites(t *testing.T) {
+	tool := func(name, desc string) model.ToolInfo { return model.ToolInfo{Name: name, Description: desc} }
+	ix := Build([]Source{{Server: &model.Server{Name: "tasks"}, Tools: []model.ToolInfo{
+		tool("create_task", "Create a task due on a day"),
+		tool("get_tasks", "Get tasks"),
+	}}})
+	score := func(query, name string) float32 {
+		for _, h := range exactHits(ix, query, 10) {
+			if h.tool == name {
+				return h.score
+			}
+		}
+		t.Fatalf("%s: no %s", query, name)
+		return 0
+	}
+	// "what" and "which" are dropped from the query: the two differ only in asking.
+	asked, said := score("what task is due today", "create_task"), score("task is due today", "create_task")
+	if math.Abs(float64(asked/said-askWriteFactor)) > 1e-4 {
+		t.Errorf("create_task scores %v for the question, %v for the statement: want a ratio of %v", asked, said, askWriteFactor)
+	}
+	if asked, said := score("what task is due today", "get_tasks"), score("task is due today", "get_tasks"); asked != said {
+		t.Errorf("get_tasks scores %v for the question, %v for the statement: want the same", asked, said)
+	}
+}

@@ -99,6 +99,9 @@ const (
 	// keeps offProductFactor of its score.
 	productShare     = 0.75
 	offProductFactor = 0.7
+	// askWriteFactor is what a tool that changes something keeps of its score for a
+	// question (asksToRead).
+	askWriteFactor = 0.6
 	// serverShare is the part of its server's score a tool adds to its own.
 	serverShare = 0.3
 
@@ -578,3 +581,41 @@ func asksAboutSelf(words []string, keep []bool, i int) bool {
 }
 
 func hasDigit(s string) bool { return strings.ContainsAny(s, "0123456789") }
+
+// questionWords open a question: a query starting with one asks to be told something.
+var questionWords = toSet(`what whats which who whos where when how is are was were did does
+	do has have any why`)
+
+// writeVerbs are the actions of tools that change something (stemmed, as nameVerb
+// gives a name's verb).
+var writeVerbs = stemSet(`create add delete remove update set put write edit modify move rename
+	post send cancel merge close deploy start stop restart run execute trigger upload insert
+	append assign transition approve reply invite scale apply install uninstall drop clear reset
+	enable disable toggle push publish import make submit resolve archive mark star fork lock
+	unlock commit rollback revert tag label replace patch upsert store save`)
+
+func stemSet(words string) map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(words) {
+		m[stem(w)] = true
+	}
+	return m
+}
+
+// asksToRead reports whether query is a question ("what's due today on my todo
+// list", "which pods eat the most memory") that names no action changing something:
+// a tool that reads (get, list, search) answers it, and one that creates, updates or
+// deletes is lowered (askWriteFactor) even when its name shares the query's nouns.
+// "who deleted the bucket" names one, and is about it.
+func asksToRead(query string) bool {
+	words := rawWords(query)
+	if len(words) == 0 || !questionWords[words[0]] {
+		return false
+	}
+	for _, w := range words[1:] {
+		if writeVerbs[stem(w)] {
+			return false
+		}
+	}
+	return true
+}

@@ -397,3 +397,19 @@ func TestFirstSentence(t *testing.T) {
 		}
 	}
 }
+
+func TestAsksToRead(t *testing.T) {
+	for q, want := range map[string]bool{
+		"what's due today on my todo list": true,
+		"which pods eat the most memory":   true,
+		"who deleted the s3 bucket":        false, // about a deletion
+		"how do I create a bucket":         false,
+		"create a bucket":                  false,
+		"list my tasks":                    false, // not a question: the verb lift decides
+		"":                                 false,
+	} {
+		if got := asksToRead(q); got != want {
+			t.Errorf("asksToRead(%q) = %v, want %v", q, got, want)
+		}
+	}
+}
