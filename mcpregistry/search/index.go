@@ -127,6 +127,14 @@ type Index struct {
 	// background worker computes it) they compute the impact for each posting; the
 	// result is the same, bit for bit.
 	impacts [][]float32 // parallel to each shard's pdoc
+	// terms, computed with impacts, holds each term's postings over all shards, so
+	// that a search looks a term up once rather than once per shard, and the most
+	// a posting of it adds in each shard, which lets a search pass over a shard none
+	// of whose documents can reach its top (see shardBound).
+	terms map[string]termEntry
+	// termShards holds the terms' shards: termShards[e.first : e.first+e.n] for
+	// termEntry e, in shard order.
+	termShards []termShard
 	// Gen is the caller's version tag of the snapshot (the registry's count of
 	// invalidations it reflects); the With* methods copy it to the index they return.
 	Gen uint64
@@ -137,6 +145,19 @@ type docScoring struct {
 	factor  float32
 	nameInv float32 // 1/nameWords (0 for no name)
 	writes  bool
+}
+
+// termEntry is a term over the whole index: its document frequency, how many of its
+// postings carry serverFlag (see span), and where its shards are in termShards.
+type termEntry struct{ df, ns, first, n int32 }
+
+// termShard is a term's postings in one shard, with the largest impact among them
+// (maxImpact) and among those of servers' own documents (maxServer), which a tool
+// adds part of (serverShare).
+type termShard struct {
+	shard int32
+	span
+	maxImpact, maxServer float32
 }
 
 // span is a term's postings in a shard: pdoc[off : off+n] and ptf[off : off+n].
@@ -466,7 +487,47 @@ func (ix *Index) WithImpacts() *Index {
 		}
 		c.impacts[k] = imp
 	})
+	c.terms, c.termShards = termDictionary(ix.shards, c.impacts)
 	return &c
+}
+
+// termDictionary gathers the shards' postings maps into one (see Index.terms).
+func termDictionary(shards []*searchShard, impacts [][]float32) (map[string]termEntry, []termShard) {
+	counts := map[string]int32{}
+	total := 0
+	for _, sh := range shards {
+		for term := range sh.postings {
+			counts[term]++
+		}
+		total += len(sh.postings)
+	}
+	terms := make(map[string]termEntry, len(counts))
+	off := int32(0)
+	for term, c := range counts {
+		terms[term] = termEntry{first: off}
+		off += c
+	}
+	out := make([]termShard, total)
+	for k, sh := range shards {
+		imp := impacts[k]
+		for term, sp := range sh.postings {
+			ts := termShard{shard: int32(k), span: sp}
+			for i, doc := range sh.pdoc[sp.off : sp.off+sp.n] {
+				x := imp[sp.off+int32(i)]
+				ts.maxImpact = max(ts.maxImpact, x)
+				if sh.docs[doc&docMask].seq == 0 {
+					ts.maxServer = max(ts.maxServer, x)
+				}
+			}
+			e := terms[term]
+			out[e.first+e.n] = ts
+			e.n++
+			e.df += sp.n
+			e.ns += sp.ns
+			terms[term] = e
+		}
+	}
+	return terms, out
 }
 
 // shardFor returns the index of the shard whose range holds name: the last shard
@@ -721,8 +782,13 @@ type scoredDoc struct {
 	doc   int32 // in the shard
 }
 
+// termBound is the most a term's posting adds to a document's score in one shard,
+// before the query word's weight, and to a server's document (see termShard).
+type termBound struct{ impact, server float32 }
+
 type scoreBuf struct {
-	lists   []span // [term*len(shards) + shard]
+	lists   []span      // [term*len(shards) + shard]
+	bounds  []termBound // [term*len(shards) + shard], with Index.terms only
 	weights []float32
 	masks   [][8]uint64 // per query term: its bits in a document, by the posting's flags (see flagged)
 	scores  []float32
@@ -873,6 +939,9 @@ func (ix *Index) Search(query string, limit int) []Hit {
 
 // docFreq returns the number of documents that have term.
 func (ix *Index) docFreq(term string) int {
+	if ix.terms != nil {
+		return int(ix.terms[term].df)
+	}
 	n := 0
 	for _, sh := range ix.shards {
 		n += int(sh.postings[term].n)
@@ -897,13 +966,29 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	weights := buf.weights[:0]
 	var cov coverage
 	masks := buf.masks[:0]
+	nshards := len(ix.shards)
+	bounds := buf.bounds[:0]
 	for _, qt := range terms {
 		df, ns := 0, 0
-		for _, sh := range ix.shards {
-			sp := sh.postings[qt.term]
-			lists = append(lists, sp)
-			df += int(sp.n)
-			ns += int(sp.ns)
+		if ix.terms != nil {
+			e := ix.terms[qt.term]
+			df, ns = int(e.df), int(e.ns)
+			t := len(lists)
+			lists = slices.Grow(lists, nshards)[:t+nshards]
+			bounds = slices.Grow(bounds, nshards)[:t+nshards]
+			clear(lists[t:])
+			clear(bounds[t:])
+			for _, ts := range ix.termShards[e.first : e.first+e.n] {
+				lists[t+int(ts.shard)] = ts.span
+				bounds[t+int(ts.shard)] = termBound{ts.maxImpact, ts.maxServer}
+			}
+		} else {
+			for _, sh := range ix.shards {
+				sp := sh.postings[qt.term]
+				lists = append(lists, sp)
+				df += int(sp.n)
+				ns += int(sp.ns)
+			}
 		}
 		// A query word most of whose documents belong to servers it names is a
 		// product's name ("whoami on github"): that server's tools come first.
@@ -930,7 +1015,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	buf.masks = masks
 	cov.normalize()
 	cov.asks = asksToRead(query)
-	buf.lists, buf.weights = lists, weights
+	buf.lists, buf.weights, buf.bounds = lists, weights, bounds
 
 	h := buf.heap[:0]
 	for k, sh := range ix.shards {
