@@ -958,69 +958,19 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	}
 	buf := scorePool.Get().(*scoreBuf)
 	defer scorePool.Put(buf)
-
-	// Global statistics: N and the average length are kept per snapshot; document
-	// frequencies are summed over the shards here.
-	n := float64(ix.n)
-	lists := buf.lists[:0]
-	weights := buf.weights[:0]
 	var cov coverage
-	masks := buf.masks[:0]
-	nshards := len(ix.shards)
-	bounds := buf.bounds[:0]
-	for _, qt := range terms {
-		df, ns := 0, 0
-		if ix.terms != nil {
-			e := ix.terms[qt.term]
-			df, ns = int(e.df), int(e.ns)
-			t := len(lists)
-			lists = slices.Grow(lists, nshards)[:t+nshards]
-			bounds = slices.Grow(bounds, nshards)[:t+nshards]
-			clear(lists[t:])
-			clear(bounds[t:])
-			for _, ts := range ix.termShards[e.first : e.first+e.n] {
-				lists[t+int(ts.shard)] = ts.span
-				bounds[t+int(ts.shard)] = termBound{ts.maxImpact, ts.maxServer}
-			}
-		} else {
-			for _, sh := range ix.shards {
-				sp := sh.postings[qt.term]
-				lists = append(lists, sp)
-				df += int(sp.n)
-				ns += int(sp.ns)
-			}
-		}
-		// A query word most of whose documents belong to servers it names is a
-		// product's name ("whoami on github"): that server's tools come first.
-		product := qt.primary && ns > 0 && float64(ns) >= productShare*float64(df)
-		cov.product = cov.product || product
-		var w float32
-		if df > 0 && (qt.primary || df <= minExpansionCut || float64(df) <= maxExpansionShare*n) {
-			idf := float32(math.Log(1 + (n-float64(df)+0.5)/(float64(df)+0.5)))
-			w = qt.weight * idf
-		}
-		weights = append(weights, w)
-		bit := uint64(1) << qt.group
-		if qt.primary {
-			cov.primary[qt.group] = max(cov.primary[qt.group], w)
-		} else {
-			cov.expansion[qt.group] = max(cov.expansion[qt.group], w)
-			bit <<= maxGroups
-		}
-		if qt.group == 0 {
-			bit |= bit << verbShift
-		}
-		masks = append(masks, flagged(bit, product))
-	}
-	buf.masks = masks
-	cov.normalize()
+	ix.weigh(terms, buf, &cov)
 	cov.asks = asksToRead(query)
-	buf.lists, buf.weights, buf.bounds = lists, weights, bounds
+	lists, weights, bounds, masks := buf.lists, buf.weights, buf.bounds, buf.masks
+	nshards := len(ix.shards)
 
 	h := buf.heap[:0]
 	for k, sh := range ix.shards {
 		if len(sh.docs) == 0 {
 			continue
+		}
+		if ix.terms != nil && len(h) == limit && shardBound(bounds, weights, k, nshards) < h[0].score {
+			continue // every document of the shard would be pruned (below)
 		}
 		if cap(buf.scores) < len(sh.docs) {
 			buf.scores = make([]float32, len(sh.docs))
@@ -1133,6 +1083,84 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 		return 1
 	})
 	return out
+}
+
+// boundMargin covers the rounding of shardBound's sums, which need not be those of
+// the documents' scores.
+const boundMargin = 1 + 1e-5
+
+// shardBound is above any score a document of shard k can have before its factor
+// (coverage.factor), which searchScored prunes on: the sum of each query term's
+// largest impact in the shard, weighted, with serverShare of the same for the
+// shard's servers' own documents (a tool's server smoothing). A shard whose bound is
+// below the worst hit kept so far cannot add a hit, and is not scored.
+func shardBound(bounds []termBound, weights []float32, k, nshards int) float32 {
+	var doc, server float32
+	for t, w := range weights {
+		b := bounds[t*nshards+k]
+		doc += w * b.impact
+		server += w * b.server
+	}
+	return (doc + serverShare*server) * boundMargin
+}
+
+// weigh fills buf's lists, weights, masks and (with Index.terms) bounds for the
+// query's terms, and cov with the query's coverage. Global statistics: N and the
+// average length are kept per snapshot; document frequencies come from the term
+// dictionary or are summed over the shards.
+func (ix *Index) weigh(terms []queryTerm, buf *scoreBuf, cov *coverage) {
+	n := float64(ix.n)
+	lists := buf.lists[:0]
+	weights := buf.weights[:0]
+	masks := buf.masks[:0]
+	nshards := len(ix.shards)
+	bounds := buf.bounds[:0]
+	for _, qt := range terms {
+		df, ns := 0, 0
+		if ix.terms != nil {
+			e := ix.terms[qt.term]
+			df, ns = int(e.df), int(e.ns)
+			t := len(lists)
+			lists = slices.Grow(lists, nshards)[:t+nshards]
+			bounds = slices.Grow(bounds, nshards)[:t+nshards]
+			clear(lists[t:])
+			clear(bounds[t:])
+			for _, ts := range ix.termShards[e.first : e.first+e.n] {
+				lists[t+int(ts.shard)] = ts.span
+				bounds[t+int(ts.shard)] = termBound{ts.maxImpact, ts.maxServer}
+			}
+		} else {
+			for _, sh := range ix.shards {
+				sp := sh.postings[qt.term]
+				lists = append(lists, sp)
+				df += int(sp.n)
+				ns += int(sp.ns)
+			}
+		}
+		// A query word most of whose documents belong to servers it names is a
+		// product's name ("whoami on github"): that server's tools come first.
+		product := qt.primary && ns > 0 && float64(ns) >= productShare*float64(df)
+		cov.product = cov.product || product
+		var w float32
+		if df > 0 && (qt.primary || df <= minExpansionCut || float64(df) <= maxExpansionShare*n) {
+			idf := float32(math.Log(1 + (n-float64(df)+0.5)/(float64(df)+0.5)))
+			w = qt.weight * idf
+		}
+		weights = append(weights, w)
+		bit := uint64(1) << qt.group
+		if qt.primary {
+			cov.primary[qt.group] = max(cov.primary[qt.group], w)
+		} else {
+			cov.expansion[qt.group] = max(cov.expansion[qt.group], w)
+			bit <<= maxGroups
+		}
+		if qt.group == 0 {
+			bit |= bit << verbShift
+		}
+		masks = append(masks, flagged(bit, product))
+	}
+	cov.normalize()
+	buf.lists, buf.weights, buf.bounds, buf.masks = lists, weights, bounds, masks
 }
 
 // worse is the heap's order: the worst kept hit on top.

@@ -219,6 +219,68 @@ func TestSearchIndexReusesUnchangedShards(t *testing.T) {
 	}
 }
 
+// TestSearchShardBoundExact: a search that passes over the shards whose bound is
+// below its kept hits (shardBound, with the impacts) returns exactly the hits and
+// scores of one that scores every shard (without them), at the limits people ask
+// for, where the pruning acts.
+func TestSearchShardBoundExact(t *testing.T) {
+	var cat evalCatalog
+	readEvalJSON(t, "catalog.json", &cat)
+	src := sortedSources(append(append(loadSearchCorpus(t), evalSources(cat)...), synthetic20k()[:3000]...))
+	plain, _ := (&Index{}).WithSources(src, nil)
+	bounded := plain.WithImpacts()
+	var queries []string
+	for _, set := range []string{"train", "train2"} {
+		var qs []evalQuery
+		readEvalJSON(t, set+".json", &qs)
+		for _, q := range qs {
+			queries = append(queries, q.Query)
+		}
+	}
+	raw, err := os.ReadFile("testdata/queries.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labelled []labelledQuery
+	if err := json.Unmarshal(raw, &labelled); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range labelled {
+		queries = append(queries, q.Query)
+	}
+	queries = append(queries, "create an invoice for a customer", "team 42 dashboard metrics", "list issues")
+	below := 0 // shards whose bound is below the final worst hit: passed over
+	for _, q := range queries {
+		for _, limit := range []int{1, 5, 10, 30} {
+			want, got := exactHits(plain, q, limit), exactHits(bounded, q, limit)
+			if !slices.Equal(got, want) {
+				t.Fatalf("query %q, limit %d: with shard bounds %v, without %v", q, limit, got, want)
+			}
+			if limit != 10 || len(want) < limit {
+				continue
+			}
+			bounds, weights := shardBoundsOf(bounded, q)
+			for k := range bounded.shards {
+				if shardBound(bounds, weights, k, len(bounded.shards)) < want[len(want)-1].score {
+					below++
+				}
+			}
+		}
+	}
+	if below == 0 {
+		t.Fatal("no shard's bound is below a query's 10th hit: the test does not exercise the bound")
+	}
+	t.Logf("%d queries, %d shards; %d shard bounds below the 10th hit", len(queries), len(bounded.shards), below)
+}
+
+// shardBoundsOf returns what searchScored passes shardBound for query.
+func shardBoundsOf(ix *Index, query string) ([]termBound, []float32) {
+	var buf scoreBuf
+	var cov coverage
+	ix.weigh(queryTermsKnown(query, ix.docFreq), &buf, &cov)
+	return buf.bounds, buf.weights
+}
+
 // TestSearchBuildStops: a first build gives up when its stop channel is closed.
 func TestSearchBuildStops(t *testing.T) {
 	stop := make(chan struct{})
