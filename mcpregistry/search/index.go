@@ -478,6 +478,8 @@ func BuildUnless(sources []Source, stop <-chan struct{}) (ix *Index, ok bool) {
 func (ix *Index) WithImpacts() *Index {
 	c := *ix
 	c.impacts = make([][]float32, len(ix.shards))
+	names := make([][]string, len(ix.shards))
+	spans := make([][]termShard, len(ix.shards))
 	parallelShards(len(ix.shards), nil, func(k int) {
 		sh, sc := ix.shards[k], ix.scoring[k]
 		imp := make([]float32, len(sh.pdoc))
@@ -486,44 +488,61 @@ func (ix *Index) WithImpacts() *Index {
 			imp[i] = d.factor * tf * (bm25K1 + 1) / (tf + d.norm)
 		}
 		c.impacts[k] = imp
+		names[k], spans[k] = shardTerms(k, sh, imp)
 	})
-	c.terms, c.termShards = termDictionary(ix.shards, c.impacts)
+	c.terms, c.termShards = termDictionary(names, spans)
 	return &c
 }
 
-// termDictionary gathers the shards' postings maps into one (see Index.terms).
-func termDictionary(shards []*searchShard, impacts [][]float32) (map[string]termEntry, []termShard) {
-	counts := map[string]int32{}
-	total := 0
-	for _, sh := range shards {
-		for term := range sh.postings {
-			counts[term]++
+// shardTerms lists shard k's terms, each with its postings and their largest
+// impacts (see termShard).
+func shardTerms(k int, sh *searchShard, imp []float32) ([]string, []termShard) {
+	names := make([]string, 0, len(sh.postings))
+	spans := make([]termShard, 0, len(sh.postings))
+	for term, sp := range sh.postings {
+		ts := termShard{shard: int32(k), span: sp}
+		for i, doc := range sh.pdoc[sp.off : sp.off+sp.n] {
+			x := imp[sp.off+int32(i)]
+			ts.maxImpact = max(ts.maxImpact, x)
+			if sh.docs[doc&docMask].seq == 0 {
+				ts.maxServer = max(ts.maxServer, x)
+			}
 		}
-		total += len(sh.postings)
+		names = append(names, term)
+		spans = append(spans, ts)
 	}
-	terms := make(map[string]termEntry, len(counts))
+	return names, spans
+}
+
+// termDictionary gathers the shards' terms (shardTerms, in shard order) into one
+// dictionary (see Index.terms).
+func termDictionary(names [][]string, spans [][]termShard) (map[string]termEntry, []termShard) {
+	total := int32(0)
+	for _, ns := range names {
+		total += int32(len(ns))
+	}
+	terms := map[string]termEntry{}
+	for _, ns := range names {
+		for _, term := range ns {
+			e := terms[term]
+			e.n++
+			terms[term] = e
+		}
+	}
 	off := int32(0)
-	for term, c := range counts {
+	for term, e := range terms {
 		terms[term] = termEntry{first: off}
-		off += c
+		off += e.n
 	}
 	out := make([]termShard, total)
-	for k, sh := range shards {
-		imp := impacts[k]
-		for term, sp := range sh.postings {
-			ts := termShard{shard: int32(k), span: sp}
-			for i, doc := range sh.pdoc[sp.off : sp.off+sp.n] {
-				x := imp[sp.off+int32(i)]
-				ts.maxImpact = max(ts.maxImpact, x)
-				if sh.docs[doc&docMask].seq == 0 {
-					ts.maxServer = max(ts.maxServer, x)
-				}
-			}
+	for k, ns := range names {
+		for i, term := range ns {
+			ts := spans[k][i]
 			e := terms[term]
 			out[e.first+e.n] = ts
 			e.n++
-			e.df += sp.n
-			e.ns += sp.ns
+			e.df += ts.n
+			e.ns += ts.ns
 			terms[term] = e
 		}
 	}
