@@ -3,6 +3,7 @@ package search
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -218,6 +219,68 @@ func TestSearchIndexReusesUnchangedShards(t *testing.T) {
 	}
 }
 
+// TestSearchShardBoundExact: a search that passes over the shards whose bound is
+// below its kept hits (shardBound, with the impacts) returns exactly the hits and
+// scores of one that scores every shard (without them), at the limits people ask
+// for, where the pruning acts.
+func TestSearchShardBoundExact(t *testing.T) {
+	var cat evalCatalog
+	readEvalJSON(t, "catalog.json", &cat)
+	src := sortedSources(append(append(loadSearchCorpus(t), evalSources(cat)...), synthetic20k()[:3000]...))
+	plain, _ := (&Index{}).WithSources(src, nil)
+	bounded := plain.WithImpacts()
+	var queries []string
+	for _, set := range []string{"train", "train2"} {
+		var qs []evalQuery
+		readEvalJSON(t, set+".json", &qs)
+		for _, q := range qs {
+			queries = append(queries, q.Query)
+		}
+	}
+	raw, err := os.ReadFile("testdata/queries.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labelled []labelledQuery
+	if err := json.Unmarshal(raw, &labelled); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range labelled {
+		queries = append(queries, q.Query)
+	}
+	queries = append(queries, "create an invoice for a customer", "team 42 dashboard metrics", "list issues")
+	below := 0 // shards whose bound is below the final worst hit: passed over
+	for _, q := range queries {
+		for _, limit := range []int{1, 5, 10, 30} {
+			want, got := exactHits(plain, q, limit), exactHits(bounded, q, limit)
+			if !slices.Equal(got, want) {
+				t.Fatalf("query %q, limit %d: with shard bounds %v, without %v", q, limit, got, want)
+			}
+			if limit != 10 || len(want) < limit {
+				continue
+			}
+			bounds, weights := shardBoundsOf(bounded, q)
+			for k := range bounded.shards {
+				if shardBound(bounds, weights, k, len(bounded.shards)) < want[len(want)-1].score {
+					below++
+				}
+			}
+		}
+	}
+	if below == 0 {
+		t.Fatal("no shard's bound is below a query's 10th hit: the test does not exercise the bound")
+	}
+	t.Logf("%d queries, %d shards; %d shard bounds below the 10th hit", len(queries), len(bounded.shards), below)
+}
+
+// shardBoundsOf returns what searchScored passes shardBound for query.
+func shardBoundsOf(ix *Index, query string) ([]termBound, []float32) {
+	var buf scoreBuf
+	var cov coverage
+	ix.weigh(queryTermsKnown(query, ix.docFreq), &buf, &cov)
+	return buf.bounds, buf.weights
+}
+
 // TestSearchBuildStops: a first build gives up when its stop channel is closed.
 func TestSearchBuildStops(t *testing.T) {
 	stop := make(chan struct{})
@@ -274,4 +337,99 @@ func BenchmarkSearchIndexUpdate(b *testing.B) {
 			ix.WithImpacts()
 		}
 	})
+}
+
+// TestSearchProductName: a query word that names a server (most of its documents are
+// that server's tools) lowers the tools of other servers; a word that a server's name
+// shares with ordinary text does not.
+func TestSearchProductName(t *testing.T) {
+	tool := func(name, desc string) model.ToolInfo { return model.ToolInfo{Name: name, Description: desc} }
+	src := sortedSources([]Source{
+		{Server: &model.Server{Name: "acme"}, Tools: []model.ToolInfo{
+			tool("list_items", "List the items in stock (parts, widgets)"),
+		}},
+		{Server: &model.Server{Name: "other"}, Tools: []model.ToolInfo{
+			tool("list_widgets", "List widgets"),
+		}},
+		{Server: &model.Server{Name: "time"}, Tools: []model.ToolInfo{
+			tool("convert_time", "Convert a time between time zones"),
+		}},
+		{Server: &model.Server{Name: "clock"}, Tools: []model.ToolInfo{
+			tool("set_alarm", "Set an alarm for a time of day"),
+			tool("start_timer", "Start a timer that runs out after some time"),
+			tool("stopwatch", "Measure elapsed time"),
+		}},
+	})
+	ix := Build(src)
+	// other/list_widgets answers "list widgets" in both queries and neither of acme
+	// and time: only the product penalty tells its scores apart.
+	score := func(query string) float32 {
+		for _, h := range exactHits(ix, query, 10) {
+			if h.tool == "list_widgets" {
+				return h.score
+			}
+		}
+		t.Fatalf("%s: no list_widgets in %v", query, exactHits(ix, query, 10))
+		return 0
+	}
+	if named, plain := score("list widgets acme"), score("list widgets time"); math.Abs(float64(named/plain-offProductFactor)) > 1e-4 {
+		t.Errorf("list_widgets scores %v when the query names acme, %v when it says time: want a ratio of %v", named, plain, offProductFactor)
+	}
+	// "time" names the time server but is mostly ordinary text: no product.
+	if hits := exactHits(ix, "alarm time", 3); len(hits) == 0 || hits[0].tool != "set_alarm" {
+		t.Errorf("alarm time: %v, want clock/set_alarm first", hits)
+	}
+}
+
+// TestSearchServerContext: what a query finds in a server's description counts, in
+// part, for the server's tools: "todo items" finds the todo manager's list_items
+// before another server's list_items.
+func TestSearchServerContext(t *testing.T) {
+	tool := func(name, desc string) model.ToolInfo { return model.ToolInfo{Name: name, Description: desc} }
+	src := sortedSources([]Source{
+		{Server: &model.Server{Name: "alpha", Description: "Inventory of parts"}, Tools: []model.ToolInfo{
+			tool("list_items", "List items"),
+		}},
+		{Server: &model.Server{Name: "beta", Description: "Todo manager"}, Tools: []model.ToolInfo{
+			tool("list_items", "List items"),
+		}},
+	})
+	ix := Build(src)
+	hits := exactHits(ix, "todo items", 10)
+	var tools []exactHit
+	for _, h := range hits {
+		if h.tool != "" {
+			tools = append(tools, h)
+		}
+	}
+	if len(tools) != 2 || tools[0].server != "beta" || tools[0].score <= tools[1].score {
+		t.Errorf("todo items: %v, want beta/list_items above alpha/list_items", hits)
+	}
+}
+
+// TestSearchQuestionLowersWrites: a question that names no change is answered by a
+// tool that reads; one that creates, updates or deletes keeps askWriteFactor.
+func TestSearchQuestionLowersWrites(t *testing.T) {
+	tool := func(name, desc string) model.ToolInfo { return model.ToolInfo{Name: name, Description: desc} }
+	ix := Build([]Source{{Server: &model.Server{Name: "tasks"}, Tools: []model.ToolInfo{
+		tool("create_task", "Create a task due on a day"),
+		tool("get_tasks", "Get tasks"),
+	}}})
+	score := func(query, name string) float32 {
+		for _, h := range exactHits(ix, query, 10) {
+			if h.tool == name {
+				return h.score
+			}
+		}
+		t.Fatalf("%s: no %s", query, name)
+		return 0
+	}
+	// "what" and "which" are dropped from the query: the two differ only in asking.
+	asked, said := score("what task is due today", "create_task"), score("task is due today", "create_task")
+	if math.Abs(float64(asked/said-askWriteFactor)) > 1e-4 {
+		t.Errorf("create_task scores %v for the question, %v for the statement: want a ratio of %v", asked, said, askWriteFactor)
+	}
+	if asked, said := score("what task is due today", "get_tasks"), score("task is due today", "get_tasks"); asked != said {
+		t.Errorf("get_tasks scores %v for the question, %v for the statement: want the same", asked, said)
+	}
 }

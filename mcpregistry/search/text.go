@@ -24,7 +24,7 @@ import (
 //
 // Documents are each enabled server (name, tags, description) and each of its tools.
 // Text is lowercased, split on non-alphanumerics and camelCase and lightly stemmed
-// (plural s/es/ies, ing, ed, final e) — the same on both sides. Grammatical stop
+// (plural s/es/ies, ing, ed, ment, ation, ate, final e) — the same on both sides. Grammatical stop
 // words are dropped from descriptions but never from names (get_me keeps "me").
 //
 // A query loses its grammatical and asking words and its meaningless one- or
@@ -35,7 +35,9 @@ import (
 // of broader words; wordnet.go). A hit's BM25F score is then multiplied by the share
 // of the query's words it answers (an expansion answering in part) and lifted by how
 // well its name matches the query (coverage.factor), so that a single word shared by
-// chance ("back" in navigate_back for "get my money back") does not win.
+// chance ("back" in navigate_back for "get my money back") does not win; a name whose
+// verb (its first word after the server's own) is the query's first word, the action
+// asked for, is lifted again (list_containers for "list running docker containers").
 //
 // The index (index.go) is split by server: each enabled server's documents form
 // an immutable segment, and segments are grouped into a fixed number of shards by a
@@ -76,18 +78,35 @@ const (
 	typicalNameWords = 3
 
 	weightSynonym = 0.35 // a word of the synonyms table counts this much of the query word
-	weightConcept = 0.3  // a WordNet synonym or derived form of a query word
-	weightBroader = 0.15 // a WordNet hypernym (one level up) of a query word
-	weightIntent  = 0.6  // a word of asking that may also name a tool ("find", "search")
+	// weightAbbreviation is what the full form of an abbreviation counts (ns →
+	// namespace): the same word written out, so nearly the word itself.
+	weightAbbreviation = 0.8
+	weightConcept      = 0.3  // a WordNet synonym or derived form of a query word
+	weightBroader      = 0.15 // a WordNet hypernym (one level up) of a query word
+	weightIntent       = 0.6  // a word of asking that may also name a tool ("find", "search")
+	weightPart         = 0.5  // a part of a compound query word (sync in AppSync)
 
 	// coverageFloor is what a hit answering none of the query's words but one
 	// expansion keeps of its score (coverage.factor); nameBoost is what a hit whose
 	// whole name the query names gains.
 	coverageFloor = 0.2
 	nameBoost     = 2.0
+	// verbBoost is what a hit whose name takes the action the query asks for (its
+	// first word) gains.
+	verbBoost = 0.5
+	// A query word is a product's name when at least productShare of the documents
+	// holding it are the tools of servers it names; then a hit from any other server
+	// keeps offProductFactor of its score.
+	productShare     = 0.75
+	offProductFactor = 0.7
+	// askWriteFactor is what a tool that changes something keeps of its score for a
+	// question (asksToRead).
+	askWriteFactor = 0.6
+	// serverShare is the part of its server's score a tool adds to its own.
+	serverShare = 0.3
 
 	bm25K1 = 1.2
-	bm25B  = 0.75
+	bm25B  = 0.5
 )
 
 const (
@@ -137,7 +156,29 @@ const weightSelfAside = 0.25
 
 // shortTerms are words of one or two letters that mean something in a query; any other
 // (am, ok, 's, …) is noise. Words with a digit (s3, v2, 42) are always kept.
-var shortTerms = toSet(`db pr mr ci cd vm ai ml id ip ui ux os qa go js ts py gh io k8 tf`)
+var shortTerms = toSet(`db pr mr ci cd vm ai ml id ip ui ux os qa go js ts py gh io k8 tf
+	ns pg ff dm ps ls rm mv cp tz`)
+
+// abbreviations are the common short forms of developers' words and commands, each with
+// its full form: a query word found here also stands for its full form (counting
+// weightAbbreviation) and that form's WordNet concepts.
+var abbreviations = map[string]string{
+	"prs": "pull requests", "mrs": "merge requests", "gh": "github", "tf": "terraform",
+	"k8s": "kubernetes", "kube": "kubernetes", "ns": "namespace", "pg": "postgres",
+	"ff": "feature flag", "dm": "direct message", "dms": "direct messages",
+	"repo": "repository", "repos": "repositories", "env": "environment", "envs": "environments",
+	"prod": "production", "dev": "development", "cfg": "configuration", "config": "configuration",
+	"msg": "message", "msgs": "messages", "cert": "certificate", "certs": "certificates",
+	"dep": "dependency", "deps": "dependencies", "vuln": "vulnerability", "vulns": "vulnerabilities",
+	"img": "image", "dir": "directory", "dirs": "directories", "pkg": "package", "pkgs": "packages",
+	"lat": "latitude", "lng": "longitude", "lon": "longitude", "addr": "address", "tz": "timezone",
+	"sev": "severity", "auth": "authentication", "creds": "credentials", "perms": "permissions",
+	"stats": "statistics", "info": "information", "txn": "transaction", "txns": "transactions",
+	"ps": "list processes", "ls": "list", "rm": "remove", "mv": "move", "cp": "copy",
+	"mkdir": "create directory", "cat": "read file", "grep": "search", "md": "markdown",
+	"tmpl": "template", "doc": "document", "docs": "documentation",
+	"db": "database", "dbs": "databases", "k8": "kubernetes",
+}
 
 // synonyms expands a query word (before stemming) into the abbreviations, products
 // and vocabulary of developer tools that WordNet does not know (db, k8s, pr, s3 …).
@@ -240,34 +281,52 @@ func tokenize(s string) []string {
 	return out
 }
 
-// tokenizeName is tokenize for names: every word is kept (get_me, who_am_i).
-func tokenizeName(s string) []string {
-	out := rawWords(s)
-	for i, w := range out {
-		out[i] = stem(w)
+// tokenizeName is tokenize for names: every word is kept (get_me, who_am_i). words is
+// the number of the name's own words, not counting the joined forms of compounds
+// (getMe → get, me and getme: two words).
+func tokenizeName(s string) (terms []string, words int) {
+	terms, parts := splitWords(s)
+	for i, w := range terms {
+		terms[i] = stem(w)
+		if parts[i] == 0 {
+			words++
+		}
 	}
-	return out
+	return terms, words
 }
 
 // rawWords is tokenize without stop words and stemming.
 func rawWords(s string) []string {
-	var out []string
+	words, _ := splitWords(s)
+	return words
+}
+
+// splitWords splits s into lowercase words on anything not a letter or digit and on
+// lower→upper case changes. A compound — hyphenated ("on-call") or camelCase
+// ("GraphQL", "AppSync") — yields its parts and then its joined form (oncall, graphql,
+// appsync), so that it meets the same product written as one word elsewhere; parts[i]
+// is the number of parts words[i] joins (0 for a word of its own), which are the
+// words just before it.
+func splitWords(s string) (words []string, parts []int) {
 	var cur []rune
-	var joined []rune // the current hyphenated chunk, letters only
-	hyphens := 0
+	var joined []rune // the current compound, letters and digits only
+	n := 0            // its parts so far
 	flush := func() {
 		if len(cur) > 0 {
-			out = append(out, string(cur))
+			words = append(words, string(cur))
+			parts = append(parts, 0)
 			joined = append(joined, cur...)
 			cur = cur[:0]
+			n++
 		}
 	}
 	endChunk := func() {
 		flush()
-		if hyphens > 0 && len(joined) > 0 {
-			out = append(out, string(joined))
+		if n > 1 {
+			words = append(words, string(joined))
+			parts = append(parts, n)
 		}
-		joined, hyphens = joined[:0], 0
+		joined, n = joined[:0], 0
 	}
 	var prev rune
 	for _, r := range s {
@@ -279,14 +338,13 @@ func rawWords(s string) []string {
 			cur = append(cur, unicode.ToLower(r))
 		case r == '-' && len(cur) > 0:
 			flush()
-			hyphens++
 		default:
 			endChunk()
 		}
 		prev = r
 	}
 	endChunk()
-	return out
+	return words, parts
 }
 
 // stem removes common English suffixes: plurals (s, es, ies), ing, ed and a final e, so
@@ -311,6 +369,19 @@ func stem(w string) string {
 		w = undouble(w[:len(w)-3])
 	case strings.HasSuffix(w, "ed") && len(w) >= 5:
 		w = undouble(w[:len(w)-2])
+	}
+	// deployment → deploy, management → manage (then manag): a noun of action meets
+	// its verb. Short stems (comment, document, payment) keep the suffix.
+	if strings.HasSuffix(w, "ment") && len(w) >= 9 {
+		w = w[:len(w)-4]
+	}
+	// documentation → document, configuration and configure → configur,
+	// validation and validate → valid.
+	switch {
+	case strings.HasSuffix(w, "ation") && len(w) >= 10:
+		w = w[:len(w)-5]
+	case strings.HasSuffix(w, "ate") && len(w) >= 8:
+		w = w[:len(w)-3]
 	}
 	if len(w) >= 4 && strings.HasSuffix(w, "e") {
 		w = w[:len(w)-1]
@@ -369,7 +440,12 @@ const maxGroups = 8
 // queryTerms tokenizes a query into weighted terms: its words (stop words, noise and
 // meaningless short words dropped), their synonyms and WordNet concepts. Each distinct
 // term keeps its highest weight.
-func queryTerms(query string) []queryTerm {
+func queryTerms(query string) []queryTerm { return queryTermsKnown(query, nil) }
+
+// queryTermsKnown is queryTerms with the misspelt words corrected against the terms
+// of the index, docs giving each one's document frequency (correctSpelling); nil
+// corrects none.
+func queryTermsKnown(query string, docs func(string) int) []queryTerm {
 	idx := map[string]int{}
 	var out []queryTerm
 	put := func(term string, w float32, g int, primary bool) {
@@ -385,14 +461,29 @@ func queryTerms(query string) []queryTerm {
 		idx[term] = len(out)
 		out = append(out, queryTerm{term, w, uint8(g), primary})
 	}
-	words := rawWords(query)
+	words, parts := splitWords(query)
 	keep := make([]bool, len(words))
+	// compound[i] is the joined form the part words[i] belongs to, or -1.
+	compound := make([]int, len(words))
+	for i := range compound {
+		compound[i] = -1
+	}
+	for i, n := range parts {
+		for j := i - n; j < i; j++ {
+			compound[j] = i
+		}
+	}
+	for i, w := range words {
+		if parts[i] == 0 && compound[i] < 0 {
+			words[i] = correctSpelling(w, docs)
+		}
+	}
 	meaningful := 0
 	for i, raw := range words {
 		_, self := selfWords[raw]
 		keep[i] = self || !(stopWords[raw] || queryStopWords[raw] ||
 			(len(raw) <= 2 && !shortTerms[raw] && !hasDigit(raw)))
-		if keep[i] && !queryNoise[raw] {
+		if keep[i] && !queryNoise[raw] && compound[i] < 0 {
 			meaningful++
 		}
 	}
@@ -429,6 +520,12 @@ func queryTerms(query string) []queryTerm {
 		if !keep[i] || (meaningful > 0 && queryNoise[raw]) {
 			continue
 		}
+		if j := compound[i]; j >= 0 {
+			// A part of a compound stands for the compound: "AppSync" is one word
+			// of the query, answered in full by appsync and in part by app or sync.
+			put(stem(raw), weightPart, groupOf(words[j]), false)
+			continue
+		}
 		g := groupOf(raw)
 		if w, ok := selfWords[raw]; ok {
 			if !asksAboutSelf(words, keep, i) {
@@ -445,6 +542,14 @@ func queryTerms(query string) []queryTerm {
 			w = weightIntent
 		}
 		put(stem(raw), w, g, true)
+		if full, ok := abbreviations[raw]; ok {
+			for _, fw := range rawWords(full) {
+				put(stem(fw), weightAbbreviation, g, false)
+				if c, ok := cn.lookup(fw); ok {
+					expand(c, g)
+				}
+			}
+		}
 		for _, syn := range synonyms[raw] {
 			for _, t := range tokenize(syn) {
 				put(t, weightSynonym, g, false)
@@ -476,3 +581,41 @@ func asksAboutSelf(words []string, keep []bool, i int) bool {
 }
 
 func hasDigit(s string) bool { return strings.ContainsAny(s, "0123456789") }
+
+// questionWords open a question: a query starting with one asks to be told something.
+var questionWords = toSet(`what whats which who whos where when how is are was were did does
+	do has have any why`)
+
+// writeVerbs are the actions of tools that change something (stemmed, as nameVerb
+// gives a name's verb).
+var writeVerbs = stemSet(`create add delete remove update set put write edit modify move rename
+	post send cancel merge close deploy start stop restart run execute trigger upload insert
+	append assign transition approve reply invite scale apply install uninstall drop clear reset
+	enable disable toggle push publish import make submit resolve archive mark star fork lock
+	unlock commit rollback revert tag label replace patch upsert store save`)
+
+func stemSet(words string) map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(words) {
+		m[stem(w)] = true
+	}
+	return m
+}
+
+// asksToRead reports whether query is a question ("what's due today on my todo
+// list", "which pods eat the most memory") that names no action changing something:
+// a tool that reads (get, list, search) answers it, and one that creates, updates or
+// deletes is lowered (askWriteFactor) even when its name shares the query's nouns.
+// "who deleted the bucket" names one, and is about it.
+func asksToRead(query string) bool {
+	words := rawWords(query)
+	if len(words) == 0 || !questionWords[words[0]] {
+		return false
+	}
+	for _, w := range words[1:] {
+		if writeVerbs[stem(w)] {
+			return false
+		}
+	}
+	return true
+}

@@ -20,6 +20,10 @@ func TestStem(t *testing.T) {
 		"running": "run", "issues": "issu", "issue": "issu", "pages": "pag", "page": "pag",
 		"searches": "search", "boxes": "box", "classes": "class", "status": "status",
 		"analysis": "analysis", "called": "call", "copied": "copy", "logs": "log", "s3": "s3",
+		"deployment": "deploy", "deployments": "deploy", "deploy": "deploy", "management": "manag",
+		"manage": "manag", "comment": "comment", "document": "document", "payment": "payment",
+		"documentation": "document", "configuration": "configur", "configure": "configur",
+		"validation": "valid", "validate": "valid", "creation": "creation", "update": "updat",
 	} {
 		if got := stem(in); got != want {
 			t.Errorf("stem(%q) = %q, want %q", in, got, want)
@@ -30,7 +34,7 @@ func TestStem(t *testing.T) {
 func TestTokenize(t *testing.T) {
 	for in, want := range map[string][]string{
 		"create_pull_request":          {"creat", "pull", "request"},
-		"getPodLogs":                   {"get", "pod", "log"},
+		"getPodLogs":                   {"get", "pod", "log", "getpodlog"},
 		"ec2.describe-instances":       {"ec2", "describ", "instanc", "describeinstanc"},
 		"Find tools for the database":  {"find", "tool", "databas"},
 		"page the on-call engineer":    {"pag", "call", "oncall", "engineer"},
@@ -48,7 +52,10 @@ func TestQueryTermsSynonyms(t *testing.T) {
 	for _, qt := range terms {
 		got[qt.term] = qt.weight
 	}
-	if got["k8s"] != 1 || got["kubernet"] != weightSynonym || got["databas"] != weightSynonym || got["postgr"] != weightSynonym {
+	// k8s and db are abbreviations: their full forms count nearly as much as the
+	// words; postgres is a synonym of db, weaker.
+	if got["k8s"] != 1 || got["kubernet"] != weightAbbreviation || got["databas"] != weightAbbreviation ||
+		got["postgr"] != weightSynonym {
 		t.Errorf("queryTerms = %v", terms)
 	}
 }
@@ -244,7 +251,7 @@ func TestQueryWords(t *testing.T) {
 		"what can you do with my calendar": "me,calendar",
 		"search the web":                   "search,web",
 		"find":                             "find",
-		"upload to s3 in us-east-1":        "upload,s3,east,1,useast1",
+		"upload to s3 in us-east-1":        "upload,s3,useast1", // east and 1 only stand for us-east-1
 		"ok go to the pr":                  "go,pr",
 		"team 42 dashboard":                "team,42,dashboard",
 	} {
@@ -252,11 +259,12 @@ func TestQueryWords(t *testing.T) {
 			t.Errorf("%q: query words %s, want %s", q, got, want)
 		}
 	}
-	if got := tokenizeName("who_am_i"); strings.Join(got, ",") != "who,am,i" {
-		t.Errorf("names keep every word: %v", got)
+	if got, n := tokenizeName("who_am_i"); strings.Join(got, ",") != "who,am,i" || n != 3 {
+		t.Errorf("names keep every word: %v (%d words)", got, n)
 	}
-	if got := tokenizeName("getMe"); strings.Join(got, ",") != "get,me" {
-		t.Errorf("names keep every word: %v", got)
+	// A camelCase compound also yields its joined form, which is not a word more.
+	if got, n := tokenizeName("getMe"); strings.Join(got, ",") != "get,me,getm" || n != 2 {
+		t.Errorf("names keep every word: %v (%d words)", got, n)
 	}
 }
 
@@ -338,8 +346,8 @@ func TestCoverageFactor(t *testing.T) {
 	c.expansion[2] = 0.6
 	c.normalize()
 	const p0, p1, p2 = 1, 2, 4 // primary bits of groups 0, 1, 2
-	e2 := uint32(4) << maxGroups
-	name := func(m uint32) uint32 { return m << nameShift }
+	e2 := uint64(4) << maxGroups
+	name := func(m uint64) uint64 { return m << nameShift }
 	one, all := c.factor(p0, 0), c.factor(p0|p1|p2, 0)
 	if !(one < all) || all != 1 {
 		t.Errorf("one word of three %v, all three %v", one, all)
@@ -355,6 +363,26 @@ func TestCoverageFactor(t *testing.T) {
 	if named := c.factor(p0|p1|p2|name(p0|p1), 0.5); !(named > all) {
 		t.Errorf("a name made of query words: %v, want above %v", named, all)
 	}
+	// Two names with the same query words: the one taking the query's first word as
+	// its action wins (list_containers against run_container for "list running
+	// docker containers").
+	both := p0 | p1 | p2 | name(p0|p1)
+	if verb, other := c.factor(both|p0<<verbShift, 0.5), c.factor(both, 0.5); !(verb > other) {
+		t.Errorf("the name's verb is the query's: %v, want above %v", verb, other)
+	}
+}
+
+// TestNameVerb: a tool name's verb is its first word after its server's own.
+func TestNameVerb(t *testing.T) {
+	server := map[string]bool{"todoist": true, "google": true, "map": true}
+	for name, want := range map[string]string{
+		"todoist_create_task": "creat", "maps_directions": "direction", "list_containers": "list",
+		"ExecuteQuery": "execut", "delete-feature-flag": "delet", "todoist": "",
+	} {
+		if got := nameVerb(name, server); got != want {
+			t.Errorf("nameVerb(%q) = %q, want %q", name, got, want)
+		}
+	}
 }
 
 func TestFirstSentence(t *testing.T) {
@@ -366,6 +394,22 @@ func TestFirstSentence(t *testing.T) {
 	} {
 		if f, r := firstSentence(in); f != want[0] || r != want[1] {
 			t.Errorf("firstSentence(%q) = %q, %q; want %q, %q", in, f, r, want[0], want[1])
+		}
+	}
+}
+
+func TestAsksToRead(t *testing.T) {
+	for q, want := range map[string]bool{
+		"what's due today on my todo list": true,
+		"which pods eat the most memory":   true,
+		"who deleted the s3 bucket":        false, // about a deletion
+		"how do I create a bucket":         false,
+		"create a bucket":                  false,
+		"list my tasks":                    false, // not a question: the verb lift decides
+		"":                                 false,
+	} {
+		if got := asksToRead(q); got != want {
+			t.Errorf("asksToRead(%q) = %v, want %v", q, got, want)
 		}
 	}
 }
