@@ -120,6 +120,16 @@ func TestQuickstart(t *testing.T) {
 		if len(toolNames(t, ev)) == 0 {
 			t.Error("the registered server has no tools through the gateway")
 		}
+		// caddy mcp-config, the real binary's subcommand, merges them into a client's file.
+		home := t.TempDir()
+		cmd := exec.Command(caddyBin, "mcp-config", "cursor", "--gateway", base, "--write")
+		cmd.Env = append(os.Environ(), "HOME="+home, "CADDYMCP_TOKEN="+token)
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "wrote "+filepath.Join(home, ".cursor", "mcp.json")) {
+			t.Errorf("caddy mcp-config: %v\n%s", err, out)
+		}
+		if b, _ := os.ReadFile(filepath.Join(home, ".cursor", "mcp.json")); !strings.Contains(string(b), `"url": "`+base+`/everything/mcp"`) {
+			t.Errorf("~/.cursor/mcp.json:\n%s", b)
+		}
 		// The client configurations list both servers at the gateway's URLs.
 		resp, body = send(t, c, "GET", base+"/ide-config/claude-code", h, "")
 		var cfg struct{ Content, Command string }
