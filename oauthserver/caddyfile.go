@@ -59,6 +59,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			username_claim       <claim>             # default: preferred_username
 //			groups_claim         <claim path>        # default: groups
 //			group                <provider value> <group>   # repeatable
+//			allowed_groups       <group...>          # only their members may sign in
 //			reauthenticate_after <duration>          # default 12h
 //			inactive_after       <duration>          # default 30d
 //		}

@@ -18,6 +18,7 @@ import (
 //		username_claim       <claim>             # default: preferred_username (then email, then sub)
 //		groups_claim         <claim path>|none   # default: groups; none: groups set on the admin endpoint
 //		group                <provider value> <group>   # repeatable, e.g. an Entra object id
+//		allowed_groups       <group...>          # only their members may sign in
 //		reauthenticate_after <duration>          # default 12h
 //		inactive_after       <duration>          # default 30d: personal tokens stop after that long without a sign-in
 //	}
@@ -71,6 +72,11 @@ func (s *Server) unmarshalIdentityProvider(d *caddyfile.Dispenser) error {
 				p.GroupMap = map[string]string{}
 			}
 			p.GroupMap[args[0]] = args[1]
+		case "allowed_groups":
+			p.AllowedGroups = d.RemainingArgs()
+			if len(p.AllowedGroups) == 0 {
+				return d.ArgErr()
+			}
 		case "reauthenticate_after":
 			p.ReauthenticateAfter, err = cfargs.Duration(d)
 		case "inactive_after":

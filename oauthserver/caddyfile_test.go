@@ -43,6 +43,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			username_claim email
 			group 7d3c1a52 readers
 			group 9b8a7c6d admins
+			allowed_groups readers admins
 			reauthenticate_after 8h
 		}
 		identity_provider cognito {
@@ -71,7 +72,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 	if p := s.IdentityProviders[0]; p.Name != "entra" || p.ClientSecret != "{env.ENTRA_SECRET}" || p.DisplayName != "Microsoft Entra ID" ||
 		p.UsernameClaim != "email" || !reflect.DeepEqual(p.GroupMap, map[string]string{"7d3c1a52": "readers", "9b8a7c6d": "admins"}) ||
-		p.ReauthenticateAfter != caddy.Duration(8*time.Hour) {
+		p.ReauthenticateAfter != caddy.Duration(8*time.Hour) || !reflect.DeepEqual(p.AllowedGroups, []string{"readers", "admins"}) {
 		t.Errorf("entra %+v", p)
 	}
 	if p := s.IdentityProviders[1]; p.GroupsClaim != "cognito:groups" {

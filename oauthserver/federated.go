@@ -188,6 +188,12 @@ func (s *Server) finishFederated(w http.ResponseWriter, r *http.Request, c *fede
 	id, err := c.Finish(ctx, s.federationCallbackURL(p.Name), st.Pending, r.URL.Query())
 	if err != nil {
 		var refused *federation.RefusedError
+		var notAllowed *federation.NotAllowedError
+		if errors.As(err, &notAllowed) {
+			s.logger.Info("identity provider's user not in allowed_groups", zap.String("provider", p.Name), zap.String("user", truncate(notAllowed.User, 64)), zap.String("remote_ip", clientIP(r)))
+			renderError(w, http.StatusForbidden, "Not allowed", err.Error()+".")
+			return
+		}
 		if errors.As(err, &refused) {
 			s.logger.Info("identity provider refused a sign-in", zap.String("provider", p.Name), zap.String("error", refused.Code), zap.String("remote_ip", clientIP(r)))
 			renderError(w, http.StatusForbidden, "Sign-in refused", p.DisplayName+" did not sign you in ("+refused.Code+"). "+refused.Description)

@@ -362,3 +362,21 @@ func TestFederatedGroupsFromAdmin(t *testing.T) {
 		t.Fatalf("another subject: %v", err)
 	}
 }
+
+// allowed_groups: the provider signs carol (no group) in, but only readers may enter.
+func TestFederatedAllowedGroups(t *testing.T) {
+	as, _ := newFederatedAS(t, "entra", func(s *Server) { s.IdentityProviders[0].AllowedGroups = []string{"readers"} })
+	for user, want := range map[string]int{"carol": http.StatusForbidden, "frank": http.StatusSeeOther} {
+		c := browser(t)
+		_, page := browse(t, c, as.Issuer+"/login")
+		back := idpSignIn(t, c, providerLinkOn(t, as, page), user)
+		resp, page := browse(t, c, back.String())
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d\n%s", user, resp.StatusCode, want, page)
+		}
+		_, err := as.store.GetUser(context.Background(), user)
+		if (err == nil) != (want == http.StatusSeeOther) {
+			t.Errorf("%s: record %v", user, err)
+		}
+	}
+}

@@ -66,6 +66,11 @@ type Provider struct {
 	// to names the policy uses. Values without an entry are kept as they are.
 	GroupMap map[string]string `json:"group_map,omitempty"`
 
+	// AllowedGroups, when set, lets only members of one of these groups (after
+	// GroupMap) sign in; everyone else at the provider is refused with a page saying
+	// so, and no user record is made for them. Default: anyone the provider signs in.
+	AllowedGroups []string `json:"allowed_groups,omitempty"`
+
 	// ReauthenticateAfter bounds how long a sign-in through this provider lasts:
 	// refresh tokens stop refreshing that long after the user last signed in here, so
 	// a user removed at the IdP, or moved out of a group, loses access within it.
@@ -125,6 +130,9 @@ func (p Provider) WithDefaults() (Provider, error) {
 	}
 	if p.InactiveAfter == 0 {
 		p.InactiveAfter = caddy.Duration(DefaultInactiveAfter)
+	}
+	if len(p.AllowedGroups) > 0 && p.GroupsClaim == NoGroups {
+		return p, fmt.Errorf("identity provider %s: allowed_groups needs the provider's groups, and groups_claim is none", p.Name)
 	}
 	if p.ReauthenticateAfter < 0 || p.InactiveAfter < 0 {
 		return p, fmt.Errorf("identity provider %s: reauthenticate_after and inactive_after must be positive", p.Name)

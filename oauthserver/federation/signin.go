@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -122,6 +123,14 @@ type Identity struct {
 	Groups []string
 }
 
+// NotAllowedError: the provider signed the user in, but they are in none of the
+// provider's allowed_groups.
+type NotAllowedError struct{ User string }
+
+func (e *NotAllowedError) Error() string {
+	return e.User + " is in none of the groups allowed to sign in here; ask the platform team for access"
+}
+
 // RefusedError is the provider's own refusal (error= in the callback): the user
 // cancelled, or the provider does not let them use this client.
 type RefusedError struct{ Code, Description string }
@@ -206,6 +215,9 @@ func (c *Client) identity(ctx context.Context, idToken, nonce string) (Identity,
 			g = to
 		}
 		id.Groups = append(id.Groups, g)
+	}
+	if len(c.p.AllowedGroups) > 0 && !slices.ContainsFunc(id.Groups, func(g string) bool { return slices.Contains(c.p.AllowedGroups, g) }) {
+		return Identity{}, &NotAllowedError{User: id.Username}
 	}
 	return id, nil
 }
