@@ -10,6 +10,8 @@ import (
 // pageData is what every page template reads.
 type pageData struct {
 	Title, Prefix, User, Groups string
+	// Account is the built-in server's account page (personal tokens, sign out).
+	Account string
 	// The index page.
 	Query   string
 	Servers []serverRow
@@ -54,7 +56,7 @@ const style = `body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60r
 
 var pages = template.Must(template.New("").Parse(`
 {{define "head"}}<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{{.Title}}</title><style>` + style + `</style></head><body>
-<header><h1><a href="{{.Prefix}}/">MCP servers</a></h1>{{if .User}}<span class="small">Signed in as <b id="user">{{.User}}</b>{{if .Groups}} ({{.Groups}}){{end}}</span>{{end}}</header>{{end}}
+<header><h1><a href="{{.Prefix}}/">MCP servers</a></h1>{{if .User}}<span class="small">Signed in as <b id="user">{{.User}}</b>{{if .Groups}} ({{.Groups}}){{end}}{{if .Account}} · <a href="{{.Account}}">your account</a>{{end}}</span>{{end}}</header>{{end}}
 {{define "foot"}}<script>` + copyScript + `</script></body></html>{{end}}
 {{define "message"}}{{template "head" .}}<h2>{{.Title}}</h2><p>{{.Message}}</p></body></html>{{end}}
 {{define "index"}}{{template "head" .}}

@@ -127,7 +127,7 @@ func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
 func TestDashboardPerUser(t *testing.T) {
 	base := startDashboard(t)
 	alice, page := signedIn(t, base, "alice")
-	for _, want := range []string{`<b id="user">alice</b>`, `href="/ui/servers/github"`, `href="/ui/servers/legacy"`} {
+	for _, want := range []string{`<b id="user">alice</b>`, `href="/ui/servers/github"`, `href="/ui/servers/legacy"`, `<a href="/oauth/account">your account</a>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("alice's dashboard lacks %s:\n%s", want, page)
 		}

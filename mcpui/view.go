@@ -38,7 +38,7 @@ type serverRow struct {
 type hitRow struct{ Kind, Server, Tool, Description string }
 
 func (v view) page(title string) pageData {
-	return pageData{Title: title, Prefix: v.ui.Prefix, User: v.caller.Subject, Groups: strings.Join(v.caller.Groups, ", ")}
+	return pageData{Title: title, Prefix: v.ui.Prefix, User: v.caller.Subject, Groups: strings.Join(v.caller.Groups, ", "), Account: accountPath(v.caller.Issuer)}
 }
 
 func (v view) serveIndex(w http.ResponseWriter) {
@@ -147,6 +147,15 @@ func (v view) connection(s *model.Server, d *pageData) {
 
 func (v view) serverURL(s *model.Server) string {
 	return v.base + "/" + s.Path + s.GatewayEndpoint()
+}
+
+// accountPath is the built-in server's account page, as a path on this site.
+func accountPath(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(u.Path, "/") + "/account"
 }
 
 func truncate(s string, n int) string {
