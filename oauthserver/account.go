@@ -116,6 +116,12 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renderSignIn(w http.ResponseWriter, status int, sess Session, returnTo, problem string) {
+	if to, ok := s.onlyProvider("", returnTo); ok && problem == "" {
+		noStore(w)
+		w.Header().Set("Location", to)
+		w.WriteHeader(http.StatusSeeOther)
+		return
+	}
 	renderPage(w, status, "signin", pageData{Title: "Sign in", Action: s.issuerPath + "/login", CSRF: sess.CSRF, ReturnTo: returnTo, Error: problem,
 		Providers: s.providerLinks("", returnTo), NoPassword: s.DisablePasswordSignIn}, "")
 }

@@ -211,6 +211,12 @@ func (s *Server) proceed(w http.ResponseWriter, r *http.Request, req AuthRequest
 	if sess.User != "" {
 		user, known = s.lookupUser(r, sess.User)
 	}
+	if to, ok := s.onlyProvider(req.ID, ""); !known && ok && loginError == "" {
+		noStore(w)
+		w.Header().Set("Location", to)
+		w.WriteHeader(http.StatusSeeOther)
+		return
+	}
 	if !known {
 		data.Title = "Sign in"
 		data.Error = loginError

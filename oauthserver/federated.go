@@ -65,6 +65,15 @@ func (s *Server) providerLinks(requestID, returnTo string) []providerLink {
 	return links
 }
 
+// onlyProvider is the one way to sign in when there is no other: password sign-in off
+// and a single provider. The sign-in pages then send the browser straight to it.
+func (s *Server) onlyProvider(requestID, returnTo string) (string, bool) {
+	if !s.DisablePasswordSignIn || len(s.idpOrder) != 1 {
+		return "", false
+	}
+	return s.providerLinks(requestID, returnTo)[0].URL, true
+}
+
 func (s *Server) federationCallbackURL(provider string) string {
 	return s.Issuer + "/login/" + provider + "/callback"
 }

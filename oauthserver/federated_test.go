@@ -319,47 +319,34 @@ func TestFederatedCallbackAttacks(t *testing.T) {
 	}
 }
 
-// With password sign-in off the pages offer only the provider, and a posted password
-// is refused even for a configured local user.
+// With password sign-in off and one provider, the sign-in pages send the browser
+// straight to it; with two, they offer their buttons and no password form. A posted
+// password is refused even for a configured local user.
 func TestPasswordSignInOff(t *testing.T) {
-	as, _ := newFederatedAS(t, "generic", func(s *Server) { s.DisablePasswordSignIn = true })
+	as, idp := newFederatedAS(t, "generic", func(s *Server) { s.DisablePasswordSignIn = true })
 	c := browser(t)
-	_, page := browse(t, c, authURL(as, nativeClient, "http://127.0.0.1:9/cb", "st", nil))
-	if strings.Contains(page, `name="password"`) {
-		t.Fatalf("password form shown:\n%s", page)
+	resp, _ := browse(t, c, authURL(as, nativeClient, "http://127.0.0.1:9/cb", "st", nil))
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, as.issuerPath+"/login/corp?request=") {
+		t.Fatalf("authorize with one provider: %d %s", resp.StatusCode, loc)
 	}
-	providerLinkOn(t, as, page)
-	_, page = browse(t, c, as.Issuer+"/login")
-	if strings.Contains(page, `name="password"`) {
-		t.Fatalf("account sign-in shows a password form:\n%s", page)
+	resp, _ = browse(t, c, as.Issuer+"/login?return_to=%2Foauth%2Faccount")
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != as.issuerPath+"/login/corp?return_to=%2Foauth%2Faccount" {
+		t.Fatalf("account sign-in with one provider: %d %s", resp.StatusCode, loc)
 	}
 	if _, result, _ := as.checkCredentials(&http.Request{PostForm: url.Values{"username": {"alice"}, "password": {testPassword}}, RemoteAddr: "192.0.2.1:1", Header: http.Header{}}); result != signInFailed {
 		t.Errorf("password sign-in with password_sign_in off: %v", result)
 	}
-}
 
-// A provider that sends no groups (groups_claim none, as Google): the groups an
-// administrator gives the user stay across sign-ins.
-func TestFederatedGroupsFromAdmin(t *testing.T) {
-	as := newTestAS(t, func(s *Server) {
-		s.IdentityProviders = []federation.Provider{{Name: "google", Issuer: "https://accounts.google.com", ClientID: "c", GroupsClaim: federation.NoGroups}}
+	two := newTestAS(t, func(s *Server) {
+		s.DisablePasswordSignIn = true
+		s.IdentityProviders = []federation.Provider{
+			{Name: "corp", DisplayName: "Corp SSO", Issuer: idp, ClientID: idpClient},
+			{Name: "partners", DisplayName: "Partners", Issuer: idp, ClientID: idpClient},
+		}
 	}, nil)
-	p := as.idps["google"].Provider()
-	ctx := context.Background()
-	if _, err := as.federatedUser(ctx, p, federation.Identity{Subject: "1", Username: "gina@example.com"}); err != nil {
-		t.Fatal(err)
-	}
-	u, _ := as.store.GetUser(ctx, "gina@example.com")
-	u.Groups = []string{"eng"}
-	if err := as.store.UpdateUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := as.federatedUser(ctx, p, federation.Identity{Subject: "1", Username: "gina@example.com"}); err != nil || !slices.Equal(got.Groups, []string{"eng"}) {
-		t.Fatalf("second sign-in: %+v %v", got, err)
-	}
-	// Another subject with the same name is refused.
-	if _, err := as.federatedUser(ctx, p, federation.Identity{Subject: "2", Username: "gina@example.com"}); err == nil || !strings.Contains(err.Error(), "another account") {
-		t.Fatalf("another subject: %v", err)
+	_, page := browse(t, browser(t), authURL(two, nativeClient, "http://127.0.0.1:9/cb", "st", nil))
+	if strings.Contains(page, `name="password"`) || !strings.Contains(page, "Sign in with Corp SSO") || !strings.Contains(page, "Sign in with Partners") {
+		t.Errorf("two providers:\n%s", page)
 	}
 }
 

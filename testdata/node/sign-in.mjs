@@ -30,6 +30,9 @@ export async function signIn(start, user, password, idp) {
     form = undefined;
     if (resp.status === 303 || resp.status === 302) {
       const loc = new URL(resp.headers.get('location'), next);
+      // The provider's start (<issuer>/login/<name>, by button or because it is the only
+      // way to sign in) sends the browser to the provider.
+      if (idp && /\/login\/[a-z0-9-]+$/.test(next.pathname)) enteringIdP = true;
       if (enteringIdP) {
         sites.add(loc.origin);
         enteringIdP = false;
