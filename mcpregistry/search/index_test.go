@@ -433,3 +433,102 @@ func TestSearchQuestionLowersWrites(t *testing.T) {
 		t.Errorf("get_tasks scores %v for the question, %v for the statement: want the same", asked, said)
 	}
 }
+
+// bruteForceHits is the reference for a search's top limit: every document scored
+// (a limit above the index's size prunes nothing), ordered by better, cut at limit.
+func bruteForceHits(ix *Index, query string, limit int) []exactHit {
+	all := exactHits(ix, query, ix.n+1)
+	return all[:min(limit, len(all))]
+}
+
+// TestSearchTopKExact: at the limits people ask for (where the pruning acts), an
+// index built up by changes, in several orders and with servers removed and added
+// back, returns exactly the hits and scores of one built from scratch, and both
+// exactly the top of a search that scores every document: what a search returns
+// does not depend on the order it visits documents in, nor on where shards split.
+func TestSearchTopKExact(t *testing.T) {
+	var cat evalCatalog
+	readEvalJSON(t, "catalog.json", &cat)
+	// The catalog and generated servers between its names: shards that split.
+	corpus := sortedSources(append(evalSources(cat), synthetic20k()[:400]...))
+	var queries []string
+	for _, set := range []string{"train", "train2"} {
+		var qs []evalQuery
+		readEvalJSON(t, set+".json", &qs)
+		for _, q := range qs {
+			queries = append(queries, q.Query)
+		}
+	}
+	limits := []int{1, 5, 10}
+	check := func(name string, got, rebuilt *Index) {
+		t.Helper()
+		if got.n != rebuilt.n {
+			t.Fatalf("%s: %d documents, rebuilt %d", name, got.n, rebuilt.n)
+		}
+		for _, q := range queries {
+			for _, limit := range limits {
+				g, r, b := exactHits(got, q, limit), exactHits(rebuilt, q, limit), bruteForceHits(rebuilt, q, limit)
+				if !slices.Equal(r, b) {
+					t.Errorf("%s: query %q, limit %d: rebuilt index %v, every document scored %v", name, q, limit, r, b)
+				}
+				if !slices.Equal(g, r) {
+					t.Errorf("%s: query %q, limit %d: %v, rebuilt index %v", name, q, limit, g, r)
+				}
+				if gb := bruteForceHits(got, q, limit); !slices.Equal(gb, b) {
+					t.Errorf("%s: query %q, limit %d: every document scored %v, rebuilt %v", name, q, limit, gb, b)
+				}
+			}
+		}
+	}
+	rebuilt := Build(corpus)
+	check("rebuilt without impacts", rebuilt, (&Index{}).WithChanges(nil).WithChanges(changesOf(corpus)))
+	for seed := range uint64(3) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		order := slices.Clone(corpus)
+		switch seed {
+		case 0:
+			slices.Reverse(order)
+		default:
+			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		}
+		ix := &Index{}
+		var removed []Source
+		for len(order) > 0 {
+			n := min(len(order), 1+rng.IntN(8))
+			changes := changesOf(order[:n])
+			order = order[n:]
+			if seed > 0 && rng.IntN(3) == 0 && len(removed) > 0 {
+				// Add back a server removed earlier.
+				s := removed[0]
+				removed = removed[1:]
+				changes[s.Server.Name] = &s
+			}
+			ix = ix.WithChanges(changes)
+			if seed > 0 && rng.IntN(4) == 0 {
+				// Remove a server it holds (added back later).
+				sh := ix.shards[rng.IntN(len(ix.shards))]
+				g := sh.segs[rng.IntN(len(sh.segs))]
+				removed = append(removed, g.src)
+				ix = ix.WithChanges(map[string]*Source{g.name(): nil})
+			}
+		}
+		if len(removed) > 0 {
+			ix = ix.WithChanges(changesOf(removed))
+		}
+		name := fmt.Sprintf("order %d (%d shards, rebuilt %d)", seed, len(ix.shards), len(rebuilt.shards))
+		check(name+" without impacts", ix, rebuilt)
+		check(name+" with impacts", ix.WithImpacts(), rebuilt)
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+// changesOf is srcs as changes (see Index.WithChanges).
+func changesOf(srcs []Source) map[string]*Source {
+	out := make(map[string]*Source, len(srcs))
+	for i := range srcs {
+		out[srcs[i].Server.Name] = &srcs[i]
+	}
+	return out
+}
