@@ -259,9 +259,9 @@ func TestSearchShardBoundExact(t *testing.T) {
 			if limit != 10 || len(want) < limit {
 				continue
 			}
-			bounds, weights := shardBoundsOf(bounded, q)
+			buf, cov := shardBoundsOf(bounded, q)
 			for k := range bounded.shards {
-				if shardBound(bounds, weights, k, len(bounded.shards)) < want[len(want)-1].score {
+				if shardBound(buf, cov, k, len(bounded.shards)) < want[len(want)-1].score {
 					below++
 				}
 			}
@@ -274,11 +274,11 @@ func TestSearchShardBoundExact(t *testing.T) {
 }
 
 // shardBoundsOf returns what searchScored passes shardBound for query.
-func shardBoundsOf(ix *Index, query string) ([]termBound, []float32) {
+func shardBoundsOf(ix *Index, query string) (*scoreBuf, *coverage) {
 	var buf scoreBuf
 	var cov coverage
 	ix.weigh(queryTermsKnown(query, ix.docFreq), &buf, &cov)
-	return buf.bounds, buf.weights
+	return &buf, &cov
 }
 
 // TestSearchBuildStops: a first build gives up when its stop channel is closed.
