@@ -2,6 +2,7 @@ package search
 
 import (
 	"bytes"
+	"cmp"
 	"math"
 	"math/bits"
 	"runtime"
@@ -829,6 +830,13 @@ type scoreBuf struct {
 	touched []int32
 	servers []int32 // touched documents read after the loop over touched (see up)
 	heap    []scoredDoc
+	order   []shardOrder // the shards to visit
+}
+
+// shardOrder is a shard and its bound (see shardBound).
+type shardOrder struct {
+	bound float32
+	shard int32
 }
 
 // coverage weighs a hit by the share of the query it answers: each query word (group)
@@ -848,6 +856,8 @@ type coverage struct {
 	// its name, whether its name takes the query's verb and the words of its name
 	// (docScoring.nameWords), the most its factor can be (see maxFactor).
 	most [maxGroups + 1][maxGroups + 1][2][boundNameWords + 1]float32
+	// mostAll is the largest of most: the most any document's factor can be.
+	mostAll float32
 }
 
 // normalize turns the groups' best weights into their shares of coverage: each query
@@ -886,6 +896,9 @@ func (c *coverage) normalize() {
 					c.most[n][named][verb][words] = c.maxFactor(n, named, verb, precision)
 				}
 				c.most[n][named][verb][0] = c.maxFactor(n, 0, verb, 0)
+				for _, f := range c.most[n][named][verb] {
+					c.mostAll = max(c.mostAll, f)
+				}
 			}
 		}
 	}
@@ -1061,14 +1074,34 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	lists, weights, masks := buf.lists, buf.weights, buf.masks
 	nshards := len(ix.shards)
 
-	h := buf.heap[:0]
+	// With the term dictionary, shards are visited best bound first (see
+	// shardBound), so that the kept hits are good early and the rest of the shards
+	// are passed over; the order of hits (better) does not depend on it.
+	order := buf.order[:0]
 	for k, sh := range ix.shards {
-		if len(sh.docs) == 0 {
-			continue
+		if len(sh.docs) > 0 {
+			b := float32(math.MaxFloat32)
+			if ix.terms != nil {
+				b = shardBound(buf, &cov, k, nshards)
+			}
+			order = append(order, shardOrder{bound: b, shard: int32(k)})
 		}
-		if ix.terms != nil && len(h) == limit && shardBound(buf, &cov, k, nshards) <= h[0].score {
-			// No document of the shard can beat the worst kept hit: at best it ties,
-			// and loses the tie to that earlier document.
+	}
+	if ix.terms != nil {
+		slices.SortFunc(order, func(a, b shardOrder) int {
+			return cmp.Or(cmp.Compare(b.bound, a.bound), cmp.Compare(a.shard, b.shard))
+		})
+	}
+	buf.order = order
+	h := buf.heap[:0]
+	for _, o := range order {
+		k, sh := int(o.shard), ix.shards[o.shard]
+		if len(h) == limit && !better(scoredDoc{score: o.bound, shard: o.shard}, h[0]) {
+			// No document of the shard can beat the worst kept hit; nor can those
+			// of the shards after it, if its bound is below that hit's score.
+			if o.bound < h[0].score {
+				break
+			}
 			continue
 		}
 		if cap(buf.scores) < len(sh.docs) {
@@ -1126,8 +1159,6 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 				scores[doc] += s
 			}
 		}
-		// Shards come in order: a document wins a tie only against a later one of its
-		// own shard.
 		// What the query finds in a server (its description: "task management",
 		// "reactions") is found in part in its tools that it touched: cluster
 		// smoothing, as a passage is scored with its document. A server's tools
@@ -1145,7 +1176,8 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			} else {
 				servers = append(servers, id)
 			}
-			if len(h) == limit && !better(scoredDoc{score: float32(s * cov.bound(m, sc[id].nameWords)), shard: int32(k), doc: id}, h[0]) {
+			if len(h) == limit && (float32(s*cov.mostAll) < h[0].score ||
+				!better(scoredDoc{score: float32(s * cov.bound(m, sc[id].nameWords)), shard: int32(k), doc: id}, h[0])) {
 				// Even the most its factor can be leaves it behind the worst kept
 				// hit (see coverage.scale): the factor is not worth computing.
 				continue
