@@ -35,7 +35,8 @@ func exactHits(ix *Index, query string, limit int) []exactHit {
 }
 
 // sameIndex fails t unless got answers every query exactly as want does (the same
-// hits in the same order with bit-identical scores) and has the same statistics.
+// hits in the same order with bit-identical scores), at every limit from all of the
+// index down to the top hit (where the pruning acts), and has the same statistics.
 func sameIndex(t *testing.T, step string, got, want *Index, queries []string) {
 	t.Helper()
 	if got.n != want.n || got.total != want.total || got.avgLen != want.avgLen {
@@ -43,14 +44,16 @@ func sameIndex(t *testing.T, step string, got, want *Index, queries []string) {
 			step, got.n, got.total, got.avgLen, want.n, want.total, want.avgLen)
 	}
 	for _, q := range queries {
-		g, w := exactHits(got, q, want.n+1), exactHits(want, q, want.n+1)
-		if !slices.Equal(g, w) {
-			for i := range min(len(g), len(w)) {
-				if g[i] != w[i] {
-					t.Fatalf("%s: query %q: hit %d is %+v, full rebuild %+v (%d vs %d hits)", step, q, i, g[i], w[i], len(g), len(w))
+		for _, limit := range []int{want.n + 1, 10, 5, 1} {
+			g, w := exactHits(got, q, limit), exactHits(want, q, limit)
+			if !slices.Equal(g, w) {
+				for i := range min(len(g), len(w)) {
+					if g[i] != w[i] {
+						t.Fatalf("%s: query %q, limit %d: hit %d is %+v, full rebuild %+v (%d vs %d hits)", step, q, limit, i, g[i], w[i], len(g), len(w))
+					}
 				}
+				t.Fatalf("%s: query %q, limit %d: %d hits, full rebuild %d", step, q, limit, len(g), len(w))
 			}
-			t.Fatalf("%s: query %q: %d hits, full rebuild %d", step, q, len(g), len(w))
 		}
 	}
 }
