@@ -535,3 +535,42 @@ func changesOf(srcs []Source) map[string]*Source {
 	}
 	return out
 }
+
+// TestSearchShardBoundHolds: no document's final score (every boost and penalty
+// applied) is above its shard's bound, to the last bit, and the bound is reached:
+// a shard of duplicates is passed over only if its bound is exact.
+func TestSearchShardBoundHolds(t *testing.T) {
+	var cat evalCatalog
+	readEvalJSON(t, "catalog.json", &cat)
+	ix := Build(sortedSources(append(evalSources(cat), synthetic20k()[:1000]...)))
+	var queries []string
+	for _, set := range []string{"train", "train2"} {
+		var qs []evalQuery
+		readEvalJSON(t, set+".json", &qs)
+		for _, q := range qs {
+			queries = append(queries, q.Query)
+		}
+	}
+	queries = append(queries, "list issues", "create an invoice for a customer", "team 42 dashboard metrics")
+	reached := 0
+	for _, q := range queries {
+		buf, cov := shardBoundsOf(ix, q)
+		best := make([]float32, len(ix.shards))
+		for _, d := range ix.searchScored(q, ix.n+1) {
+			best[d.shard] = max(best[d.shard], d.score)
+		}
+		for k, b := range best {
+			bound := shardBound(buf, cov, k, len(ix.shards))
+			if b > bound {
+				t.Fatalf("query %q: shard %d has a hit scoring %v, above its bound %v", q, k, b, bound)
+			}
+			if b > 0 && b == bound {
+				reached++
+			}
+		}
+	}
+	if reached == 0 {
+		t.Fatal("no shard's best hit reaches its bound: the test does not show the bounds are tight")
+	}
+	t.Logf("%d queries over %d shards: %d shards' best hit scores exactly their bound", len(queries), len(ix.shards), reached)
+}
