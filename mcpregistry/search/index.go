@@ -2,6 +2,7 @@ package search
 
 import (
 	"bytes"
+	"cmp"
 	"math"
 	"math/bits"
 	"runtime"
@@ -145,7 +146,13 @@ type docScoring struct {
 	factor  float32
 	nameInv float32 // 1/nameWords (0 for no name)
 	writes  bool
+	// nameWords is the words in the document's name, at most boundNameWords: what
+	// coverage.bound knows of nameInv.
+	nameWords uint8
 }
+
+// boundNameWords is the longest name coverage.bound tells apart from longer ones.
+const boundNameWords = 4
 
 // termEntry is a term over the whole index: its document frequency, how many of its
 // postings carry serverFlag (see span), and where its shards are in termShards.
@@ -153,11 +160,12 @@ type termEntry struct{ df, ns, first, n int32 }
 
 // termShard is a term's postings in one shard, with the largest impact among them
 // (maxImpact) and among those of servers' own documents (maxServer), which a tool
-// adds part of (serverShare).
+// adds part of (serverShare), and the largest nameInv among the documents that
+// have it in their name (0 if none).
 type termShard struct {
 	shard int32
 	span
-	maxImpact, maxServer float32
+	maxImpact, maxServer, maxNameInv float32
 }
 
 // span is a term's postings in a shard: pdoc[off : off+n] and ptf[off : off+n].
@@ -488,7 +496,7 @@ func (ix *Index) WithImpacts() *Index {
 			imp[i] = d.factor * tf * (bm25K1 + 1) / (tf + d.norm)
 		}
 		c.impacts[k] = imp
-		names[k], spans[k] = shardTerms(k, sh, imp)
+		names[k], spans[k] = shardTerms(k, sh, sc, imp)
 	})
 	c.terms, c.termShards = termDictionary(names, spans)
 	return &c
@@ -496,7 +504,7 @@ func (ix *Index) WithImpacts() *Index {
 
 // shardTerms lists shard k's terms, each with its postings and their largest
 // impacts (see termShard).
-func shardTerms(k int, sh *searchShard, imp []float32) ([]string, []termShard) {
+func shardTerms(k int, sh *searchShard, sc []docScoring, imp []float32) ([]string, []termShard) {
 	names := make([]string, 0, len(sh.postings))
 	spans := make([]termShard, 0, len(sh.postings))
 	for term, sp := range sh.postings {
@@ -506,6 +514,9 @@ func shardTerms(k int, sh *searchShard, imp []float32) ([]string, []termShard) {
 			ts.maxImpact = max(ts.maxImpact, x)
 			if sh.docs[doc&docMask].seq == 0 {
 				ts.maxServer = max(ts.maxServer, x)
+			}
+			if doc&nameFlag != 0 {
+				ts.maxNameInv = max(ts.maxNameInv, sc[doc&docMask].nameInv)
 			}
 		}
 		names = append(names, term)
@@ -714,6 +725,7 @@ func (ix *Index) finish() {
 			sc[i] = docScoring{norm: bm25K1 * (1 - bm25B + bm25B*d.length/avgLen), factor: d.factor, writes: d.writes}
 			if d.nameWords > 0 {
 				sc[i].nameInv = 1 / d.nameWords
+				sc[i].nameWords = uint8(min(d.nameWords, boundNameWords))
 			}
 		}
 		ix.scoring[k] = sc
@@ -802,19 +814,29 @@ type scoredDoc struct {
 }
 
 // termBound is the most a term's posting adds to a document's score in one shard,
-// before the query word's weight, and to a server's document (see termShard).
-type termBound struct{ impact, server float32 }
+// before the query word's weight, and to a server's document, and the largest
+// nameInv of a document naming it (see termShard).
+type termBound struct{ impact, server, nameInv float32 }
 
 type scoreBuf struct {
 	lists   []span      // [term*len(shards) + shard]
 	bounds  []termBound // [term*len(shards) + shard], with Index.terms only
 	weights []float32
 	masks   [][8]uint64 // per query term: its bits in a document, by the posting's flags (see flagged)
+	groups  []uint32    // per query term: its group's bit (1 << group), 0 for a term of weight 0
+	product []bool      // per query term: it names a product (see productBit)
 	scores  []float32
 	matched []uint64 // per document: groups matched (see nameShift, verbShift)
 	touched []int32
 	servers []int32 // touched documents read after the loop over touched (see up)
 	heap    []scoredDoc
+	order   []shardOrder // the shards to visit
+}
+
+// shardOrder is a shard and its bound (see shardBound).
+type shardOrder struct {
+	bound float32
+	shard int32
 }
 
 // coverage weighs a hit by the share of the query it answers: each query word (group)
@@ -830,6 +852,12 @@ type coverage struct {
 	// expanded is, per set of groups (a bit each), what answering them by expansions
 	// only is worth (see credit): a table, so that scoring a document only looks up.
 	expanded [1 << maxGroups]float32
+	// most is, by the number of groups a document matches, the number it matches in
+	// its name, whether its name takes the query's verb and the words of its name
+	// (docScoring.nameWords), the most its factor can be (see maxFactor).
+	most [maxGroups + 1][maxGroups + 1][2][boundNameWords + 1]float32
+	// mostAll is the largest of most: the most any document's factor can be.
+	mostAll float32
 }
 
 // normalize turns the groups' best weights into their shares of coverage: each query
@@ -858,6 +886,54 @@ func (c *coverage) normalize() {
 		g := bits.TrailingZeros32(uint32(set))
 		c.expanded[set] = c.expanded[set&(set-1)] + c.expansion[g]
 	}
+	// A document matches at most c.total groups (those of weight 0 match nothing).
+	for n := range min(int(c.total), maxGroups) + 1 {
+		for named := range n + 1 {
+			for verb := range 2 {
+				for words := 1; words <= boundNameWords; words++ {
+					// A name of more words than boundNameWords names less of itself.
+					precision := min(1, float32(float32(named)*float32(1/float32(words))))
+					c.most[n][named][verb][words] = c.maxFactor(n, named, verb, precision)
+				}
+				c.most[n][named][verb][0] = c.maxFactor(n, 0, verb, 0)
+				for _, f := range c.most[n][named][verb] {
+					c.mostAll = max(c.mostAll, f)
+				}
+			}
+		}
+	}
+}
+
+// maxFactor is the most factor can be, before the product's, for a document that
+// matches n of the query's groups, named of them in its name, whose name takes the
+// query's verb if verb is 1, and whose name's precision (see factor) is at most
+// precision: scale with each group credited in full (credit counts at most one per
+// group).
+func (c *coverage) maxFactor(n, named, verb int, precision float32) float32 {
+	if c.total == 0 {
+		return 1
+	}
+	if named == 0 {
+		precision = 0
+	}
+	return c.scale(float32(float32(n)*c.invTotal), precision, float32(float32(named)*c.invTotal), float32(verb))
+}
+
+// bound is the most a document's factor (with askWriteFactor) can be for its
+// matched bits m and the words of its name (docScoring.nameWords): an upper bound
+// that takes two popcounts and a look-up, checked before the factor itself.
+func (c *coverage) bound(m uint64, nameWords uint8) float32 {
+	groups := uint32(m|m>>maxGroups) & groupMask
+	named := uint32(m>>nameShift|m>>(nameShift+maxGroups)) & groupMask
+	verb := 0
+	if m>>verbShift&verbBits != 0 {
+		verb = 1
+	}
+	f := c.most[bits.OnesCount32(groups)][bits.OnesCount32(named)][verb][nameWords]
+	if c.product && m&productBit == 0 {
+		f = float32(f * offProductFactor)
+	}
+	return f
 }
 
 // A document's matched bits (scoreBuf.matched): which query words (groups) it
@@ -882,23 +958,38 @@ func (c *coverage) factor(m uint64, nameInv float32) float32 {
 	if c.total == 0 {
 		return 1
 	}
-	got := c.credit(uint32(m & matchMask))
-	share := got * c.invTotal
-	f := coverageFloor + (1-coverageFloor)*share
+	share := float32(c.credit(uint32(m&matchMask)) * c.invTotal)
+	var precision, recall float32
 	if named := c.credit(uint32(m>>nameShift) & matchMask); named > 0 && nameInv > 0 {
 		// The F1 of the name against the query: how much of the name the query
 		// names, and how much of the query the name answers.
-		precision, recall := min(1, named*nameInv), named*c.invTotal
-		f *= 1 + nameBoost*share*2*precision*recall/(precision+recall)
+		precision, recall = min(1, float32(named*nameInv)), float32(named*c.invTotal)
+	}
+	// The query's first word is the action it asks for ("list running docker
+	// containers"): a tool whose name takes that action (list_containers) is the
+	// answer before one that only mentions it (run_container).
+	f := c.scale(share, precision, recall, c.credit(uint32(m>>verbShift)&verbBits))
+	if c.product && m&productBit == 0 {
+		f = float32(f * offProductFactor)
+	}
+	return f
+}
+
+// scale is factor but for the product: the coverage of share, lifted by the F1 of
+// the name's precision and recall (none when either is 0) and by the credit of the
+// query's verb. Each step rounds to float32 explicitly (no fused multiply-add) and
+// none decreases as an argument grows, so that scale at arguments no smaller than
+// a document's is at least the document's factor to the last bit: maxFactor's
+// bounds need no margin, and a bound equal to a kept hit's score is a tie.
+func (c *coverage) scale(share, precision, recall, verb float32) float32 {
+	f := float32(coverageFloor + float32((1-coverageFloor)*share))
+	if precision > 0 && recall > 0 {
+		// 2PR/(P+R) written so that every operation is monotone in P and R.
+		f1 := float32(2 / float32(float32(1/precision)+float32(1/recall)))
+		f = float32(f * float32(1+float32(float32(nameBoost*share)*f1)))
 	}
 	if c.total > 1 {
-		// The query's first word is the action it asks for ("list running docker
-		// containers"): a tool whose name takes that action (list_containers) is
-		// the answer before one that only mentions it (run_container).
-		f *= 1 + verbBoost*c.credit(uint32(m>>verbShift)&verbBits)
-	}
-	if c.product && m&productBit == 0 {
-		f *= offProductFactor
+		f = float32(f * float32(1+float32(verbBoost*verb)))
 	}
 	return f
 }
@@ -980,16 +1071,38 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	var cov coverage
 	ix.weigh(terms, buf, &cov)
 	cov.asks = asksToRead(query)
-	lists, weights, bounds, masks := buf.lists, buf.weights, buf.bounds, buf.masks
+	lists, weights, masks := buf.lists, buf.weights, buf.masks
 	nshards := len(ix.shards)
 
-	h := buf.heap[:0]
+	// With the term dictionary, shards are visited best bound first (see
+	// shardBound), so that the kept hits are good early and the rest of the shards
+	// are passed over; the order of hits (better) does not depend on it.
+	order := buf.order[:0]
 	for k, sh := range ix.shards {
-		if len(sh.docs) == 0 {
-			continue
+		if len(sh.docs) > 0 {
+			b := float32(math.MaxFloat32)
+			if ix.terms != nil {
+				b = shardBound(buf, &cov, k, nshards)
+			}
+			order = append(order, shardOrder{bound: b, shard: int32(k)})
 		}
-		if ix.terms != nil && len(h) == limit && shardBound(bounds, weights, k, nshards) < h[0].score {
-			continue // every document of the shard would be pruned (below)
+	}
+	if ix.terms != nil {
+		slices.SortFunc(order, func(a, b shardOrder) int {
+			return cmp.Or(cmp.Compare(b.bound, a.bound), cmp.Compare(a.shard, b.shard))
+		})
+	}
+	buf.order = order
+	h := buf.heap[:0]
+	for _, o := range order {
+		k, sh := int(o.shard), ix.shards[o.shard]
+		if len(h) == limit && !better(scoredDoc{score: o.bound, shard: o.shard}, h[0]) {
+			// No document of the shard can beat the worst kept hit; nor can those
+			// of the shards after it, if its bound is below that hit's score.
+			if o.bound < h[0].score {
+				break
+			}
+			continue
 		}
 		if cap(buf.scores) < len(sh.docs) {
 			buf.scores = make([]float32, len(sh.docs))
@@ -1016,7 +1129,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 				for i, doc := range docs {
 					bit := fbits[uint32(doc)>>flagShift]
 					doc &= docMask
-					s := w * imps[i]
+					s := float32(w * imps[i])
 					if scores[doc] == 0 {
 						// First touch: matched holds a stale value.
 						touched = append(touched, doc)
@@ -1036,7 +1149,7 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 				// The term's BM25 impact in the document (everything but idf and the
 				// query word's weight).
 				impact := d.factor * tf * (bm25K1 + 1) / (tf + d.norm)
-				s := w * impact
+				s := float32(w * impact)
 				if scores[doc] == 0 {
 					touched = append(touched, doc)
 					matched[doc] = bit
@@ -1046,8 +1159,6 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 				scores[doc] += s
 			}
 		}
-		// Shards come in order: a document wins a tie only against a later one of its
-		// own shard.
 		// What the query finds in a server (its description: "task management",
 		// "reactions") is found in part in its tools that it touched: cluster
 		// smoothing, as a passage is scored with its document. A server's tools
@@ -1059,29 +1170,27 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 			if up := int32(sh.up[id]); up != 0 {
 				scores[id] = 0
 				if ss := scores[id-up]; ss != 0 {
-					s += serverShare * ss
+					s += float32(serverShare * ss)
 					m |= matched[id-up] & matchMask
 				}
 			} else {
 				servers = append(servers, id)
 			}
-			if len(h) == limit && s < h[0].score {
-				// Pruned as if the factor were at most 1. It is not (a name or verb
-				// lifts a hit up to 4.5 times), so a hit lifted past the last of the
-				// top can be missed; bounding it exactly costs a quarter of the
-				// throughput, for a ranking of the top 10 that differs little (train:
-				// the same NDCG@10 and MRR as a search of 91).
+			if len(h) == limit && (float32(s*cov.mostAll) < h[0].score ||
+				!better(scoredDoc{score: float32(s * cov.bound(m, sc[id].nameWords)), shard: int32(k), doc: id}, h[0])) {
+				// Even the most its factor can be leaves it behind the worst kept
+				// hit (see coverage.scale): the factor is not worth computing.
 				continue
 			}
-			s *= cov.factor(m, sc[id].nameInv)
+			s = float32(s * cov.factor(m, sc[id].nameInv))
 			if cov.asks && sc[id].writes {
-				s *= askWriteFactor
+				s = float32(s * askWriteFactor)
 			}
-			if len(h) < limit {
-				h = append(h, scoredDoc{score: s, shard: int32(k), doc: id})
+			if d := (scoredDoc{score: s, shard: int32(k), doc: id}); len(h) < limit {
+				h = append(h, d)
 				siftUp(h, len(h)-1)
-			} else if s > h[0].score || (s == h[0].score && int32(k) == h[0].shard && id < h[0].doc) {
-				h[0] = scoredDoc{score: s, shard: int32(k), doc: id}
+			} else if better(d, h[0]) {
+				h[0] = d
 				siftDown(h, 0)
 			}
 		}
@@ -1104,23 +1213,43 @@ func (ix *Index) searchScored(query string, limit int) []scoredDoc {
 	return out
 }
 
-// boundMargin covers the rounding of shardBound's sums, which need not be those of
-// the documents' scores.
-const boundMargin = 1 + 1e-5
-
-// shardBound is above any score a document of shard k can have before its factor
-// (coverage.factor), which searchScored prunes on: the sum of each query term's
-// largest impact in the shard, weighted, with serverShare of the same for the
-// shard's servers' own documents (a tool's server smoothing). A shard whose bound is
-// below the worst hit kept so far cannot add a hit, and is not scored.
-func shardBound(bounds []termBound, weights []float32, k, nshards int) float32 {
-	var doc, server float32
-	for t, w := range weights {
-		b := bounds[t*nshards+k]
-		doc += w * b.impact
-		server += w * b.server
+// shardBound is at least any final score a document of shard k can have: the sum
+// of each query term's largest impact in the shard, weighted, with serverShare of
+// the same for the shard's servers' own documents (a tool's server smoothing), times
+// the most the factor can be for a document matching every group that has a term in
+// the shard (coverage.maxFactor; both grow with the groups matched, so no subset of
+// them does better), lowered by offProductFactor when no product word of the query
+// is in the name of any of the shard's servers. The sums are a document's in the
+// same order, each term no smaller, and float32 rounding never decreases as its
+// operands grow: the bound holds to the last bit, without a margin. A shard whose
+// bound is at most the worst hit kept so far cannot add a hit, and is not scored.
+func shardBound(buf *scoreBuf, cov *coverage, k, nshards int) float32 {
+	var doc, server, nameInv float32
+	var groups, named uint32
+	product := false
+	for t, w := range buf.weights {
+		b := buf.bounds[t*nshards+k]
+		if b.impact == 0 {
+			continue
+		}
+		doc += float32(w * b.impact)
+		server += float32(w * b.server)
+		groups |= buf.groups[t]
+		if b.nameInv > 0 {
+			named |= buf.groups[t]
+			nameInv = max(nameInv, b.nameInv)
+		}
+		product = product || buf.product[t] && buf.lists[t*nshards+k].ns > 0
 	}
-	return (doc + serverShare*server) * boundMargin
+	// A document's name's precision is at most its named groups times the largest
+	// nameInv of a document naming one; its name takes the query's verb only if
+	// the verb is in a name.
+	nn := bits.OnesCount32(named)
+	f := cov.maxFactor(bits.OnesCount32(groups), nn, int(named&1), min(1, float32(float32(nn)*nameInv)))
+	if cov.product && !product {
+		f *= offProductFactor
+	}
+	return float32(float32(doc+float32(serverShare*server)) * f)
 }
 
 // weigh fills buf's lists, weights, masks and (with Index.terms) bounds for the
@@ -1132,6 +1261,7 @@ func (ix *Index) weigh(terms []queryTerm, buf *scoreBuf, cov *coverage) {
 	lists := buf.lists[:0]
 	weights := buf.weights[:0]
 	masks := buf.masks[:0]
+	groups, products := buf.groups[:0], buf.product[:0]
 	nshards := len(ix.shards)
 	bounds := buf.bounds[:0]
 	for _, qt := range terms {
@@ -1146,7 +1276,7 @@ func (ix *Index) weigh(terms []queryTerm, buf *scoreBuf, cov *coverage) {
 			clear(bounds[t:])
 			for _, ts := range ix.termShards[e.first : e.first+e.n] {
 				lists[t+int(ts.shard)] = ts.span
-				bounds[t+int(ts.shard)] = termBound{ts.maxImpact, ts.maxServer}
+				bounds[t+int(ts.shard)] = termBound{ts.maxImpact, ts.maxServer, ts.maxNameInv}
 			}
 		} else {
 			for _, sh := range ix.shards {
@@ -1177,9 +1307,15 @@ func (ix *Index) weigh(terms []queryTerm, buf *scoreBuf, cov *coverage) {
 			bit |= bit << verbShift
 		}
 		masks = append(masks, flagged(bit, product))
+		var g uint32
+		if w > 0 {
+			g = 1 << qt.group
+		}
+		groups, products = append(groups, g), append(products, product)
 	}
 	cov.normalize()
 	buf.lists, buf.weights, buf.bounds, buf.masks = lists, weights, bounds, masks
+	buf.groups, buf.product = groups, products
 }
 
 // worse is the heap's order: the worst kept hit on top.

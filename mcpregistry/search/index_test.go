@@ -35,7 +35,8 @@ func exactHits(ix *Index, query string, limit int) []exactHit {
 }
 
 // sameIndex fails t unless got answers every query exactly as want does (the same
-// hits in the same order with bit-identical scores) and has the same statistics.
+// hits in the same order with bit-identical scores), at every limit from all of the
+// index down to the top hit (where the pruning acts), and has the same statistics.
 func sameIndex(t *testing.T, step string, got, want *Index, queries []string) {
 	t.Helper()
 	if got.n != want.n || got.total != want.total || got.avgLen != want.avgLen {
@@ -43,14 +44,16 @@ func sameIndex(t *testing.T, step string, got, want *Index, queries []string) {
 			step, got.n, got.total, got.avgLen, want.n, want.total, want.avgLen)
 	}
 	for _, q := range queries {
-		g, w := exactHits(got, q, want.n+1), exactHits(want, q, want.n+1)
-		if !slices.Equal(g, w) {
-			for i := range min(len(g), len(w)) {
-				if g[i] != w[i] {
-					t.Fatalf("%s: query %q: hit %d is %+v, full rebuild %+v (%d vs %d hits)", step, q, i, g[i], w[i], len(g), len(w))
+		for _, limit := range []int{want.n + 1, 10, 5, 1} {
+			g, w := exactHits(got, q, limit), exactHits(want, q, limit)
+			if !slices.Equal(g, w) {
+				for i := range min(len(g), len(w)) {
+					if g[i] != w[i] {
+						t.Fatalf("%s: query %q, limit %d: hit %d is %+v, full rebuild %+v (%d vs %d hits)", step, q, limit, i, g[i], w[i], len(g), len(w))
+					}
 				}
+				t.Fatalf("%s: query %q, limit %d: %d hits, full rebuild %d", step, q, limit, len(g), len(w))
 			}
-			t.Fatalf("%s: query %q: %d hits, full rebuild %d", step, q, len(g), len(w))
 		}
 	}
 }
@@ -259,9 +262,9 @@ func TestSearchShardBoundExact(t *testing.T) {
 			if limit != 10 || len(want) < limit {
 				continue
 			}
-			bounds, weights := shardBoundsOf(bounded, q)
+			buf, cov := shardBoundsOf(bounded, q)
 			for k := range bounded.shards {
-				if shardBound(bounds, weights, k, len(bounded.shards)) < want[len(want)-1].score {
+				if shardBound(buf, cov, k, len(bounded.shards)) < want[len(want)-1].score {
 					below++
 				}
 			}
@@ -274,11 +277,11 @@ func TestSearchShardBoundExact(t *testing.T) {
 }
 
 // shardBoundsOf returns what searchScored passes shardBound for query.
-func shardBoundsOf(ix *Index, query string) ([]termBound, []float32) {
+func shardBoundsOf(ix *Index, query string) (*scoreBuf, *coverage) {
 	var buf scoreBuf
 	var cov coverage
 	ix.weigh(queryTermsKnown(query, ix.docFreq), &buf, &cov)
-	return buf.bounds, buf.weights
+	return &buf, &cov
 }
 
 // TestSearchBuildStops: a first build gives up when its stop channel is closed.
@@ -432,4 +435,142 @@ func TestSearchQuestionLowersWrites(t *testing.T) {
 	if asked, said := score("what task is due today", "get_tasks"), score("task is due today", "get_tasks"); asked != said {
 		t.Errorf("get_tasks scores %v for the question, %v for the statement: want the same", asked, said)
 	}
+}
+
+// bruteForceHits is the reference for a search's top limit: every document scored
+// (a limit above the index's size prunes nothing), ordered by better, cut at limit.
+func bruteForceHits(ix *Index, query string, limit int) []exactHit {
+	all := exactHits(ix, query, ix.n+1)
+	return all[:min(limit, len(all))]
+}
+
+// TestSearchTopKExact: at the limits people ask for (where the pruning acts), an
+// index built up by changes, in several orders and with servers removed and added
+// back, returns exactly the hits and scores of one built from scratch, and both
+// exactly the top of a search that scores every document: what a search returns
+// does not depend on the order it visits documents in, nor on where shards split.
+func TestSearchTopKExact(t *testing.T) {
+	var cat evalCatalog
+	readEvalJSON(t, "catalog.json", &cat)
+	// The catalog and generated servers between its names: shards that split.
+	corpus := sortedSources(append(evalSources(cat), synthetic20k()[:400]...))
+	var queries []string
+	for _, set := range []string{"train", "train2"} {
+		var qs []evalQuery
+		readEvalJSON(t, set+".json", &qs)
+		for _, q := range qs {
+			queries = append(queries, q.Query)
+		}
+	}
+	limits := []int{1, 5, 10}
+	check := func(name string, got, rebuilt *Index) {
+		t.Helper()
+		if got.n != rebuilt.n {
+			t.Fatalf("%s: %d documents, rebuilt %d", name, got.n, rebuilt.n)
+		}
+		for _, q := range queries {
+			for _, limit := range limits {
+				g, r, b := exactHits(got, q, limit), exactHits(rebuilt, q, limit), bruteForceHits(rebuilt, q, limit)
+				if !slices.Equal(r, b) {
+					t.Errorf("%s: query %q, limit %d: rebuilt index %v, every document scored %v", name, q, limit, r, b)
+				}
+				if !slices.Equal(g, r) {
+					t.Errorf("%s: query %q, limit %d: %v, rebuilt index %v", name, q, limit, g, r)
+				}
+				if gb := bruteForceHits(got, q, limit); !slices.Equal(gb, b) {
+					t.Errorf("%s: query %q, limit %d: every document scored %v, rebuilt %v", name, q, limit, gb, b)
+				}
+			}
+		}
+	}
+	rebuilt := Build(corpus)
+	check("rebuilt without impacts", rebuilt, (&Index{}).WithChanges(nil).WithChanges(changesOf(corpus)))
+	for seed := range uint64(3) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		order := slices.Clone(corpus)
+		switch seed {
+		case 0:
+			slices.Reverse(order)
+		default:
+			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		}
+		ix := &Index{}
+		var removed []Source
+		for len(order) > 0 {
+			n := min(len(order), 1+rng.IntN(8))
+			changes := changesOf(order[:n])
+			order = order[n:]
+			if seed > 0 && rng.IntN(3) == 0 && len(removed) > 0 {
+				// Add back a server removed earlier.
+				s := removed[0]
+				removed = removed[1:]
+				changes[s.Server.Name] = &s
+			}
+			ix = ix.WithChanges(changes)
+			if seed > 0 && rng.IntN(4) == 0 {
+				// Remove a server it holds (added back later).
+				sh := ix.shards[rng.IntN(len(ix.shards))]
+				g := sh.segs[rng.IntN(len(sh.segs))]
+				removed = append(removed, g.src)
+				ix = ix.WithChanges(map[string]*Source{g.name(): nil})
+			}
+		}
+		if len(removed) > 0 {
+			ix = ix.WithChanges(changesOf(removed))
+		}
+		name := fmt.Sprintf("order %d (%d shards, rebuilt %d)", seed, len(ix.shards), len(rebuilt.shards))
+		check(name+" without impacts", ix, rebuilt)
+		check(name+" with impacts", ix.WithImpacts(), rebuilt)
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+// changesOf is srcs as changes (see Index.WithChanges).
+func changesOf(srcs []Source) map[string]*Source {
+	out := make(map[string]*Source, len(srcs))
+	for i := range srcs {
+		out[srcs[i].Server.Name] = &srcs[i]
+	}
+	return out
+}
+
+// TestSearchShardBoundHolds: no document's final score (every boost and penalty
+// applied) is above its shard's bound, to the last bit, and the bound is reached:
+// a shard of duplicates is passed over only if its bound is exact.
+func TestSearchShardBoundHolds(t *testing.T) {
+	var cat evalCatalog
+	readEvalJSON(t, "catalog.json", &cat)
+	ix := Build(sortedSources(append(evalSources(cat), synthetic20k()[:1000]...)))
+	var queries []string
+	for _, set := range []string{"train", "train2"} {
+		var qs []evalQuery
+		readEvalJSON(t, set+".json", &qs)
+		for _, q := range qs {
+			queries = append(queries, q.Query)
+		}
+	}
+	queries = append(queries, "list issues", "create an invoice for a customer", "team 42 dashboard metrics")
+	reached := 0
+	for _, q := range queries {
+		buf, cov := shardBoundsOf(ix, q)
+		best := make([]float32, len(ix.shards))
+		for _, d := range ix.searchScored(q, ix.n+1) {
+			best[d.shard] = max(best[d.shard], d.score)
+		}
+		for k, b := range best {
+			bound := shardBound(buf, cov, k, len(ix.shards))
+			if b > bound {
+				t.Fatalf("query %q: shard %d has a hit scoring %v, above its bound %v", q, k, b, bound)
+			}
+			if b > 0 && b == bound {
+				reached++
+			}
+		}
+	}
+	if reached == 0 {
+		t.Fatal("no shard's best hit reaches its bound: the test does not show the bounds are tight")
+	}
+	t.Logf("%d queries over %d shards: %d shards' best hit scores exactly their bound", len(queries), len(ix.shards), reached)
 }
