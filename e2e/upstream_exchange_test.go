@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // upstreamExchangeCaddyfile: server "exch" takes tokens of its own authorization
@@ -94,20 +93,11 @@ func exchangesAt(t *testing.T, issuer string) exchangeCount {
 // refusal is remembered rather than repeated on every call.
 func TestUpstreamTokenExchange(t *testing.T) {
 	t.Parallel()
-	aliceHash, _ := bcrypt.GenerateFromPassword([]byte(alicePassword), bcrypt.MinCost)
-	bobHash, _ := bcrypt.GenerateFromPassword([]byte(bobPassword), bcrypt.MinCost)
 	asIssuer := startUpstreamAS(t, `TRUSTED_SUBJECT_ISSUER=^http://127\.0\.0\.1:\d+/oauth$`)
 	saas := startSaaSUpstream(t, asIssuer)
 	idp := startOIDCProvider(t, "SERVICE_GROUPS=eng")
-	base, caddy := startCaddy(t, upstreamExchangeCaddyfile, map[string]string{
-		"MCP_ENCRYPTION_KEY": "6d0c3a1e9b2f4c5d8e7f60718293a4b5c6d7e8f9012345678901234567890abc",
-		"SAAS_URL":           saas.URL,
-		"AS_ISSUER":          asIssuer,
-		"OIDC_ISSUER":        idp,
-		"GATEWAY_SECRET":     "gateway-secret",
-		"ALICE_HASH":         string(aliceHash),
-		"BOB_HASH":           string(bobHash),
-	})
+	base, caddy := startCaddy(t, upstreamExchangeCaddyfile, twoUsersEnv("SAAS_URL", saas.URL, "AS_ISSUER", asIssuer,
+		"OIDC_ISSUER", idp, "GATEWAY_SECRET", "gateway-secret"))
 	mcpURL := base + "/exch/mcp"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -451,18 +451,10 @@ func runTSClient(t *testing.T, mcpURL, token string) tsOutcome {
 // user can complete, replay or hijack a connection, nor use the other's token.
 func TestUpstreamOAuth(t *testing.T) {
 	t.Parallel()
-	aliceHash, _ := bcrypt.GenerateFromPassword([]byte(alicePassword), bcrypt.MinCost)
-	bobHash, _ := bcrypt.GenerateFromPassword([]byte(bobPassword), bcrypt.MinCost)
 	const accessTTL = 6 // seconds: short, so that refresh happens during the test
 	asIssuer := startUpstreamAS(t, "ACCESS_TTL="+strconv.Itoa(accessTTL))
 	saas := startSaaSUpstream(t, asIssuer)
-	base, caddy := startCaddy(t, upstreamOAuthCaddyfile, map[string]string{
-		"MCP_ENCRYPTION_KEY": "6d0c3a1e9b2f4c5d8e7f60718293a4b5c6d7e8f9012345678901234567890abc",
-		"SAAS_URL":           saas.URL,
-		"GATEWAY_SECRET":     "gateway-secret",
-		"ALICE_HASH":         string(aliceHash),
-		"BOB_HASH":           string(bobHash),
-	})
+	base, caddy := startCaddy(t, upstreamOAuthCaddyfile, twoUsersEnv("SAAS_URL", saas.URL, "GATEWAY_SECRET", "gateway-secret"))
 	mcpURL := base + "/saas/mcp"
 	aliceToken := gatewayToken(t, base, "alice", alicePassword)
 	bobToken := gatewayToken(t, base, "bob", bobPassword)
@@ -671,18 +663,10 @@ func pkceChallenge(verifier string) string {
 // session's calls carry the user's token. Both real clients (go-sdk, TypeScript SDK).
 func TestUpstreamOAuthOpenHandshake(t *testing.T) {
 	t.Parallel()
-	aliceHash, _ := bcrypt.GenerateFromPassword([]byte(alicePassword), bcrypt.MinCost)
-	bobHash, _ := bcrypt.GenerateFromPassword([]byte(bobPassword), bcrypt.MinCost)
 	asIssuer := startUpstreamAS(t)
 	saas := startSaaSUpstream(t, asIssuer)
 	saas.openHandshake.Store(true)
-	base, _ := startCaddy(t, upstreamOAuthCaddyfile, map[string]string{
-		"MCP_ENCRYPTION_KEY": "6d0c3a1e9b2f4c5d8e7f60718293a4b5c6d7e8f9012345678901234567890abc",
-		"SAAS_URL":           saas.URL,
-		"GATEWAY_SECRET":     "gateway-secret",
-		"ALICE_HASH":         string(aliceHash),
-		"BOB_HASH":           string(bobHash),
-	})
+	base, _ := startCaddy(t, upstreamOAuthCaddyfile, twoUsersEnv("SAAS_URL", saas.URL, "GATEWAY_SECRET", "gateway-secret"))
 	mcpURL := base + "/saas/mcp"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -756,6 +740,22 @@ func TestUpstreamOAuthOpenHandshake(t *testing.T) {
 	if o := runTSClient(t, mcpURL, bobToken); !strings.HasPrefix(o.Text, "sub=bob ") {
 		t.Fatalf("bob after connecting: %+v", o)
 	}
+}
+
+// twoUsersEnv is the environment of a Caddyfile with twoUsersAuthServer: the
+// registry's key, alice's and bob's password hashes, and more (name, value pairs).
+func twoUsersEnv(more ...string) map[string]string {
+	aliceHash, _ := bcrypt.GenerateFromPassword([]byte(alicePassword), bcrypt.MinCost)
+	bobHash, _ := bcrypt.GenerateFromPassword([]byte(bobPassword), bcrypt.MinCost)
+	env := map[string]string{
+		"MCP_ENCRYPTION_KEY": "6d0c3a1e9b2f4c5d8e7f60718293a4b5c6d7e8f9012345678901234567890abc",
+		"ALICE_HASH":         string(aliceHash),
+		"BOB_HASH":           string(bobHash),
+	}
+	for i := 0; i+1 < len(more); i += 2 {
+		env[more[i]] = more[i+1]
+	}
+	return env
 }
 
 // twoUsersAuthServer is the built-in authorization server of the upstream-OAuth tests:

@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 // upstreamRegistrationCaddyfile: two servers in front of the same real upstream, whose
@@ -72,8 +70,6 @@ func clientsAt(t *testing.T, issuer string) clientCounts {
 // from loopback, which oidc-provider refuses by default.
 func TestUpstreamOAuthRegistration(t *testing.T) {
 	t.Parallel()
-	aliceHash, _ := bcrypt.GenerateFromPassword([]byte(alicePassword), bcrypt.MinCost)
-	bobHash, _ := bcrypt.GenerateFromPassword([]byte(bobPassword), bcrypt.MinCost)
 
 	// The https front, proxying to the gateway once it runs.
 	var target atomic.Pointer[httputil.ReverseProxy]
@@ -93,13 +89,7 @@ func TestUpstreamOAuthRegistration(t *testing.T) {
 
 	asIssuer := startUpstreamAS(t, "NODE_EXTRA_CA_CERTS="+caFile, "CIMD_ALLOW_LOOPBACK=1")
 	saas := startSaaSUpstream(t, asIssuer)
-	base, caddy := startCaddy(t, upstreamRegistrationCaddyfile, map[string]string{
-		"MCP_ENCRYPTION_KEY": "6d0c3a1e9b2f4c5d8e7f60718293a4b5c6d7e8f9012345678901234567890abc",
-		"SAAS_URL":           saas.URL,
-		"TLS_ORIGIN":         front.URL,
-		"ALICE_HASH":         string(aliceHash),
-		"BOB_HASH":           string(bobHash),
-	})
+	base, caddy := startCaddy(t, upstreamRegistrationCaddyfile, twoUsersEnv("SAAS_URL", saas.URL, "TLS_ORIGIN", front.URL))
 	gw, _ := url.Parse(base)
 	target.Store(httputil.NewSingleHostReverseProxy(gw))
 
