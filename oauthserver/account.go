@@ -102,13 +102,9 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 			s.renderSignIn(w, http.StatusUnauthorized, sess, returnTo, badCredentials)
 			return
 		}
-		s.store.DeleteSession(r.Context(), sess.ID)
-		if _, err := s.newSession(w, r, user.Name); err != nil {
-			s.logger.Error("creating session failed", zapErr(err))
-			renderError(w, http.StatusInternalServerError, "Server error", "Your session could not be created.")
-			return
+		if _, ok := s.signInSession(w, r, sess, user.Name); ok {
+			http.Redirect(w, r, returnTo, http.StatusSeeOther)
 		}
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
 	default:
 		w.Header().Set("Allow", "GET, POST")
 		renderError(w, http.StatusMethodNotAllowed, "Method not allowed", "The sign-in page takes GET and POST.")

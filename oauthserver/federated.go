@@ -218,11 +218,8 @@ func (s *Server) finishFederated(w http.ResponseWriter, r *http.Request, c *fede
 		renderError(w, http.StatusConflict, "Sign-in refused", err.Error())
 		return
 	}
-	s.store.DeleteSession(ctx, sess.ID)
-	newSess, err := s.newSession(w, r, user.Name)
-	if err != nil {
-		s.logger.Error("creating session failed", zapErr(err))
-		renderError(w, http.StatusInternalServerError, "Server error", "Your session could not be created.")
+	newSess, ok := s.signInSession(w, r, sess, user.Name)
+	if !ok {
 		return
 	}
 	s.logger.Info("signed in", zap.String("user", user.Name), zap.String("provider", p.Name), zap.Strings("groups", user.Groups), zap.String("remote_ip", clientIP(r)))

@@ -184,7 +184,6 @@ func throttledAnswer(w http.ResponseWriter, wait time.Duration) string {
 
 // handleLogin checks the sign-in form of an authorization request.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, req AuthRequest, c Client, sess Session) {
-	ctx := r.Context()
 	user, result, wait := s.checkCredentials(r)
 	switch result {
 	case signInUnavailable:
@@ -199,14 +198,23 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, req AuthReq
 		s.proceed(w, r, req, c, Session{}, badCredentials)
 		return
 	}
-	s.store.DeleteSession(ctx, sess.ID)
-	newSess, err := s.newSession(w, r, user.Name)
+	if newSess, ok := s.signInSession(w, r, sess, user.Name); ok {
+		s.proceedSignedIn(w, r, req, c, newSess)
+	}
+}
+
+// signInSession replaces the browser's session old with a new one for the user who
+// just signed in (a new id, so one planted before sign-in is worthless). On false the
+// error page has been written.
+func (s *Server) signInSession(w http.ResponseWriter, r *http.Request, old Session, user string) (Session, bool) {
+	s.store.DeleteSession(r.Context(), old.ID)
+	sess, err := s.newSession(w, r, user)
 	if err != nil {
 		s.logger.Error("creating session failed", zapErr(err))
 		renderError(w, http.StatusInternalServerError, "Server error", "Your session could not be created.")
-		return
+		return Session{}, false
 	}
-	s.proceedSignedIn(w, r, req, c, newSess)
+	return sess, true
 }
 
 // proceedSignedIn moves a pending request to the session its user just signed in to
