@@ -5,7 +5,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/caddymcp/caddymcp/internal/cfargs"
 	_ "github.com/caddymcp/caddymcp/internal/directiveorder"
 )
 
@@ -28,30 +27,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		auth { … }                 # required: the same block as mcp_gateway's (its policy)
 //	}
 func (u *UI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		if seen[opt] {
-			return d.Errf("%s given twice", opt)
-		}
-		seen[opt] = true
-		ok, err := u.UnmarshalOption(d, opt)
-		if !ok && opt == "sign_in" {
-			ok = true
-			u.SignIn, err = cfargs.One(d)
-		}
-		if !ok {
-			return d.Errf("unknown mcp_ui option %q", opt)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return u.Site.UnmarshalCaddyfile(d, "mcp_ui", map[string]*string{"sign_in": &u.SignIn})
 }
 
 var _ caddyfile.Unmarshaler = (*UI)(nil)

@@ -5,7 +5,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/caddymcp/caddymcp/internal/cfargs"
 	_ "github.com/caddymcp/caddymcp/internal/directiveorder"
 )
 
@@ -28,30 +27,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		auth { … }                 # the same block as mcp_gateway's
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		if seen[opt] {
-			return d.Errf("%s given twice", opt)
-		}
-		seen[opt] = true
-		ok, err := h.UnmarshalOption(d, opt)
-		if !ok && opt == "token_env" {
-			ok = true
-			h.TokenEnv, err = cfargs.One(d)
-		}
-		if !ok {
-			return d.Errf("unknown mcp_ide_config option %q", opt)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return h.Site.UnmarshalCaddyfile(d, "mcp_ide_config", map[string]*string{"token_env": &h.TokenEnv})
 }
 
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

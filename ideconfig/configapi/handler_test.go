@@ -171,3 +171,34 @@ func TestConfigRefusals(t *testing.T) {
 		}
 	}
 }
+
+// A public_url that is not an origin, or a token_env that is not a variable name, is
+// refused when the config loads, naming the field.
+func TestConfigRefusesBadSettings(t *testing.T) {
+	for field, tc := range map[string]map[string]any{
+		"public_url": {"public_url": "https://mcp.example.com/path"},
+		"token_env":  {"token_env": "X; rm -rf"},
+	} {
+		handler := map[string]any{"handler": "mcp_ide_config"}
+		for k, v := range tc {
+			handler[k] = v
+		}
+		cfg, _ := json.Marshal(map[string]any{
+			"admin": map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
+			"apps": map[string]any{
+				"mcp_registry": map[string]any{"storage": map[string]any{"path": filepath.Join(t.TempDir(), "r.db")}, "health": map[string]any{"disabled": true}},
+				"http": map[string]any{"servers": map[string]any{"s": map[string]any{
+					"listen": []string{"127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))},
+					"routes": []any{map[string]any{"handle": []any{handler}}},
+				}}},
+			},
+		})
+		err := caddy.Load(cfg, true)
+		if err == nil {
+			caddy.Stop()
+			t.Errorf("%s: accepted", field)
+		} else if !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: %v", field, err)
+		}
+	}
+}

@@ -71,9 +71,39 @@ func (s *Site) GatewayBase(r *http.Request) string {
 	return origin.Resolve(s.PublicURL, r) + s.GatewayPrefix
 }
 
-// UnmarshalOption reads one of Site's Caddyfile options (prefix, public_url,
+// UnmarshalCaddyfile reads a handler's directive: no argument, then a block of Site's
+// options and the handler's own, each a single value given once: own maps an option
+// name to the field it sets.
+func (s *Site) UnmarshalCaddyfile(d *caddyfile.Dispenser, directive string, own map[string]*string) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("%s given twice", opt)
+		}
+		seen[opt] = true
+		ok, err := s.unmarshalOption(d, opt)
+		if field, mine := own[opt]; !ok && mine {
+			ok = true
+			*field, err = cfargs.One(d)
+		}
+		if !ok {
+			return d.Errf("unknown %s option %q", directive, opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalOption reads one of Site's Caddyfile options (prefix, public_url,
 // gateway_prefix, auth); false when opt is none of them.
-func (s *Site) UnmarshalOption(d *caddyfile.Dispenser, opt string) (bool, error) {
+func (s *Site) unmarshalOption(d *caddyfile.Dispenser, opt string) (bool, error) {
 	var err error
 	switch opt {
 	case "prefix":
