@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/internal/authn"
+	"github.com/caddymcp/caddymcp/internal/htmlpage"
 	"github.com/caddymcp/caddymcp/mcpregistry"
 	"github.com/caddymcp/caddymcp/mcpregistry/model"
 )
@@ -59,12 +60,7 @@ type connectPage struct {
 }
 
 func renderConnect(w http.ResponseWriter, status int, name string, p connectPage) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	htmlpage.SetHeaders(w, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'", "no-referrer")
 	w.WriteHeader(status)
 	_ = connectPages.ExecuteTemplate(w, name, p)
 }

@@ -1,10 +1,10 @@
 package mcpui
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
 	"html/template"
 	"net/http"
+
+	"github.com/caddymcp/caddymcp/internal/htmlpage"
 )
 
 // pageData is what every page template reads.
@@ -39,13 +39,7 @@ type pageData struct {
 const copyScript = `document.addEventListener('click',function(e){var id=e.target.getAttribute('data-copy');if(!id)return;` +
 	`navigator.clipboard.writeText(document.getElementById(id).textContent).then(function(){e.target.textContent='Copied'},function(){e.target.textContent='Select and copy by hand'})});`
 
-var scriptCSP, styleCSP = hashSource(copyScript), hashSource(style)
-
-// hashSource is the CSP source that allows exactly this inline script or style.
-func hashSource(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-}
+var scriptCSP, styleCSP = htmlpage.HashSource(copyScript), htmlpage.HashSource(style)
 
 const style = `body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:1rem 1.5rem;color:#1a1a1a}` +
 	`header{display:flex;justify-content:space-between;align-items:baseline;border-bottom:1px solid #ddd;margin-bottom:1rem}` +
@@ -93,15 +87,9 @@ var pages = template.Must(template.New("").Parse(`
 // render writes a page with headers that keep it out of frames, caches and other
 // origins' reach: no script but the copy button's, no external asset.
 func render(w http.ResponseWriter, status int, name string, d pageData) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src "+styleCSP+"; script-src "+scriptCSP+"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
 	// same-origin, not no-referrer: with no-referrer the browser sends "Origin: null"
 	// with the page's own forms, and the same-origin check would have nothing to check.
-	h.Set("Referrer-Policy", "same-origin")
-	h.Set("Cache-Control", "no-store")
+	htmlpage.SetHeaders(w, "default-src 'none'; style-src "+styleCSP+"; script-src "+scriptCSP+"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'", "same-origin")
 	w.WriteHeader(status)
 	_ = pages.ExecuteTemplate(w, name, d)
 }

@@ -1,11 +1,11 @@
 package oauthserver
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
 	"html/template"
 	"net/http"
 	"strings"
+
+	"github.com/caddymcp/caddymcp/internal/htmlpage"
 )
 
 // The pages are self-contained: one inline style block allowed by its hash, no script,
@@ -15,10 +15,7 @@ h1{font-size:1.4rem}label{display:block;margin-top:1rem}input{width:100%;padding
 button,a.button{margin-top:1.2rem;padding:.5rem 1.2rem;margin-right:.5rem}a.button{display:inline-block;border:1px solid #767676;border-radius:2px;color:inherit;text-decoration:none}.err{color:#b00020}.host{font-size:1.2rem;font-weight:bold}
 .small{color:#555;font-size:.9rem}code{word-break:break-all}h2{font-size:1.1rem;margin-top:2rem}table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2rem .4rem}`
 
-var styleCSP = func() string {
-	sum := sha256.Sum256([]byte(pageStyle))
-	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-}()
+var styleCSP = htmlpage.HashSource(pageStyle)
 
 var pages = template.Must(template.New("").Parse(`
 {{define "head"}}<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{{.Title}}</title><style>{{.Style}}</style></head><body>{{end}}
@@ -116,12 +113,7 @@ func renderPage(w http.ResponseWriter, status int, name string, data pageData, f
 	if formTarget != "" {
 		formAction += " " + formTarget
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src "+styleCSP+"; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	htmlpage.SetHeaders(w, "default-src 'none'; style-src "+styleCSP+"; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'", "no-referrer")
 	noStore(w)
 	w.WriteHeader(status)
 	pages.ExecuteTemplate(w, name, data)
