@@ -290,6 +290,16 @@ func TestFederatedCallbackAttacks(t *testing.T) {
 	if resp, _ := browse(t, victim, as.Issuer+"/login/corp/callback?code=x&state=y"); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("callback with no sign-in: %d", resp.StatusCode)
 	}
+	// The start's return_to is a path on this site only: the provider's way back is no
+	// open redirect.
+	for _, evil := range []string{"https://evil.example/x", "//evil.example/x", "/\\evil.example"} {
+		c := browser(t)
+		browse(t, c, as.Issuer+"/login") // a session of its own
+		back := idpSignIn(t, c, as.Issuer+"/login/corp?return_to="+url.QueryEscape(evil), "bob")
+		if resp, _ := browse(t, c, back.String()); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != as.issuerPath+"/account" {
+			t.Errorf("return_to %q: %d %s", evil, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
 	if resp, _ := browse(t, victim, as.Issuer+"/login/nope"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown provider: %d", resp.StatusCode)
 	}

@@ -58,6 +58,9 @@ func New(ctx context.Context, p Provider, client *http.Client) (*Client, error) 
 // Provider returns the provider's settings, defaults filled in.
 func (c *Client) Provider() Provider { return c.p }
 
+// endpoints discovers the provider's endpoints once. The lock is held across the
+// fetch on purpose: sign-ins arriving meanwhile wait for that one discovery (bounded
+// by the client's timeout) instead of each asking the provider.
 func (c *Client) endpoints(ctx context.Context) (*endpoints, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
