@@ -15,6 +15,7 @@ type pageData struct {
 	// The index page.
 	Query   string
 	Servers []serverRow
+	Next    string // the last server shown when more follow
 	Hits    []hitRow
 	// A server's page.
 	Server     *serverRow
@@ -60,7 +61,7 @@ var pages = template.Must(template.New("").Parse(`
 {{end}}</table>{{else}}<p>Nothing you may use matches.</p>{{end}}{{end}}
 <h2>Your servers</h2>{{if .Servers}}<table id="servers"><tr><th>Server</th><th>Health</th><th>Tools</th><th>Description</th></tr>
 {{range .Servers}}<tr><td><a href="{{$.Prefix}}/servers/{{.Name}}">{{.Name}}</a>{{if not .Enabled}} <span class="small">(disabled)</span>{{end}}</td><td class="{{.Health}}">{{.Health}}</td><td>{{.Tools}}</td><td>{{.Description}}{{range .Tags}} <span class="small">#{{.}}</span>{{end}}</td></tr>
-{{end}}</table>{{else}}<p>Your groups give you no server yet. Ask the platform team for access.</p>{{end}}
+{{end}}</table>{{if .Next}}<p><a id="next" href="{{.Prefix}}/?after={{.Next}}">More servers</a></p>{{end}}{{else}}<p>Your groups give you no server yet. Ask the platform team for access.</p>{{end}}
 {{template "foot" .}}{{end}}
 {{define "server"}}{{template "head" .}}{{with .Server}}
 <h2>{{.Name}}{{if not .Enabled}} <span class="small">(disabled)</span>{{end}}</h2><p>{{.Description}}</p>

@@ -305,3 +305,41 @@ func TestDashboardActions(t *testing.T) {
 		t.Errorf("alice's check: %d", resp.StatusCode)
 	}
 }
+
+// The index lists a page of servers at a time, in name order, each page after the
+// last one shown; only the servers the person may list count.
+func TestDashboardPages(t *testing.T) {
+	base := startDashboard(t)
+	defer func(n int) { pageSize = n }(pageSize)
+	pageSize = 2
+	bob, _ := signedIn(t, base, "bob")
+	row := regexp.MustCompile(`<tr><td><a href="/ui/servers/([a-z]+)">`)
+	var seen []string
+	next := base + "/ui/"
+	for range 5 {
+		_, page := get(t, bob, next)
+		for _, m := range row.FindAllStringSubmatch(page, -1) {
+			seen = append(seen, m[1])
+		}
+		m := regexp.MustCompile(`<a id="next" href="([^"]+)">`).FindStringSubmatch(page)
+		if m == nil {
+			break
+		}
+		next = base + html(m[1])
+	}
+	if strings.Join(seen, " ") != "github hr jira legacy saas" {
+		t.Errorf("pages listed %v", seen)
+	}
+	alice, _ := signedIn(t, base, "alice")
+	if _, page := get(t, alice, base+"/ui/?after=github"); strings.Join(regexpAll(row, page), " ") != "legacy" {
+		t.Errorf("alice after github:\n%s", page)
+	}
+}
+
+func regexpAll(re *regexp.Regexp, s string) []string {
+	var out []string
+	for _, m := range re.FindAllStringSubmatch(s, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}

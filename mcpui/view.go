@@ -19,6 +19,10 @@ import (
 // maxQuery bounds the search box, as the registry's REST search does.
 const maxQuery = 256
 
+// pageSize bounds the servers one index page lists; the next page starts after the
+// last name shown.
+var pageSize = 200 // a variable for the tests
+
 // view is one request's page data source: the signed-in caller and the gateway's
 // public base URL.
 type view struct {
@@ -50,9 +54,17 @@ func (v view) serveIndex(w http.ResponseWriter) {
 		renderMessage(w, http.StatusBadRequest, "Search too long", fmt.Sprintf("A search is at most %d bytes.", maxQuery))
 		return
 	}
-	for _, s := range app.ListServers() {
-		if !app.CanList(ctx, s) {
+	after := v.r.URL.Query().Get("after")
+	all := app.ListServers() // sorted by name
+	i, _ := slices.BinarySearchFunc(all, after, func(s *model.Server, name string) int { return strings.Compare(s.Name, name) })
+	for ; i < len(all); i++ {
+		s := all[i]
+		if s.Name == after || !app.CanList(ctx, s) {
 			continue
+		}
+		if len(d.Servers) == pageSize {
+			d.Next = d.Servers[pageSize-1].Name
+			break
 		}
 		hl, _ := app.Health(s.Name)
 		d.Servers = append(d.Servers, serverRow{Name: s.Name, Description: s.Description, URL: v.serverURL(s), Health: string(hl.Status),
