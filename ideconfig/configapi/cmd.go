@@ -163,8 +163,12 @@ func mergeInto(path, format, content string) ([]byte, error) {
 }
 
 // writeWithBackup replaces path with b (written aside, then renamed), keeping the
-// file it replaces as path.bak.
+// file it replaces as path.bak. A path that is a symbolic link (a dotfiles checkout)
+// stays one: the file it points to is replaced.
 func writeWithBackup(path string, b []byte) error {
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}

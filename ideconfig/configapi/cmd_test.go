@@ -53,3 +53,24 @@ func TestConfigCommand(t *testing.T) {
 		t.Errorf("without a gateway: %v", err)
 	}
 }
+
+// A client file that is a symbolic link (a dotfiles checkout) stays one.
+func TestWriteKeepsSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "dotfiles", "mcp.json")
+	os.MkdirAll(filepath.Dir(target), 0o755)
+	os.WriteFile(target, []byte("{}"), 0o600)
+	link := filepath.Join(dir, "mcp.json")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeWithBackup(link, []byte(`{"mcpServers": {}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced: %v %v", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != `{"mcpServers": {}}` {
+		t.Errorf("target: %s", b)
+	}
+}

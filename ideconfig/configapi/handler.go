@@ -69,8 +69,9 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 
 var envVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// maxServersPerConfig bounds the server= list of one request.
-const maxServersPerConfig = 200
+// maxServersPerConfig bounds the servers of one configuration (a variable for the
+// tests).
+var maxServersPerConfig = 200
 
 // Provision sets up the handler.
 func (h *Handler) Provision(ctx caddy.Context) error {
@@ -150,6 +151,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if !slices.Contains(chosen, s) {
 			chosen = append(chosen, s)
 		}
+	}
+	if len(chosen) > maxServersPerConfig {
+		writeError(w, http.StatusUnprocessableEntity, "server", fmt.Sprintf("you may use %d servers, more than one configuration holds (%d): name the ones you want with server=", len(chosen), maxServersPerConfig))
+		return nil
 	}
 	out, servers, notes, err := h.generate(ideconfig.Client(client), chosen, h.GatewayBase(r), useToken)
 	if err != nil {

@@ -202,3 +202,16 @@ func TestConfigRefusesBadSettings(t *testing.T) {
 		}
 	}
 }
+
+// A caller who may use more servers than one configuration holds is told to name them.
+func TestConfigTooManyServers(t *testing.T) {
+	base := startConfigAPI(t)
+	defer func(n int) { maxServersPerConfig = n }(maxServersPerConfig)
+	maxServersPerConfig = 1
+	if a := fetch(t, http.MethodGet, base+"/cursor", "admins"); a.status != http.StatusUnprocessableEntity || !strings.Contains(a.raw, "name the ones you want with server=") {
+		t.Errorf("admins: %d %s", a.status, a.raw)
+	}
+	if a := fetch(t, http.MethodGet, base+"/cursor?server=github", "admins"); a.status != http.StatusOK {
+		t.Errorf("one named server: %d %s", a.status, a.raw)
+	}
+}
